@@ -1,0 +1,206 @@
+"""Engine configuration: one TOML file, every threshold in one place.
+
+``facetrail init`` writes ``config.toml`` into the data directory with the
+defaults below; an operator edits it there. Unknown keys and values of the
+wrong type are refused with the key's name, so a typo cannot silently leave a
+default in force.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_type_hints
+
+from facetrail.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Limits applied before and while decoding an image."""
+
+    max_bytes: int = 50 * 1024 * 1024
+    """Largest accepted file, in bytes."""
+    max_pixels: int = 80_000_000
+    """Largest accepted width × height (per frame)."""
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    """How faces are found."""
+
+    max_working_side: int = 1600
+    """Larger photos are reduced so their longer side is this many pixels before detection."""
+    min_face_px: int = 40
+    """Smallest face width (original pixels) the HOG pass should find; small images are upsampled for it."""
+    min_face_fraction: float = 0.05
+    """...but never look for faces narrower than this fraction of the image's shorter side."""
+    hog_threshold: float = 0.0
+    """HOG detector score threshold (dlib's adjust_threshold)."""
+    fallback: Literal["cnn", "none"] = "cnn"
+    """What to try when HOG finds no face: dlib's CNN (MMOD) detector, or nothing."""
+    cnn_max_side: int = 640
+    """The CNN fallback runs on the image reduced/enlarged so its longer side is at most this."""
+    cnn_min_side: int = 400
+    """...and small images are enlarged so their longer side is at least this."""
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """How templates are computed."""
+
+    augmentation: Literal["none", "mirror"] = "mirror"
+    """Test-time augmentation: 'none' is one pass, 'mirror' averages the chip and its mirror image (two passes)."""
+
+
+@dataclass(frozen=True)
+class QualityThresholds:
+    """A face below any of these is 'poor', with the failed checks as reasons."""
+
+    min_inter_eye_px: float = 20.0
+    min_face_px: float = 40.0
+    min_sharpness: float = 15.0
+    """Variance of the Laplacian of the aligned grey chip."""
+    min_brightness: float = 40.0
+    max_brightness: float = 220.0
+    """Mean grey level of the aligned chip, 0-255."""
+    min_contrast: float = 20.0
+    """Standard deviation of the grey level of the aligned chip."""
+    max_abs_yaw_deg: float = 45.0
+    max_abs_roll_deg: float = 30.0
+    min_detector_score: float = -0.5
+
+
+@dataclass(frozen=True)
+class EnrolmentConfig:
+    """Rules for images that enter a gallery."""
+
+    dominant_face_ratio: float = 0.0
+    """If > 0, an image with several faces is accepted when the largest face's area is at least this
+    many times the next largest; 0 means a gallery image must contain exactly one face."""
+    require_acceptable_quality: bool = True
+    workers: int = 0
+    """Processes used for enrolment; 0 means one per CPU core."""
+    commit_every: int = 32
+    """Enrolled images are committed to the store in batches of this size."""
+    prohibited_sources: tuple[str, ...] = ("web-scrape", "social-media", "commercial-face-search")
+    """Provenance sources no gallery may ever allow (images scraped from the web or social media, third-party
+    face search services)."""
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where the metadata lives."""
+
+    database_url: str = ""
+    """SQLAlchemy URL, e.g. postgresql+psycopg://user@127.0.0.1:5432/facetrail; empty means SQLite in the data
+    directory. The environment variable FACETRAIL_DATABASE_URL overrides it."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What the face engine needs: decoding limits, detection, embedding and quality thresholds."""
+
+    limits: DecodeLimits = field(default_factory=DecodeLimits)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    quality: QualityThresholds = field(default_factory=QualityThresholds)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration file: one table per section."""
+
+    limits: DecodeLimits = field(default_factory=DecodeLimits)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    quality: QualityThresholds = field(default_factory=QualityThresholds)
+    enrolment: EnrolmentConfig = field(default_factory=EnrolmentConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+    @property
+    def engine(self) -> EngineConfig:
+        """The sections the face engine uses."""
+        return EngineConfig(self.limits, self.detection, self.embedding, self.quality)
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Read ``Settings`` from a TOML file; defaults when ``path`` is None or absent."""
+    if path is None or not path.exists():
+        return Settings()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return settings_from_dict(raw, source=str(path))
+
+
+def settings_from_dict(raw: dict[str, Any], source: str = "config") -> Settings:
+    """Build ``Settings`` from nested dicts, refusing unknown keys and wrong types."""
+    return _build(Settings, raw, source)
+
+
+def settings_to_toml(config: Settings) -> str:
+    """Render a configuration as TOML, one table per section, with each field's documentation."""
+    lines = ["# facetrail engine configuration. Every key is optional; shown values are in force."]
+    for section in dataclasses.fields(config):
+        value = getattr(config, section.name)
+        lines.append("")
+        lines.append(f"[{section.name}]")
+        for item in dataclasses.fields(value):
+            lines.append(f"{item.name} = {_toml_value(getattr(value, item.name))}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table")
+    hints = get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s): {', '.join(unknown)}")
+    values = {}
+    for name, value in raw.items():
+        hint = hints[name]
+        key = f"{where}.{name}"
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, key)
+        else:
+            values[name] = _check_scalar(hint, value, key)
+    return cls(**values)
+
+
+def _check_scalar(hint: Any, value: Any, key: str) -> Any:
+    choices = get_args(hint)
+    if choices and all(isinstance(c, str) for c in choices):
+        if value not in choices:
+            raise ConfigError(f"{key}: must be one of {', '.join(map(repr, choices))}, not {value!r}")
+        return value
+    if hint == tuple[str, ...]:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value
+    elif hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, hint)
+    if not ok:
+        raise ConfigError(f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+    return value

@@ -1,0 +1,1 @@
+"""Face engine: decoding, detection, alignment, embedding and quality."""

@@ -1,0 +1,102 @@
+"""Face detection: dlib's HOG detector at an automatic scale, with a CNN fallback.
+
+Large photos are reduced to a working size; small ones are upsampled so that
+faces down to ``min_face_px`` wide are found (HOG's window is 80 px). When HOG
+finds nothing, dlib's CNN (MMOD) detector runs on a size-bounded copy.
+An examiner may instead give the face box by hand (``detect_in_box``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from facetrail.config import DetectionConfig
+from facetrail.engine.geometry import Box
+
+HOG_WINDOW_PX = 80
+MAX_UPSAMPLE = 2
+MANUAL_BOX_MIN_IOU = 0.3
+"""A detector box inside a hand-drawn box replaces it when they overlap at least this much."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A face found in an image: its box in original pixels, the detector's score and which detector found it."""
+
+    box: Box
+    score: float | None
+    """HOG: SVM margin (>0 is a face); CNN: MMOD confidence; None for a box drawn by hand."""
+    detector: str
+    """'hog', 'cnn' or 'manual'."""
+
+
+class FaceDetector:
+    """Finds faces in RGB uint8 images according to a ``DetectionConfig``."""
+
+    def __init__(self, config: DetectionConfig) -> None:
+        import dlib
+        import face_recognition_models as weights
+
+        self.config = config
+        self._hog = dlib.get_frontal_face_detector()
+        self._cnn = None
+        if config.fallback == "cnn":
+            self._cnn = dlib.cnn_face_detection_model_v1(weights.cnn_face_detector_model_location())
+
+    def detect(self, pixels: np.ndarray) -> list[Detection]:
+        """All faces in the image, largest first; HOG first, the CNN fallback if HOG finds none."""
+        found = self._run_hog(pixels, self._min_face_px(pixels.shape))
+        if not found and self._cnn is not None:
+            found = self._run_cnn(pixels)
+        return sorted(found, key=lambda d: d.box.area, reverse=True)
+
+    def detect_in_box(self, pixels: np.ndarray, box: Box) -> Detection:
+        """Refine a hand-drawn box: the detector's own box where it finds the face there, else the box as drawn."""
+        height, width = pixels.shape[:2]
+        margin_x, margin_y = box.width / 2, box.height / 2
+        left, top = max(0, int(box.left - margin_x)), max(0, int(box.top - margin_y))
+        right, bottom = min(width, int(box.right + margin_x)), min(height, int(box.bottom + margin_y))
+        if right <= left or bottom <= top:
+            return Detection(box, None, "manual")
+        crop = np.ascontiguousarray(pixels[top:bottom, left:right])
+        min_face = max(8.0, 0.6 * min(box.width, box.height))
+        best: Detection | None = None
+        for found in self._run_hog(crop, min_face):
+            shifted = Box(found.box.left + left, found.box.top + top, found.box.width, found.box.height)
+            if shifted.iou(box) >= MANUAL_BOX_MIN_IOU and (best is None or shifted.iou(box) > best.box.iou(box)):
+                best = Detection(shifted, found.score, found.detector)
+        return best or Detection(box, None, "manual")
+
+    def _min_face_px(self, shape: tuple[int, ...]) -> float:
+        return max(self.config.min_face_px, self.config.min_face_fraction * min(shape[:2]))
+
+    def _run_hog(self, pixels: np.ndarray, min_face_px: float) -> list[Detection]:
+        scale = min(1.0, self.config.max_working_side / max(pixels.shape[:2]))
+        working = _resize(pixels, scale)
+        smallest_at_scale = max(1.0, min_face_px * scale)
+        upsample = min(MAX_UPSAMPLE, max(0, math.ceil(math.log2(HOG_WINDOW_PX / smallest_at_scale))))
+        rects, scores, _ = self._hog.run(working, upsample, self.config.hog_threshold)
+        return [Detection(_box(r).scaled(1 / scale), float(s), "hog") for r, s in zip(rects, scores)]
+
+    def _run_cnn(self, pixels: np.ndarray) -> list[Detection]:
+        longest = max(pixels.shape[:2])
+        target = min(self.config.cnn_max_side, max(self.config.cnn_min_side, longest))
+        scale = target / longest
+        found = self._cnn(_resize(pixels, scale), 0)
+        return [Detection(_box(m.rect).scaled(1 / scale), float(m.confidence), "cnn") for m in found]
+
+
+def _box(rect) -> Box:
+    return Box(rect.left(), rect.top(), rect.right() - rect.left(), rect.bottom() - rect.top())
+
+
+def _resize(pixels: np.ndarray, scale: float) -> np.ndarray:
+    if abs(scale - 1.0) < 1e-6:
+        return pixels
+    height, width = pixels.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))

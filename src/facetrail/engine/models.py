@@ -1,0 +1,96 @@
+"""Face recognition models behind one small interface.
+
+A model turns a face box into five landmarks, the landmarks into an aligned
+chip, and chips into fixed-length embeddings compared by Euclidean distance.
+Callers use only ``FaceModel``; adding a model means writing one class and
+registering it in ``MODELS``. Every template stores the model's ``name`` and
+``version`` so templates from different models are never compared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from facetrail.engine.geometry import Box
+from facetrail.errors import ConfigError
+
+
+class FaceModel(Protocol):
+    """What the engine needs of a recognition model."""
+
+    name: str
+    version: str
+    dimension: int
+    default_threshold: float
+    """Distance at or below which the model's authors consider two faces the same person."""
+
+    def landmarks(self, pixels: np.ndarray, box: Box) -> np.ndarray:
+        """Five landmarks ``(5, 2)`` in image pixels: two corners of each eye and the base of the nose."""
+        ...
+
+    def align(self, pixels: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """The aligned face chip (uint8 RGB) the model embeds."""
+        ...
+
+    def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
+        """Embeddings ``(len(chips), dimension)`` float32 for aligned chips."""
+        ...
+
+
+class DlibResNetModel:
+    """dlib's ResNet-34 face descriptor (128-d) with its 5-point shape predictor.
+
+    Weights come from the ``face_recognition_models`` package (0.3.0); nothing is downloaded.
+    Published accuracy: 99.38% on LFW (with jittering); customary threshold 0.6.
+    """
+
+    name = "dlib-resnet-v1"
+    version = "dlib_face_recognition_resnet_model_v1+shape_predictor_5_face_landmarks (face_recognition_models 0.3.0)"
+    dimension = 128
+    default_threshold = 0.6
+    chip_size = 150
+    chip_padding = 0.25
+
+    def __init__(self) -> None:
+        import dlib
+        import face_recognition_models as weights
+
+        self._dlib = dlib
+        self._shape_predictor = dlib.shape_predictor(weights.pose_predictor_five_point_model_location())
+        self._net = dlib.face_recognition_model_v1(weights.face_recognition_model_location())
+
+    def landmarks(self, pixels: np.ndarray, box: Box) -> np.ndarray:
+        shape = self._shape_predictor(pixels, _dlib_rect(self._dlib, box))
+        return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+
+    def align(self, pixels: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        dlib = self._dlib
+        xs, ys = landmarks[:, 0], landmarks[:, 1]
+        rect = dlib.rectangle(int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
+        shape = dlib.full_object_detection(rect, [dlib.point(int(round(x)), int(round(y))) for x, y in landmarks])
+        return np.asarray(dlib.get_face_chip(pixels, shape, self.chip_size, self.chip_padding))
+
+    def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
+        contiguous = [np.ascontiguousarray(chip) for chip in chips]
+        vectors = self._net.compute_face_descriptor(contiguous)
+        return np.array([np.asarray(v) for v in vectors], dtype=np.float32).reshape(len(chips), self.dimension)
+
+
+def _dlib_rect(dlib, box: Box):
+    return dlib.rectangle(int(round(box.left)), int(round(box.top)), int(round(box.right)), int(round(box.bottom)))
+
+
+MODELS: dict[str, Callable[[], FaceModel]] = {DlibResNetModel.name: DlibResNetModel}
+"""Model name → constructor. Register new models here."""
+
+
+def load_model(name: str = DlibResNetModel.name) -> FaceModel:
+    """Construct the named model (loads its weights)."""
+    try:
+        factory = MODELS[name]
+    except KeyError:
+        raise ConfigError(f"unknown face model {name!r} (available: {', '.join(MODELS)})") from None
+    return factory()

@@ -1,0 +1,121 @@
+"""The face pipeline: decode → detect → landmarks → aligned chip → quality → template.
+
+``FaceEngine.find_faces`` does everything up to quality for every face in an
+image (cheap); ``FaceEngine.template`` runs the recognition model on the one
+face a caller chose (expensive). The rules for choosing a face live here too:
+gallery images need exactly one (or one dominant) acceptable face; evaluation
+on photo sets takes the face nearest the centre or the largest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from facetrail.config import EngineConfig, EnrolmentConfig
+from facetrail.engine.decode import DecodedImage, decode_image
+from facetrail.engine.detect import Detection, FaceDetector
+from facetrail.engine.geometry import Box
+from facetrail.engine.models import FaceModel, load_model
+from facetrail.engine.quality import Quality, assess_quality
+from facetrail.errors import MultipleFacesError, NoFaceError, PoorQualityError
+
+FaceChoice = Literal["centre", "largest"]
+
+
+@dataclass(frozen=True)
+class FoundFace:
+    """One face in an image, measured but not yet embedded."""
+
+    detection: Detection
+    landmarks: np.ndarray
+    chip: np.ndarray
+    quality: Quality
+
+
+@dataclass(frozen=True)
+class Template:
+    """A face embedding and what produced it."""
+
+    embedding: np.ndarray
+    model_name: str
+    model_version: str
+    augmentation: str
+    passes: int
+
+
+class FaceEngine:
+    """Decodes images, finds and measures faces, and computes templates under one ``EngineConfig``."""
+
+    def __init__(self, config: EngineConfig | None = None, model: FaceModel | None = None) -> None:
+        self.config = config or EngineConfig()
+        self.model = model or load_model()
+        self.detector = FaceDetector(self.config.detection)
+
+    def decode(self, data: bytes) -> DecodedImage:
+        """Decode untrusted image bytes under the configured limits."""
+        return decode_image(data, self.config.limits)
+
+    def find_faces(self, pixels: np.ndarray, face_box: Box | None = None) -> list[FoundFace]:
+        """Every face in the image (largest first), or just the one in ``face_box`` when given."""
+        if face_box is not None:
+            detections = [self.detector.detect_in_box(pixels, face_box)]
+        else:
+            detections = self.detector.detect(pixels)
+        return [self._measure(pixels, detection) for detection in detections]
+
+    def template(self, face: FoundFace) -> Template:
+        """Embed one face, averaging over the configured test-time augmentation."""
+        chips = [face.chip]
+        if self.config.embedding.augmentation == "mirror":
+            chips.append(np.ascontiguousarray(face.chip[:, ::-1]))
+        embedding = self.model.embed(chips).mean(axis=0).astype(np.float32)
+        return Template(
+            embedding=embedding,
+            model_name=self.model.name,
+            model_version=self.model.version,
+            augmentation=self.config.embedding.augmentation,
+            passes=len(chips),
+        )
+
+    def _measure(self, pixels: np.ndarray, detection: Detection) -> FoundFace:
+        landmarks = self.model.landmarks(pixels, detection.box)
+        chip = self.model.align(pixels, landmarks)
+        quality = assess_quality(detection, landmarks, chip, self.config.quality)
+        return FoundFace(detection, landmarks, chip, quality)
+
+
+def choose_face(faces: list[FoundFace], rule: FaceChoice, image_shape: tuple[int, ...]) -> FoundFace:
+    """Pick the face nearest the image centre or the largest face (for photo sets such as LFW)."""
+    if not faces:
+        raise NoFaceError("no face found")
+    if rule == "largest":
+        return max(faces, key=lambda f: f.detection.box.area)
+    cy, cx = image_shape[0] / 2, image_shape[1] / 2
+
+    def distance_to_centre(face: FoundFace) -> float:
+        fx, fy = face.detection.box.centre
+        return (fx - cx) ** 2 + (fy - cy) ** 2
+
+    return min(faces, key=distance_to_centre)
+
+
+def gallery_face(faces: list[FoundFace], rules: EnrolmentConfig) -> FoundFace:
+    """The one face a gallery image may contribute, or the reason the image is refused."""
+    if not faces:
+        raise NoFaceError("no face found")
+    ordered = sorted(faces, key=lambda f: f.detection.box.area, reverse=True)
+    if len(ordered) > 1:
+        ratio = ordered[0].detection.box.area / max(ordered[1].detection.box.area, 1e-9)
+        dominant = rules.dominant_face_ratio > 0 and ratio >= rules.dominant_face_ratio
+        if not dominant:
+            raise MultipleFacesError(
+                f"{len(ordered)} faces found; a gallery image must show one person"
+                + (f" (largest is only {ratio:.1f}× the next, {rules.dominant_face_ratio:g}× required)" if rules.dominant_face_ratio > 0 else "")
+            )
+    face = ordered[0]
+    if rules.require_acceptable_quality and not face.quality.acceptable:
+        raise PoorQualityError("poor quality: " + "; ".join(face.quality.reasons))
+    return face

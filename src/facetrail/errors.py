@@ -1,0 +1,85 @@
+"""Errors that facetrail reports to its users.
+
+Every error a user can cause (bad image, bad argument, refused record) is a
+``FacetrailError`` with a message that names the problem; the CLI prints it and
+exits non-zero, a batch records it against the item and carries on.
+"""
+
+from __future__ import annotations
+
+
+class FacetrailError(Exception):
+    """Base class for errors that are reported to the user as they are."""
+
+
+class ConfigError(FacetrailError):
+    """The configuration file or an option is invalid."""
+
+
+# --- images -----------------------------------------------------------------
+
+
+class ImageError(FacetrailError):
+    """An image could not be used."""
+
+
+class EmptyImageError(ImageError):
+    """The file has no bytes."""
+
+
+class ImageTooLargeError(ImageError):
+    """The file or its decoded pixel count exceeds the configured limits."""
+
+
+class UnsupportedImageError(ImageError):
+    """The bytes are not an image in an accepted format."""
+
+
+class MultiFrameImageError(UnsupportedImageError):
+    """The image has several frames (animation, pages); a single still image is required."""
+
+
+class CorruptImageError(ImageError):
+    """The image is truncated or its data is damaged."""
+
+
+# --- faces ------------------------------------------------------------------
+
+
+class FaceError(FacetrailError):
+    """No usable face could be taken from an image."""
+
+
+class NoFaceError(FaceError):
+    """No face was found."""
+
+
+class MultipleFacesError(FaceError):
+    """More than one face was found where exactly one is required."""
+
+
+class PoorQualityError(FaceError):
+    """The face was found but its quality is below the configured thresholds."""
+
+
+# --- galleries --------------------------------------------------------------
+
+
+class GalleryError(FacetrailError):
+    """A gallery operation was refused."""
+
+
+class NotFoundError(GalleryError):
+    """A named gallery, subject or image does not exist."""
+
+
+class DuplicateError(GalleryError):
+    """The record already exists."""
+
+
+class SourceNotAllowedError(GalleryError):
+    """An image's provenance source is not allowed for the gallery."""
+
+
+class IndexFileError(GalleryError):
+    """A saved vector index file is corrupt, truncated or not an index file."""

@@ -1,0 +1,338 @@
+"""Batch enrolment of photographs into a gallery.
+
+Items come from a folder (one subfolder per subject) or a CSV manifest. Each
+image is read and hashed here; images already enrolled or already rejected in
+this gallery are skipped, so a rerun adds nothing twice and, after an
+interruption (even ``kill -9``), finishes only the rest. The face work runs in
+worker processes; results are committed in batches, each batch one
+transaction that also bumps the gallery's version. One bad image never stops
+the batch: its reason is recorded and reported.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from facetrail.config import EngineConfig, EnrolmentConfig
+from facetrail.engine.decode import read_image_bytes
+from facetrail.engine.parallel import analyse_many
+from facetrail.engine.pipeline import FaceEngine, gallery_face
+from facetrail.errors import FacetrailError, ImageError
+from facetrail.gallery.gallery import Gallery
+from facetrail.gallery.schema import ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
+
+MANIFEST_REQUIRED = ("subject_id", "path")
+MANIFEST_OPTIONAL = ("source", "capture_date")
+
+
+@dataclass(frozen=True)
+class EnrolItem:
+    """One photograph to enrol and its provenance."""
+
+    path: Path
+    subject_id: str
+    source: str
+    capture_date: dt.date | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EnrolOutcome:
+    """What happened to one item: 'enrolled', 'duplicate', 'rejected' or 'previously-rejected'."""
+
+    item: EnrolItem
+    status: str
+    reason: str = ""
+    image_id: int | None = None
+    quality: str = ""
+
+    def to_row(self) -> dict[str, str]:
+        """A row of the enrolment report CSV."""
+        return {
+            "path": str(self.item.path),
+            "subject_id": self.item.subject_id,
+            "source": self.item.source,
+            "status": self.status,
+            "reason": self.reason,
+            "image_id": "" if self.image_id is None else str(self.image_id),
+            "quality": self.quality,
+        }
+
+
+REPORT_COLUMNS = ("path", "subject_id", "source", "status", "reason", "image_id", "quality")
+
+
+@dataclass
+class EnrolSummary:
+    """Counts of an enrolment run, by status."""
+
+    outcomes: list[EnrolOutcome] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    def to_dict(self) -> dict[str, Any]:
+        statuses = ("enrolled", "duplicate", "rejected", "previously-rejected")
+        return {"items": len(self.outcomes), **{s: self.count(s) for s in statuses}}
+
+
+def items_from_folder(root: Path, source: str) -> list[EnrolItem]:
+    """One item per file in each subfolder of ``root``; the subfolder's name is the subject id."""
+    if not root.is_dir():
+        raise FacetrailError(f"{root}: not a folder")
+    items = []
+    for subject_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for path in sorted(p for p in subject_dir.iterdir() if p.is_file() and not p.name.startswith(".")):
+            items.append(EnrolItem(path, subject_dir.name, source))
+    if not items:
+        raise FacetrailError(f"{root}: no images found (expected one subfolder per subject)")
+    return items
+
+
+def items_from_manifest(manifest: Path, default_source: str | None, base: Path | None = None) -> list[EnrolItem]:
+    """Items from a CSV with columns subject_id, path (relative to ``base`` or the manifest's folder), optional
+    source and capture_date (ISO date); other columns are kept as image metadata."""
+    base = base or manifest.parent
+    try:
+        with manifest.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in MANIFEST_REQUIRED if c not in (reader.fieldnames or [])]
+            if missing:
+                raise FacetrailError(f"{manifest}: missing column(s) {', '.join(missing)}")
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise FacetrailError(f"{manifest}: cannot read manifest: {exc}") from exc
+    items = []
+    for line, row in enumerate(rows, start=2):
+        source = (row.get("source") or default_source or "").strip()
+        if not source:
+            raise FacetrailError(f"{manifest}:{line}: no source (give a 'source' column or --source)")
+        subject = (row["subject_id"] or "").strip()
+        if not subject or not (row["path"] or "").strip():
+            raise FacetrailError(f"{manifest}:{line}: subject_id and path are required")
+        try:
+            captured = dt.date.fromisoformat(row["capture_date"].strip()) if (row.get("capture_date") or "").strip() else None
+        except ValueError:
+            raise FacetrailError(f"{manifest}:{line}: capture_date {row['capture_date']!r} is not an ISO date (YYYY-MM-DD)") from None
+        extra = {k: v for k, v in row.items() if k not in MANIFEST_REQUIRED + MANIFEST_OPTIONAL and k is not None}
+        items.append(EnrolItem(base / row["path"].strip(), subject, source, captured, extra))
+    if not items:
+        raise FacetrailError(f"{manifest}: no rows")
+    return items
+
+
+@dataclass
+class _Pending:
+    """An item whose bytes were read and found new, waiting for face analysis."""
+
+    item: EnrolItem
+    content_hash: str
+    data: bytes
+    rules: EnrolmentConfig
+
+
+def _analyse(engine: FaceEngine, entry: _Pending) -> dict[str, Any]:
+    """Decode, find the one gallery face and embed it; a refusal comes back as {'reason': ...}."""
+    try:
+        image = engine.decode(entry.data)
+        face = gallery_face(engine.find_faces(image.pixels), entry.rules)
+        template = engine.template(face)
+    except FacetrailError as exc:
+        return {"reason": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - one image's unexpected failure must not stop the batch
+        return {"reason": f"internal error while analysing the image: {type(exc).__name__}: {exc}"}
+    return {
+        "width": image.pixels.shape[1],
+        "height": image.pixels.shape[0],
+        "embedding": template.embedding.tobytes(),
+        "model_name": template.model_name,
+        "model_version": template.model_version,
+        "augmentation": template.augmentation,
+        "face_box": face.detection.box.as_list(),
+        "detector": face.detection.detector,
+        "quality": face.quality.to_dict(),
+    }
+
+
+# --- coordinator side ----------------------------------------------------------------
+
+
+def enrol(
+    gallery: Gallery,
+    items: Iterable[EnrolItem],
+    engine_config: EngineConfig,
+    rules: EnrolmentConfig,
+    on_outcome: Callable[[EnrolOutcome], None] = lambda outcome: None,
+    retry_rejected: bool = False,
+) -> EnrolSummary:
+    """Enrol ``items`` into ``gallery``; every item gets exactly one outcome, passed to ``on_outcome`` as it is known."""
+    summary = EnrolSummary()
+
+    def report(outcome: EnrolOutcome) -> None:
+        summary.outcomes.append(outcome)
+        on_outcome(outcome)
+
+    with gallery.write_lock():
+        gallery.index()  # the index must match the store before this run changes it
+        allowed, enrolled, rejected = _known_hashes(gallery)
+        seen: set[str] = set()
+
+        def screened() -> Iterator[_Pending]:
+            for item in items:
+                checked = _screen(item, allowed, enrolled, rejected, seen, retry_rejected, engine_config, rules)
+                if isinstance(checked, EnrolOutcome):
+                    report(checked)
+                else:
+                    yield checked
+
+        batch: list[tuple[_Pending, dict[str, Any]]] = []
+        for entry, result in analyse_many(screened(), _analyse, engine_config, rules.workers):
+            if "reason" in result:
+                _record_rejection(gallery, entry, result["reason"])
+                report(EnrolOutcome(entry.item, "rejected", result["reason"]))
+                continue
+            batch.append((entry, result))
+            if len(batch) >= rules.commit_every:
+                for outcome in _commit(gallery, batch):
+                    report(outcome)
+                batch = []
+        if batch:
+            for outcome in _commit(gallery, batch):
+                report(outcome)
+    return summary
+
+
+def _known_hashes(gallery: Gallery) -> tuple[set[str], dict[str, str], dict[str, str]]:
+    with gallery.session() as session:
+        allowed = set(gallery.record(session).allowed_sources)
+        enrolled = {
+            content_hash: subject
+            for content_hash, subject in session.execute(
+                select(ImageRecord.content_hash, SubjectRecord.external_id)
+                .join(SubjectRecord, SubjectRecord.id == ImageRecord.subject_id)
+                .where(ImageRecord.gallery_id == gallery.id)
+            )
+        }
+        rejected = {
+            content_hash: reason
+            for content_hash, reason in session.execute(
+                select(RejectionRecord.content_hash, RejectionRecord.reason).where(RejectionRecord.gallery_id == gallery.id)
+            )
+        }
+    return allowed, enrolled, rejected
+
+
+def _screen(
+    item: EnrolItem,
+    allowed: set[str],
+    enrolled: dict[str, str],
+    rejected: dict[str, str],
+    seen: set[str],
+    retry_rejected: bool,
+    engine_config: EngineConfig,
+    rules: EnrolmentConfig,
+) -> EnrolOutcome | _Pending:
+    """Checks that need no face work: provenance, readability, and whether the bytes are already known."""
+    if item.source not in allowed:
+        return EnrolOutcome(item, "rejected", f"source {item.source!r} is not allowed for this gallery (allowed: {', '.join(sorted(allowed))})")
+    try:
+        data = read_image_bytes(item.path, engine_config.limits)
+    except ImageError as exc:
+        return EnrolOutcome(item, "rejected", str(exc))
+    content_hash = hashlib.sha256(data).hexdigest()
+    if content_hash in enrolled:
+        return EnrolOutcome(item, "duplicate", f"already enrolled for subject {enrolled[content_hash]!r}")
+    if content_hash in seen:
+        return EnrolOutcome(item, "duplicate", "the same image appears earlier in this batch")
+    if content_hash in rejected and not retry_rejected:
+        return EnrolOutcome(item, "previously-rejected", rejected[content_hash])
+    seen.add(content_hash)
+    return _Pending(item, content_hash, data, rules)
+
+
+def _record_rejection(gallery: Gallery, entry: _Pending, reason: str) -> None:
+    with gallery.session() as session:
+        existing = session.scalar(
+            select(RejectionRecord).where(RejectionRecord.gallery_id == gallery.id, RejectionRecord.content_hash == entry.content_hash)
+        )
+        if existing is None:
+            session.add(RejectionRecord(gallery_id=gallery.id, content_hash=entry.content_hash, original_name=str(entry.item.path), reason=reason))
+        else:
+            existing.reason = reason
+        session.commit()
+
+
+def _commit(gallery: Gallery, batch: list[tuple[_Pending, dict[str, Any]]]) -> list[EnrolOutcome]:
+    """Store one batch: photographs to blobs, then records and a version bump in one transaction, then the index."""
+    for entry, _ in batch:
+        gallery.blobs.put(entry.content_hash, entry.data)
+    with gallery.session() as session:
+        subjects: dict[str, SubjectRecord] = {}
+        added: list[tuple[_Pending, dict[str, Any], TemplateRecord]] = []
+        for entry, result in batch:
+            subject = subjects.get(entry.item.subject_id) or session.scalar(
+                select(SubjectRecord).where(SubjectRecord.gallery_id == gallery.id, SubjectRecord.external_id == entry.item.subject_id)
+            )
+            if subject is None:
+                subject = SubjectRecord(gallery_id=gallery.id, external_id=entry.item.subject_id, extra={})
+                session.add(subject)
+            subjects[entry.item.subject_id] = subject
+            image = ImageRecord(
+                gallery_id=gallery.id,
+                subject=subject,
+                content_hash=entry.content_hash,
+                original_name=str(entry.item.path),
+                source=entry.item.source,
+                capture_date=entry.item.capture_date,
+                width=result["width"],
+                height=result["height"],
+                extra=entry.item.extra,
+            )
+            template = TemplateRecord(
+                gallery_id=gallery.id,
+                image=image,
+                embedding=result["embedding"],
+                model_name=result["model_name"],
+                model_version=result["model_version"],
+                augmentation=result["augmentation"],
+                face_box=result["face_box"],
+                detector=result["detector"],
+                quality=result["quality"],
+            )
+            session.add_all([image, template])
+            added.append((entry, result, template))
+        session.execute(
+            RejectionRecord.__table__.delete().where(
+                RejectionRecord.gallery_id == gallery.id,
+                RejectionRecord.content_hash.in_([entry.content_hash for entry, _ in batch]),
+            )
+        )
+        record = gallery.record(session)
+        record.version += 1
+        version = record.version
+        session.commit()
+    ids = np.array([template.id for _, _, template in added], dtype=np.int64)
+    vectors = np.stack([np.frombuffer(result["embedding"], dtype=np.float32) for _, result, _ in added])
+    gallery.apply_to_index(version, add=(ids, vectors))
+    return [
+        EnrolOutcome(entry.item, "enrolled", "", template.image_id, result["quality"]["verdict"])
+        for entry, result, template in added
+    ]
+
+
+def write_report(path: Path, outcomes: Iterable[EnrolOutcome]) -> None:
+    """Write every outcome to a CSV report (one row per item, with its reason)."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=REPORT_COLUMNS)
+        writer.writeheader()
+        for outcome in outcomes:
+            writer.writerow(outcome.to_row())

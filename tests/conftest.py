@@ -1,0 +1,52 @@
+"""Shared fixtures: real face photographs, the labelled sets in ../shared/faces, and a fresh data directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.database import fresh_database_url
+from tests.fixtures.face_images import face_images
+
+SHARED_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
+
+
+@pytest.fixture(scope="session")
+def faces() -> dict[str, Path]:
+    """The face_recognition 1.3.0 test photographs (see tests/fixtures/face_images.py for provenance)."""
+    return face_images()
+
+
+@pytest.fixture(scope="session")
+def shared_faces() -> Path:
+    """``../shared/faces`` (LFW subset, ORL); tests using it skip when it is absent."""
+    if not (SHARED_FACES / "lfw-dev").is_dir():
+        pytest.skip("../shared/faces is not present")
+    return SHARED_FACES
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """One face engine (models loaded once) with the default configuration."""
+    from facetrail.engine.pipeline import FaceEngine
+
+    return FaceEngine()
+
+
+@pytest.fixture
+def datadir(tmp_path, monkeypatch):
+    """A fresh, initialised data directory; its store is SQLite, or a new PostgreSQL database when
+    FACETRAIL_TEST_DATABASE_URL names a server."""
+    from facetrail.datadir import DATA_ENV, DATABASE_URL_ENV, DataDir
+    from facetrail.gallery.gallery import Galleries
+
+    with fresh_database_url() as url:
+        if url:
+            monkeypatch.setenv(DATABASE_URL_ENV, url)
+        else:
+            monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+        root = DataDir(tmp_path / "data")
+        monkeypatch.setenv(DATA_ENV, str(root.root))
+        Galleries.initialise(root).close()
+        yield root
