@@ -37,6 +37,9 @@ class DetectionConfig:
     """Smallest face width (original pixels) the HOG pass should find; small images are upsampled for it."""
     min_face_fraction: float = 0.05
     """...but never look for faces narrower than this fraction of the image's shorter side."""
+    max_upsampled_pixels: int = 4_000_000
+    """Upsampling for small faces stops before the working image exceeds this many pixels (bounds the time
+    a large photo takes; give the face box by hand for tiny faces in large frames)."""
     hog_threshold: float = 0.0
     """HOG detector score threshold (dlib's adjust_threshold)."""
     fallback: Literal["cnn", "none"] = "cnn"
@@ -59,7 +62,7 @@ class EmbeddingConfig:
 class QualityThresholds:
     """A face below any of these is 'poor', with the failed checks as reasons."""
 
-    min_inter_eye_px: float = 20.0
+    min_inter_eye_px: float = 16.0
     min_face_px: float = 40.0
     min_sharpness: float = 15.0
     """Variance of the Laplacian of the aligned grey chip."""

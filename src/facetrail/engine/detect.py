@@ -79,6 +79,8 @@ class FaceDetector:
         working = _resize(pixels, scale)
         smallest_at_scale = max(1.0, min_face_px * scale)
         upsample = min(MAX_UPSAMPLE, max(0, math.ceil(math.log2(HOG_WINDOW_PX / smallest_at_scale))))
+        while upsample > 0 and working.shape[0] * working.shape[1] * 4**upsample > self.config.max_upsampled_pixels:
+            upsample -= 1
         rects, scores, _ = self._hog.run(working, upsample, self.config.hog_threshold)
         return [Detection(_box(r).scaled(1 / scale), float(s), "hog") for r, s in zip(rects, scores)]
 

@@ -24,9 +24,9 @@ from facetrail.config import Settings
 from facetrail.datadir import DataDir
 from facetrail.errors import DuplicateError, FacetrailError, GalleryError, NotFoundError
 from facetrail.gallery.blobs import BlobStore
-from facetrail.gallery.index import FaissExactIndex, VectorIndex
+from facetrail.gallery.index import FaissExactIndex, VectorIndex, set_search_threads
 from facetrail.gallery.schema import GalleryRecord, ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
-from facetrail.store import check_schema, create_store_engine, migrate, session_factory
+from facetrail.store import check_schema, create_store_engine, erase_deleted_rows, migrate, session_factory
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 SOURCE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
@@ -86,6 +86,7 @@ class Galleries:
         self.settings = settings
         self.engine = create_store_engine(datadir.database_url(settings))
         self.sessions = session_factory(self.engine)
+        set_search_threads(1)  # one query at a time: faiss is slower splitting a single query across threads
 
     @classmethod
     def open(cls, datadir: DataDir) -> Galleries:
@@ -298,6 +299,7 @@ class Gallery:
                 session.commit()
             files = sum(self.blobs.delete(image.content_hash) for image in images)
             removed = self.apply_to_index(version, remove=template_ids)
+            erase_deleted_rows(self.galleries.engine)
         return RemovalReport(self.name, external_id, len(images), len(template_ids), files, removed)
 
 

@@ -40,6 +40,7 @@ def create_store_engine(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten, not left in free pages
             cursor.close()
 
         return engine
@@ -67,6 +68,21 @@ def check_schema(engine: Engine) -> None:
         raise FacetrailError(
             f"the database schema is at revision {current or 'none'}, this facetrail needs {head}; run 'facetrail init'"
         )
+
+
+def erase_deleted_rows(engine: Engine) -> None:
+    """Make deleted rows unrecoverable from the database files, as far as the database allows.
+
+    SQLite: deleted content is already zeroed (``secure_delete``); the write-ahead log, which still holds the
+    old pages, is checkpointed and truncated. PostgreSQL: ``VACUUM`` removes the dead row versions from the
+    tables' visible storage; the bytes of a removed row may stay on disk until the space is reused.
+    """
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    elif engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("VACUUM")
 
 
 def session_factory(engine: Engine) -> sessionmaker:

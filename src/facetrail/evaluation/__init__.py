@@ -1,0 +1,1 @@
+"""Accuracy evaluation: verification and identification metrics, calibration, plots."""

@@ -1,0 +1,436 @@
+"""Biometric accuracy metrics on comparison distances (ISO/IEC 19795 and NIST FRVT terms).
+
+Conventions used throughout:
+
+* Scores are distances: lower means more alike, and a comparison *matches* at
+  threshold ``t`` when ``distance <= t``.
+* ``+inf`` marks a failed comparison or search (no template, mate not returned).
+  It never matches at any threshold but stays in the denominator, so a failure
+  counts as an error instead of disappearing from the statistics.
+* NaN and ``-inf`` distances are refused with ``ValueError`` (NaN is allowed
+  only for pairs flagged in ``failed``).
+* Rates are fractions in [0, 1]; results are plain Python floats.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+_CALIBRATION_FORMAT = "facetrail.calibration.v1"
+
+
+@dataclass(frozen=True, eq=False)
+class RocCurve:
+    """Error trade-off at every distinct score: ``fmr[k]`` and ``fnmr[k]`` hold at ``thresholds[k]``."""
+
+    thresholds: NDArray[np.float64]
+    """Ascending: ``-inf`` (nothing matches), then every distinct finite distance."""
+    fmr: NDArray[np.float64]
+    """False match rate: fraction of impostor distances <= threshold."""
+    fnmr: NDArray[np.float64]
+    """False non-match rate: fraction of genuine distances > threshold."""
+
+    @property
+    def tar(self) -> NDArray[np.float64]:
+        """True accept rate, ``1 - fnmr``."""
+        return 1.0 - self.fnmr
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """A verification operating point chosen by its false accept rate."""
+
+    threshold: float
+    tar: float
+    far_actual: float
+
+
+@dataclass(frozen=True)
+class EqualErrorRate:
+    """Where FMR and FNMR cross: their mean at the threshold minimising ``|FMR - FNMR|``."""
+
+    eer: float
+    threshold: float
+
+
+@dataclass(frozen=True)
+class IdentificationPoint:
+    """An open-set identification operating point chosen by its false positive identification rate."""
+
+    threshold: float
+    fnir: float
+    fpir_actual: float
+
+
+@dataclass(frozen=True)
+class KFoldResult:
+    """Cross-validated verification accuracy (LFW protocol)."""
+
+    fold_accuracies: list[float]
+    mean: float
+    std: float
+    """Population standard deviation (ddof=0) of the fold accuracies."""
+    thresholds: list[float]
+    """Threshold chosen on the other folds for each held-out fold."""
+
+
+@dataclass(frozen=True)
+class GroupComparison:
+    """Worst and best group for an error rate, and how many times worse the worst is."""
+
+    worst_group: str
+    worst: float
+    best_group: str
+    best: float
+    ratio: float
+
+
+# --- input checks -------------------------------------------------------------
+
+
+def _vector(name: str, values: ArrayLike) -> NDArray[np.float64]:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array, got shape {array.shape}")
+    return array
+
+
+def _check_distances(name: str, array: NDArray[np.float64]) -> NDArray[np.float64]:
+    if np.isnan(array).any() or np.isneginf(array).any():
+        raise ValueError(f"{name} contains NaN or -inf; use +inf for a failed comparison")
+    return array
+
+
+def _distances(name: str, values: ArrayLike) -> NDArray[np.float64]:
+    return _check_distances(name, _vector(name, values))
+
+
+def _flags(name: str, values: ArrayLike, size: int) -> NDArray[np.bool_]:
+    array = np.asarray(values)
+    if array.shape != (size,):
+        raise ValueError(f"{name} has shape {array.shape}, expected ({size},) to match distances")
+    if array.dtype != np.bool_ and not np.isin(array, (0, 1)).all():
+        raise ValueError(f"{name} must hold booleans (or 0/1)")
+    return array.astype(bool)
+
+
+def _pairs(
+    distances: ArrayLike, same: ArrayLike, failed: ArrayLike | None
+) -> tuple[NDArray[np.float64], NDArray[np.bool_], NDArray[np.bool_]]:
+    d = _vector("distances", distances)
+    same_ = _flags("same", same, d.size)
+    failed_ = np.zeros(d.size, dtype=bool) if failed is None else _flags("failed", failed, d.size)
+    _check_distances("distances (of pairs not marked failed)", d[~failed_])
+    return d, same_, failed_
+
+
+def _rate(name: str, value: float) -> float:
+    rate = float(value)
+    if not 0.0 < rate <= 1.0:
+        raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+    return rate
+
+
+# --- verification -------------------------------------------------------------
+
+
+def _tradeoff(
+    genuine: ArrayLike, impostor: ArrayLike, names: tuple[str, str] = ("genuine", "impostor")
+) -> RocCurve:
+    """The sorted-scores sweep shared by every threshold-based metric (O(n log n))."""
+    g = _distances(names[0], genuine)
+    i = _distances(names[1], impostor)
+    scores = np.concatenate((g, i))
+    thresholds = np.concatenate(([-np.inf], np.unique(scores[np.isfinite(scores)])))
+    # +inf sorts after every finite threshold, so failed comparisons never count as matches.
+    matched_g = np.searchsorted(np.sort(g), thresholds, side="right")
+    matched_i = np.searchsorted(np.sort(i), thresholds, side="right")
+    return RocCurve(thresholds=thresholds, fmr=matched_i / i.size, fnmr=(g.size - matched_g) / g.size)
+
+
+def _last_within(rates: NDArray[np.float64], limit: float) -> int:
+    """Index of the largest threshold whose (non-decreasing) false-positive rate is <= limit."""
+    return int(np.searchsorted(rates, limit, side="right")) - 1
+
+
+def roc_curve(genuine: ArrayLike, impostor: ArrayLike) -> RocCurve:
+    """FMR and FNMR at ``-inf`` and at every distinct finite distance (``+inf`` = failed, never matches)."""
+    return _tradeoff(genuine, impostor)
+
+
+def roc_auc(genuine: ArrayLike, impostor: ArrayLike) -> float:
+    """P(random genuine distance < random impostor distance), ties counting 1/2 (Mann-Whitney U via mid-ranks)."""
+    g = _distances("genuine", genuine)
+    i = _distances("impostor", impostor)
+    _, inverse, counts = np.unique(np.concatenate((g, i)), return_inverse=True, return_counts=True)
+    mid_ranks = np.cumsum(counts) - (counts - 1) / 2.0
+    impostor_u = mid_ranks[inverse[g.size :]].sum() - i.size * (i.size + 1) / 2.0
+    return float(impostor_u / (g.size * i.size))
+
+
+def tar_at_far(genuine: ArrayLike, impostor: ArrayLike, far: float) -> OperatingPoint:
+    """TAR at the largest distinct-score threshold whose FMR is <= ``far`` (``-inf`` and TAR 0 if none)."""
+    far = _rate("far", far)
+    curve = roc_curve(genuine, impostor)
+    k = _last_within(curve.fmr, far)
+    return OperatingPoint(threshold=float(curve.thresholds[k]), tar=float(curve.tar[k]), far_actual=float(curve.fmr[k]))
+
+
+def equal_error_rate(genuine: ArrayLike, impostor: ArrayLike) -> EqualErrorRate:
+    """Mean of FMR and FNMR at the (smallest) threshold minimising ``|FMR - FNMR|``."""
+    curve = roc_curve(genuine, impostor)
+    k = int(np.argmin(np.abs(curve.fmr - curve.fnmr)))
+    return EqualErrorRate(eer=float((curve.fmr[k] + curve.fnmr[k]) / 2), threshold=float(curve.thresholds[k]))
+
+
+def accuracy_at_threshold(
+    distances: ArrayLike, same: ArrayLike, threshold: float, failed: ArrayLike | None = None
+) -> float:
+    """Fraction of pairs with ``(distance <= threshold) == same``; pairs flagged ``failed`` are always errors."""
+    d, same_, failed_ = _pairs(distances, same, failed)
+    if math.isnan(float(threshold)):
+        raise ValueError("threshold is NaN")
+    matched = np.isfinite(d) & (d <= threshold)
+    correct = (matched == same_) & ~failed_
+    return float(correct.mean())
+
+
+def best_threshold(distances: ArrayLike, same: ArrayLike, failed: ArrayLike | None = None) -> float:
+    """Threshold maximising accuracy on these pairs; the smallest one on ties.
+
+    Candidates are ``-inf`` (accept nothing), the midpoints between consecutive
+    distinct finite distances and the largest finite distance (accept all
+    finite). Failed pairs are errors at every threshold, so they do not
+    influence the choice.
+    """
+    d, same_, failed_ = _pairs(distances, same, failed)
+    usable = ~failed_
+    d, same_ = d[usable], same_[usable]
+    finite = np.isfinite(d)
+    values, inverse = np.unique(d[finite], return_inverse=True)
+    same_at = np.bincount(inverse, weights=same_[finite], minlength=values.size)
+    different_at = np.bincount(inverse, weights=~same_[finite], minlength=values.size)
+    # Candidate j accepts the j smallest distinct distances (j = 0 .. values.size).
+    accepted_same = np.concatenate(([0.0], np.cumsum(same_at)))
+    accepted_different = np.concatenate(([0.0], np.cumsum(different_at)))
+    correct = accepted_same + np.count_nonzero(~same_) - accepted_different
+    j = int(np.argmax(correct))
+    if j == 0:
+        return -math.inf
+    if j == values.size:
+        return float(values[-1])
+    low, high = values[j - 1], values[j]
+    midpoint = (low + high) / 2
+    # Between adjacent floats the midpoint can round up to ``high``; ``low`` splits the same way.
+    return float(midpoint if midpoint < high else low)
+
+
+def kfold_accuracy(
+    distances: ArrayLike,
+    same: ArrayLike,
+    folds: int = 10,
+    seed: int = 0,
+    failed: ArrayLike | None = None,
+) -> KFoldResult:
+    """LFW-style k-fold accuracy: each fold is scored at the best threshold of the other folds.
+
+    Pair indices are shuffled with ``np.random.default_rng(seed).permutation``
+    and cut into ``folds`` near-equal parts with ``np.array_split``.
+    """
+    d, same_, failed_ = _pairs(distances, same, failed)
+    if not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise ValueError(f"folds must be an integer >= 2, got {folds!r}")
+    if folds > d.size:
+        raise ValueError(f"folds={folds} exceeds the number of pairs ({d.size})")
+    accuracies: list[float] = []
+    thresholds: list[float] = []
+    for held_out in np.array_split(np.random.default_rng(seed).permutation(d.size), folds):
+        train = np.ones(d.size, dtype=bool)
+        train[held_out] = False
+        threshold = best_threshold(d[train], same_[train], failed_[train])
+        thresholds.append(threshold)
+        accuracies.append(accuracy_at_threshold(d[held_out], same_[held_out], threshold, failed_[held_out]))
+    return KFoldResult(
+        fold_accuracies=accuracies,
+        mean=float(np.mean(accuracies)),
+        std=float(np.std(accuracies)),
+        thresholds=thresholds,
+    )
+
+
+# --- identification -----------------------------------------------------------
+
+
+def cmc_curve(mate_ranks: ArrayLike, max_rank: int) -> NDArray[np.float64]:
+    """Entry ``r - 1``: fraction of mated searches with the mate at rank <= r (1-based; 0 or inf = not returned)."""
+    ranks = _vector("mate_ranks", mate_ranks)
+    if np.isnan(ranks).any() or (ranks < 0).any():
+        raise ValueError("mate_ranks must be >= 0 (0 or inf = mate not returned)")
+    finite = ranks[np.isfinite(ranks)]
+    if (finite != np.round(finite)).any():
+        raise ValueError("mate_ranks must be whole numbers (or inf)")
+    if not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
+        raise ValueError(f"max_rank must be an integer >= 1, got {max_rank!r}")
+    found = np.sort(ranks[ranks >= 1])
+    return np.searchsorted(found, np.arange(1, max_rank + 1), side="right") / ranks.size
+
+
+def fnir_at_fpir(mated_distances: ArrayLike, unmated_top1_distances: ArrayLike, fpir: float) -> IdentificationPoint:
+    """NIST FRVT open-set operating point: FNIR at the largest threshold whose FPIR is <= ``fpir``.
+
+    FPIR(t) is the fraction of unmated searches whose top-1 distance is <= t;
+    FNIR(t) the fraction of mated searches whose mate distance is > t
+    (``+inf`` = mate not returned, empty list or failed search).
+    """
+    fpir = _rate("fpir", fpir)
+    # The same sweep as verification: mated searches play "genuine", unmated top-1s "impostor".
+    curve = _tradeoff(mated_distances, unmated_top1_distances, names=("mated_distances", "unmated_top1_distances"))
+    k = _last_within(curve.fmr, fpir)
+    return IdentificationPoint(
+        threshold=float(curve.thresholds[k]), fnir=float(curve.fnmr[k]), fpir_actual=float(curve.fmr[k])
+    )
+
+
+# --- demographic differentials ------------------------------------------------
+
+
+def error_ratio(values_by_group: Mapping[str, float]) -> GroupComparison:
+    """Worst/best ratio of an error rate across groups (NaN groups ignored; first group wins ties).
+
+    ``inf`` when the best group has no errors and the worst has some; 1.0 when neither has any.
+    """
+    rates = {group: float(value) for group, value in values_by_group.items() if not math.isnan(float(value))}
+    if not rates:
+        raise ValueError("values_by_group has no group with a (non-NaN) value")
+    outside = [group for group, rate in rates.items() if not 0.0 <= rate <= 1.0]
+    if outside:
+        raise ValueError(f"error rates must be in [0, 1]; out of range for {outside}")
+    worst_group = max(rates, key=rates.__getitem__)
+    best_group = min(rates, key=rates.__getitem__)
+    worst, best = rates[worst_group], rates[best_group]
+    if best > 0:
+        ratio = worst / best
+    else:
+        ratio = math.inf if worst > 0 else 1.0
+    return GroupComparison(worst_group=worst_group, worst=worst, best_group=best_group, best=best, ratio=ratio)
+
+
+# --- score calibration --------------------------------------------------------
+
+
+class CalibrationTable:
+    """A model's impostor distance distribution, to show "estimated false-match rate at this score".
+
+    The table keeps a grid of impostor distances, each with the exact number of
+    impostors at or below it and strictly below it:
+
+    * if the impostors have at most ``max_points`` distinct values, all of them
+      are kept and every lookup is exact;
+    * otherwise the grid holds the impostors at ranks spaced geometrically from
+      the smallest to the largest, so the low-FMR tail stays dense. Lookups are
+      exact at grid distances and, between two of them, report the count
+      strictly below the upper one: never lower than the true FMR, and higher by
+      at most a factor of about ``n ** (1 / (max_points - 1))`` (about 1 % for a
+      billion impostors at 2000 points).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        impostor_count: int,
+        distances: ArrayLike,
+        count_at_or_below: ArrayLike,
+        count_below: ArrayLike,
+    ) -> None:
+        """Build from stored grid arrays (see ``from_impostors`` and ``from_json``); checks their consistency."""
+        grid = np.asarray(distances, dtype=np.float64)
+        at_or_below = np.asarray(count_at_or_below, dtype=np.int64)
+        below = np.asarray(count_below, dtype=np.int64)
+        n = int(impostor_count)
+        if not isinstance(model, str) or not model:
+            raise ValueError("calibration model name must be a non-empty string")
+        if n < 1 or grid.ndim != 1 or grid.size == 0 or at_or_below.shape != grid.shape or below.shape != grid.shape:
+            raise ValueError("malformed calibration table: counts must match a non-empty distance grid")
+        if not np.isfinite(grid).all() or (np.diff(grid) <= 0).any():
+            raise ValueError("calibration distances must be finite and strictly increasing")
+        consistent = (below < at_or_below).all() and (at_or_below[:-1] <= below[1:]).all()
+        if below[0] != 0 or at_or_below[-1] != n or not consistent:
+            raise ValueError("calibration counts are inconsistent with the distance grid")
+        self.model = model
+        self._n = n
+        self._grid = grid
+        self._at_or_below = at_or_below
+        self._below = below
+
+    @classmethod
+    def from_impostors(cls, impostor_distances: ArrayLike, model: str, max_points: int = 2000) -> CalibrationTable:
+        """Table from finite impostor distances (drop failed, ``inf``, comparisons first)."""
+        values = np.sort(_vector("impostor_distances", impostor_distances))
+        if not np.isfinite(values).all():
+            raise ValueError("impostor_distances must be finite; drop failed comparisons before calibrating")
+        if not isinstance(max_points, (int, np.integer)) or max_points < 2:
+            raise ValueError(f"max_points must be an integer >= 2, got {max_points!r}")
+        grid = np.unique(values)
+        if grid.size > max_points:
+            ranks = np.rint(np.geomspace(1, values.size, max_points)).astype(np.int64)
+            grid = np.unique(values[ranks - 1])
+        return cls(
+            model=model,
+            impostor_count=values.size,
+            distances=grid,
+            count_at_or_below=np.searchsorted(values, grid, side="right"),
+            count_below=np.searchsorted(values, grid, side="left"),
+        )
+
+    @property
+    def impostor_count(self) -> int:
+        """Number of impostor comparisons the table was built from."""
+        return self._n
+
+    def false_match_rate(self, distance: float) -> float:
+        """Fraction of impostor distances <= ``distance`` (exact on the grid, an upper bound between grid points)."""
+        d = float(distance)
+        if math.isnan(d):
+            raise ValueError("distance is NaN")
+        k = int(np.searchsorted(self._grid, d, side="right"))
+        if k > 0 and self._grid[k - 1] == d:
+            count = self._at_or_below[k - 1]
+        elif k == self._grid.size:
+            count = self._n
+        else:
+            count = self._below[k]
+        return int(count) / self._n
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict that ``from_json`` turns back into an identical table."""
+        return {
+            "format": _CALIBRATION_FORMAT,
+            "model": self.model,
+            "impostor_count": self._n,
+            "distances": self._grid.tolist(),
+            "count_at_or_below": self._at_or_below.tolist(),
+            "count_below": self._below.tolist(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CalibrationTable:
+        """Inverse of ``to_json``; refuses other formats and inconsistent tables."""
+        if data.get("format") != _CALIBRATION_FORMAT:
+            raise ValueError(f"not a calibration table in format {_CALIBRATION_FORMAT!r}")
+        try:
+            return cls(
+                model=data["model"],
+                impostor_count=data["impostor_count"],
+                distances=data["distances"],
+                count_at_or_below=data["count_at_or_below"],
+                count_below=data["count_below"],
+            )
+        except KeyError as missing:
+            raise ValueError(f"calibration table is missing {missing.args[0]!r}") from None

@@ -1,0 +1,78 @@
+"""Accuracy plots: ROC and DET for verification, CMC for identification.
+
+Figures are built on ``matplotlib.figure.Figure`` directly, never through
+pyplot's global state, so plotting is safe on headless servers and in threads.
+The file format follows the path's suffix (.png, .svg or .pdf).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from numpy.typing import ArrayLike
+
+from facetrail.evaluation.metrics import RocCurve
+
+_FORMATS = (".png", ".svg", ".pdf")
+_RATE_AXIS = (1e-4, 1.0)
+
+
+def _output(path: str | PathLike[str], curves: Mapping[str, object]) -> Path:
+    target = Path(path)
+    if target.suffix.lower() not in _FORMATS:
+        raise ValueError(f"plot path must end in one of {', '.join(_FORMATS)}, got {target.name!r}")
+    if not curves:
+        raise ValueError("no curves to plot")
+    return target
+
+
+def plot_verification(
+    curves: Mapping[str, RocCurve], path: str | PathLike[str], title: str = "Verification accuracy"
+) -> Path:
+    """ROC (TAR vs FAR, log FAR 1e-4..1) and DET (FNMR vs FMR, both log) panels, one line per label."""
+    target = _output(path, curves)
+    figure = Figure(figsize=(11, 4.8), layout="constrained")
+    roc, det = figure.subplots(1, 2)
+    for label, curve in curves.items():
+        roc.plot(curve.fmr, curve.tar, label=label)
+        det.plot(curve.fmr, curve.fnmr, label=label)
+    # Rates of 0 have no place on a log axis: mask them rather than clip them to a fake value.
+    roc.set_xscale("log", nonpositive="mask")
+    roc.set(xlim=_RATE_AXIS, ylim=(0.0, 1.01), title="ROC")
+    roc.set(xlabel="False accept rate (FMR)", ylabel="True accept rate (1 - FNMR)")
+    det.set_xscale("log", nonpositive="mask")
+    det.set_yscale("log", nonpositive="mask")
+    det.set(xlim=_RATE_AXIS, ylim=_RATE_AXIS, title="DET")
+    det.set(xlabel="False match rate (FMR)", ylabel="False non-match rate (FNMR)")
+    for axes in (roc, det):
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend()
+    figure.suptitle(title)
+    figure.savefig(target, dpi=150)
+    return target
+
+
+def plot_cmc(
+    curves: Mapping[str, ArrayLike], path: str | PathLike[str], title: str = "Identification accuracy (CMC)"
+) -> Path:
+    """Identification rate against rank 1..N, one line per label (``curves`` as returned by ``cmc_curve``)."""
+    target = _output(path, curves)
+    rates_by_label = {label: np.asarray(rates, dtype=np.float64) for label, rates in curves.items()}
+    for label, rates in rates_by_label.items():
+        if rates.ndim != 1 or rates.size == 0:
+            raise ValueError(f"CMC curve {label!r} must be a non-empty 1-D array, got shape {rates.shape}")
+    figure = Figure(figsize=(6.4, 4.8), layout="constrained")
+    axes = figure.subplots()
+    for label, rates in rates_by_label.items():
+        axes.plot(np.arange(1, rates.size + 1), rates, marker="o" if rates.size <= 20 else None, label=label)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set(ylim=(0.0, 1.01), title=title, xlabel="Rank", ylabel="Identification rate")
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    figure.savefig(target, dpi=150)
+    return target

@@ -1,0 +1,1 @@
+"""Galleries: subjects and images with provenance, templates, and the vector index."""

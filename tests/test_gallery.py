@@ -1,0 +1,236 @@
+"""Galleries on real photographs: provenance, enrolment (idempotent, resumable), search, expungement, index recovery."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+from sqlalchemy import func, select
+
+from facetrail.config import EnrolmentConfig
+from facetrail.errors import DuplicateError, GalleryError, NotFoundError
+from facetrail.gallery.enrol import enrol, items_from_folder, items_from_manifest, write_report
+from facetrail.gallery.gallery import Galleries
+from facetrail.gallery.schema import ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
+
+SERIAL = EnrolmentConfig(workers=1, commit_every=2)
+
+
+def save_resized(source: Path, target: Path, height: int, mirror: bool = False) -> Path:
+    image = Image.open(source).convert("RGB")
+    image = image.resize((round(image.width * height / image.height), height))
+    if mirror:
+        image = ImageOps.mirror(image)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    image.save(target, quality=92)
+    return target
+
+
+@pytest.fixture(scope="session")
+def photo_folder(tmp_path_factory, faces) -> Path:
+    """Two subjects with distinct small photographs each, plus one file that is not an image."""
+    root = tmp_path_factory.mktemp("bookings")
+    save_resized(faces["obama.jpg"], root / "B-1001" / "front.jpg", 400)
+    save_resized(faces["obama2.jpg"], root / "B-1001" / "second.jpg", 420)
+    save_resized(faces["biden.jpg"], root / "B-2002" / "front.jpg", 500)
+    save_resized(faces["biden.jpg"], root / "B-2002" / "mirror.jpg", 480, mirror=True)
+    (root / "B-2002" / "notes.jpg").write_text("booking notes, not a photograph")
+    return root
+
+
+@pytest.fixture
+def galleries(datadir):
+    opened = Galleries.open(datadir)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def county(galleries):
+    galleries.create("county", ["booking"], "county booking photographs")
+    return galleries.get("county")
+
+
+def enrol_folder(gallery, folder, source="booking", rules=SERIAL, **kwargs):
+    settings = gallery.galleries.settings
+    return enrol(gallery, items_from_folder(folder, source), settings.engine, rules, **kwargs)
+
+
+def probe_template(engine, path):
+    return engine.template(engine.find_faces(engine.decode(Path(path).read_bytes()).pixels)[0]).embedding
+
+
+def counts(gallery) -> tuple[int, int, int]:
+    with gallery.session() as session:
+        return tuple(
+            session.scalar(select(func.count()).select_from(model).where(model.gallery_id == gallery.id))
+            for model in (SubjectRecord, ImageRecord, TemplateRecord)
+        )
+
+
+def test_gallery_needs_valid_name_and_allowed_sources(galleries):
+    with pytest.raises(GalleryError, match="at least one allowed source"):
+        galleries.create("empty", [])
+    with pytest.raises(GalleryError, match="prohibited"):
+        galleries.create("scraped", ["booking", "web-scrape"])
+    with pytest.raises(GalleryError, match="gallery name"):
+        galleries.create("bad name!", ["booking"])
+    galleries.create("county", ["booking", "court-order"])
+    with pytest.raises(DuplicateError):
+        galleries.create("county", ["booking"])
+    with pytest.raises(NotFoundError):
+        galleries.get("nowhere")
+    assert [g.name for g in galleries.list()] == ["county"]
+    assert galleries.get("county").info().allowed_sources == ["booking", "court-order"]
+
+
+def test_enrolment_reports_every_item_and_is_idempotent(county, photo_folder, tmp_path):
+    summary = enrol_folder(county, photo_folder)
+    by_name = {(o.item.subject_id, o.item.path.name): o for o in summary.outcomes}
+    assert summary.count("enrolled") == 4 and summary.count("rejected") == 1
+    assert "not a recognised image" in by_name[("B-2002", "notes.jpg")].reason
+    assert counts(county) == (2, 4, 4)
+    report = tmp_path / "report.csv"
+    write_report(report, summary.outcomes)
+    rows = list(csv.DictReader(report.open()))
+    assert len(rows) == 5 and {r["status"] for r in rows} == {"enrolled", "rejected"}
+    assert all(r["reason"] for r in rows if r["status"] == "rejected")
+
+    again = enrol_folder(county, photo_folder)
+    assert again.count("enrolled") == 0 and again.count("duplicate") == 4 and again.count("previously-rejected") == 1
+    assert counts(county) == (2, 4, 4)
+    assert len(county.index()) == 4
+
+
+def test_disallowed_source_is_refused_per_row(county, photo_folder, tmp_path):
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(
+        "subject_id,path,source,capture_date,booking_agency\n"
+        f"B-1001,{photo_folder / 'B-1001' / 'front.jpg'},booking,2019-03-04,LASD\n"
+        f"X-9,{photo_folder / 'B-2002' / 'front.jpg'},social-media,,\n"
+    )
+    summary = enrol(county, items_from_manifest(manifest, None), county.galleries.settings.engine, SERIAL)
+    statuses = {o.item.subject_id: (o.status, o.reason) for o in summary.outcomes}
+    assert statuses["B-1001"][0] == "enrolled"
+    assert statuses["X-9"][0] == "rejected" and "not allowed" in statuses["X-9"][1]
+    with county.session() as session:
+        image = session.scalar(select(ImageRecord))
+        assert image.source == "booking" and str(image.capture_date) == "2019-03-04"
+        assert image.extra == {"booking_agency": "LASD"}
+        assert session.scalar(select(func.count()).select_from(RejectionRecord)) == 0  # provenance refusals are not cached
+    assert counts(county) == (1, 1, 1)
+
+
+def test_manifest_errors_name_the_line(tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("subject_id,path,capture_date\nA,a.jpg,yesterday\n")
+    with pytest.raises(Exception, match=r"m.csv:2: no source"):
+        items_from_manifest(manifest, None)
+    with pytest.raises(Exception, match=r"m.csv:2: capture_date 'yesterday'"):
+        items_from_manifest(manifest, "booking")
+    manifest.write_text("subject,file\nA,a.jpg\n")
+    with pytest.raises(Exception, match="missing column"):
+        items_from_manifest(manifest, "booking")
+
+
+def test_search_ranks_the_right_subject_first(county, photo_folder, engine, faces, tmp_path):
+    enrol_folder(county, photo_folder)
+    probe = probe_template(engine, save_resized(faces["obama3.jpg"], tmp_path / "still.jpg", 450))
+    candidates = county.search(probe, k=10)
+    assert [c.rank for c in candidates] == [1, 2, 3, 4]
+    assert candidates[0].subject_id == "B-1001" and candidates[0].distance < 0.6
+    assert [c.distance for c in candidates] == sorted(c.distance for c in candidates)
+    assert {c.subject_id for c in candidates[2:]} == {"B-2002"}
+
+
+def test_expungement_leaves_no_trace(county, photo_folder, engine, faces, datadir):
+    enrol_folder(county, photo_folder)
+    photo_bytes = (photo_folder / "B-1001" / "front.jpg").read_bytes()
+    with county.session() as session:
+        templates = session.scalars(
+            select(TemplateRecord.embedding).join(ImageRecord).join(SubjectRecord).where(SubjectRecord.external_id == "B-1001")
+        ).all()
+    report = county.remove_subject("B-1001")
+    assert (report.images, report.templates, report.image_files, report.index_entries) == (2, 2, 2, 2)
+    assert counts(county) == (1, 2, 2)
+    probe = probe_template(engine, faces["obama3.jpg"])
+    assert {c.subject_id for c in county.search(probe, k=10)} == {"B-2002"}
+    # neither the photographs nor the templates remain anywhere in the data directory
+    for path in datadir.root.rglob("*"):
+        if path.is_file():
+            content = path.read_bytes()
+            assert photo_bytes[1000:1064] not in content
+            assert all(t[:64] not in content for t in templates), path
+    with pytest.raises(NotFoundError):
+        county.remove_subject("B-1001")
+
+
+def test_index_is_rebuilt_when_missing_stale_or_corrupt(county, photo_folder, engine, faces, datadir):
+    enrol_folder(county, photo_folder)
+    probe = probe_template(engine, faces["obama3.jpg"])
+    expected = [(c.template_id, round(c.distance, 5)) for c in county.search(probe, k=4)]
+    (index_file,) = datadir.index_dir.glob("gallery-*.faiss")
+
+    index_file.write_bytes(index_file.read_bytes()[:100])  # truncated by a crash
+    reopened = Galleries.open(datadir).get("county")
+    with pytest.raises(Exception):
+        reopened.search(probe, k=4)  # a corrupt file for the current version is reported, never used
+    index_file.unlink()
+    assert [(c.template_id, round(c.distance, 5)) for c in Galleries.open(datadir).get("county").search(probe, k=4)] == expected
+
+    # a store change that never reached the index (crash between commit and index save) is picked up
+    with county.session() as session:
+        county.record(session).version += 1
+        session.commit()
+    fresh = Galleries.open(datadir).get("county")
+    assert [(c.template_id, round(c.distance, 5)) for c in fresh.search(probe, k=4)] == expected
+    assert sorted(fresh.index().ids().tolist()) == sorted(t for t, _ in expected)
+
+
+def test_parallel_enrolment_matches_serial(county, galleries, photo_folder):
+    galleries.create("parallel", ["booking"])
+    parallel = galleries.get("parallel")
+    serial_summary = enrol_folder(county, photo_folder)
+    parallel_summary = enrol_folder(parallel, photo_folder, rules=EnrolmentConfig(workers=2, commit_every=3))
+    assert parallel_summary.to_dict() == serial_summary.to_dict()
+    with county.session() as session:
+        serial_vectors = sorted(session.scalars(select(TemplateRecord.embedding).where(TemplateRecord.gallery_id == county.id)))
+        parallel_vectors = sorted(session.scalars(select(TemplateRecord.embedding).where(TemplateRecord.gallery_id == parallel.id)))
+    for a, b in zip(serial_vectors, parallel_vectors):
+        assert np.allclose(np.frombuffer(a, np.float32), np.frombuffer(b, np.float32), atol=1e-5)
+
+
+def test_enrolment_killed_mid_batch_resumes_without_duplicates(county, faces, datadir, tmp_path):
+    folder = tmp_path / "many"
+    heights = {"obama.jpg": 380, "obama2.jpg": 400, "obama3.jpg": 760, "biden.jpg": 640}  # faces about 90 px wide
+    for k in range(12):
+        source = list(heights)[k % 4]
+        save_resized(faces[source], folder / f"S-{k:02d}" / "photo.jpg", heights[source] + 7 * k, mirror=k >= 4)
+    command = [sys.executable, "-m", "facetrail", "enroll", str(folder), "--gallery", "county", "--source", "booking", "--workers", "1"]
+    config = datadir.config_path.read_text().replace("commit_every = 32", "commit_every = 1")
+    datadir.config_path.write_text(config)
+    process = subprocess.Popen(command, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while counts(county)[1] < 3 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert process.poll() is None, process.stderr.read().decode()
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    interrupted = counts(county)[1]
+    assert 3 <= interrupted < 12
+
+    finished = subprocess.run(command + ["--json"], env=os.environ.copy(), capture_output=True, text=True, check=True)
+    assert f'"enrolled": {12 - interrupted}' in finished.stdout and f'"duplicate": {interrupted}' in finished.stdout
+    assert counts(county) == (12, 12, 12)
+    fresh = Galleries.open(datadir).get("county")
+    with fresh.session() as session:
+        template_ids = sorted(session.scalars(select(TemplateRecord.id)))
+    assert sorted(fresh.index().ids().tolist()) == template_ids
