@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.database import fresh_database_url
+from tests.fixtures.database import TEST_DATABASE_ENV, fresh_database_url
 from tests.fixtures.face_images import face_images
 
 SHARED_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
@@ -34,14 +36,16 @@ def engine():
     return FaceEngine()
 
 
-@pytest.fixture
-def datadir(tmp_path, monkeypatch):
-    """A fresh, initialised data directory; its store is SQLite, or a new PostgreSQL database when
-    FACETRAIL_TEST_DATABASE_URL names a server."""
+@pytest.fixture(params=["sqlite", "postgresql"])
+def datadir(request, tmp_path, monkeypatch):
+    """A fresh, initialised data directory, once with SQLite and once with a new PostgreSQL database on the
+    server named by FACETRAIL_TEST_DATABASE_URL (skipped when it is not set)."""
     from facetrail.datadir import DATA_ENV, DATABASE_URL_ENV, DataDir
     from facetrail.gallery.gallery import Galleries
 
-    with fresh_database_url() as url:
+    if request.param == "postgresql" and not os.environ.get(TEST_DATABASE_ENV):
+        pytest.skip(f"{TEST_DATABASE_ENV} is not set")
+    with fresh_database_url() if request.param == "postgresql" else nullcontext() as url:
         if url:
             monkeypatch.setenv(DATABASE_URL_ENV, url)
         else:

@@ -90,6 +90,11 @@ def assert_refused_before_allocation(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ImageFile.ImageFile, "load_prepare", refuse)
 
 
+def refuse_open(*args: object, **kwargs: object) -> None:
+    """Stands in for ``open`` in the decode module where a file must not be opened."""
+    raise AssertionError("the file was opened")
+
+
 # --- normal images ------------------------------------------------------------
 
 
@@ -453,11 +458,7 @@ def test_file_over_byte_limit_is_refused_before_reading(tmp_path: Path, monkeypa
     with path.open("wb") as fh:
         fh.truncate(1001)  # sparse: nothing written
     limits = DecodeLimits(max_bytes=1000)
-
-    def no_open(*args: object, **kwargs: object) -> None:
-        raise AssertionError("the file was opened")
-
-    monkeypatch.setattr(decode, "open", no_open, raising=False)
+    monkeypatch.setattr(decode, "open", refuse_open, raising=False)
     with pytest.raises(ImageTooLargeError, match="1,001 bytes"):
         read_image_bytes(path, limits)
 
@@ -483,9 +484,10 @@ def test_directory_names_the_path(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
-def test_named_pipe_is_refused_without_blocking(tmp_path: Path) -> None:
+def test_named_pipe_is_refused_without_blocking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pipe = tmp_path / "pipe.jpg"
     os.mkfifo(pipe)
+    monkeypatch.setattr(decode, "open", refuse_open, raising=False)  # opening a pipe to read would block
     with pytest.raises(ImageError, match="pipe.jpg: not a regular file"):
         read_image_bytes(pipe, DecodeLimits())
 

@@ -16,6 +16,7 @@ from PIL import Image
 
 from facetrail.config import DetectionConfig
 from facetrail.engine.geometry import Box
+from facetrail.errors import ConfigError
 
 HOG_WINDOW_PX = 80
 MAX_UPSAMPLE = 2
@@ -49,9 +50,9 @@ class FaceDetector:
 
     def detect(self, pixels: np.ndarray) -> list[Detection]:
         """All faces in the image, largest first; HOG first, the CNN fallback if HOG finds none."""
-        found = self._run_hog(pixels, self._min_face_px(pixels.shape))
+        found = self.detect_hog(pixels)
         if not found and self._cnn is not None:
-            found = self._run_cnn(pixels)
+            found = self.detect_cnn(pixels)
         return sorted(found, key=lambda d: d.box.area, reverse=True)
 
     def detect_in_box(self, pixels: np.ndarray, box: Box) -> Detection:
@@ -65,16 +66,20 @@ class FaceDetector:
         crop = np.ascontiguousarray(pixels[top:bottom, left:right])
         min_face = max(8.0, 0.6 * min(box.width, box.height))
         best: Detection | None = None
-        for found in self._run_hog(crop, min_face):
+        for found in self.detect_hog(crop, min_face):
             shifted = Box(found.box.left + left, found.box.top + top, found.box.width, found.box.height)
             if shifted.iou(box) >= MANUAL_BOX_MIN_IOU and (best is None or shifted.iou(box) > best.box.iou(box)):
                 best = Detection(shifted, found.score, found.detector)
         return best or Detection(box, None, "manual")
 
-    def _min_face_px(self, shape: tuple[int, ...]) -> float:
-        return max(self.config.min_face_px, self.config.min_face_fraction * min(shape[:2]))
+    @property
+    def has_fallback(self) -> bool:
+        return self._cnn is not None
 
-    def _run_hog(self, pixels: np.ndarray, min_face_px: float) -> list[Detection]:
+    def detect_hog(self, pixels: np.ndarray, min_face_px: float | None = None) -> list[Detection]:
+        """HOG pass only, at the automatic working scale (``min_face_px`` overrides the configured smallest face)."""
+        if min_face_px is None:
+            min_face_px = max(self.config.min_face_px, self.config.min_face_fraction * min(pixels.shape[:2]))
         scale = min(1.0, self.config.max_working_side / max(pixels.shape[:2]))
         working = _resize(pixels, scale)
         smallest_at_scale = max(1.0, min_face_px * scale)
@@ -84,7 +89,10 @@ class FaceDetector:
         rects, scores, _ = self._hog.run(working, upsample, self.config.hog_threshold)
         return [Detection(_box(r).scaled(1 / scale), float(s), "hog") for r, s in zip(rects, scores)]
 
-    def _run_cnn(self, pixels: np.ndarray) -> list[Detection]:
+    def detect_cnn(self, pixels: np.ndarray) -> list[Detection]:
+        """CNN (MMOD) pass only, on a copy resized into [cnn_min_side, cnn_max_side]. Needs fallback = 'cnn'."""
+        if self._cnn is None:
+            raise ConfigError("the CNN detector is not loaded (detection.fallback is 'none')")
         longest = max(pixels.shape[:2])
         target = min(self.config.cnn_max_side, max(self.config.cnn_min_side, longest))
         scale = target / longest

@@ -1,0 +1,199 @@
+"""Evaluation protocols: hand-computed examples, and the CLI on real photographs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from facetrail.cli import app
+from facetrail.errors import FacetrailError
+from facetrail.evaluation.datasets import read_groups, read_pairs
+from facetrail.evaluation.identification import identification_report, split_identities
+from facetrail.evaluation.templates import ImageTemplate
+from facetrail.evaluation.verification import verification_report
+
+runner = CliRunner()
+
+
+def template(path: str, *coordinates: float) -> ImageTemplate:
+    """A 2-d template (enough for hand computation); no coordinates means a failure to enrol."""
+    vector = np.array(coordinates, dtype=np.float32) if coordinates else None
+    return ImageTemplate(Path(path), vector, "" if coordinates else "no face found", "hog" if coordinates else "", 1)
+
+
+def test_pairs_file_parsing(tmp_path):
+    pairs_file = tmp_path / "pairs.txt"
+    pairs_file.write_text("2\t1\nAnn\t1\t2\nAnn\t1\tBob\t3\n")
+    same, different = read_pairs(pairs_file, tmp_path / "img")
+    assert same.same and same.first == tmp_path / "img" / "Ann" / "Ann_0001.jpg" and same.second.name == "Ann_0002.jpg"
+    assert not different.same and different.second == tmp_path / "img" / "Bob" / "Bob_0003.jpg"
+    pairs_file.write_text("header\nAnn\tone\t2\n")
+    with pytest.raises(FacetrailError, match=r"pairs.txt:2"):
+        read_pairs(pairs_file, tmp_path)
+
+
+def test_verification_report_matches_hand_computation(tmp_path):
+    pairs_file = tmp_path / "pairs.txt"
+    pairs_file.write_text("3\t3\nAnn\t1\t2\nBob\t1\t2\nCy\t1\t2\nAnn\t1\tBob\t1\nAnn\t2\tCy\t1\nBob\t2\tCy\t2\n")
+    pairs = read_pairs(pairs_file, Path("i"))
+    templates = {
+        Path("i/Ann/Ann_0001.jpg"): template("a1", 0.0, 0.0),
+        Path("i/Ann/Ann_0002.jpg"): template("a2", 0.3, 0.4),  # genuine distance 0.5
+        Path("i/Bob/Bob_0001.jpg"): template("b1", 3.0, 0.0),
+        Path("i/Bob/Bob_0002.jpg"): template("b2", 3.0, 0.7),  # genuine distance 0.7: a false non-match at 0.6
+        Path("i/Cy/Cy_0001.jpg"): template("c1", 0.0, 3.0),
+        Path("i/Cy/Cy_0002.jpg"): template("c2"),  # failed to enrol
+    }
+    report = verification_report(pairs, templates, default_threshold=0.6, folds=2)
+    # pairs: Ann 0.5 ok; Bob 0.7 wrong; Cy failed (error); Ann1-Bob1 3.0 ok; Ann2-Cy1 ~2.62 ok; Bob2-Cy2 failed (error)
+    assert report["failed_pairs"] == 2
+    assert report["accuracy_at_default_threshold"]["accuracy"] == pytest.approx(3 / 6)
+    assert report["accuracy_at_default_threshold"]["fnmr"] == pytest.approx(2 / 3)  # Bob's 0.7 and Cy's failure
+    assert report["accuracy_at_default_threshold"]["fmr"] == 0.0
+    assert report["enrolment"]["failures_to_enrol"] == 1 and report["enrolment"]["images"] == 6
+    assert report["enrolment"]["failed_images"] == [{"path": "c2", "reason": "no face found"}]
+    # genuine [0.5, 0.7, inf] vs impostor [3.0, 2.62, inf]: 0.5 and 0.7 are below all three impostors (6 wins),
+    # the inf-inf tie counts half, inf genuine loses to both finite impostors: AUC = 6.5 / 9
+    assert report["roc_auc"] == pytest.approx(6.5 / 9)
+
+
+def test_verification_per_group_reports_worst_to_best(tmp_path):
+    pairs_file = tmp_path / "pairs.txt"
+    pairs_file.write_text("2\t2\nAnn\t1\t2\nBob\t1\t2\nAnn\t1\tAl\t1\nBob\t1\tBea\t1\n")
+    pairs = read_pairs(pairs_file, Path("i"))
+    templates = {
+        Path("i/Ann/Ann_0001.jpg"): template("a1", 0.0, 0.0),
+        Path("i/Ann/Ann_0002.jpg"): template("a2", 0.2, 0.0),
+        Path("i/Al/Al_0001.jpg"): template("al", 2.0, 0.0),
+        Path("i/Bob/Bob_0001.jpg"): template("b1", 5.0, 5.0),
+        Path("i/Bob/Bob_0002.jpg"): template("b2", 5.0, 5.9),  # 0.9: false non-match
+        Path("i/Bea/Bea_0001.jpg"): template("be", 5.0, 5.5),  # 0.5: false match
+    }
+    groups = {"Ann": "north", "Al": "north", "Bob": "south", "Bea": "south"}
+    report = verification_report(pairs, templates, 0.6, groups=groups, folds=2)
+    by_group = report["groups"]["by_group"]
+    assert by_group["north"]["accuracy_at_default_threshold"]["accuracy"] == 1.0
+    assert by_group["south"]["accuracy_at_default_threshold"]["accuracy"] == 0.0
+    ratio = report["groups"]["worst_to_best"]["error_rate_at_default_threshold"]
+    assert (ratio["worst_group"], ratio["best_group"], ratio["ratio"]) == ("south", "north", float("inf"))
+
+
+def test_identification_split_and_figures():
+    identities = {
+        "ann": [Path("ann1"), Path("ann2"), Path("ann3")],
+        "bob": [Path("bob1"), Path("bob2")],
+        "cy": [Path("cy1")],  # one image: unmated probe
+    }
+    split = split_identities(identities, gallery_per_subject=1, distractors=[Path("d1")])
+    assert split.gallery == {"ann": [Path("ann1")], "bob": [Path("bob1")], "distractor:d1": [Path("d1")]}
+    assert split.mated == [("ann", Path("ann2")), ("ann", Path("ann3")), ("bob", Path("bob2"))]
+    assert split.unmated == [("cy", Path("cy1"))]
+    templates = {
+        Path("ann1"): template("ann1", 0.0, 0.0),
+        Path("bob1"): template("bob1", 1.0, 0.0),
+        Path("d1"): template("d1", 0.0, 1.0),
+        Path("ann2"): template("ann2", 0.1, 0.0),  # mate at rank 1 (0.1)
+        Path("ann3"): template("ann3", 0.9, 0.0),  # bob1 at 0.1 is nearer: mate at rank 2 (0.9)
+        Path("bob2"): template("bob2"),  # failed: a miss
+        Path("cy1"): template("cy1", 0.0, 0.7),  # nearest d1 at 0.3
+    }
+    report = identification_report(split, templates, candidate_list_length=5)
+    assert report["cmc"] == {"rank_1": pytest.approx(1 / 3), "rank_5": pytest.approx(2 / 3)}
+    assert (report["mated_probes"], report["unmated_probes"], report["gallery_subjects"]) == (3, 1, 3)
+    # one unmated probe: at FPIR 0.01 nothing may be returned below 0.3, so only distances < 0.3 are hits
+    point = report["fnir_at_fpir"]["0.01"]
+    assert point["threshold"] < 0.3 and point["fnir"] == pytest.approx(2 / 3) and point["resolvable"] is False
+    assert report["enrolment"]["probes"]["failures_to_enrol"] == 1
+
+
+def test_identification_holds_out_identities_when_all_have_enough_images():
+    identities = {f"p{k}": [Path(f"p{k}_{j}") for j in range(3)] for k in range(8)}
+    split = split_identities(identities, gallery_per_subject=1, seed=3)
+    held_out = {name for name, _ in split.unmated}
+    assert len(held_out) == 2 and not held_out & set(split.gallery)
+    assert split_identities(identities, 1, seed=3).unmated == split.unmated  # reproducible
+    assert "held out" in split.unmated_rule
+
+
+def test_groups_file(tmp_path):
+    path = tmp_path / "groups.csv"
+    path.write_text("identity,group\nAnn,north\nBob,south\n")
+    assert read_groups(path) == {"Ann": "north", "Bob": "south"}
+    path.write_text("name,label\nAnn,north\n")
+    with pytest.raises(FacetrailError, match="identity"):
+        read_groups(path)
+
+
+@pytest.fixture(scope="module")
+def lfw_style(tmp_path_factory, faces) -> Path:
+    """The fixture photographs laid out as LFW (Name/Name_0001.jpg), one file corrupt."""
+    root = tmp_path_factory.mktemp("lfw")
+    layout = {"Barack_Obama": ["obama.jpg", "obama2.jpg", "obama3.jpg"], "Joe_Biden": ["biden.jpg"]}
+    for name, files in layout.items():
+        (root / name).mkdir()
+        for number, file in enumerate(files, start=1):
+            image = Image.open(faces[file]).convert("RGB")
+            image.thumbnail((500, 500))
+            image.save(root / name / f"{name}_{number:04d}.jpg")
+    (root / "Joe_Biden" / "Joe_Biden_0002.jpg").write_bytes(faces["biden.jpg"].read_bytes()[:5000])  # truncated
+    return root
+
+
+def test_evaluate_verify_cli_on_real_photographs(lfw_style, tmp_path, datadir):
+    pairs_file = tmp_path / "pairs.txt"
+    pairs_file.write_text(
+        "4\t4\nBarack_Obama\t1\t2\nBarack_Obama\t1\t3\nBarack_Obama\t2\t3\nJoe_Biden\t1\t2\n"
+        "Barack_Obama\t1\tJoe_Biden\t1\nBarack_Obama\t2\tJoe_Biden\t1\nBarack_Obama\t3\tJoe_Biden\t1\nBarack_Obama\t3\tJoe_Biden\t2\n"
+    )
+    plot = tmp_path / "roc.png"
+    result = runner.invoke(app, ["evaluate", "verify", "--pairs", str(pairs_file), "--images", str(lfw_style), "--folds", "2",
+                                 "--workers", "1", "--plot", str(plot), "--save-calibration", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["pipeline"]["face_choice"] == "centre" and report["pipeline"]["embedding_passes_per_face"] == 2
+    assert report["enrolment"]["failures_to_enrol"] == 1 and "truncated" in report["enrolment"]["failed_images"][0]["reason"]
+    assert report["failed_pairs"] == 2
+    # every pair without the truncated file is right at the model's threshold; the two with it count as errors
+    assert report["accuracy_at_default_threshold"]["accuracy"] == pytest.approx(6 / 8)
+    assert plot.stat().st_size > 10_000
+    calibration = json.loads(Path(report["calibration"]).read_text())
+    assert calibration["model"] == "dlib-resnet-v1" and calibration["impostor_count"] == 3
+
+
+def test_evaluate_identify_cli_on_real_photographs(lfw_style, tmp_path):
+    shutil.rmtree(tmp_path / "set", ignore_errors=True)
+    shutil.copytree(lfw_style, tmp_path / "set")
+    (tmp_path / "set" / "Joe_Biden" / "Joe_Biden_0002.jpg").unlink()
+    result = runner.invoke(app, ["evaluate", "identify", "--images", str(tmp_path / "set"), "--workers", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["mated_probes"], report["unmated_probes"]) == (2, 1)
+    assert report["cmc"]["rank_1"] == 1.0
+    assert report["fnir_at_fpir"]["0.01"]["fnir"] == 0.0  # Biden, not enrolled, is far from the enrolled Obama
+
+
+def test_evaluate_reports_bad_arguments_clearly(tmp_path):
+    result = runner.invoke(app, ["evaluate", "verify", "--pairs", str(tmp_path / "missing.txt"), "--images", str(tmp_path)])
+    assert result.exit_code == 2 and "cannot read pairs file" in result.output
+    result = runner.invoke(app, ["evaluate", "identify", "--images", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "not a folder" in result.output
+
+
+@pytest.mark.shared_faces
+def test_verification_on_a_slice_of_the_shared_lfw_pairs(shared_faces, tmp_path):
+    lines = (shared_faces / "lfw-dev-pairs.txt").read_text().splitlines()
+    genuine = [line for line in lines[1:] if len(line.split("\t")) == 3][:30]
+    impostor = [line for line in lines[1:] if len(line.split("\t")) == 4][:30]
+    pairs_file = tmp_path / "pairs.txt"
+    pairs_file.write_text("30\t30\n" + "\n".join(genuine + impostor) + "\n")
+    result = runner.invoke(app, ["evaluate", "verify", "--pairs", str(pairs_file), "--images", str(shared_faces / "lfw-dev"), "--folds", "5", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["enrolment"]["failures_to_enrol"] == 0
+    assert report["accuracy_at_default_threshold"]["accuracy"] >= 0.9
