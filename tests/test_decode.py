@@ -81,6 +81,18 @@ def png_header_only(width: int, height: int) -> bytes:
     )
 
 
+def tiff_entry_offset(data: bytes, tag: int) -> int:
+    """Byte offset of a tag's entry in the first IFD of a little-endian TIFF written by Pillow."""
+    assert data[:2] == b"II"
+    (ifd,) = struct.unpack_from("<I", data, 4)
+    (count,) = struct.unpack_from("<H", data, ifd)
+    for index in range(count):
+        entry = ifd + 2 + 12 * index
+        if struct.unpack_from("<H", data, entry)[0] == tag:
+            return entry
+    raise AssertionError(f"TIFF tag {tag} not found")
+
+
 def assert_refused_before_allocation(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make any attempt to allocate an image's pixel buffer fail the test."""
 
@@ -267,6 +279,18 @@ def test_la_is_composited_on_white() -> None:
     assert tuple(decoded.pixels[0, 0]) == (0, 0, 0)
 
 
+def test_premultiplied_la_tiff_is_composited_on_white() -> None:
+    la = Image.new("LA", (4, 4), (0, 255))
+    la.putpixel((3, 3), (0, 0))
+    data = bytearray(encode(la, "TIFF"))
+    extra_samples = tiff_entry_offset(data, 338)
+    struct.pack_into("<H", data, extra_samples + 8, 1)  # 1: associated (premultiplied) alpha
+    decoded = decode_image(bytes(data))
+    assert decoded.mode == "La"
+    assert tuple(decoded.pixels[3, 3]) == WHITE
+    assert tuple(decoded.pixels[0, 0]) == (0, 0, 0)
+
+
 def test_palette_transparency_becomes_white() -> None:
     palette_image = Image.new("P", (4, 4), 0)
     palette_image.putpalette([0, 0, 0, 255, 0, 0])  # index 0 black, index 1 red
@@ -300,7 +324,8 @@ def test_exif_orientation_6_is_turned_upright(fmt: str) -> None:
 def test_jpeg_cut_in_half_is_corrupt(tmp_path: Path) -> None:
     data = encode(quadrant_image(256, 256), "JPEG")
     path = write(tmp_path, "half.jpg", data[: len(data) // 2])
-    with pytest.raises(CorruptImageError, match="JPEG image data is damaged or truncated: image file is truncated"):
+    expected = "JPEG image data is damaged or truncated: image file is truncated"
+    with pytest.raises(CorruptImageError, match=expected):
         decode_image(read_image_bytes(path, DecodeLimits()))
 
 
@@ -336,6 +361,13 @@ def test_png_without_iend_is_corrupt() -> None:
         decode_image(data[:-12])
 
 
+def test_png_cut_inside_a_chunk_is_corrupt() -> None:
+    data = encode(quadrant_image(), "PNG")
+    idat = data.index(b"IDAT")
+    with pytest.raises(CorruptImageError, match="'IDAT' chunk at byte .* runs past the end"):
+        decode_image(data[: idat + 10])
+
+
 def test_png_with_damaged_image_data_crc_is_corrupt() -> None:
     data = bytearray(encode(quadrant_image(), "PNG"))
     idat = data.index(b"IDAT")
@@ -343,6 +375,22 @@ def test_png_with_damaged_image_data_crc_is_corrupt() -> None:
     data[idat + 4 + length] ^= 0xFF  # first byte of the IDAT CRC
     with pytest.raises(CorruptImageError, match="CRC"):
         decode_image(bytes(data))
+
+
+def test_tiff_with_dangling_next_frame_pointer_is_corrupt() -> None:
+    data = bytearray(encode(quadrant_image(), "TIFF"))
+    (ifd,) = struct.unpack_from("<I", data, 4)
+    (count,) = struct.unpack_from("<H", data, ifd)
+    struct.pack_into("<I", data, ifd + 2 + 12 * count, len(data) + 100)  # next IFD beyond the end
+    with pytest.raises(CorruptImageError, match="frame structure is damaged"):
+        decode_image(bytes(data))
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_garbage_exif_is_corrupt(fmt: str) -> None:
+    data = encode(quadrant_image(), fmt, exif=b"Exif\x00\x00garbage, not a TIFF header")
+    with pytest.raises(CorruptImageError, match="EXIF metadata is damaged"):
+        decode_image(data)
 
 
 def test_jpeg_header_cut_short_is_corrupt_not_unsupported() -> None:
@@ -412,7 +460,8 @@ def test_huge_png_header_is_refused_without_allocating(monkeypatch: pytest.Monke
 def test_own_pixel_limit_applies_when_pillow_has_none(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # undone after the test
     assert_refused_before_allocation(monkeypatch)
-    with pytest.raises(ImageTooLargeError, match=r"30000x30000 = 900,000,000 pixels; the limit is 80,000,000"):
+    expected = "30000x30000 = 900,000,000 pixels; the limit is 80,000,000"
+    with pytest.raises(ImageTooLargeError, match=expected):
         decode_image(png_header_only(30000, 30000))
 
 
@@ -453,7 +502,9 @@ def test_byte_limit_in_decode_image() -> None:
         decode_image(data, DecodeLimits(max_bytes=len(data) - 1))
 
 
-def test_file_over_byte_limit_is_refused_before_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_file_over_byte_limit_is_refused_before_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "big.jpg"
     with path.open("wb") as fh:
         fh.truncate(1001)  # sparse: nothing written
@@ -461,6 +512,18 @@ def test_file_over_byte_limit_is_refused_before_reading(tmp_path: Path, monkeypa
     monkeypatch.setattr(decode, "open", refuse_open, raising=False)
     with pytest.raises(ImageTooLargeError, match="1,001 bytes"):
         read_image_bytes(path, limits)
+
+
+def test_file_that_grows_after_its_size_check_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small = write(tmp_path, "small.png", b"x" * 10)
+    grown = write(tmp_path, "grown.png", b"x" * 2000)
+    real_stat = os.stat
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "stat", lambda path, *args, **kwargs: real_stat(small))  # size checked while small
+        with pytest.raises(ImageTooLargeError, match="grew past the limit of 1,000 bytes"):
+            read_image_bytes(grown, DecodeLimits(max_bytes=1000))
 
 
 def test_file_at_byte_limit_is_read_whole(tmp_path: Path) -> None:

@@ -98,13 +98,14 @@ def decode_image(data: bytes, limits: DecodeLimits = DecodeLimits()) -> DecodedI
         raise EmptyImageError("the image has no bytes")
     if len(data) > limits.max_bytes:
         raise ImageTooLargeError(f"the image is {len(data):,} bytes; the limit is {limits.max_bytes:,}")
+    # Pillow's own bomb limit (Image.MAX_IMAGE_PIXELS) still applies when it is lower than ours.
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             with _open(data) as im:
                 return _decode_opened(im, data, limits)
         except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-            raise ImageTooLargeError(f"the image is too large: {exc}") from exc
+            raise ImageTooLargeError(f"the image exceeds Pillow's decompression-bomb limit: {exc}") from exc
 
 
 def _open(data: bytes) -> ImageFile.ImageFile:
@@ -112,7 +113,8 @@ def _open(data: bytes) -> ImageFile.ImageFile:
     try:
         return Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except UnidentifiedImageError as exc:
-        raise _refusal(data, "its header cannot be read (damaged, truncated or an unsupported variant)") from exc
+        problem = "its header cannot be read (damaged, truncated or an unsupported variant)"
+        raise _refusal(data, problem) from exc
     except _DECODE_ERRORS as exc:
         raise _refusal(data, f"its header is damaged or truncated: {exc}") from exc
 
@@ -142,8 +144,6 @@ def _matches(accept: Callable[[bytes], bool | str] | None, prefix: bytes) -> boo
 def _decode_opened(im: ImageFile.ImageFile, data: bytes, limits: DecodeLimits) -> DecodedImage:
     """Check an opened image's header against the limits, then decode it fully."""
     width, height = im.size
-    if width < 1 or height < 1:
-        raise CorruptImageError(f"the {im.format} header gives an empty size {width}x{height}")
     if width * height > limits.max_pixels:
         raise ImageTooLargeError(
             f"the {im.format} image is {width}x{height} = {width * height:,} pixels; "
@@ -177,11 +177,12 @@ def _check_png_chunks(data: bytes) -> None:
         if pos + 12 > len(data):
             raise CorruptImageError("the PNG data ends before its IEND chunk (file truncated)")
         length, kind = struct.unpack_from(">I4s", data, pos)
+        chunk = f"the PNG {kind.decode('latin-1')!r} chunk at byte {pos}"
         end = pos + 8 + length
         if end + 4 > len(data):
-            raise CorruptImageError(f"the PNG {kind!r} chunk at byte {pos} runs past the end of the data (file truncated)")
+            raise CorruptImageError(f"{chunk} runs past the end of the data (file truncated)")
         if zlib.crc32(view[pos + 4 : end]) != struct.unpack_from(">I", data, end)[0]:
-            raise CorruptImageError(f"the PNG {kind!r} chunk at byte {pos} fails its CRC check (data damaged)")
+            raise CorruptImageError(f"{chunk} fails its CRC check (data damaged)")
         if kind == b"IEND":
             return
         pos = end + 4
@@ -191,15 +192,12 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
     """Convert a decoded image to an H x W x 3 uint8 RGB array; transparency becomes white."""
     if im.mode in _HIGH_DEPTH_MODES:
         return np.repeat(_grey_to_uint8(im)[:, :, np.newaxis], 3, axis=2)
-    try:
-        if im.has_transparency_data:
-            white = Image.new("RGBA", im.size, (255, 255, 255, 255))
-            rgb = Image.alpha_composite(white, im.convert("RGBA")).convert("RGB")
-        else:
-            rgb = im.convert("RGB")
-    except ValueError as exc:
-        raise UnsupportedImageError(f"colour mode {im.mode} cannot be converted to RGB: {exc}") from exc
-    return np.array(rgb, dtype=np.uint8)
+    if im.mode == "La":  # premultiplied alpha (TIFF); Pillow converts it only to LA
+        im = im.convert("LA")
+    if im.has_transparency_data:
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, im.convert("RGBA"))
+    return np.array(im.convert("RGB"), dtype=np.uint8)
 
 
 def _grey_to_uint8(im: Image.Image) -> np.ndarray:
