@@ -26,8 +26,7 @@ from pathlib import Path
 from facetrail.config import EngineConfig, EnrolmentConfig, Settings
 from facetrail.datadir import DataDir
 from facetrail.engine.decode import decode_image
-from facetrail.engine.pipeline import FaceEngine, FoundFace
-from facetrail.engine.quality import assess_quality
+from facetrail.engine.pipeline import EMBEDDING_PASSES, FaceEngine
 from facetrail.gallery.enrol import EnrolItem, enrol
 from facetrail.gallery.gallery import Galleries
 
@@ -45,7 +44,7 @@ def sample_images(root: Path, count: int) -> list[tuple[str, Path]]:
 
 def stage_times(engine: FaceEngine, images: list[tuple[str, Path]]) -> dict:
     """Mean milliseconds per image for each stage, on this core."""
-    totals = {"decode": 0.0, "detect_hog": 0.0, "detect_cnn_fallback": 0.0, "landmarks_align": 0.0, "quality": 0.0, "embed": 0.0}
+    totals = {"decode": 0.0, "detect_hog": 0.0, "detect_cnn_fallback": 0.0, "landmarks_align_quality": 0.0, "embed": 0.0}
     fallbacks = 0
     for _, path in images:
         data = path.read_bytes()
@@ -63,17 +62,12 @@ def stage_times(engine: FaceEngine, images: list[tuple[str, Path]]) -> dict:
         totals["detect_cnn_fallback"] += t3 - t2
         if not detections:
             continue
-        detection = max(detections, key=lambda d: d.box.area)
-        landmarks = engine.model.landmarks(pixels, detection.box)
-        chip = engine.model.align(pixels, landmarks)
+        face = engine.measure(pixels, max(detections, key=lambda d: d.box.area))
         t4 = time.perf_counter()
-        quality = assess_quality(detection, landmarks, chip, engine.config.quality)
+        engine.template(face)
         t5 = time.perf_counter()
-        engine.template(FoundFace(detection, landmarks, chip, quality))
-        t6 = time.perf_counter()
-        totals["landmarks_align"] += t4 - t3
-        totals["quality"] += t5 - t4
-        totals["embed"] += t6 - t5
+        totals["landmarks_align_quality"] += t4 - t3
+        totals["embed"] += t5 - t4
     per_image = {stage: 1000 * seconds / len(images) for stage, seconds in totals.items()}
     per_image["total"] = sum(per_image.values())
     per_image["cnn_fallbacks"] = fallbacks
@@ -105,12 +99,12 @@ def main() -> None:
     args = parser.parse_args()
     images = sample_images(args.images, args.count)
     results = {}
-    for augmentation in ("none", "mirror"):
+    for augmentation in EMBEDDING_PASSES:
         config = dataclasses.replace(EngineConfig(), embedding=dataclasses.replace(EngineConfig().embedding, augmentation=augmentation))
         stages = stage_times(FaceEngine(config), images[: args.stage_count])
         throughput = end_to_end(config, images, args.workers)
         results[augmentation] = {"stages_ms_per_image": stages, "end_to_end": throughput}
-        print(f"\naugmentation={augmentation} ({'1 pass' if augmentation == 'none' else '2 passes'} per face)")
+        print(f"\naugmentation={augmentation} ({EMBEDDING_PASSES[augmentation]} model pass(es) per face)")
         print("  per-stage, one core, ms/image: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items() if k != "cnn_fallbacks"))
         print(f"  CNN fallbacks: {stages['cnn_fallbacks']} of {min(args.stage_count, len(images))}")
         print(

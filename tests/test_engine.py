@@ -42,17 +42,32 @@ def test_same_person_is_closer_than_different_people(engine, faces):
     assert max(same) < engine.model.default_threshold < min(different)
 
 
+def with_augmentation(engine: FaceEngine, augmentation: str) -> FaceEngine:
+    config = dataclasses.replace(EngineConfig(), embedding=dataclasses.replace(EngineConfig().embedding, augmentation=augmentation))
+    return FaceEngine(config, model=engine.model)
+
+
 def test_template_records_model_and_augmentation(engine, faces):
-    face = engine.find_faces(pixels(faces["obama.jpg"]))[0]
-    template = engine.template(face)
-    assert template.embedding.shape == (128,) and template.embedding.dtype == np.float32
-    assert template.model_name == "dlib-resnet-v1" and "resnet" in template.model_version
-    assert (template.augmentation, template.passes) == ("mirror", 2)
-    single = FaceEngine(dataclasses.replace(EngineConfig(), embedding=dataclasses.replace(EngineConfig().embedding, augmentation="none")), model=engine.model)
-    one_pass = single.template(face)
-    assert one_pass.passes == 1
-    # mirror averaging moves the template only a little: same face, same identity
-    assert 0 < np.linalg.norm(one_pass.embedding - template.embedding) < 0.2
+    image = pixels(faces["obama.jpg"])
+    templates = {}
+    for augmentation, passes in (("none", 1), ("mirror", 2), ("mirror+context", 3)):
+        configured = with_augmentation(engine, augmentation)
+        template = configured.template(configured.find_faces(image)[0])
+        assert template.embedding.shape == (128,) and template.embedding.dtype == np.float32
+        assert template.model_name == "dlib-resnet-v1" and "resnet" in template.model_version
+        assert (template.augmentation, template.passes) == (augmentation, passes)
+        templates[augmentation] = template.embedding
+    # augmentation moves the template only a little: same face, same identity, but not the same vector
+    for augmented in ("mirror", "mirror+context"):
+        assert 0 < np.linalg.norm(templates[augmented] - templates["none"]) < 0.2
+    assert engine.config.embedding.augmentation == "mirror+context"  # the default is the most accurate
+
+
+def test_context_augmentation_needs_the_wider_chip(engine, faces):
+    face = with_augmentation(engine, "none").find_faces(pixels(faces["obama.jpg"]))[0]
+    assert face.context_chip is None
+    with pytest.raises(ValueError, match="wider chip"):
+        engine.template(face)
 
 
 def test_detection_finds_the_face_with_box_and_score(engine, faces):

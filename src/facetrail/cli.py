@@ -28,7 +28,7 @@ evaluate_app = typer.Typer(no_args_is_help=True, help="Measure accuracy on label
 app.add_typer(gallery_app, name="gallery")
 app.add_typer(evaluate_app, name="evaluate")
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 DataOption = Annotated[Optional[Path], typer.Option("--data", envvar=DATA_ENV, help="Data directory [default: ./facetrail-data]")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on standard output.")]
 
@@ -231,12 +231,13 @@ def _evaluation_engine(data: Path | None, augmentation: str | None):
     import dataclasses
 
     from facetrail.config import EngineConfig
+    from facetrail.engine.pipeline import EMBEDDING_PASSES
 
     datadir = DataDir.locate(data)
     config = datadir.settings().engine if datadir.exists() else EngineConfig()
     if augmentation:
-        if augmentation not in ("none", "mirror"):
-            raise FacetrailError("--augmentation must be 'none' or 'mirror'")
+        if augmentation not in EMBEDDING_PASSES:
+            raise FacetrailError(f"--augmentation must be one of: {', '.join(EMBEDDING_PASSES)}")
         config = dataclasses.replace(config, embedding=dataclasses.replace(config.embedding, augmentation=augmentation))
     return datadir, config
 
@@ -254,11 +255,12 @@ def _templates_with_progress(paths, config, face_choice, workers):
 
 def _pipeline_description(config, face_choice: str) -> dict:
     from facetrail.engine.models import DlibResNetModel
+    from facetrail.engine.pipeline import EMBEDDING_PASSES
 
     return {
         "model": DlibResNetModel.name,
         "augmentation": config.embedding.augmentation,
-        "embedding_passes_per_face": 2 if config.embedding.augmentation == "mirror" else 1,
+        "embedding_passes_per_face": EMBEDDING_PASSES[config.embedding.augmentation],
         "detection_fallback": config.detection.fallback,
         "face_choice": face_choice,
     }
@@ -271,7 +273,7 @@ def evaluate_verify(
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write ROC and DET curves to this PNG/SVG/PDF.")] = None,
     groups: GroupsOption = None,
     face_choice: FaceChoiceOption = "centre",
-    augmentation: Annotated[Optional[str], typer.Option(help="Override embedding.augmentation: none or mirror.")] = None,
+    augmentation: Annotated[Optional[str], typer.Option(help="Override embedding.augmentation: none, mirror or mirror+context.")] = None,
     folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 10,
     save_calibration: Annotated[bool, typer.Option("--save-calibration", help="Save the impostor score → false-match-rate table into the data directory.")] = False,
     workers: WorkersOption = 0,
@@ -331,7 +333,7 @@ def evaluate_identify(
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the CMC curve to this PNG/SVG/PDF.")] = None,
     groups: GroupsOption = None,
     face_choice: FaceChoiceOption = "centre",
-    augmentation: Annotated[Optional[str], typer.Option(help="Override embedding.augmentation: none or mirror.")] = None,
+    augmentation: Annotated[Optional[str], typer.Option(help="Override embedding.augmentation: none, mirror or mirror+context.")] = None,
     candidates: Annotated[int, typer.Option("--candidates", help="Candidate list length.")] = 20,
     workers: WorkersOption = 0,
     data: DataOption = None,

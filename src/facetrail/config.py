@@ -54,8 +54,11 @@ class DetectionConfig:
 class EmbeddingConfig:
     """How templates are computed."""
 
-    augmentation: Literal["none", "mirror"] = "mirror"
-    """Test-time augmentation: 'none' is one pass, 'mirror' averages the chip and its mirror image (two passes)."""
+    augmentation: Literal["none", "mirror", "mirror+context"] = "mirror+context"
+    """Test-time augmentation: 'none' is one pass; 'mirror' averages the chip and its mirror image (two passes);
+    'mirror+context' also averages a chip with a wider margin around the face (three passes, most accurate)."""
+    context_padding: float = 0.35
+    """Margin of the wider chip used by 'mirror+context', as a fraction of the face (the model's own is 0.25)."""
 
 
 @dataclass(frozen=True)
@@ -141,8 +144,11 @@ def load_settings(path: Path | None) -> Settings:
 
 
 def settings_from_dict(raw: dict[str, Any], source: str = "config") -> Settings:
-    """Build ``Settings`` from nested dicts, refusing unknown keys and wrong types."""
-    return _build(Settings, raw, source)
+    """Build ``Settings`` from nested dicts, refusing unknown keys and wrong types (errors name ``source``)."""
+    try:
+        return _build(Settings, raw, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def settings_to_toml(config: Settings) -> str:
@@ -169,21 +175,25 @@ def _toml_value(value: Any) -> str:
 
 def _build(cls: type, raw: Any, where: str) -> Any:
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a table")
+        raise ConfigError(f"{where or 'the file'}: expected a table")
     hints = get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s): {', '.join(unknown)}")
+        raise ConfigError(", ".join(_dotted(where, key) for key in unknown) + ": unknown key")
     values = {}
     for name, value in raw.items():
         hint = hints[name]
-        key = f"{where}.{name}"
+        key = _dotted(where, name)
         if dataclasses.is_dataclass(hint):
             values[name] = _build(hint, value, key)
         else:
             values[name] = _check_scalar(hint, value, key)
     return cls(**values)
+
+
+def _dotted(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
 
 
 def _check_scalar(hint: Any, value: Any, key: str) -> Any:

@@ -31,8 +31,9 @@ class FaceModel(Protocol):
         """Five landmarks ``(5, 2)`` in image pixels: two corners of each eye and the base of the nose."""
         ...
 
-    def align(self, pixels: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        """The aligned face chip (uint8 RGB) the model embeds."""
+    def align(self, pixels: np.ndarray, landmarks: np.ndarray, padding: float | None = None) -> np.ndarray:
+        """The aligned face chip (uint8 RGB) the model embeds; ``padding`` widens or narrows the margin around
+        the face (a fraction of the face size; None is the model's own)."""
         ...
 
     def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
@@ -66,12 +67,13 @@ class DlibResNetModel:
         shape = self._shape_predictor(pixels, _dlib_rect(self._dlib, box))
         return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
 
-    def align(self, pixels: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    def align(self, pixels: np.ndarray, landmarks: np.ndarray, padding: float | None = None) -> np.ndarray:
         dlib = self._dlib
         xs, ys = landmarks[:, 0], landmarks[:, 1]
         rect = dlib.rectangle(int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
         shape = dlib.full_object_detection(rect, [dlib.point(int(round(x)), int(round(y))) for x, y in landmarks])
-        return np.asarray(dlib.get_face_chip(pixels, shape, self.chip_size, self.chip_padding))
+        margin = self.chip_padding if padding is None else padding
+        return np.asarray(dlib.get_face_chip(pixels, shape, self.chip_size, margin))
 
     def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         contiguous = [np.ascontiguousarray(chip) for chip in chips]

@@ -24,8 +24,11 @@ from facetrail.errors import MultipleFacesError, NoFaceError, PoorQualityError
 
 FaceChoice = Literal["centre", "largest"]
 
+EMBEDDING_PASSES = {"none": 1, "mirror": 2, "mirror+context": 3}
+"""Model passes per face for each ``embedding.augmentation``."""
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, eq=False)
 class FoundFace:
     """One face in an image, measured but not yet embedded."""
 
@@ -33,6 +36,8 @@ class FoundFace:
     landmarks: np.ndarray
     chip: np.ndarray
     quality: Quality
+    context_chip: np.ndarray | None = None
+    """The wider-margin chip, when the configured augmentation uses it."""
 
 
 @dataclass(frozen=True)
@@ -64,13 +69,18 @@ class FaceEngine:
             detections = [self.detector.detect_in_box(pixels, face_box)]
         else:
             detections = self.detector.detect(pixels)
-        return [self._measure(pixels, detection) for detection in detections]
+        return [self.measure(pixels, detection) for detection in detections]
 
     def template(self, face: FoundFace) -> Template:
         """Embed one face, averaging over the configured test-time augmentation."""
+        augmentation = self.config.embedding.augmentation
         chips = [face.chip]
-        if self.config.embedding.augmentation == "mirror":
+        if augmentation in ("mirror", "mirror+context"):
             chips.append(np.ascontiguousarray(face.chip[:, ::-1]))
+        if augmentation == "mirror+context":
+            if face.context_chip is None:
+                raise ValueError("this face was measured without the wider chip that 'mirror+context' needs")
+            chips.append(face.context_chip)
         embedding = self.model.embed(chips).mean(axis=0).astype(np.float32)
         return Template(
             embedding=embedding,
@@ -80,11 +90,15 @@ class FaceEngine:
             passes=len(chips),
         )
 
-    def _measure(self, pixels: np.ndarray, detection: Detection) -> FoundFace:
+    def measure(self, pixels: np.ndarray, detection: Detection) -> FoundFace:
+        """Landmarks, aligned chip(s) and quality for one detection."""
         landmarks = self.model.landmarks(pixels, detection.box)
         chip = self.model.align(pixels, landmarks)
         quality = assess_quality(detection, landmarks, chip, self.config.quality)
-        return FoundFace(detection, landmarks, chip, quality)
+        context_chip = None
+        if self.config.embedding.augmentation == "mirror+context":
+            context_chip = self.model.align(pixels, landmarks, self.config.embedding.context_padding)
+        return FoundFace(detection, landmarks, chip, quality, context_chip)
 
 
 def choose_face(faces: list[FoundFace], rule: FaceChoice, image_shape: tuple[int, ...]) -> FoundFace:

@@ -1,0 +1,116 @@
+"""The command line: gallery commands, enrolment, inspection, configuration, and clear errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from facetrail.cli import app
+from facetrail.engine.geometry import Box
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+@pytest.fixture(scope="module")
+def booking_folder(tmp_path_factory, faces):
+    root = tmp_path_factory.mktemp("cli-bookings")
+    for subject, name, height in (("B-1", "obama.jpg", 400), ("B-2", "biden.jpg", 600)):
+        (root / subject).mkdir()
+        image = Image.open(faces[name]).convert("RGB")
+        image.resize((image.width * height // image.height, height)).save(root / subject / "front.jpg")
+    (root / "B-2" / "empty.jpg").write_bytes(b"")
+    return root
+
+
+def test_gallery_lifecycle_through_the_cli(datadir, booking_folder, tmp_path):
+    result = invoke("gallery", "create", "county", "--allowed-source", "booking", "--description", "County bookings", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["allowed_sources"] == ["booking"]
+
+    report = tmp_path / "report.csv"
+    result = invoke("enroll", str(booking_folder), "--gallery", "county", "--source", "booking", "--report", str(report), "--workers", "1", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["enrolled"], summary["rejected"]) == (2, 1)
+    assert summary["rejections"][0]["reason"].endswith("empty.jpg: file is empty")
+    rows = list(csv.DictReader(report.open()))
+    assert sorted(r["status"] for r in rows) == ["enrolled", "enrolled", "rejected"]
+
+    listing = json.loads(invoke("gallery", "list", "--json").stdout)
+    assert [(g["name"], g["subjects"], g["images"]) for g in listing] == [("county", 2, 2)]
+    shown = json.loads(invoke("gallery", "show", "county", "--json").stdout)
+    assert shown["templates"] == 2
+    assert shown["rejections"] == 0  # only refusals after face analysis are remembered; an unreadable file is retried
+
+    removed = invoke("gallery", "remove-subject", "county", "B-1", "--json")
+    assert removed.exit_code == 0, removed.output
+    assert json.loads(removed.stdout) == {"gallery": "county", "subject_id": "B-1", "images": 1, "templates": 1, "image_files": 1, "index_entries": 1}
+    assert json.loads(invoke("gallery", "show", "county", "--json").stdout)["subjects"] == 1
+
+
+def test_errors_are_one_clear_line_with_status_2(datadir, booking_folder, tmp_path):
+    invoke("gallery", "create", "county", "--allowed-source", "booking")
+    cases = [
+        (("gallery", "show", "nowhere"), "no gallery named 'nowhere'"),
+        (("gallery", "create", "county", "--allowed-source", "booking"), "already exists"),
+        (("gallery", "create", "scraped", "--allowed-source", "social-media"), "prohibited"),
+        (("gallery", "remove-subject", "county", "nobody"), "no subject 'nobody'"),
+        (("enroll", str(booking_folder), "--gallery", "county", "--source", "web-scrape"), "not allowed for gallery 'county'"),
+        (("enroll", str(booking_folder), "--gallery", "county"), "give a folder and --source, or --manifest"),
+        (("enroll", str(tmp_path / "missing"), "--gallery", "county", "--source", "booking"), "not a folder"),
+        (("inspect", str(tmp_path / "missing.jpg")), "missing.jpg"),
+        (("inspect", str(booking_folder / "B-2" / "empty.jpg")), "empty"),
+        (("inspect", str(booking_folder / "B-1" / "front.jpg"), "--face-box", "1,2,3"), "face box"),
+    ]
+    for args, message in cases:
+        result = invoke(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in " ".join(result.output.split()), (args, result.output)
+        assert "Traceback" not in result.output
+
+
+def test_commands_refuse_an_uninitialised_data_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACETRAIL_DATA", str(tmp_path / "not-yet"))
+    result = invoke("gallery", "list")
+    assert result.exit_code == 2 and "run 'facetrail init' first" in result.output
+
+
+def test_bad_configuration_names_the_key(datadir):
+    datadir.config_path.write_text(datadir.config_path.read_text().replace("[quality]", "[quality]\nmin_sharpnes = 3.0"))
+    result = invoke("gallery", "list")
+    assert result.exit_code == 2 and "quality.min_sharpnes" in result.output
+    datadir.config_path.write_text("[detection]\nfallback = 'magic'\n")
+    result = invoke("gallery", "list")
+    assert result.exit_code == 2 and "detection.fallback" in result.output and "'cnn'" in result.output
+    datadir.config_path.write_text("[limits\n")
+    assert "not valid TOML" in invoke("gallery", "list").output
+
+
+def test_inspect_shows_faces_and_quality(faces):
+    result = invoke("inspect", str(faces["obama.jpg"]), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["format"] == "JPEG" and len(report["faces"]) == 1
+    face = report["faces"][0]
+    assert face["detector"] == "hog" and face["quality"]["verdict"] == "acceptable"
+    box = ",".join(str(v) for v in face["box"])
+    by_hand = json.loads(invoke("inspect", str(faces["obama.jpg"]), "--face-box", box, "--json").stdout)
+    assert len(by_hand["faces"]) == 1 and by_hand["faces"][0]["detector"] == "hog"  # refined by the detector
+    assert Box(*by_hand["faces"][0]["box"]).iou(Box(*face["box"])) > 0.8
+
+
+def test_there_is_no_search_command():
+    """Searching arrives only with users, cases and the audit trail; the matcher must not offer it before."""
+    result = invoke("--help")
+    assert result.exit_code == 0
+    commands = {line.split()[1] for line in result.output.splitlines() if line.startswith("│ ") and len(line.split()) > 1}
+    assert "search" not in commands and "compare" not in commands
+    assert {"init", "enroll", "gallery", "evaluate", "inspect"} <= commands
