@@ -9,6 +9,7 @@ source distribution (2 people; see tests/fixtures/face_images.py).
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import shutil
 import subprocess
@@ -24,11 +25,18 @@ GALLERY = "sample"
 SOURCE = "research-sample"
 
 
-def facetrail(*args: str, check: bool = True) -> int:
+FACETRAIL = str(Path(sys.executable).parent / "facetrail")
+
+
+def facetrail(*args: str) -> None:
     """Run one facetrail command, showing it first."""
-    command = [str(Path(sys.executable).parent / "facetrail"), *args]
     print(f"\n$ facetrail {shlex.join(args)}", flush=True)
-    return subprocess.run(command, check=check).returncode
+    subprocess.run([FACETRAIL, *args], check=True)
+
+
+def gallery_names(data: list[str]) -> list[str]:
+    listing = subprocess.run([FACETRAIL, "gallery", "list", "--json", *data], check=True, capture_output=True, text=True)
+    return [gallery["name"] for gallery in json.loads(listing.stdout)]
 
 
 def fixture_sets(cache: Path) -> tuple[Path, Path]:
@@ -61,7 +69,7 @@ def main() -> None:
 
     data = ["--data", args.data]
     facetrail("init", *data)
-    if facetrail("gallery", "show", GALLERY, *data, check=False) != 0:
+    if GALLERY not in gallery_names(data):
         facetrail("gallery", "create", GALLERY, "--allowed-source", SOURCE, "--description", "Demonstration gallery of research photographs", *data)
     report = Path(args.data) / "sample-enrolment-report.csv"
     facetrail("enroll", str(gallery_folder), "--gallery", GALLERY, "--source", SOURCE, "--report", str(report), *data)

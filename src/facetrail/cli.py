@@ -9,6 +9,7 @@ is bound to users, cases and an audit trail.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -46,8 +47,19 @@ def _run(action: Callable[[], Any]) -> Any:
         _fail(str(exc).replace("[", r"\["))
 
 
+def _json_ready(value: Any) -> Any:
+    """Strict JSON: non-finite numbers (an unreachable threshold is -inf) become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    return value
+
+
 def _emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.write(json.dumps(_json_ready(data), indent=2, default=str, allow_nan=False) + "\n")
 
 
 def _galleries(data: Path | None):
