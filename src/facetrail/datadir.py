@@ -45,14 +45,24 @@ class DataDir:
     def locks_dir(self) -> Path:
         return self.root / "locks"
 
+    @property
+    def keys_dir(self) -> Path:
+        """Data encryption keys and the audit signing key (kept out of the database; mode 0700)."""
+        return self.root / "keys"
+
+    @property
+    def probes_dir(self) -> Path:
+        return self.root / "probes"
+
     def exists(self) -> bool:
         return self.config_path.exists()
 
     def create(self, settings: Settings | None = None) -> None:
         """Create the folders and write ``config.toml`` (kept if it already exists)."""
-        for path in (self.root, self.images_dir, self.index_dir, self.locks_dir):
+        for path in (self.root, self.images_dir, self.index_dir, self.locks_dir, self.keys_dir, self.probes_dir):
             path.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
+        os.chmod(self.keys_dir, 0o700)
         if not self.config_path.exists():
             self.config_path.write_text(settings_to_toml(settings or Settings()), encoding="utf-8")
 

@@ -83,3 +83,41 @@ class SourceNotAllowedError(GalleryError):
 
 class IndexFileError(GalleryError):
     """A saved vector index file is corrupt, truncated or not an index file."""
+
+
+# --- protection of biometric data -------------------------------------------
+
+
+class CryptoError(FacetrailError):
+    """A data key is missing or wrong, or encrypted data does not decrypt (tampered or corrupt)."""
+
+
+# --- accountability -----------------------------------------------------------
+
+
+class AccountabilityError(FacetrailError):
+    """An action was refused by the accountability layer."""
+
+
+class AuthenticationError(AccountabilityError):
+    """Who is acting could not be established: bad credentials, an expired or revoked token, a locked account."""
+
+
+class PermissionDeniedError(AccountabilityError):
+    """The user's roles or grants do not allow the action."""
+
+
+class PolicyError(AccountabilityError):
+    """A policy file does not parse or is inconsistent; ``problems`` lists (line, message) pairs."""
+
+    def __init__(self, problems: list[tuple[int | None, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"line {line}: {message}" if line else message for line, message in problems))
+
+
+class RefusedError(AccountabilityError):
+    """A search or comparison was refused under the policy (the refusal itself is audited)."""
+
+
+class AuditError(AccountabilityError):
+    """The audit trail could not be written or its signing key is unusable."""

@@ -2,7 +2,8 @@
 
 from alembic import context
 
-from facetrail.gallery import schema  # noqa: F401  (registers the gallery tables on Base.metadata)
+from facetrail.accountability import schema as accountability_schema  # noqa: F401  (registers the tables)
+from facetrail.gallery import schema as gallery_schema  # noqa: F401
 from facetrail.store import Base
 
 engine = context.config.attributes["engine"]
