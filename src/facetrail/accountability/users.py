@@ -1,0 +1,451 @@
+"""Users, roles, passwords, API tokens and gallery grants: who is acting, and what they may do.
+
+Passwords are kept only as argon2id hashes and tokens only as their SHA-256, so neither can be read back from
+the store. Repeated wrong passwords lock an account for a while; an account's existing tokens keep working
+while it is locked (the lock stops password guessing, it does not sign the real user out). Whether a role
+*combination* is allowed is the policy's business and is checked by the service layer, not here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from facetrail.accountability.schema import ROLES, GalleryGrantRecord, TokenRecord, UserRecord
+from facetrail.errors import (
+    AccountabilityError,
+    AuthenticationError,
+    DuplicateError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from facetrail.gallery.schema import GalleryRecord
+from facetrail.store import utcnow
+
+USERNAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
+MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 1024
+ALL_UNITS = "*"
+TOKEN_PREFIX = "ft_"
+BAD_CREDENTIALS = "invalid username or password"
+
+ROLE_ACTIONS: dict[str, frozenset[str]] = {
+    "search": frozenset({"investigator"}),
+    "compare": frozenset({"investigator"}),
+    "review": frozenset({"examiner"}),
+    "resolve_dispute": frozenset({"supervisor"}),
+    "override_quality": frozenset({"supervisor"}),
+    "view_unit_activity": frozenset({"supervisor"}),
+    "view_audit": frozenset({"auditor", "supervisor"}),
+    "verify_audit": frozenset({"auditor", "supervisor"}),
+    "export_audit": frozenset({"auditor", "supervisor"}),
+    "view_reports": frozenset({"auditor", "supervisor"}),
+    "manage_users": frozenset({"admin"}),
+    "manage_galleries": frozenset({"admin"}),
+    "enrol": frozenset({"admin"}),
+    "manage_policy": frozenset({"admin"}),
+    "rotate_keys": frozenset({"admin"}),
+    "purge": frozenset({"admin"}),
+    "export_lead": frozenset({"investigator", "examiner", "supervisor"}),
+    "view_candidate_images": frozenset({"investigator", "examiner", "supervisor"}),
+    "evaluate": frozenset({"admin", "auditor"}),
+}
+"""The permission table: action -> the roles that may perform it (any one of them suffices)."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """An authenticated user as seen by the rest of facetrail."""
+
+    id: int
+    username: str
+    unit: str
+    roles: frozenset[str]
+
+    def has(self, role: str) -> bool:
+        """Whether the actor holds ``role``."""
+        return role in self.roles
+
+
+def require(actor: Actor, action: str) -> None:
+    """Raise PermissionDeniedError unless one of the actor's roles may perform ``action``."""
+    if action not in ROLE_ACTIONS:
+        raise ValueError(f"unknown action {action!r}")
+    allowed = ROLE_ACTIONS[action]
+    if actor.roles & allowed:
+        return
+    held = ", ".join(sorted(actor.roles)) or "none"
+    raise PermissionDeniedError(
+        f"user {actor.username!r} (roles: {held}) may not {action!r}; only {', '.join(sorted(allowed))} may"
+    )
+
+
+class UserDirectory:
+    """The users of one store: accounts, logins, tokens and which units may search which gallery."""
+
+    def __init__(
+        self, sessions: sessionmaker, max_failed_logins: int = 5, lockout_minutes: int = 15, token_hours: int = 12
+    ) -> None:
+        if max_failed_logins < 1 or lockout_minutes <= 0 or token_hours <= 0:
+            raise ValueError("max_failed_logins, lockout_minutes and token_hours must be positive")
+        self.sessions = sessions
+        self.max_failed_logins = max_failed_logins
+        self.lockout = dt.timedelta(minutes=lockout_minutes)
+        self.token_lifetime = dt.timedelta(hours=token_hours)
+        self._hasher = PasswordHasher()
+        self._dummy_hash: str | None = None
+
+    # --- accounts -------------------------------------------------------------
+
+    def create_user(
+        self, username: str, password: str, roles: list[str], unit: str = "", display_name: str = ""
+    ) -> Actor:
+        """Create an active account; the password is stored only as an argon2id hash."""
+        _check_username(username)
+        stored_roles = _check_roles(roles)
+        unit = _check_unit(unit)
+        if len(display_name) > 200:
+            raise AccountabilityError("display name: at most 200 characters")
+        _check_password(password)
+        record = UserRecord(
+            username=username,
+            display_name=display_name,
+            unit=unit,
+            roles=stored_roles,
+            password_hash=self._hasher.hash(password),
+            active=True,
+            failed_logins=0,
+        )
+        with self.sessions() as session:
+            session.add(record)
+            try:
+                session.commit()
+            except IntegrityError:
+                raise DuplicateError(f"a user named {username!r} already exists") from None
+            return _actor(record)
+
+    def set_roles(self, username: str, roles: list[str]) -> Actor:
+        """Replace the user's roles (takes effect on the user's next request, tokens included)."""
+        stored_roles = _check_roles(roles)
+        with self.sessions() as session:
+            user = _user(session, username)
+            user.roles = stored_roles
+            session.commit()
+            return _actor(user)
+
+    def set_active(self, username: str, active: bool) -> Actor:
+        """Activate or deactivate an account; a deactivated account can neither log in nor use its tokens."""
+        with self.sessions() as session:
+            user = _user(session, username)
+            user.active = active
+            session.commit()
+            return _actor(user)
+
+    def set_password(self, username: str, password: str) -> None:
+        """Replace the user's password."""
+        _check_password(password)
+        password_hash = self._hasher.hash(password)
+        with self.sessions() as session:
+            _user(session, username).password_hash = password_hash
+            session.commit()
+
+    def unlock(self, username: str) -> Actor:
+        """Lift a lockout and clear the count of failed logins."""
+        with self.sessions() as session:
+            user = _user(session, username)
+            user.failed_logins = 0
+            user.locked_until = None
+            session.commit()
+            return _actor(user)
+
+    def list_users(self) -> list[dict]:
+        """Every account, by username, without password hashes."""
+        now = utcnow()
+        with self.sessions() as session:
+            users = session.scalars(select(UserRecord).order_by(UserRecord.username)).all()
+            return [
+                {
+                    "id": user.id,
+                    "username": user.username,
+                    "display_name": user.display_name,
+                    "unit": user.unit,
+                    "roles": sorted(user.roles),
+                    "active": user.active,
+                    "failed_logins": user.failed_logins,
+                    "locked": _is_locked(user, now),
+                    "locked_until": _iso(user.locked_until),
+                    "created_at": _iso(user.created_at),
+                }
+                for user in users
+            ]
+
+    def count(self) -> int:
+        """The number of accounts."""
+        with self.sessions() as session:
+            return session.scalar(select(func.count()).select_from(UserRecord))
+
+    # --- logins and tokens ----------------------------------------------------
+
+    def login(self, username: str, password: str, label: str = "cli") -> tuple[Actor, str]:
+        """Check the password and issue a new token (returned once; only its SHA-256 is kept).
+
+        A wrong password counts against the account (committed although the login fails); reaching
+        ``max_failed_logins`` locks it for ``lockout_minutes``. Unknown usernames, wrong passwords and
+        deactivated accounts get the same message; only an account already locked says so.
+        """
+        if len(label) > 200:
+            raise AccountabilityError("token label: at most 200 characters")
+        now = utcnow()
+        with self.sessions() as session:
+            user = session.scalar(select(UserRecord).where(UserRecord.username == username))
+            if user is None:
+                self._verify(self._dummy(), password)  # the same work as for a real account
+                raise AuthenticationError(BAD_CREDENTIALS)
+            if _is_locked(user, now):
+                raise AuthenticationError("account is locked; try again later or ask an administrator to unlock it")
+            if user.locked_until is not None:  # an expired lock: start counting afresh
+                user.failed_logins = 0
+                user.locked_until = None
+                session.flush()
+            if not self._verify(user.password_hash, password):
+                self._count_failure(session, user.id, now)
+                session.commit()
+                raise AuthenticationError(BAD_CREDENTIALS)
+            if not user.active:
+                session.commit()
+                raise AuthenticationError(BAD_CREDENTIALS)
+            user.failed_logins = 0
+            if self._hasher.check_needs_rehash(user.password_hash):
+                user.password_hash = self._hasher.hash(password)
+            token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+            session.add(
+                TokenRecord(
+                    user_id=user.id,
+                    token_hash=_token_hash(token),
+                    label=label,
+                    created_at=now,
+                    expires_at=now + self.token_lifetime,
+                )
+            )
+            session.commit()
+            return _actor(user), token
+
+    def authenticate(self, token: str) -> Actor:
+        """The actor a token belongs to; refuses unknown, expired and revoked tokens and deactivated accounts."""
+        with self.sessions() as session:
+            record = session.scalar(select(TokenRecord).where(TokenRecord.token_hash == _token_hash(token)))
+            if record is None:
+                raise AuthenticationError("invalid token")
+            if record.revoked_at is not None:
+                raise AuthenticationError("token revoked")
+            if _aware(record.expires_at) <= utcnow():
+                raise AuthenticationError("token expired; log in again")
+            if not record.user.active:
+                raise AuthenticationError("account is deactivated")
+            return _actor(record.user)
+
+    def revoke(self, token: str) -> None:
+        """Revoke one token (revoking it again changes nothing)."""
+        with self.sessions() as session:
+            record = session.scalar(select(TokenRecord).where(TokenRecord.token_hash == _token_hash(token)))
+            if record is None:
+                raise AuthenticationError("invalid token")
+            if record.revoked_at is None:
+                record.revoked_at = utcnow()
+                session.commit()
+
+    def revoke_all(self, username: str) -> int:
+        """Revoke every unexpired, unrevoked token of the user; returns how many were revoked."""
+        now = utcnow()
+        with self.sessions() as session:
+            user = _user(session, username)
+            tokens = session.scalars(
+                select(TokenRecord).where(TokenRecord.user_id == user.id, TokenRecord.revoked_at.is_(None))
+            ).all()
+            live = [token for token in tokens if _aware(token.expires_at) > now]
+            for token in live:
+                token.revoked_at = now
+            session.commit()
+            return len(live)
+
+    # --- gallery grants -------------------------------------------------------
+
+    def grant_gallery(self, gallery_id: int, unit: str, granted_by: Actor) -> None:
+        """Let investigators of ``unit`` ('*' for every unit) search the gallery; ``granted_by`` must be an admin."""
+        require(granted_by, "manage_galleries")
+        unit = _check_grant_unit(unit)
+        with self.sessions() as session:
+            name = _gallery(session, gallery_id).name
+            session.add(GalleryGrantRecord(gallery_id=gallery_id, unit=unit, granted_by=granted_by.id))
+            try:
+                session.commit()
+            except IntegrityError:
+                raise DuplicateError(f"unit {unit!r} already has a grant for gallery {name!r}") from None
+
+    def revoke_gallery(self, gallery_id: int, unit: str) -> None:
+        """Withdraw the grant of the gallery to ``unit``."""
+        unit = unit.strip()
+        with self.sessions() as session:
+            gallery = _gallery(session, gallery_id)
+            grant = session.scalar(
+                select(GalleryGrantRecord).where(
+                    GalleryGrantRecord.gallery_id == gallery_id, GalleryGrantRecord.unit == unit
+                )
+            )
+            if grant is None:
+                raise NotFoundError(f"unit {unit!r} has no grant for gallery {gallery.name!r}")
+            session.delete(grant)
+            session.commit()
+
+    def may_search(self, actor: Actor, gallery_id: int) -> bool:
+        """Whether the actor is an investigator whose unit (or every unit) has a grant for the gallery."""
+        if not actor.has("investigator"):
+            return False
+        units = [ALL_UNITS, actor.unit] if actor.unit else [ALL_UNITS]
+        with self.sessions() as session:
+            grant = session.scalar(
+                select(GalleryGrantRecord.id).where(
+                    GalleryGrantRecord.gallery_id == gallery_id, GalleryGrantRecord.unit.in_(units)
+                )
+            )
+        return grant is not None
+
+    def grants(self, gallery_id: int | None = None) -> list[dict]:
+        """The gallery grants (of one gallery, or all), by gallery name and unit."""
+        query = (
+            select(GalleryGrantRecord, GalleryRecord.name, UserRecord.username)
+            .join(GalleryRecord, GalleryRecord.id == GalleryGrantRecord.gallery_id)
+            .join(UserRecord, UserRecord.id == GalleryGrantRecord.granted_by)
+            .order_by(GalleryRecord.name, GalleryGrantRecord.unit)
+        )
+        if gallery_id is not None:
+            query = query.where(GalleryGrantRecord.gallery_id == gallery_id)
+        with self.sessions() as session:
+            return [
+                {
+                    "gallery_id": grant.gallery_id,
+                    "gallery": gallery_name,
+                    "unit": grant.unit,
+                    "granted_by": granted_by,
+                    "granted_at": _iso(grant.granted_at),
+                }
+                for grant, gallery_name, granted_by in session.execute(query)
+            ]
+
+    # --- helpers ----------------------------------------------------------------
+
+    def _verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def _dummy(self) -> str:
+        if self._dummy_hash is None:
+            self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+        return self._dummy_hash
+
+    def _count_failure(self, session: Session, user_id: int, now: dt.datetime) -> None:
+        """Add one failed login atomically (concurrent guesses all count) and lock the account at the limit."""
+        session.execute(
+            update(UserRecord)
+            .where(UserRecord.id == user_id)
+            .values(failed_logins=UserRecord.failed_logins + 1)
+            .execution_options(synchronize_session=False)
+        )
+        failed = session.scalar(select(UserRecord.failed_logins).where(UserRecord.id == user_id))
+        if failed >= self.max_failed_logins:
+            session.execute(
+                update(UserRecord)
+                .where(UserRecord.id == user_id)
+                .values(locked_until=now + self.lockout)
+                .execution_options(synchronize_session=False)
+            )
+
+
+def _actor(user: UserRecord) -> Actor:
+    return Actor(id=user.id, username=user.username, unit=user.unit, roles=frozenset(user.roles))
+
+
+def _user(session: Session, username: str) -> UserRecord:
+    user = session.scalar(select(UserRecord).where(UserRecord.username == username))
+    if user is None:
+        raise NotFoundError(f"no user named {username!r}")
+    return user
+
+
+def _gallery(session: Session, gallery_id: int) -> GalleryRecord:
+    gallery = session.get(GalleryRecord, gallery_id)
+    if gallery is None:
+        raise NotFoundError(f"no gallery with id {gallery_id}")
+    return gallery
+
+
+def _check_username(username: str) -> None:
+    if not USERNAME_PATTERN.fullmatch(username):
+        raise AccountabilityError(
+            f"username {username!r}: 2 to 64 characters, lower-case letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+
+
+def _check_roles(roles: Iterable[str]) -> list[str]:
+    wanted = set(roles)
+    if not wanted:
+        raise AccountabilityError(f"a user needs at least one role (one of {', '.join(ROLES)})")
+    unknown = wanted - set(ROLES)
+    if unknown:
+        raise AccountabilityError(f"unknown role(s) {', '.join(sorted(unknown))}; roles are {', '.join(ROLES)}")
+    return sorted(wanted)
+
+
+def _check_unit(unit: str) -> str:
+    unit = unit.strip()
+    if unit == ALL_UNITS:
+        raise AccountabilityError(f"{ALL_UNITS!r} means every unit in grants; it cannot be a user's unit")
+    if len(unit) > 100:
+        raise AccountabilityError("unit: at most 100 characters")
+    return unit
+
+
+def _check_grant_unit(unit: str) -> str:
+    unit = unit.strip()
+    if not unit:
+        raise AccountabilityError(f"a grant names a unit, or {ALL_UNITS!r} for every unit")
+    if len(unit) > 100:
+        raise AccountabilityError("unit: at most 100 characters")
+    return unit
+
+
+def _check_password(password: str) -> None:
+    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+        raise AccountabilityError(
+            f"a password needs {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters (got {len(password)})"
+        )
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    """A stored timestamp as timezone-aware UTC (SQLite hands them back naive)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+
+
+def _is_locked(user: UserRecord, now: dt.datetime) -> bool:
+    return user.locked_until is not None and _aware(user.locked_until) > now
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return _aware(value).isoformat() if value is not None else None
