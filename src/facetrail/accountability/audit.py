@@ -1,0 +1,441 @@
+"""The tamper-evident audit trail: hash-chained entries and signed checkpoints.
+
+Every entry holds the SHA-256 of the one before it (``prev_hash``) and its own
+hash over a canonical serialization (:func:`canonical_entry`), so editing,
+removing, inserting or reordering entries breaks the chain. Every
+``checkpoint_every`` entries, and whenever :meth:`AuditTrail.checkpoint` is
+called, the trail's length and head hash are signed with an Ed25519 key kept
+outside the database (``DATA/keys/audit-signing-key.pem`` or
+``FACETRAIL_AUDIT_KEY_FILE``), so cutting entries off the end, or rewriting the
+chain, is caught too. Appends are serialized across processes (a file lock on
+SQLite, an advisory lock on PostgreSQL), so the chain stays linear.
+
+Verification (:meth:`AuditTrail.verify`) runs the same code as the standalone
+``verify_audit.py`` that :meth:`AuditTrail.export` copies beside the exported
+files.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from filelock import FileLock, Timeout
+from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from facetrail.accountability.schema import AuditCheckpointRecord, AuditEntryRecord
+from facetrail.accountability.verify_audit import (
+    CHECKPOINT_FIELDS,
+    CHECKPOINTS_FILE,
+    ENTRIES_FILE,
+    ENTRY_FIELDS,
+    PUBLIC_KEY_FILE,
+    ZERO_HASH,
+    AuditVerification,
+    check_trail,
+    public_key_id,
+)
+from facetrail.datadir import DataDir
+from facetrail.errors import AuditError
+from facetrail.store import utcnow
+
+__all__ = ["AuditTrail", "AuditVerification", "canonical_checkpoint", "canonical_entry"]
+
+KEY_FILE_ENV = "FACETRAIL_AUDIT_KEY_FILE"
+KEY_FILE_NAME = "audit-signing-key.pem"
+LOCK_FILE_NAME = "audit.lock"
+ADVISORY_LOCK_KEY = 0x66745F6175646974
+"""The pg_advisory_xact_lock key that serializes appends on PostgreSQL ("ft_audit" in ASCII)."""
+LOCK_TIMEOUT_SECONDS = 60
+"""How long an append waits for the audit lock before giving up with an AuditError."""
+VERIFIER_FILE = "verify_audit.py"
+README_FILE = "README.txt"
+
+_ENTRY_COLUMNS = [getattr(AuditEntryRecord, name) for name in (*ENTRY_FIELDS, "entry_hash")]
+_CHECKPOINT_COLUMNS = [getattr(AuditCheckpointRecord, name) for name in (*CHECKPOINT_FIELDS, "signature")]
+_CHECKPOINT_ORDER = (AuditCheckpointRecord.entry_count, AuditCheckpointRecord.signed_at, AuditCheckpointRecord.id)
+_LIMITS = {"actor": 100, "action": 60, "target": 200}
+_TRANSACTION_OWNER = "facetrail.audit.trail"
+"""``Session.info`` key naming the AuditTrail whose lock the session's transaction holds."""
+_STREAM_BATCH = 1000
+_LOCK_POLL_SECONDS = 0.002
+
+
+def _canonical_json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def canonical_entry(
+    seq: int, recorded_at: str, actor: str, action: str, target: str, details: dict[str, Any], prev_hash: str
+) -> bytes:
+    """The bytes whose SHA-256 is an entry's ``entry_hash`` (verify_audit.py has its own copy, on purpose)."""
+    return _canonical_json(
+        {
+            "seq": seq,
+            "recorded_at": recorded_at,
+            "actor": actor,
+            "action": action,
+            "target": target,
+            "details": details,
+            "prev_hash": prev_hash,
+        }
+    )
+
+
+def canonical_checkpoint(entry_count: int, head_hash: str, signed_at: str, key_id: str) -> bytes:
+    """The bytes a checkpoint's Ed25519 signature is made over."""
+    return _canonical_json(
+        {"entry_count": entry_count, "head_hash": head_hash, "signed_at": signed_at, "key_id": key_id}
+    )
+
+
+def _timestamp() -> str:
+    return utcnow().isoformat(timespec="microseconds")
+
+
+def _checked_text(name: str, value: str, required: bool) -> str:
+    limit = _LIMITS[name]
+    if not isinstance(value, str) or (required and not value) or len(value) > limit or "\x00" in value:
+        raise AuditError(f"audit {name} must be text of {int(required)} to {limit} characters without NUL: {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise AuditError(f"audit {name} is not valid Unicode: {value!r}") from None
+    return value
+
+
+def _checked_details(details: dict[str, Any] | None) -> dict[str, Any]:
+    """``details`` as stored and read back: plain JSON, so the hash of what is read equals the hash written."""
+    if details is None:
+        return {}
+    if not isinstance(details, dict):
+        raise AuditError(f"audit details must be a dict, not {type(details).__name__}")
+    try:
+        serialized = json.dumps(details, allow_nan=False, ensure_ascii=False)
+        serialized.encode("utf-8")
+    except (TypeError, ValueError) as error:  # unserializable values, NaN or infinity, lone surrogates
+        raise AuditError(f"audit details must be finite JSON: {error}") from None
+    return json.loads(serialized, object_pairs_hook=_distinct_keys)
+
+
+def _distinct_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Refuse keys that become the same text in JSON (e.g. 1 and "1"): one value would be silently lost."""
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        raise AuditError(f"audit details have keys that are the same in JSON: {sorted(key for key, _ in pairs)}")
+    return value
+
+
+def _read_signing_key(path: Path) -> Ed25519PrivateKey:
+    """The Ed25519 private key in ``path``; FileNotFoundError when there is none, AuditError when unusable."""
+    try:
+        mode = path.stat().st_mode
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        raise AuditError(f"cannot read the audit signing key {path}: {error.strerror}") from None
+    if os.name == "posix" and mode & 0o077:
+        raise AuditError(f"the audit signing key {path} is open to other users (mode {mode & 0o777:o}); chmod it 600")
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as error:
+        raise AuditError(f"{path} is not an unencrypted PEM private key: {error}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise AuditError(f"{path} is not an Ed25519 private key")
+    return key
+
+
+def _create_signing_key(path: Path) -> Ed25519PrivateKey:
+    """Write a new key to ``path`` (mode 0600) unless another process gets there first; return the key there."""
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as stream:
+            os.fchmod(stream.fileno(), 0o600)
+            stream.write(pem)
+            stream.flush()
+            os.fsync(stream.fileno())
+        try:
+            os.link(temporary, path)  # never replaces a key another process has just created
+        except FileExistsError:
+            pass
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as error:
+        raise AuditError(f"cannot create the audit signing key {path}: {error}") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+    return _read_signing_key(path)
+
+
+_README = """\
+facetrail audit trail export
+============================
+
+Exported at {exported_at}: {entries} entries, {checkpoints} signed checkpoints.
+
+Files
+-----
+audit.jsonl           one audit entry per line, in order: seq, recorded_at (UTC), actor,
+                      action, target, details, prev_hash and entry_hash.
+checkpoints.jsonl     signed statements "the trail had entry_count entries and its last
+                      entry's hash was head_hash", one per line.
+audit-public-key.pem  the Ed25519 public key the checkpoints are signed with.
+                      Its key id (SHA-256 of the raw 32-byte key) is
+                      {key_id}
+verify_audit.py       a self-contained verifier (Python 3.8+ and the 'cryptography' package).
+
+How to verify
+-------------
+1. Obtain the audit key id from the agency through a channel other than this
+   export (for example a signed letter) and check that it is the key id above.
+   Otherwise whoever produced this export could have signed it with a key of
+   their own. If you hold the public key itself, pass it with --public-key.
+2. Install the one dependency:   python3 -m pip install cryptography
+3. Run, in this folder:          python3 verify_audit.py
+   (or: python3 verify_audit.py FOLDER --public-key KEY.pem)
+
+The script prints "OK: ..." and exits 0 when every entry's hash is correct,
+every entry links to the one before it (entry 1 to 64 zeros), every checkpoint
+is signed by the key, and the entry at each checkpoint's count has the hash the
+checkpoint signed. Otherwise it prints "FAILED: " and the first problem, naming
+the entry (seq) concerned, and exits 1.
+
+What is hashed
+--------------
+entry_hash = SHA-256 of the UTF-8 bytes of
+  json.dumps({{"seq", "recorded_at", "actor", "action", "target", "details", "prev_hash"}},
+             sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+A checkpoint's signature (base64) is the Ed25519 signature of the same
+serialization of {{"entry_count", "head_hash", "signed_at", "key_id"}}.
+
+The last checkpoint was signed when this export was made, so it vouches for
+every entry in it. Keep this export (or at least checkpoints.jsonl): comparing
+a later export's checkpoints with it shows whether entries were later removed.
+"""
+
+
+class AuditTrail:
+    """The audit trail of one facetrail store: append, checkpoint, verify, export and browse."""
+
+    def __init__(self, engine: Engine, sessions: sessionmaker, datadir: DataDir, checkpoint_every: int = 100) -> None:
+        """``sessions`` should keep objects usable after commit (as :func:`facetrail.store.session_factory` does)."""
+        if engine.dialect.name not in ("sqlite", "postgresql"):
+            raise AuditError(f"the audit trail needs SQLite or PostgreSQL, not {engine.dialect.name}")
+        if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+            raise AuditError(f"checkpoint_every must be a positive whole number, not {checkpoint_every!r}")
+        self.engine = engine
+        self.sessions = sessions
+        self.datadir = datadir
+        self.checkpoint_every = checkpoint_every
+        self.key_path = Path(os.environ.get(KEY_FILE_ENV) or datadir.keys_dir / KEY_FILE_NAME)
+        self._file_lock: FileLock | None = None
+        if engine.dialect.name == "sqlite":
+            datadir.locks_dir.mkdir(parents=True, exist_ok=True)
+            self._file_lock = FileLock(str(datadir.locks_dir / LOCK_FILE_NAME))
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold the file lock (SQLite); on PostgreSQL the advisory lock is taken inside the transaction."""
+        if self._file_lock is None:
+            yield
+            return
+        try:
+            self._file_lock.acquire(timeout=LOCK_TIMEOUT_SECONDS, poll_interval=_LOCK_POLL_SECONDS)
+        except Timeout:
+            raise AuditError(
+                f"waited {LOCK_TIMEOUT_SECONDS} s for the audit lock {self._file_lock.lock_file}; "
+                "another process holds it"
+            ) from None
+        try:
+            yield
+        finally:
+            self._file_lock.release()
+
+    def _lock_database(self, session: Session) -> None:
+        if self.engine.dialect.name != "postgresql":
+            return
+        timeout = f"{LOCK_TIMEOUT_SECONDS}s"
+        session.execute(text("SELECT set_config('lock_timeout', :timeout, true)"), {"timeout": timeout})
+        try:
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+        except OperationalError as error:
+            if getattr(error.orig, "sqlstate", None) == "55P03":  # lock_not_available
+                raise AuditError(
+                    f"waited {LOCK_TIMEOUT_SECONDS} s for the audit lock; another transaction holds it"
+                ) from None
+            raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session in which audit entries, and the records they describe, are written; exclusive across processes.
+
+        SQLite: the file lock ``DATA/locks/audit.lock`` is held for the whole transaction. PostgreSQL:
+        ``pg_advisory_xact_lock`` is taken first thing (under a ``lock_timeout`` of LOCK_TIMEOUT_SECONDS, which
+        stays in force for the transaction). Commits on normal exit, rolls back on an exception.
+        """
+        with self._exclusive(), self.sessions() as session, session.begin():
+            self._lock_database(session)
+            session.info[_TRANSACTION_OWNER] = self
+            try:
+                yield session
+            finally:
+                session.info.pop(_TRANSACTION_OWNER, None)
+
+    @staticmethod
+    def _head(session: Session) -> tuple[int, str]:
+        """(seq, entry_hash) of the last entry; (0, 64 zeros) for an empty trail."""
+        row = session.execute(
+            select(AuditEntryRecord.seq, AuditEntryRecord.entry_hash).order_by(AuditEntryRecord.seq.desc()).limit(1)
+        ).first()
+        return (row.seq, row.entry_hash) if row else (0, ZERO_HASH)
+
+    def record(
+        self, session: Session, actor: str, action: str, target: str = "", details: dict[str, Any] | None = None
+    ) -> AuditEntryRecord:
+        """Append one entry in a session from :meth:`transaction`; every ``checkpoint_every``-th signs a checkpoint.
+
+        Refuses (AuditError) empty or over-long actor/action, over-long target, and details that are not a dict
+        of finite JSON values.
+        """
+        if session.info.get(_TRANSACTION_OWNER) is not self:
+            raise AuditError("audit entries can only be recorded in a session from this AuditTrail's transaction()")
+        fields = {
+            "recorded_at": _timestamp(),
+            "actor": _checked_text("actor", actor, required=True),
+            "action": _checked_text("action", action, required=True),
+            "target": _checked_text("target", target, required=False),
+            "details": _checked_details(details),
+        }
+        head_seq, head_hash = self._head(session)
+        fields.update(seq=head_seq + 1, prev_hash=head_hash)
+        entry = AuditEntryRecord(**fields, entry_hash=hashlib.sha256(canonical_entry(**fields)).hexdigest())
+        session.add(entry)
+        session.flush()
+        if entry.seq % self.checkpoint_every == 0:
+            self._sign(session, entry.seq, entry.entry_hash)
+        return entry
+
+    def append(
+        self, actor: str, action: str, target: str = "", details: dict[str, Any] | None = None
+    ) -> int:
+        """Record one entry in a transaction of its own; returns its seq."""
+        with self.transaction() as session:
+            return self.record(session, actor, action, target, details).seq
+
+    def _signing_key(self) -> Ed25519PrivateKey:
+        """The audit signing key, created (mode 0600, outside the database) on first use."""
+        try:
+            return _read_signing_key(self.key_path)
+        except FileNotFoundError:
+            return _create_signing_key(self.key_path)
+
+    def _sign(self, session: Session, entry_count: int, head_hash: str) -> AuditCheckpointRecord:
+        key = self._signing_key()
+        key_id = public_key_id(key.public_key())
+        signed_at = _timestamp()
+        signature = key.sign(canonical_checkpoint(entry_count, head_hash, signed_at, key_id))
+        checkpoint = AuditCheckpointRecord(
+            entry_count=entry_count,
+            head_hash=head_hash,
+            signed_at=signed_at,
+            key_id=key_id,
+            signature=base64.b64encode(signature).decode("ascii"),
+        )
+        session.add(checkpoint)
+        session.flush()
+        return checkpoint
+
+    def checkpoint(self) -> AuditCheckpointRecord:
+        """Sign the trail's current length and head hash now."""
+        with self.transaction() as session:
+            return self._sign(session, *self._head(session))
+
+    def verify(self) -> AuditVerification:
+        """Check every entry's hash and link and every checkpoint (signature, key, head hash, length); see check_trail.
+
+        Reads the checkpoints before the entries, so appends made meanwhile cannot look like a truncation.
+        A missing or unusable signing key is reported as a problem at the first checkpoint.
+        """
+        public_key, key_problem = None, ""
+        try:
+            public_key = _read_signing_key(self.key_path).public_key()
+        except FileNotFoundError:
+            key_problem = f"the audit signing key {self.key_path} does not exist"
+        except AuditError as error:
+            key_problem = str(error)
+        with self.sessions() as session:
+            checkpoints = session.execute(select(*_CHECKPOINT_COLUMNS).order_by(*_CHECKPOINT_ORDER)).mappings().all()
+            entries = session.execute(
+                select(*_ENTRY_COLUMNS).order_by(AuditEntryRecord.seq).execution_options(yield_per=_STREAM_BATCH)
+            ).mappings()
+            return check_trail(entries, checkpoints, public_key, key_problem)
+
+    def export(self, folder: Path) -> Path:
+        """Write the trail, as stored, for verification without facetrail; returns ``folder``.
+
+        First signs a checkpoint of the current head, so the export's last checkpoint vouches for all of it. Writes
+        ``audit.jsonl``, ``checkpoints.jsonl``, ``audit-public-key.pem``, ``verify_audit.py`` and ``README.txt``
+        (replacing files of those names).
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.checkpoint()
+        public_key = self._signing_key().public_key()
+        with self.sessions() as session:
+            checkpoints = session.execute(select(*_CHECKPOINT_COLUMNS).order_by(*_CHECKPOINT_ORDER)).mappings().all()
+            (folder / CHECKPOINTS_FILE).write_bytes(b"".join(_canonical_json(dict(c)) + b"\n" for c in checkpoints))
+            entries = session.execute(
+                select(*_ENTRY_COLUMNS).order_by(AuditEntryRecord.seq).execution_options(yield_per=_STREAM_BATCH)
+            ).mappings()
+            count = 0
+            with (folder / ENTRIES_FILE).open("wb") as stream:
+                for entry in entries:
+                    stream.write(_canonical_json(dict(entry)) + b"\n")
+                    count += 1
+        (folder / PUBLIC_KEY_FILE).write_bytes(
+            public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+        (folder / VERIFIER_FILE).write_bytes(resources.files(__package__).joinpath(VERIFIER_FILE).read_bytes())
+        (folder / README_FILE).write_text(
+            _README.format(
+                exported_at=_timestamp(), entries=count, checkpoints=len(checkpoints), key_id=public_key_id(public_key)
+            ),
+            encoding="utf-8",
+        )
+        return folder
+
+    def entries(
+        self, since_seq: int = 0, limit: int | None = None, actor: str | None = None, action: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Entries after ``since_seq`` in order, only ``actor``'s and/or of ``action`` if given, at most ``limit``."""
+        query = select(*_ENTRY_COLUMNS).where(AuditEntryRecord.seq > since_seq).order_by(AuditEntryRecord.seq)
+        if actor is not None:
+            query = query.where(AuditEntryRecord.actor == actor)
+        if action is not None:
+            query = query.where(AuditEntryRecord.action == action)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.sessions() as session:
+            return [dict(row) for row in session.execute(query).mappings()]
