@@ -1,15 +1,23 @@
-"""The main job of `make run`: initialise a data directory, enrol a small sample gallery, print an evaluation.
+"""The main job of `make run`: a complete, accountable walk-through on a sample gallery.
 
-Every step is a real `facetrail` command, echoed before it runs. The sample is
-the ORL face set from ../shared/faces when it is present (40 people, 10
-photographs each), otherwise the photographs of the face_recognition 1.3.0
-source distribution (2 people; see tests/fixtures/face_images.py).
+Every step is a real `facetrail` command, echoed before it runs: initialise a
+data directory with its first admin, create users for each role, create and
+authorize a gallery, enrol sample photographs, run a case-bound search, have
+two examiners review it blind, export the lead, print the transparency report
+and verify the audit trail; then an accuracy evaluation.
+
+The sample is the ORL face set from ../shared/faces when present (40 people,
+10 photographs each), otherwise the photographs of the face_recognition 1.3.0
+source distribution (see tests/fixtures/face_images.py). Sample passwords are
+generated once and kept in DATA/sample-passwords.json (mode 0600).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -21,26 +29,45 @@ sys.path.insert(0, str(ROOT))
 
 from tests.fixtures.face_images import face_images  # noqa: E402
 
+FACETRAIL = str(Path(sys.executable).parent / "facetrail")
 GALLERY = "sample"
 SOURCE = "research-sample"
+CASE = "24-000101"
+USERS = {
+    "ivan": ("investigator", "RHD"),
+    "erin": ("examiner", "Forensics"),
+    "ezra": ("examiner", "Forensics"),
+    "alma": ("auditor", "Inspector-General"),
+}
 
 
-FACETRAIL = str(Path(sys.executable).parent / "facetrail")
-
-
-def facetrail(*args: str) -> None:
-    """Run one facetrail command, showing it first."""
+def facetrail(*args: str, token: str | None = None, capture: bool = False, env: dict | None = None) -> str:
+    """Run one facetrail command as the given user, showing it first."""
     print(f"\n$ facetrail {shlex.join(args)}", flush=True)
-    subprocess.run([FACETRAIL, *args], check=True)
+    environment = {**os.environ, **(env or {})}
+    if token:
+        environment["FACETRAIL_TOKEN"] = token
+    result = subprocess.run([FACETRAIL, *args], check=True, env=environment, capture_output=capture, text=True)
+    return result.stdout if capture else ""
 
 
-def gallery_names(data: list[str]) -> list[str]:
-    listing = subprocess.run([FACETRAIL, "gallery", "list", "--json", *data], check=True, capture_output=True, text=True)
-    return [gallery["name"] for gallery in json.loads(listing.stdout)]
+def quiet(*args: str, token: str, env: dict | None = None) -> str:
+    environment = {**os.environ, "FACETRAIL_TOKEN": token, **(env or {})}
+    return subprocess.run([FACETRAIL, *args], check=True, env=environment, capture_output=True, text=True).stdout
 
 
-def fixture_sets(cache: Path) -> tuple[Path, Path]:
-    """A gallery folder and an evaluation folder from the face_recognition test photographs."""
+def sample_sets(shared: Path, cache: Path) -> tuple[Path, Path, Path]:
+    """(gallery folder, evaluation folder, probe photograph)."""
+    orl = shared / "att_faces"
+    if orl.is_dir():
+        print(f"sample: ORL faces from {orl} (40 people × 10 photographs)")
+        gallery = cache / "orl-gallery"
+        for person in sorted(p for p in orl.iterdir() if p.is_dir()):
+            (gallery / person.name).mkdir(parents=True, exist_ok=True)
+            for photo in sorted(person.glob("*.pgm"))[:5]:
+                shutil.copyfile(photo, gallery / person.name / photo.name)
+        return gallery, orl, orl / "s12" / "8.pgm"
+    print("sample: the face_recognition 1.3.0 test photographs (../shared/faces is absent)")
     photos = face_images()
     gallery, evaluation = cache / "gallery", cache / "evaluation"
     for folder, layout in (
@@ -51,33 +78,65 @@ def fixture_sets(cache: Path) -> tuple[Path, Path]:
             (folder / subject).mkdir(parents=True, exist_ok=True)
             for name in names:
                 shutil.copyfile(photos[name], folder / subject / name)
-    return gallery, evaluation
+    return gallery, evaluation, photos["obama2.jpg"]
+
+
+def passwords(data: Path) -> dict[str, str]:
+    """Sample passwords, generated once and kept (0600) in the data directory."""
+    path = data / "sample-passwords.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    chosen = {name: secrets.token_urlsafe(12) for name in ["admin", *USERS]}
+    data.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(chosen, indent=2))
+    os.chmod(path, 0o600)
+    return chosen
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="facetrail-data")
     parser.add_argument("--shared-faces", default="../shared/faces")
     args = parser.parse_args()
-    orl = Path(args.shared_faces) / "att_faces"
-    if orl.is_dir():
-        print(f"sample: ORL faces from {orl} (40 people × 10 photographs)")
-        gallery_folder = evaluation_folder = orl
-    else:
-        print("sample: the face_recognition 1.3.0 test photographs (../shared/faces is absent)")
-        gallery_folder, evaluation_folder = fixture_sets(ROOT / ".cache" / "sample")
-
+    data_dir = Path(args.data)
+    gallery_folder, evaluation_folder, probe = sample_sets(Path(args.shared_faces), ROOT / ".cache" / "sample")
+    secret = passwords(data_dir)
     data = ["--data", args.data]
-    facetrail("init", *data)
-    if GALLERY not in gallery_names(data):
-        facetrail("gallery", "create", GALLERY, "--allowed-source", SOURCE, "--description", "Demonstration gallery of research photographs", *data)
-    report = Path(args.data) / "sample-enrolment-report.csv"
-    facetrail("enroll", str(gallery_folder), "--gallery", GALLERY, "--source", SOURCE, "--report", str(report), *data)
-    print(f"(every image's outcome and reason: {report})")
-    facetrail("gallery", "list", *data)
-    plot = Path(args.data) / "sample-cmc.png"
-    facetrail("evaluate", "identify", "--images", str(evaluation_folder), "--gallery-per-subject", "1", "--plot", str(plot), *data)
-    print(f"\n(CMC plot: {plot}. Searching is deliberately not offered yet: it will exist only bound to users, cases and an audit trail.)")
+
+    facetrail("init", *data, "--admin", "admin", env={"FACETRAIL_ADMIN_PASSWORD": secret["admin"]})
+    tokens = {"admin": quiet("login", "admin", "--print-token", *data, token="", env={"FACETRAIL_PASSWORD": secret["admin"]}).strip()}
+    existing = {u["username"] for u in json.loads(quiet("user", "list", "--json", *data, token=tokens["admin"]))}
+    for username, (role, unit) in USERS.items():
+        if username not in existing:
+            facetrail("user", "create", username, "--role", role, "--unit", unit, *data, token=tokens["admin"],
+                      env={"FACETRAIL_NEW_PASSWORD": secret[username]})
+        tokens[username] = quiet("login", username, "--print-token", *data, token="", env={"FACETRAIL_PASSWORD": secret[username]}).strip()
+    if GALLERY not in [g["name"] for g in json.loads(quiet("gallery", "list", "--json", *data, token=tokens["admin"]))]:
+        facetrail("gallery", "create", GALLERY, "--allowed-source", SOURCE, "--description", "Demonstration gallery of research photographs", *data, token=tokens["admin"])
+        facetrail("gallery", "grant", GALLERY, "--unit", "RHD", *data, token=tokens["admin"])
+    report = data_dir / "sample-enrolment-report.csv"
+    facetrail("enroll", str(gallery_folder), "--gallery", GALLERY, "--source", SOURCE, "--report", str(report), *data, token=tokens["admin"])
+
+    result = json.loads(facetrail("search", str(probe), "--gallery", GALLERY, "--case", CASE, "--purpose", "criminal_investigation",
+                                  "--offence", "robbery", "--note", "still from the bank camera", "--json", *data,
+                                  token=tokens["ivan"], capture=True))
+    top = result["candidates"][0]
+    print(f"search {result['search_id']}: {len(result['candidates'])} candidates; rank 1 is subject {top['subject_id']} "
+          f"at distance {top['distance']:.3f}\n{result['notice']}")
+    for examiner in ("erin", "ezra"):
+        facetrail("review", "queue", *data, token=tokens[examiner])
+        facetrail("review", "decide", str(result["search_id"]), "--rank", "1", "--decision", "possible_lead",
+                  "--notes", f"{examiner}: features consistent", *data, token=tokens[examiner])
+    lead = data_dir / f"lead-search-{result['search_id']}.html"
+    facetrail("lead", "export", str(result["search_id"]), "--out", str(lead), *data, token=tokens["ivan"])
+    transparency = data_dir / "transparency-report.html"
+    facetrail("report", "--since", "2009-01-01", "--format", "html", "--out", str(transparency), *data, token=tokens["alma"])
+    print(quiet("report", "--since", "2009-01-01", "--format", "json", *data, token=tokens["alma"])[:600] + " ...")
+    facetrail("audit", "verify", *data, token=tokens["alma"])
+    plot = data_dir / "sample-cmc.png"
+    facetrail("evaluate", "identify", "--images", str(evaluation_folder), "--gallery-per-subject", "1", "--plot", str(plot), *data, token=tokens["alma"])
+    print(f"\nlead report: {lead}\ntransparency report: {transparency}\nCMC plot: {plot}\n"
+          f"sample passwords: {data_dir / 'sample-passwords.json'} (log in with: facetrail login ivan --data {args.data})")
 
 
 if __name__ == "__main__":

@@ -54,3 +54,18 @@ def datadir(request, tmp_path, monkeypatch):
         monkeypatch.setenv(DATA_ENV, str(root.root))
         Galleries.initialise(root).close()
         yield root
+
+
+ADMIN_PASSWORD = "test admin password 1"
+
+
+@pytest.fixture
+def admin_token(datadir, monkeypatch) -> str:
+    """Create the first admin in ``datadir`` and act as that admin in CLI commands (FACETRAIL_TOKEN)."""
+    from facetrail.accountability.service import Facetrail
+
+    system = Facetrail.initialise(datadir, "admin", ADMIN_PASSWORD)
+    _, token = system.login("admin", ADMIN_PASSWORD)
+    system.close()
+    monkeypatch.setenv("FACETRAIL_TOKEN", token)
+    return token

@@ -30,7 +30,7 @@ def booking_folder(tmp_path_factory, faces):
     return root
 
 
-def test_gallery_lifecycle_through_the_cli(datadir, booking_folder, tmp_path):
+def test_gallery_lifecycle_through_the_cli(datadir, admin_token, booking_folder, tmp_path):
     result = invoke("gallery", "create", "county", "--allowed-source", "booking", "--description", "County bookings", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["allowed_sources"] == ["booking"]
@@ -56,7 +56,7 @@ def test_gallery_lifecycle_through_the_cli(datadir, booking_folder, tmp_path):
     assert json.loads(invoke("gallery", "show", "county", "--json").stdout)["subjects"] == 1
 
 
-def test_errors_are_one_clear_line_with_status_2(datadir, booking_folder, tmp_path):
+def test_errors_are_one_clear_line_with_status_2(datadir, admin_token, booking_folder, tmp_path):
     invoke("gallery", "create", "county", "--allowed-source", "booking")
     cases = [
         (("gallery", "show", "nowhere"), "no gallery named 'nowhere'"),
@@ -94,7 +94,7 @@ def test_bad_configuration_names_the_key(datadir):
     assert "not valid TOML" in invoke("gallery", "list").output
 
 
-def test_inspect_shows_faces_and_quality(faces):
+def test_inspect_shows_faces_and_quality(datadir, admin_token, faces):
     result = invoke("inspect", str(faces["obama.jpg"]), "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -107,10 +107,20 @@ def test_inspect_shows_faces_and_quality(faces):
     assert Box(*by_hand["faces"][0]["box"]).iou(Box(*face["box"])) > 0.8
 
 
-def test_there_is_no_search_command():
-    """Searching arrives only with users, cases and the audit trail; the matcher must not offer it before."""
-    result = invoke("--help")
-    assert result.exit_code == 0
-    commands = {line.split()[1] for line in result.output.splitlines() if line.startswith("│ ") and len(line.split()) > 1}
-    assert "search" not in commands and "compare" not in commands
-    assert {"init", "enroll", "gallery", "evaluate", "inspect"} <= commands
+def test_no_command_acts_anonymously(datadir, monkeypatch, faces):
+    """Without a login every command that touches data is refused, and the refusal names the way in."""
+    monkeypatch.delenv("FACETRAIL_TOKEN", raising=False)
+    monkeypatch.setenv("FACETRAIL_SESSION_FILE", str(datadir.root.parent / "no-sessions.json"))
+    for args in (
+        ("gallery", "list"),
+        ("inspect", str(faces["obama.jpg"])),
+        ("search", str(faces["obama.jpg"]), "--gallery", "g", "--case", "24-000001", "--purpose", "p", "--offence", "o"),
+        ("report",),
+        ("audit", "verify"),
+        ("evaluate", "identify", "--images", str(datadir.root)),
+    ):
+        result = invoke(*args)
+        assert result.exit_code == 2 and "not logged in" in result.output, (args, result.output)
+    monkeypatch.setenv("FACETRAIL_TOKEN", "ft_forged")
+    result = invoke("gallery", "list")
+    assert result.exit_code == 2 and "token" in result.output

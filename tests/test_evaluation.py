@@ -145,7 +145,7 @@ def lfw_style(tmp_path_factory, faces) -> Path:
     return root
 
 
-def test_evaluate_verify_cli_on_real_photographs(lfw_style, tmp_path, datadir):
+def test_evaluate_verify_cli_on_real_photographs(lfw_style, tmp_path, datadir, admin_token):
     pairs_file = tmp_path / "pairs.txt"
     pairs_file.write_text(
         "4\t4\nBarack_Obama\t1\t2\nBarack_Obama\t1\t3\nBarack_Obama\t2\t3\nJoe_Biden\t1\t2\n"
@@ -166,7 +166,7 @@ def test_evaluate_verify_cli_on_real_photographs(lfw_style, tmp_path, datadir):
     assert calibration["model"] == "dlib-resnet-v1" and calibration["impostor_count"] == 3
 
 
-def test_evaluate_identify_cli_on_real_photographs(lfw_style, tmp_path):
+def test_evaluate_identify_cli_on_real_photographs(lfw_style, tmp_path, datadir, admin_token):
     shutil.rmtree(tmp_path / "set", ignore_errors=True)
     shutil.copytree(lfw_style, tmp_path / "set")
     (tmp_path / "set" / "Joe_Biden" / "Joe_Biden_0002.jpg").unlink()
@@ -178,7 +178,7 @@ def test_evaluate_identify_cli_on_real_photographs(lfw_style, tmp_path):
     assert report["fnir_at_fpir"]["0.01"]["fnir"] == 0.0  # Biden, not enrolled, is far from the enrolled Obama
 
 
-def test_evaluate_reports_bad_arguments_clearly(tmp_path):
+def test_evaluate_reports_bad_arguments_clearly(tmp_path, datadir, admin_token):
     result = runner.invoke(app, ["evaluate", "verify", "--pairs", str(tmp_path / "missing.txt"), "--images", str(tmp_path)])
     assert result.exit_code == 2 and "cannot read pairs file" in result.output
     result = runner.invoke(app, ["evaluate", "identify", "--images", str(tmp_path / "nowhere")])
@@ -186,7 +186,7 @@ def test_evaluate_reports_bad_arguments_clearly(tmp_path):
 
 
 @pytest.mark.shared_faces
-def test_verification_on_a_slice_of_the_shared_lfw_pairs(shared_faces, tmp_path):
+def test_verification_on_a_slice_of_the_shared_lfw_pairs(shared_faces, tmp_path, datadir, admin_token):
     lines = (shared_faces / "lfw-dev-pairs.txt").read_text().splitlines()
     genuine = [line for line in lines[1:] if len(line.split("\t")) == 3][:30]
     impostor = [line for line in lines[1:] if len(line.split("\t")) == 4][:30]

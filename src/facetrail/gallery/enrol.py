@@ -272,7 +272,10 @@ def _record_rejection(gallery: Gallery, entry: _Pending, reason: str) -> None:
 
 
 def _commit(gallery: Gallery, batch: list[tuple[_Pending, dict[str, Any]]]) -> list[EnrolOutcome]:
-    """Store one batch: photographs to blobs, then records and a version bump in one transaction, then the index."""
+    """Store one batch: photographs to blobs, then records and a version bump in one transaction, then the index.
+
+    Photographs and embeddings are stored encrypted; the index gets the plaintext vectors in memory.
+    """
     for entry, _ in batch:
         gallery.blobs.put(entry.content_hash, entry.data)
     with gallery.session() as session:
@@ -300,7 +303,7 @@ def _commit(gallery: Gallery, batch: list[tuple[_Pending, dict[str, Any]]]) -> l
             template = TemplateRecord(
                 gallery_id=gallery.id,
                 image=image,
-                embedding=result["embedding"],
+                embedding=gallery.encrypt_template(result["embedding"], entry.content_hash),
                 model_name=result["model_name"],
                 model_version=result["model_version"],
                 augmentation=result["augmentation"],

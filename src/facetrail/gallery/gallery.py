@@ -5,6 +5,10 @@ saved as ``indexes/gallery-<id>-v<version>.faiss``; the gallery's ``version``
 is incremented by every committed change, so an index file that does not match
 the store's version (after a crash, say) is never used: it is rebuilt from the
 store instead. Writers hold a per-gallery file lock.
+
+Biometric data is encrypted at rest with the data directory's key ring
+(``facetrail.crypto``): template embeddings in the store, photographs under
+``images/<gallery id>/`` and index files, each bound to what it belongs to.
 """
 
 from __future__ import annotations
@@ -13,23 +17,26 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from filelock import FileLock
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from facetrail.config import Settings
+from facetrail.crypto import KeyRing, key_file_path
 from facetrail.datadir import DataDir
-from facetrail.errors import DuplicateError, FacetrailError, GalleryError, NotFoundError
-from facetrail.gallery.blobs import BlobStore
+from facetrail.errors import CryptoError, DuplicateError, FacetrailError, GalleryError, IndexFileError, NotFoundError
+from facetrail.gallery.blobs import BlobStore, write_atomically
 from facetrail.gallery.index import FaissExactIndex, VectorIndex, set_search_threads
 from facetrail.gallery.schema import GalleryRecord, ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
 from facetrail.store import check_schema, create_store_engine, erase_deleted_rows, migrate, session_factory
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 SOURCE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+_REENCRYPT_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -81,25 +88,36 @@ class RemovalReport:
 class Galleries:
     """Every gallery in one data directory's store."""
 
-    def __init__(self, datadir: DataDir, settings: Settings) -> None:
+    def __init__(self, datadir: DataDir, settings: Settings, keyring: KeyRing) -> None:
         self.datadir = datadir
         self.settings = settings
+        self.keyring = keyring
         self.engine = create_store_engine(datadir.database_url(settings))
         self.sessions = session_factory(self.engine)
         set_search_threads(1)  # one query at a time: faiss is slower splitting a single query across threads
 
     @classmethod
     def open(cls, datadir: DataDir) -> Galleries:
-        """Open an initialised data directory (refuses one whose schema is out of date)."""
-        galleries = cls(datadir, datadir.settings())
+        """Open an initialised data directory (refuses one whose schema is out of date or whose key file is missing)."""
+        galleries = cls(datadir, datadir.settings(), KeyRing.load(datadir))
         check_schema(galleries.engine)
         return galleries
 
     @classmethod
     def initialise(cls, datadir: DataDir) -> Galleries:
-        """Create the data directory if needed and bring the store's schema up to date."""
+        """Create the data directory and its data key file if needed, and bring the store's schema up to date.
+
+        Refuses to create a new key file for a data directory that already holds photographs: their key file
+        must be restored (or ``FACETRAIL_KEY_FILE`` set) instead.
+        """
         datadir.create()
-        galleries = cls(datadir, datadir.settings())
+        key_file = key_file_path(datadir)
+        if not key_file.exists() and any(path.is_file() for path in datadir.images_dir.rglob("*")):
+            raise CryptoError(
+                f"{datadir.root} already holds encrypted photographs but its data key file {key_file} is missing: "
+                "restore the key file from backup (or set FACETRAIL_KEY_FILE to its location) instead of creating a new key"
+            )
+        galleries = cls(datadir, datadir.settings(), KeyRing.create(datadir))
         migrate(galleries.engine)
         return galleries
 
@@ -149,7 +167,7 @@ class Gallery:
         self.galleries = galleries
         self.id = gallery_id
         self.name = name
-        self.blobs = BlobStore(galleries.datadir.images_dir / str(gallery_id))
+        self.blobs = BlobStore(galleries.datadir.images_dir / str(gallery_id), galleries.keyring, f"image:{gallery_id}")
         self._index: VectorIndex | None = None
         self._index_version = -1
         galleries.datadir.locks_dir.mkdir(parents=True, exist_ok=True)
@@ -187,6 +205,31 @@ class Gallery:
         with self._lock:
             yield
 
+    # --- templates ---------------------------------------------------------------
+
+    def encrypt_template(self, embedding: bytes, content_hash: str) -> bytes:
+        """A template's embedding (float32 bytes) encrypted for storage, bound to this gallery and its image."""
+        return self.galleries.keyring.encrypt(embedding, self._template_context(content_hash))
+
+    def template_vector(self, record: TemplateRecord) -> np.ndarray:
+        """The decrypted embedding of a stored template (``record.image`` is loaded, so keep its session open)."""
+        return self._decrypt_template(record.embedding, record.image.content_hash)
+
+    def _decrypt_template(self, embedding: bytes, content_hash: str) -> np.ndarray:
+        return np.frombuffer(self.galleries.keyring.decrypt(embedding, self._template_context(content_hash)), dtype=np.float32)
+
+    def _template_context(self, content_hash: str) -> bytes:
+        return f"template:{self.id}:{content_hash}".encode()
+
+    def _template_rows(self):
+        """Select (id, embedding, content_hash) of this gallery's templates, by id."""
+        return (
+            select(TemplateRecord.id, TemplateRecord.embedding, ImageRecord.content_hash)
+            .join(ImageRecord, ImageRecord.id == TemplateRecord.image_id)
+            .where(TemplateRecord.gallery_id == self.id)
+            .order_by(TemplateRecord.id)
+        )
+
     # --- search ---------------------------------------------------------------
 
     def search(self, embedding: np.ndarray, k: int) -> list[Candidate]:
@@ -221,7 +264,7 @@ class Gallery:
             return self._index
         path = self._index_path(version)
         if path.exists():
-            self._index, self._index_version = FaissExactIndex.load(path), version
+            self._index, self._index_version = self._load_index(path), version
             return self._index
         with self.write_lock():
             return self.rebuild_index()
@@ -230,15 +273,13 @@ class Gallery:
         """Rebuild the index from the store, save it, and sweep leftovers of interrupted writes. Hold the write lock."""
         with self.session() as session:
             version = self.record(session).version
-            rows = session.execute(
-                select(TemplateRecord.id, TemplateRecord.embedding).where(TemplateRecord.gallery_id == self.id)
-            ).all()
+            rows = session.execute(self._template_rows()).all()
             hashes = set(session.scalars(select(ImageRecord.content_hash).where(ImageRecord.gallery_id == self.id)))
         index = FaissExactIndex()
         if rows:
             index.add(
                 np.array([r.id for r in rows], dtype=np.int64),
-                np.stack([np.frombuffer(r.embedding, dtype=np.float32) for r in rows]),
+                np.stack([self._decrypt_template(r.embedding, r.content_hash) for r in rows]),
             )
         for orphan in self.blobs.keys() - hashes:
             self.blobs.delete(orphan)
@@ -261,15 +302,57 @@ class Gallery:
         self._save_index(self._index, version)
         return removed
 
-    def _index_path(self, version: int):
+    def _index_path(self, version: int) -> Path:
         return self.galleries.datadir.index_dir / f"gallery-{self.id}-v{version}.faiss"
 
+    def _index_context(self) -> bytes:
+        return f"index:{self.id}".encode()
+
+    def _load_index(self, path: Path) -> VectorIndex:
+        """Decrypt and load an index file; IndexFileError naming the file if it does not decrypt or is damaged."""
+        try:
+            data = self.galleries.keyring.decrypt(path.read_bytes(), self._index_context())
+        except CryptoError as exc:
+            raise IndexFileError(f"{path}: {exc}") from exc
+        return FaissExactIndex.from_bytes(data, name=str(path))
+
     def _save_index(self, index: VectorIndex, version: int) -> None:
-        index.save(self._index_path(version))
+        sealed = self.galleries.keyring.encrypt(index.to_bytes(), self._index_context())
+        write_atomically(self._index_path(version), lambda handle: handle.write(sealed))
         for stale in self.galleries.datadir.index_dir.glob(f"gallery-{self.id}-v*.faiss"):
             if stale != self._index_path(version):
                 stale.unlink(missing_ok=True)
         self._index, self._index_version = index, version
+
+    # --- key rotation ----------------------------------------------------------------
+
+    def reencrypt(self) -> tuple[int, int]:
+        """Re-encrypt this gallery's templates and photographs with the active data key and rewrite its index.
+
+        Returns (templates, photographs) re-encrypted; what the active key already encrypts is left as it is,
+        so a run after an interruption only does the rest. Part of ``facetrail.crypto.rotate_data_key``.
+        """
+        with self.write_lock():
+            templates = self._reencrypt_templates()
+            self.rebuild_index()  # also sweeps orphaned photographs, which need no re-encryption
+            photographs = sum(self.blobs.reencrypt(key) for key in sorted(self.blobs.keys()))
+        return templates, photographs
+
+    def _reencrypt_templates(self) -> int:
+        """Re-encrypt stored embeddings in batches, one transaction each; returns how many were rewritten."""
+        keyring, rewritten, last_id = self.galleries.keyring, 0, -1
+        while True:
+            with self.session() as session:
+                rows = session.execute(self._template_rows().where(TemplateRecord.id > last_id).limit(_REENCRYPT_BATCH)).all()
+                if not rows:
+                    return rewritten
+                for row in rows:
+                    sealed = keyring.reencrypt(row.embedding, self._template_context(row.content_hash))
+                    if sealed is not None:
+                        session.execute(update(TemplateRecord).where(TemplateRecord.id == row.id).values(embedding=sealed))
+                        rewritten += 1
+                session.commit()
+                last_id = rows[-1].id
 
     # --- expungement --------------------------------------------------------------
 

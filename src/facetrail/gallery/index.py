@@ -7,15 +7,17 @@ lower means more alike.
 Saved file layout: the faiss serialization of the index followed by a 48-byte
 trailer (magic, payload length, SHA-256 of the payload), so that truncation and
 corruption anywhere in the file are detected before faiss parses it.
+``to_bytes``/``from_bytes`` give the same layout in memory; galleries store it
+encrypted (see ``Gallery._save_index``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import operator
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -23,6 +25,7 @@ import faiss
 import numpy as np
 
 from facetrail.errors import IndexFileError
+from facetrail.gallery.blobs import write_atomically
 
 _MAGIC = b"FTVIDX01"
 _TRAILER = struct.Struct("<8sQ32s")
@@ -46,8 +49,13 @@ class VectorIndex(Protocol):
 
     def save(self, path: Path) -> None: ...
 
+    def to_bytes(self) -> bytes: ...
+
     @classmethod
     def load(cls, path: Path) -> VectorIndex: ...
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str = ...) -> VectorIndex: ...
 
 
 def set_search_threads(n: int) -> None:
@@ -121,26 +129,14 @@ class FaissExactIndex:
         return self._ids.copy()
 
     def save(self, path: Path) -> None:
-        """Write to ``path`` atomically: temp file in the same directory, fsync, os.replace."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                digest = hashlib.sha256()
+        """Write to ``path`` (unencrypted) atomically: temp file in the same directory, fsync, os.replace."""
+        write_atomically(Path(path), self._write)
 
-                def write(chunk: bytes) -> None:
-                    digest.update(chunk)
-                    f.write(chunk)
-
-                faiss.write_index(self._index, faiss.PyCallbackIOWriter(write))
-                f.write(_TRAILER.pack(_MAGIC, f.tell(), digest.digest()))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_directory(path.parent)
+    def to_bytes(self) -> bytes:
+        """The index in the same checksummed format as :meth:`save` writes."""
+        buffer = io.BytesIO()
+        self._write(buffer)
+        return buffer.getvalue()
 
     @classmethod
     def load(cls, path: Path) -> FaissExactIndex:
@@ -151,25 +147,45 @@ class FaissExactIndex:
         """
         path = Path(path)
         with path.open("rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size < _TRAILER.size:
-                raise IndexFileError(f"{path}: too short to be an index file ({size} bytes)")
-            f.seek(size - _TRAILER.size)
-            magic, length, expected = _TRAILER.unpack(f.read(_TRAILER.size))
-            if magic != _MAGIC or length != size - _TRAILER.size:
-                raise IndexFileError(f"{path}: not a facetrail index file, or truncated")
-            f.seek(0)
-            if _sha256_prefix(f, length) != expected:
-                raise IndexFileError(f"{path}: checksum mismatch, the file is corrupt")
-            f.seek(0)
-            try:
-                index = faiss.read_index(faiss.PyCallbackIOReader(f.read))
-            except RuntimeError as exc:
-                raise IndexFileError(f"{path}: faiss could not read the index: {exc}") from exc
+            return cls._read(f, os.fstat(f.fileno()).st_size, str(path))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str = "index data") -> FaissExactIndex:
+        """Load an index from :meth:`to_bytes` output; IndexFileError (naming ``name``) if it is damaged."""
+        return cls._read(io.BytesIO(data), len(data), name)
+
+    def _write(self, f: BinaryIO) -> None:
+        """Write the faiss serialization and the trailer to ``f``, starting at its position 0."""
+        digest = hashlib.sha256()
+
+        def write(chunk: bytes) -> None:
+            digest.update(chunk)
+            f.write(chunk)
+
+        faiss.write_index(self._index, faiss.PyCallbackIOWriter(write))
+        f.write(_TRAILER.pack(_MAGIC, f.tell(), digest.digest()))
+
+    @classmethod
+    def _read(cls, f: BinaryIO, size: int, name: str) -> FaissExactIndex:
+        """Check the trailer and checksum of ``size`` bytes from ``f``, then parse them; errors name ``name``."""
+        if size < _TRAILER.size:
+            raise IndexFileError(f"{name}: too short to be an index file ({size} bytes)")
+        f.seek(size - _TRAILER.size)
+        magic, length, expected = _TRAILER.unpack(f.read(_TRAILER.size))
+        if magic != _MAGIC or length != size - _TRAILER.size:
+            raise IndexFileError(f"{name}: not a facetrail index file, or truncated")
+        f.seek(0)
+        if _sha256_prefix(f, length, name) != expected:
+            raise IndexFileError(f"{name}: checksum mismatch, the file is corrupt")
+        f.seek(0)
+        try:
+            index = faiss.read_index(faiss.PyCallbackIOReader(f.read))
+        except RuntimeError as exc:
+            raise IndexFileError(f"{name}: faiss could not read the index: {exc}") from exc
         if not isinstance(index, faiss.IndexIDMap2) or not isinstance(
             faiss.downcast_index(index.index), faiss.IndexFlatL2
         ):
-            raise IndexFileError(f"{path}: holds a {type(index).__name__}, not an exact L2 index")
+            raise IndexFileError(f"{name}: holds a {type(index).__name__}, not an exact L2 index")
         self = cls.__new__(cls)
         self.dimension = int(index.d)
         self._index = index
@@ -229,23 +245,14 @@ def _sample(ids: np.ndarray, limit: int = 5) -> str:
     return f"{shown}, ... ({len(ids)} in all)" if len(ids) > limit else shown
 
 
-def _sha256_prefix(f: BinaryIO, length: int) -> bytes:
-    """SHA-256 of the next ``length`` bytes of ``f``; IndexFileError if the file ends early."""
+def _sha256_prefix(f: BinaryIO, length: int, name: str) -> bytes:
+    """SHA-256 of the next ``length`` bytes of ``f``; IndexFileError if the data ends early."""
     digest = hashlib.sha256()
     remaining = length
     while remaining:
         chunk = f.read(min(_READ_CHUNK, remaining))
         if not chunk:
-            raise IndexFileError(f"{f.name}: file ended early while reading")
+            raise IndexFileError(f"{name}: file ended early while reading")
         digest.update(chunk)
         remaining -= len(chunk)
     return digest.digest()
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,0 +1,705 @@
+"""The accountable system: the only way to search a gallery, compare faces, review candidates and export leads.
+
+Every method takes the acting user (an ``Actor`` established from a password
+or token), checks the user's roles and grants and the policy in force, and
+writes what happened to the audit trail in the same transaction as the records
+it describes. Refusals are recorded and audited too. The system never declares
+a match: a search returns a ranked list of investigative leads, and a
+candidate counts as a lead only after two different examiners verify it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+
+from facetrail.accountability import outcomes
+from facetrail.accountability.audit import AuditTrail
+from facetrail.accountability.policy import Policy, PolicyStore, RequestHistory, SearchRequest, refusal_reasons, role_problems
+from facetrail.accountability.schema import (
+    DECISIONS,
+    CandidateRecord,
+    ProbeRecord,
+    ResolutionRecord,
+    ReviewRecord,
+    SearchRecord,
+    UserRecord,
+)
+from facetrail.accountability.users import Actor, UserDirectory, require
+from facetrail.datadir import DataDir
+from facetrail.engine.geometry import Box
+from facetrail.engine.pipeline import FaceEngine, FoundFace
+from facetrail.errors import (
+    AuthenticationError,
+    DuplicateError,
+    FacetrailError,
+    NotFoundError,
+    PermissionDeniedError,
+    PolicyError,
+    RefusedError,
+)
+from facetrail.evaluation.calibration import load_calibration
+from facetrail.config import EnrolmentConfig
+from facetrail.gallery.blobs import BlobStore
+from facetrail.gallery.enrol import EnrolItem, EnrolOutcome, EnrolSummary, enrol
+from facetrail.gallery.gallery import Galleries
+from facetrail.gallery.schema import ImageRecord
+from facetrail.store import utcnow
+
+NOTICE = (
+    "Candidates are investigative leads, not identifications. The system never declares a match: a candidate "
+    "becomes a lead only after two trained examiners verify it independently, and a lead is not probable cause."
+)
+
+
+@dataclass(frozen=True)
+class CandidateView:
+    """One candidate as shown to investigators and examiners."""
+
+    rank: int
+    subject_id: str
+    image_id: int | None
+    distance: float
+    false_match_rate: float | None
+
+
+@dataclass
+class SearchResult:
+    """A completed search: what ran, under which versions, and the ranked candidate list."""
+
+    search_id: int
+    gallery: str
+    gallery_version: int
+    policy_version: int
+    case_number: str
+    purpose: str
+    offence: str
+    probe_sha256: str
+    face_box: list[int]
+    quality: dict[str, Any]
+    candidates: list[CandidateView]
+    notice: str = NOTICE
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ComparisonResult:
+    """A completed 1:1 comparison."""
+
+    search_id: int
+    policy_version: int
+    case_number: str
+    distance: float
+    false_match_rate: float | None
+    probe_sha256: str
+    second_sha256: str
+    notice: str = NOTICE
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Probe:
+    """A decoded probe and the face chosen in it."""
+
+    data: bytes
+    sha256: str
+    width: int
+    height: int
+    face: FoundFace
+    faces_found: int = 1
+
+
+@dataclass
+class _Request:
+    actor: Actor
+    kind: str
+    case_number: str
+    purpose: str
+    offence: str
+    authorization_ref: str = ""
+    note: str = ""
+    gallery: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Facetrail:
+    """The accountable face search system over one data directory."""
+
+    def __init__(self, galleries: Galleries) -> None:
+        self.galleries = galleries
+        self.datadir: DataDir = galleries.datadir
+        self.audit = AuditTrail(galleries.engine, galleries.sessions, self.datadir)
+        self.policies = PolicyStore(galleries.sessions)
+        self.users = UserDirectory(galleries.sessions)
+        self.probes = BlobStore(self.datadir.probes_dir, galleries.keyring, "probe")
+        self._face_engine: FaceEngine | None = None
+
+    @classmethod
+    def open(cls, datadir: DataDir, purge: bool = True) -> Facetrail:
+        """Open an initialised data directory; past-retention probe images are purged first (the start hook)."""
+        system = cls(Galleries.open(datadir))
+        if purge:
+            system.purge_expired(None)
+        return system
+
+    @classmethod
+    def initialise(cls, datadir: DataDir, admin_username: str | None = None, admin_password: str | None = None) -> Facetrail:
+        """Create or upgrade the data directory; create the first admin when there are no users yet."""
+        system = cls(Galleries.initialise(datadir))
+        version, _ = system.policies.active()
+        if system.users.count() == 0:
+            if not admin_username or not admin_password:
+                raise FacetrailError("the first run needs an admin account: give --admin USERNAME and a password")
+            admin = system.users.create_user(admin_username, admin_password, ["admin"], display_name="Administrator")
+            with system.audit.transaction() as session:
+                system.audit.record(session, "system", "init", str(datadir.root), {"policy_version": version})
+                system.audit.record(session, "system", "user_created", admin.username, {"roles": ["admin"], "unit": ""})
+        return system
+
+    def close(self) -> None:
+        self.galleries.close()
+
+    @property
+    def face_engine(self) -> FaceEngine:
+        if self._face_engine is None:
+            self._face_engine = FaceEngine(self.galleries.settings.engine)
+        return self._face_engine
+
+    # --- authentication and users -------------------------------------------------------------
+
+    def login(self, username: str, password: str, label: str = "cli") -> tuple[Actor, str]:
+        """Log in (audited, failures too) and return the actor and a new API token."""
+        try:
+            actor, token = self.users.login(username, password, label)
+        except AuthenticationError as exc:
+            self.audit.append(username or "(none)", "login_failed", username, {"reason": str(exc), "via": label})
+            raise
+        self.audit.append(actor.username, "login", actor.username, {"via": label})
+        return actor, token
+
+    def authenticate(self, token: str | None) -> Actor:
+        """The actor a token belongs to."""
+        if not token:
+            raise AuthenticationError("not logged in: run 'facetrail login' or set FACETRAIL_TOKEN")
+        return self.users.authenticate(token)
+
+    def logout(self, token: str) -> None:
+        actor = self.users.authenticate(token)
+        self.users.revoke(token)
+        self.audit.append(actor.username, "logout", actor.username)
+
+    def create_user(self, by: Actor, username: str, password: str, roles: list[str], unit: str = "", display_name: str = "") -> Actor:
+        require(by, "manage_users")
+        self._check_roles(roles)
+        created = self.users.create_user(username, password, roles, unit, display_name)
+        self.audit.append(by.username, "user_created", username, {"roles": sorted(roles), "unit": unit})
+        return created
+
+    def set_roles(self, by: Actor, username: str, roles: list[str]) -> Actor:
+        require(by, "manage_users")
+        self._check_roles(roles)
+        changed = self.users.set_roles(username, roles)
+        self.audit.append(by.username, "roles_changed", username, {"roles": sorted(roles)})
+        return changed
+
+    def set_active(self, by: Actor, username: str, active: bool) -> Actor:
+        require(by, "manage_users")
+        changed = self.users.set_active(username, active)
+        if not active:
+            self.users.revoke_all(username)
+        self.audit.append(by.username, "user_enabled" if active else "user_disabled", username)
+        return changed
+
+    def unlock(self, by: Actor, username: str) -> Actor:
+        require(by, "manage_users")
+        unlocked = self.users.unlock(username)
+        self.audit.append(by.username, "user_unlocked", username)
+        return unlocked
+
+    def _check_roles(self, roles: list[str]) -> None:
+        _, policy = self.policies.active()
+        problems = role_problems(policy, roles)
+        if problems:
+            raise PermissionDeniedError("; ".join(problems))
+
+    # --- policy -------------------------------------------------------------------------------
+
+    def load_policy(self, by: Actor, text: str) -> int:
+        """Load a new policy version (refused with line-level errors, keeping the old one, if invalid)."""
+        require(by, "manage_policy")
+        before, _ = self.policies.active()
+        try:
+            version = self.policies.load(text, by.id)
+        except PolicyError as exc:
+            self.audit.append(by.username, "policy_refused", "", {"problems": [list(p) for p in exc.problems]})
+            raise
+        if version != before:
+            self.audit.append(by.username, "policy_loaded", f"policy:{version}", {"sha256": hashlib.sha256(text.encode()).hexdigest()})
+        return version
+
+    def list_users(self, by: Actor) -> list[dict[str, Any]]:
+        require(by, "manage_users")
+        return self.users.list_users()
+
+    def policy_in_force(self, by: Actor) -> tuple[int, str]:
+        """The active policy's version and text: any authenticated user may read the rules they work under."""
+        version, _ = self.policies.active()
+        text = next((h["text"] for h in self.policies.history() if h["version"] == version), "")
+        return version, text
+
+    def policy_history(self, by: Actor) -> list[dict[str, Any]]:
+        """Every policy version loaded (admins and auditors)."""
+        if not (by.has("admin") or by.has("auditor")):
+            raise PermissionDeniedError(f"{by.username} may not read the policy history (admin or auditor)")
+        return self.policies.history()
+
+    def rotate_keys(self, by: Actor):
+        """Re-encrypt all biometric data under a new key (audited)."""
+        from facetrail.crypto import rotate_data_key
+
+        require(by, "rotate_keys")
+        report = rotate_data_key(self.galleries)
+        self.audit.append(by.username, "keys_rotated", "data-keys", asdict(report))
+        return report
+
+    # --- galleries (administration, audited) ----------------------------------------------------
+
+    def create_gallery(self, by: Actor, name: str, allowed_sources: list[str], description: str = ""):
+        require(by, "manage_galleries")
+        info = self.galleries.create(name, allowed_sources, description)
+        self.audit.append(by.username, "gallery_created", name, {"allowed_sources": info.allowed_sources})
+        return info
+
+    def grant_gallery(self, by: Actor, name: str, unit: str) -> None:
+        require(by, "manage_galleries")
+        gallery = self.galleries.get(name)
+        self.users.grant_gallery(gallery.id, unit, by)
+        self.audit.append(by.username, "gallery_granted", name, {"unit": unit})
+
+    def revoke_gallery(self, by: Actor, name: str, unit: str) -> None:
+        require(by, "manage_galleries")
+        gallery = self.galleries.get(name)
+        self.users.revoke_gallery(gallery.id, unit)
+        self.audit.append(by.username, "gallery_grant_revoked", name, {"unit": unit})
+
+    def enrol(self, by: Actor, gallery: str, items: list[EnrolItem], rules: EnrolmentConfig | None = None,
+              on_outcome: Callable[[EnrolOutcome], None] = lambda outcome: None, retry_rejected: bool = False) -> EnrolSummary:
+        """Enrol photographs into a gallery (admins only; the run's counts and sources are audited)."""
+        require(by, "enrol")
+        target = self.galleries.get(gallery)
+        settings = self.galleries.settings
+        summary = enrol(target, items, settings.engine, rules or settings.enrolment, on_outcome, retry_rejected)
+        sources = sorted({item.source for item in items})
+        self.audit.append(by.username, "enrolment", gallery, {**summary.to_dict(), "sources": sources,
+                                                               "gallery_version": target.info().version})
+        return summary
+
+    def remove_subject(self, by: Actor, gallery: str, subject_id: str):
+        require(by, "manage_galleries")
+        report = self.galleries.get(gallery).remove_subject(subject_id)
+        self.audit.append(by.username, "subject_removed", f"{gallery}/{subject_id}", report.to_dict())
+        return report
+
+    # --- searching ------------------------------------------------------------------------------
+
+    def search(
+        self,
+        actor: Actor,
+        probe_bytes: bytes,
+        gallery: str,
+        case_number: str,
+        purpose: str,
+        offence: str,
+        authorization_ref: str = "",
+        note: str = "",
+        face_box: Box | None = None,
+        face_number: int | None = None,
+        quality_override: Actor | None = None,
+    ) -> SearchResult:
+        """Search a gallery with a probe photograph for an authorized, policy-compliant request (see module docstring)."""
+        started = utcnow()
+        request = _Request(actor, "search", case_number, purpose, offence, authorization_ref, note, gallery)
+        probe_sha = hashlib.sha256(probe_bytes).hexdigest()
+        policy_version, policy = self.policies.active()
+        try:
+            require(actor, "search")
+            target = self.galleries.get(gallery)
+            if not self.users.may_search(actor, target.id):
+                raise PermissionDeniedError(f"unit {actor.unit or '(none)'!r} is not authorized to search gallery {gallery!r}")
+            self._check_request(policy, request)
+            probe = self._probe(probe_bytes, face_box, face_number, policy, quality_override)
+            template = self.face_engine.template(probe.face)
+            found = target.search(template.embedding, policy.max_candidates)
+        except (FacetrailError, ValueError) as exc:
+            self._refuse(request, policy_version, probe_sha, started, str(exc))
+            raise RefusedError(f"search refused: {exc}") from exc
+        if policy.max_distance is not None:
+            found = [c for c in found if c.distance <= policy.max_distance]
+        calibration = load_calibration(self.datadir, template.model_name)
+        candidates = [
+            CandidateView(c.rank, c.subject_id, c.image_id, c.distance, calibration.false_match_rate(c.distance) if calibration else None)
+            for c in found
+        ]
+        gallery_version = target.info().version
+        with self.audit.transaction() as session:
+            probe_record = self._store_probe(session, probe)
+            record = SearchRecord(
+                kind="search", user_id=actor.id, unit=actor.unit, status="completed", gallery_id=target.id, gallery_name=gallery,
+                gallery_version=gallery_version, policy_version=policy_version, case_number=case_number, purpose=purpose,
+                offence=offence, authorization_ref=authorization_ref, note=note, probe_id=probe_record.id,
+                face_box=probe.face.detection.box.as_list(), quality=probe.face.quality.to_dict(),
+                quality_override_by=quality_override.id if quality_override and not probe.face.quality.acceptable else None,
+                model_name=template.model_name, started_at=started, ended_at=utcnow(),
+            )
+            session.add(record)
+            session.flush()
+            for c in candidates:
+                session.add(CandidateRecord(search_id=record.id, rank=c.rank, subject_external_id=c.subject_id, image_id=c.image_id,
+                                            distance=c.distance, false_match_rate=c.false_match_rate))
+            self.audit.record(session, actor.username, "search", f"search:{record.id}", {
+                "gallery": gallery, "gallery_version": gallery_version, "policy_version": policy_version,
+                "case_number": case_number, "purpose": purpose, "offence": offence, "authorization_ref": authorization_ref,
+                "probe_sha256": probe.sha256, "face_box": record.face_box, "quality": record.quality["verdict"],
+                "quality_override_by": quality_override.username if record.quality_override_by else None,
+                "started_at": started.isoformat(), "ended_at": record.ended_at.isoformat(),
+                "candidates": [[c.rank, c.subject_id, c.image_id, round(c.distance, 6)] for c in candidates],
+            })
+            search_id = record.id
+        return SearchResult(search_id, gallery, gallery_version, policy_version, case_number, purpose, offence, probe.sha256,
+                            probe.face.detection.box.as_list(), probe.face.quality.to_dict(), candidates)
+
+    def compare(
+        self, actor: Actor, first: bytes, second: bytes, case_number: str, purpose: str, offence: str,
+        authorization_ref: str = "", note: str = "",
+    ) -> ComparisonResult:
+        """Compare two photographs (1:1) under the same rules as a search: role, policy, audit."""
+        started = utcnow()
+        request = _Request(actor, "compare", case_number, purpose, offence, authorization_ref, note)
+        first_sha = hashlib.sha256(first).hexdigest()
+        policy_version, policy = self.policies.active()
+        try:
+            require(actor, "compare")
+            self._check_request(policy, request)
+            probes = [self._probe(data, None, None, policy, None) for data in (first, second)]
+            a, b = (self.face_engine.template(p.face).embedding for p in probes)
+        except (FacetrailError, ValueError) as exc:
+            self._refuse(request, policy_version, first_sha, started, str(exc))
+            raise RefusedError(f"comparison refused: {exc}") from exc
+        distance = float(np.linalg.norm(a - b))
+        calibration = load_calibration(self.datadir, self.face_engine.model.name)
+        fmr = calibration.false_match_rate(distance) if calibration else None
+        with self.audit.transaction() as session:
+            first_record, second_record = (self._store_probe(session, p) for p in probes)
+            record = SearchRecord(kind="compare", user_id=actor.id, unit=actor.unit, status="completed", policy_version=policy_version,
+                                  case_number=case_number, purpose=purpose, offence=offence, authorization_ref=authorization_ref,
+                                  note=note, probe_id=first_record.id, second_probe_id=second_record.id,
+                                  model_name=self.face_engine.model.name, started_at=started, ended_at=utcnow())
+            session.add(record)
+            session.flush()
+            self.audit.record(session, actor.username, "compare", f"search:{record.id}", {
+                "policy_version": policy_version, "case_number": case_number, "purpose": purpose, "offence": offence,
+                "probe_sha256": probes[0].sha256, "second_sha256": probes[1].sha256, "distance": round(distance, 6),
+            })
+            search_id = record.id
+        return ComparisonResult(search_id, policy_version, case_number, distance, fmr, probes[0].sha256, probes[1].sha256)
+
+    def _check_request(self, policy: Policy, request: _Request) -> None:
+        with self.galleries.sessions() as session:
+            day_start = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+            today = session.scalar(select(func.count()).select_from(SearchRecord).where(
+                SearchRecord.user_id == request.actor.id, SearchRecord.status == "completed", SearchRecord.started_at >= day_start))
+            on_case = session.execute(
+                select(UserRecord.username).join(SearchRecord, SearchRecord.user_id == UserRecord.id)
+                .where(SearchRecord.case_number == request.case_number, SearchRecord.status == "completed")
+            ).scalars().all()
+        history = RequestHistory(searches_by_user_today=today, users_on_case=frozenset(on_case), searches_on_case=len(on_case))
+        reasons = refusal_reasons(policy, SearchRequest(
+            kind=request.kind, username=request.actor.username, unit=request.actor.unit, case_number=request.case_number,
+            purpose=request.purpose, offence=request.offence, authorization_ref=request.authorization_ref, note=request.note,
+        ), history)
+        if reasons:
+            raise RefusedError("; ".join(reasons))
+
+    def _probe(self, data: bytes, face_box: Box | None, face_number: int | None, policy: Policy, override: Actor | None) -> Probe:
+        engine = self.face_engine
+        image = engine.decode(data)
+        faces = engine.find_faces(image.pixels, face_box)
+        if not faces:
+            raise FacetrailError("no face found in the probe; draw the face box by hand (--face-box x,y,w,h)")
+        if face_number is None and len(faces) > 1:
+            boxes = "; ".join(f"face {n}: {f.detection.box.as_list()}" for n, f in enumerate(faces, start=1))
+            raise FacetrailError(f"{len(faces)} faces found in the probe; choose one with --face N ({boxes})")
+        if face_number is not None and not 1 <= face_number <= len(faces):
+            raise FacetrailError(f"face {face_number} does not exist: {len(faces)} face(s) found")
+        face = faces[(face_number or 1) - 1]
+        if not face.quality.acceptable:
+            reasons = "; ".join(face.quality.reasons)
+            if policy.poor_probe == "refuse":
+                raise FacetrailError(f"probe quality is poor ({reasons}); the policy refuses poor probes")
+            if override is None:
+                raise FacetrailError(f"probe quality is poor ({reasons}); a supervisor must approve the search (override)")
+            require(override, "override_quality")
+        return Probe(data, hashlib.sha256(data).hexdigest(), image.pixels.shape[1], image.pixels.shape[0], face, len(faces))
+
+    def _store_probe(self, session, probe: Probe) -> ProbeRecord:
+        self.probes.put(probe.sha256, probe.data)
+        record = ProbeRecord(sha256=probe.sha256, width=probe.width, height=probe.height)
+        session.add(record)
+        session.flush()
+        return record
+
+    def _refuse(self, request: _Request, policy_version: int, probe_sha: str, started: dt.datetime, reason: str) -> None:
+        with self.audit.transaction() as session:
+            target = None
+            if request.gallery:
+                try:
+                    target = self.galleries.get(request.gallery)
+                except NotFoundError:
+                    target = None
+            record = SearchRecord(
+                kind=request.kind, user_id=request.actor.id, unit=request.actor.unit, status="refused", refusal_reason=reason,
+                gallery_id=target.id if target else None, gallery_name=request.gallery, policy_version=policy_version,
+                case_number=request.case_number, purpose=request.purpose, offence=request.offence,
+                authorization_ref=request.authorization_ref, note=request.note, started_at=started, ended_at=utcnow(),
+            )
+            session.add(record)
+            session.flush()
+            self.audit.record(session, request.actor.username, f"{request.kind}_refused", f"search:{record.id}", {
+                "reason": reason, "gallery": request.gallery, "policy_version": policy_version, "case_number": request.case_number,
+                "purpose": request.purpose, "offence": request.offence, "probe_sha256": probe_sha,
+            })
+
+    # --- review ---------------------------------------------------------------------------------
+
+    def review_queue(self, actor: Actor) -> list[dict[str, Any]]:
+        """Searches waiting for this examiner: not run by them, not yet decided by them, still open. Blind: no one
+        else's decisions are shown."""
+        require(actor, "review")
+        with self.galleries.sessions() as session:
+            searches = session.scalars(
+                select(SearchRecord).where(SearchRecord.kind == "search", SearchRecord.status == "completed",
+                                           SearchRecord.user_id != actor.id).order_by(SearchRecord.started_at)
+            ).all()
+            status = outcomes.outcomes_for(session, [s.id for s in searches])
+            mine = set(session.scalars(select(ReviewRecord.search_id).where(ReviewRecord.examiner_id == actor.id)))
+            return [
+                {"search_id": s.id, "case_number": s.case_number, "gallery": s.gallery_name, "purpose": s.purpose,
+                 "offence": s.offence, "started_at": s.started_at.isoformat(), "candidates": len(s.candidates)}
+                for s in searches if s.id not in mine and status[s.id] == "pending_review"
+            ]
+
+    def show_search(self, actor: Actor, search_id: int) -> dict[str, Any]:
+        """A search and its candidate list (audited). The investigator who ran it sees the outcome; an examiner sees
+        only their own decisions (blind review); a supervisor sees every decision."""
+        require(actor, "view_candidate_images")
+        with self.galleries.sessions() as session:
+            search = self.completed_search(session, search_id)
+            owner = search.user_id == actor.id
+            if not (owner or actor.has("examiner") or actor.has("supervisor")):
+                raise PermissionDeniedError(f"{actor.username} may only view searches they ran")
+            reviews = session.scalars(select(ReviewRecord).where(ReviewRecord.search_id == search_id)).all()
+            visible = [r for r in reviews if actor.has("supervisor") or r.examiner_id == actor.id]
+            names = self.user_names(session)
+            shown = {
+                "search_id": search.id, "investigator": names.get(search.user_id, ""), "case_number": search.case_number,
+                "gallery": search.gallery_name, "gallery_version": search.gallery_version, "policy_version": search.policy_version,
+                "purpose": search.purpose, "offence": search.offence, "face_box": search.face_box, "quality": search.quality,
+                "started_at": search.started_at.isoformat(),
+                "outcome": self.search_outcome(session, search_id) if owner or actor.has("supervisor") else None,
+                "candidates": [
+                    {"rank": c.rank, "subject_id": c.subject_external_id, "image_id": c.image_id, "distance": c.distance,
+                     "false_match_rate": c.false_match_rate,
+                     "decisions": [{"examiner": names.get(r.examiner_id, ""), "decision": r.decision, "notes": r.notes}
+                                   for r in visible if r.candidate_id == c.id]}
+                    for c in search.candidates
+                ],
+                "notice": NOTICE,
+            }
+        self.audit.append(actor.username, "search_viewed", f"search:{search_id}", {"candidates": len(shown["candidates"])})
+        return shown
+
+    def decide(self, actor: Actor, search_id: int, rank: int, decision: str, notes: str = "") -> str:
+        """Record an examiner's decision on one candidate; returns the search's outcome afterwards."""
+        require(actor, "review")
+        if decision not in DECISIONS:
+            raise FacetrailError(f"decision must be one of {', '.join(DECISIONS)}")
+        with self.audit.transaction() as session:
+            search = self.completed_search(session, search_id)
+            if search.user_id == actor.id:
+                raise PermissionDeniedError("the investigator who ran a search cannot review it")
+            candidate = next((c for c in search.candidates if c.rank == rank), None)
+            if candidate is None:
+                raise NotFoundError(f"search {search_id} has no candidate at rank {rank}")
+            already = session.scalar(select(ReviewRecord).where(ReviewRecord.candidate_id == candidate.id,
+                                                                ReviewRecord.examiner_id == actor.id))
+            if already is not None:
+                raise DuplicateError(f"you already decided on candidate {rank} of search {search_id}; decisions are final")
+            session.add(ReviewRecord(search_id=search_id, candidate_id=candidate.id, examiner_id=actor.id, decision=decision, notes=notes))
+            session.flush()
+            self.audit.record(session, actor.username, "review_decision", f"search:{search_id}",
+                              {"rank": rank, "subject_id": candidate.subject_external_id, "decision": decision, "notes": notes})
+            result = self.search_outcome(session, search_id)
+        return result
+
+    def disputes(self, actor: Actor) -> list[dict[str, Any]]:
+        """Candidates on which examiners disagree, for a supervisor to resolve."""
+        require(actor, "resolve_dispute")
+        with self.galleries.sessions() as session:
+            searches = session.scalars(select(SearchRecord).where(SearchRecord.kind == "search", SearchRecord.status == "completed")).all()
+            status = outcomes.outcomes_for(session, [s.id for s in searches])
+            found = []
+            for search in (s for s in searches if status[s.id] == "disputed"):
+                for candidate in search.candidates:
+                    reviews = session.scalars(select(ReviewRecord).where(ReviewRecord.candidate_id == candidate.id)).all()
+                    resolution = session.scalar(select(ResolutionRecord).where(ResolutionRecord.candidate_id == candidate.id))
+                    if outcomes.candidate_status(list(reviews), resolution) == "disputed":
+                        found.append({"search_id": search.id, "rank": candidate.rank, "subject_id": candidate.subject_external_id,
+                                      "case_number": search.case_number,
+                                      "decisions": [{"examiner_id": r.examiner_id, "decision": r.decision, "notes": r.notes} for r in reviews]})
+            return found
+
+    def resolve(self, actor: Actor, search_id: int, rank: int, decision: str, notes: str = "") -> str:
+        """A supervisor settles a disagreement on one candidate; returns the search's outcome afterwards."""
+        require(actor, "resolve_dispute")
+        if decision not in DECISIONS:
+            raise FacetrailError(f"decision must be one of {', '.join(DECISIONS)}")
+        with self.audit.transaction() as session:
+            search = self.completed_search(session, search_id)
+            candidate = next((c for c in search.candidates if c.rank == rank), None)
+            if candidate is None:
+                raise NotFoundError(f"search {search_id} has no candidate at rank {rank}")
+            reviews = session.scalars(select(ReviewRecord).where(ReviewRecord.candidate_id == candidate.id)).all()
+            if outcomes.candidate_status(list(reviews), None) != "disputed":
+                raise FacetrailError(f"candidate {rank} of search {search_id} is not in dispute")
+            if search.user_id == actor.id or any(r.examiner_id == actor.id for r in reviews):
+                raise PermissionDeniedError("a supervisor cannot resolve a dispute on a search they ran or reviewed")
+            session.add(ResolutionRecord(candidate_id=candidate.id, supervisor_id=actor.id, decision=decision, notes=notes))
+            session.flush()
+            self.audit.record(session, actor.username, "dispute_resolved", f"search:{search_id}",
+                              {"rank": rank, "decision": decision, "notes": notes})
+            return self.search_outcome(session, search_id)
+
+    def outcome(self, search_id: int) -> str:
+        with self.galleries.sessions() as session:
+            return self.search_outcome(session, search_id)
+
+    def search_outcome(self, session, search_id: int) -> str:
+        """A search's outcome under the two-person rule."""
+        return outcomes.outcomes_for(session, [search_id])[search_id]
+
+    @staticmethod
+    def completed_search(session, search_id: int) -> SearchRecord:
+        search = session.get(SearchRecord, search_id)
+        if search is None or search.kind != "search":
+            raise NotFoundError(f"no search {search_id}")
+        if search.status != "completed":
+            raise FacetrailError(f"search {search_id} was refused; there is nothing to review")
+        return search
+
+    # --- oversight ----------------------------------------------------------------------------
+
+    def transparency_report(self, actor: Actor, since: dt.date | None, until: dt.date | None, by: str = "month", fmt: str = "html") -> str:
+        """The transparency report for a period, grouped ``by`` a dimension, as html, csv or json (audited)."""
+        from facetrail.accountability import reports
+
+        require(actor, "view_reports")
+        if by not in reports.GROUPINGS:
+            raise FacetrailError(f"--by must be one of {', '.join(reports.GROUPINGS)}")
+        renderers = {"html": reports.render_html, "csv": reports.render_csv, "json": reports.render_json}
+        if fmt not in renderers:
+            raise FacetrailError(f"--format must be one of {', '.join(renderers)}")
+        with self.galleries.sessions() as session:
+            report = reports.build_report(session, since, until, by)
+        self.audit.append(actor.username, "report_generated", "transparency", {
+            "since": since.isoformat() if since else None, "until": until.isoformat() if until else None, "by": by, "format": fmt})
+        return renderers[fmt](report)
+
+    def verify_audit(self, actor: Actor):
+        """Recompute the audit chain and check the signed checkpoints (the check itself is audited)."""
+        require(actor, "verify_audit")
+        result = self.audit.verify()
+        self.audit.append(actor.username, "audit_verified", "audit", {"ok": result.ok, "entries": result.entries,
+                                                                       "first_bad_seq": result.first_bad_seq})
+        if result.ok:
+            self.audit.checkpoint()  # sign what was just verified: later truncation below this point is detectable
+        return result
+
+    def export_audit(self, actor: Actor, folder):
+        """Export the audit trail with what an outside party needs to verify it (audited first, so it is included)."""
+        require(actor, "export_audit")
+        self.audit.append(actor.username, "audit_exported", str(folder))
+        return self.audit.export(folder)
+
+    def audit_entries(self, actor: Actor, since_seq: int = 0, limit: int = 50, who: str | None = None, action: str | None = None) -> list[dict]:
+        require(actor, "view_audit")
+        return self.audit.entries(since_seq=since_seq, limit=limit, actor=who, action=action)
+
+    # --- retention ----------------------------------------------------------------------------
+
+    def purge_expired(self, by: Actor | None) -> dict[str, int]:
+        """Delete probe images past the policy's retention period, keeping their hashes and the audit entries."""
+        if by is not None:
+            require(by, "purge")
+        _, policy = self.policies.active()
+        cutoff = utcnow() - dt.timedelta(days=policy.retention.probe_images_days)
+        with self.galleries.sessions() as session:
+            expired = session.scalars(select(ProbeRecord).where(ProbeRecord.stored.is_(True), ProbeRecord.created_at < cutoff)).all()
+            if not expired:
+                return {"probe_images": 0}
+        with self.audit.transaction() as session:
+            purged = []
+            for probe in session.scalars(select(ProbeRecord).where(ProbeRecord.stored.is_(True), ProbeRecord.created_at < cutoff)):
+                still_used = session.scalar(select(func.count()).select_from(ProbeRecord).where(
+                    ProbeRecord.sha256 == probe.sha256, ProbeRecord.stored.is_(True), ProbeRecord.created_at >= cutoff))
+                if not still_used:
+                    self.probes.delete(probe.sha256)
+                probe.stored, probe.purged_at = False, utcnow()
+                purged.append(probe.sha256)
+            self.audit.record(session, by.username if by else "system", "retention_purge", "probes",
+                              {"probe_images": len(purged), "retention_days": policy.retention.probe_images_days, "sha256": purged})
+        return {"probe_images": len(purged)}
+
+    def probe_image(self, actor: Actor, search_id: int) -> bytes:
+        """The stored probe of a search (audited)."""
+        require(actor, "view_candidate_images")
+        with self.galleries.sessions() as session:
+            search = self.completed_search(session, search_id)
+            probe = session.get(ProbeRecord, search.probe_id)
+            if probe is None or not probe.stored:
+                raise NotFoundError(f"the probe image of search {search_id} was purged under the retention policy")
+            sha = probe.sha256
+        data = self.probes.get(sha)
+        self.audit.append(actor.username, "probe_viewed", f"search:{search_id}", {"probe_sha256": sha})
+        return data
+
+    def candidate_image(self, actor: Actor, search_id: int, rank: int) -> bytes:
+        """A candidate's gallery photograph (audited; never for auditors or admins)."""
+        require(actor, "view_candidate_images")
+        with self.galleries.sessions() as session:
+            search = self.completed_search(session, search_id)
+            candidate = next((c for c in search.candidates if c.rank == rank), None)
+            if candidate is None:
+                raise NotFoundError(f"search {search_id} has no candidate at rank {rank}")
+            gallery = self.galleries.get(search.gallery_name)
+            image = session.get(ImageRecord, candidate.image_id) if candidate.image_id else None
+            if image is None:
+                raise NotFoundError(f"candidate {rank} of search {search_id} has since been expunged from the gallery")
+            content_hash = image.content_hash
+        data = gallery.blobs.get(content_hash)
+        self.audit.append(actor.username, "candidate_image_viewed", f"search:{search_id}", {"rank": rank, "image_id": candidate.image_id})
+        return data
+
+    @staticmethod
+    def user_names(session) -> dict[int, str]:
+        """User id → username."""
+        return {user_id: name for user_id, name in session.execute(select(UserRecord.id, UserRecord.username))}

@@ -1,0 +1,205 @@
+"""Setting up and administering: init, login/logout, users, policy, keys, retention."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from facetrail.cli.common import DataOption, JsonOption, acting, console, emit_json, fail, out, password_from, run, save_token
+from facetrail.datadir import DataDir
+
+user_app = typer.Typer(no_args_is_help=True, help="Create users, change roles, disable and unlock accounts (admin).")
+policy_app = typer.Typer(no_args_is_help=True, help="Show, validate and load the policy file.")
+keys_app = typer.Typer(no_args_is_help=True, help="Data encryption keys.")
+
+ADMIN_PASSWORD_ENV = "FACETRAIL_ADMIN_PASSWORD"
+PASSWORD_ENV = "FACETRAIL_PASSWORD"
+
+
+def init(
+    data: DataOption = None,
+    admin: Annotated[Optional[str], typer.Option("--admin", help="Username of the first admin (first run only).")] = None,
+) -> None:
+    """Create (or upgrade) a data directory: folders, config.toml, keys, database schema, the first admin."""
+    from facetrail.accountability.service import Facetrail
+
+    def body() -> None:
+        datadir = DataDir.locate(data)
+        password = password_from(ADMIN_PASSWORD_ENV, f"password for {admin}", confirm=True) if admin else None
+        Facetrail.initialise(datadir, admin, password).close()
+        console.print(f"data directory ready: {datadir.root}")
+
+    run(body)
+
+
+def login(
+    username: str,
+    data: DataOption = None,
+    print_token: Annotated[bool, typer.Option("--print-token", help="Print the token (for FACETRAIL_TOKEN) instead of saving it.")] = False,
+) -> None:
+    """Log in; the token is saved for this data directory (or printed with --print-token)."""
+    from facetrail.cli.common import opened
+
+    password = password_from(PASSWORD_ENV, f"password for {username}")
+
+    def body():
+        with opened(data) as system:
+            actor, token = system.login(username, password)
+            if not print_token:
+                save_token(system.datadir, token)
+            return actor, token
+
+    actor, token = run(body)
+    if print_token:
+        print(token)
+    else:
+        console.print(f"logged in as {actor.username} ({', '.join(sorted(actor.roles))})")
+
+
+def logout(data: DataOption = None) -> None:
+    """Revoke the saved token and forget it."""
+    from facetrail.cli.common import current_token, opened
+
+    def body() -> None:
+        with opened(data) as system:
+            token = current_token(system.datadir)
+            if token:
+                system.logout(token)
+            save_token(system.datadir, None)
+
+    run(body)
+    console.print("logged out")
+
+
+@user_app.command("create")
+def user_create(
+    username: str,
+    role: Annotated[list[str], typer.Option("--role", help="investigator, examiner, supervisor, auditor or admin (repeatable).")],
+    unit: Annotated[str, typer.Option(help="The user's unit, e.g. Robbery-Homicide.")] = "",
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+    data: DataOption = None,
+) -> None:
+    """Create a user (the password comes from FACETRAIL_NEW_PASSWORD or a prompt)."""
+    password = password_from("FACETRAIL_NEW_PASSWORD", f"password for {username}", confirm=True)
+    created = acting(data, lambda system, actor: system.create_user(actor, username, password, role, unit, name))
+    console.print(f"created {created.username} ({', '.join(sorted(created.roles))})")
+
+
+@user_app.command("list")
+def user_list(data: DataOption = None, as_json: JsonOption = False) -> None:
+    """List users, their roles, units and state."""
+    users = acting(data, lambda system, actor: system.list_users(actor))
+    if as_json:
+        emit_json(users)
+        return
+    table = Table("username", "roles", "unit", "active", "locked until")
+    for u in users:
+        table.add_row(u["username"], ", ".join(u["roles"]), u.get("unit", ""), str(u.get("active", "")), str(u.get("locked_until") or ""))
+    out.print(table)
+
+
+@user_app.command("set-roles")
+def user_set_roles(username: str, role: Annotated[list[str], typer.Option("--role")], data: DataOption = None) -> None:
+    """Replace a user's roles."""
+    changed = acting(data, lambda system, actor: system.set_roles(actor, username, role))
+    console.print(f"{changed.username}: {', '.join(sorted(changed.roles))}")
+
+
+@user_app.command("disable")
+def user_disable(username: str, data: DataOption = None) -> None:
+    """Disable an account and revoke its tokens."""
+    acting(data, lambda system, actor: system.set_active(actor, username, False))
+    console.print(f"{username} disabled")
+
+
+@user_app.command("enable")
+def user_enable(username: str, data: DataOption = None) -> None:
+    """Enable a disabled account."""
+    acting(data, lambda system, actor: system.set_active(actor, username, True))
+    console.print(f"{username} enabled")
+
+
+@user_app.command("unlock")
+def user_unlock(username: str, data: DataOption = None) -> None:
+    """Unlock an account locked after repeated failed logins."""
+    acting(data, lambda system, actor: system.unlock(actor, username))
+    console.print(f"{username} unlocked")
+
+
+@policy_app.command("show")
+def policy_show(data: DataOption = None) -> None:
+    """Print the policy in force and its version."""
+
+    version, text = acting(data, lambda system, actor: system.policy_in_force(actor))
+    console.print(f"policy version {version}")
+    print(text)
+
+
+@policy_app.command("validate")
+def policy_validate(file: Path) -> None:
+    """Check a policy file without loading it; every problem is listed with its line."""
+    from facetrail.accountability.policy import parse_policy
+
+    run(lambda: parse_policy(_read(file)))
+    console.print(f"{file}: valid")
+
+
+@policy_app.command("load")
+def policy_load(file: Path, data: DataOption = None) -> None:
+    """Load a policy file as the new version (an invalid file is refused and the old policy stays in force)."""
+    version = acting(data, lambda system, actor: system.load_policy(actor, _read(file)))
+    console.print(f"policy version {version} in force")
+
+
+@policy_app.command("history")
+def policy_history(data: DataOption = None, as_json: JsonOption = False) -> None:
+    """Every policy version loaded, when and by whom."""
+    history = acting(data, lambda system, actor: system.policy_history(actor))
+    rows = [{k: v for k, v in h.items() if k != "text"} for h in history]
+    if as_json:
+        emit_json(rows)
+    else:
+        for row in rows:
+            out.print(row, highlight=False)
+
+
+def _read(file: Path) -> str:
+    from facetrail.errors import FacetrailError
+
+    try:
+        return file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FacetrailError(f"{file}: cannot read: {exc}") from exc
+
+
+@keys_app.command("rotate")
+def keys_rotate(data: DataOption = None, as_json: JsonOption = False) -> None:
+    """Create a new data key, re-encrypt every template, photograph, probe and index with it, retire the old key."""
+    report = acting(data, lambda system, actor: system.rotate_keys(actor))
+    if as_json:
+        emit_json(dataclasses.asdict(report))
+    else:
+        console.print("re-encrypted: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in dataclasses.asdict(report).items()))
+
+
+def purge(data: DataOption = None, as_json: JsonOption = False) -> None:
+    """Delete probe images past the retention period (their hashes and the audit entries are kept)."""
+    result = acting(data, lambda system, actor: system.purge_expired(actor))
+    if as_json:
+        emit_json(result)
+    else:
+        console.print(f"purged {result['probe_images']} probe image(s)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(init)
+    app.command()(login)
+    app.command()(logout)
+    app.command()(purge)
+    app.add_typer(user_app, name="user")
+    app.add_typer(policy_app, name="policy")
+    app.add_typer(keys_app, name="keys")

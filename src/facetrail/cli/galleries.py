@@ -1,0 +1,168 @@
+"""Galleries: create, list, show, grant, expunge; enrolment; inspecting a photograph."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from facetrail.cli.common import DataOption, JsonOption, acting, console, emit_json, out, progress
+from facetrail.errors import FacetrailError
+
+gallery_app = typer.Typer(no_args_is_help=True, help="Create, list, inspect galleries, grant units access, expunge subjects.")
+
+
+@gallery_app.command("create")
+def gallery_create(
+    name: str,
+    allowed_source: Annotated[list[str], typer.Option("--allowed-source", help="A provenance source this gallery accepts (repeatable), e.g. booking.")],
+    description: Annotated[str, typer.Option(help="What the gallery holds and under which authority.")] = "",
+    data: DataOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a gallery that accepts images only from the given sources (admin)."""
+    info = acting(data, lambda system, actor: system.create_gallery(actor, name, allowed_source, description))
+    if as_json:
+        emit_json(info.to_dict())
+    else:
+        console.print(f"created gallery {info.name!r} accepting: {', '.join(info.allowed_sources)}")
+
+
+@gallery_app.command("list")
+def gallery_list(data: DataOption = None, as_json: JsonOption = False) -> None:
+    """List galleries with their counts."""
+    infos = acting(data, lambda system, actor: system.galleries.list())
+    if as_json:
+        emit_json([i.to_dict() for i in infos])
+        return
+    table = Table("name", "allowed sources", "subjects", "images", "version")
+    for i in infos:
+        table.add_row(i.name, ", ".join(i.allowed_sources), str(i.subjects), str(i.images), str(i.version))
+    out.print(table)
+
+
+@gallery_app.command("show")
+def gallery_show(name: str, data: DataOption = None, as_json: JsonOption = False) -> None:
+    """Show one gallery's description, sources, counts and which units may search it."""
+
+    def body(system, actor):
+        gallery = system.galleries.get(name)
+        return {**gallery.info().to_dict(), "searchable_by_units": [g["unit"] for g in system.users.grants(gallery.id)]}
+
+    info = acting(data, body)
+    if as_json:
+        emit_json(info)
+        return
+    for key, value in info.items():
+        out.print(f"{key:>18}: {', '.join(value) if isinstance(value, list) else value}", highlight=False)
+
+
+@gallery_app.command("grant")
+def gallery_grant(name: str, unit: Annotated[str, typer.Option("--unit", help="Unit whose investigators may search it ('*' for all).")], data: DataOption = None) -> None:
+    """Authorize a unit's investigators to search a gallery (admin)."""
+    acting(data, lambda system, actor: system.grant_gallery(actor, name, unit))
+    console.print(f"unit {unit!r} may search {name!r}")
+
+
+@gallery_app.command("revoke")
+def gallery_revoke(name: str, unit: Annotated[str, typer.Option("--unit")], data: DataOption = None) -> None:
+    """Withdraw a unit's authorization to search a gallery (admin)."""
+    acting(data, lambda system, actor: system.revoke_gallery(actor, name, unit))
+    console.print(f"unit {unit!r} may no longer search {name!r}")
+
+
+@gallery_app.command("remove-subject")
+def gallery_remove_subject(name: str, subject_id: str, data: DataOption = None, as_json: JsonOption = False) -> None:
+    """Expunge a subject: images, templates, stored photographs and index entries (admin)."""
+    report = acting(data, lambda system, actor: system.remove_subject(actor, name, subject_id))
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        console.print(
+            f"expunged subject {report.subject_id!r} from {report.gallery!r}: {report.images} image(s), "
+            f"{report.templates} template(s), {report.image_files} stored photograph(s), {report.index_entries} index entr(y/ies)"
+        )
+
+
+def enroll(
+    path: Annotated[Optional[Path], typer.Argument(help="Folder with one subfolder per subject; with --manifest, the folder manifest paths are relative to.")] = None,
+    gallery: Annotated[str, typer.Option("--gallery", help="Gallery to enrol into.")] = ...,
+    source: Annotated[Optional[str], typer.Option("--source", help="Provenance source of the images (default for manifest rows without one).")] = None,
+    manifest: Annotated[Optional[Path], typer.Option("--manifest", help="CSV: subject_id, path, [source], [capture_date], other columns kept as metadata.")] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write every item's outcome and reason to this CSV.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: enrolment.workers, 0 = one per core).")] = None,
+    retry_rejected: Annotated[bool, typer.Option("--retry-rejected", help="Analyse again images rejected by an earlier run.")] = False,
+    data: DataOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Enrol photographs into a gallery (admin): idempotent by content hash, resumable, every rejection reported."""
+    from facetrail.gallery.enrol import items_from_folder, items_from_manifest, write_report
+
+    def body(system, actor):
+        target = system.galleries.get(gallery)
+        if manifest is not None:
+            items = items_from_manifest(manifest, source, base=path)
+        elif path is not None and source:
+            items = items_from_folder(path, source)
+        else:
+            raise FacetrailError("give a folder and --source, or --manifest")
+        allowed = target.info().allowed_sources
+        if source and source not in allowed:
+            raise FacetrailError(f"source {source!r} is not allowed for gallery {gallery!r} (allowed: {', '.join(allowed)})")
+        rules = system.galleries.settings.enrolment
+        if workers is not None:
+            rules = dataclasses.replace(rules, workers=workers)
+        with progress() as bar:
+            task = bar.add_task(f"enrolling into {gallery}", total=len(items))
+            summary = system.enrol(actor, gallery, items, rules, on_outcome=lambda outcome: bar.advance(task), retry_rejected=retry_rejected)
+        if report is not None:
+            write_report(report, summary.outcomes)
+        return summary
+
+    summary = acting(data, body)
+    counts = summary.to_dict()
+    if as_json:
+        emit_json({**counts, "rejections": [o.to_row() for o in summary.outcomes if o.status in ("rejected", "previously-rejected")]})
+        return
+    console.print(", ".join(f"{v} {k}" for k, v in counts.items()))
+    for outcome in summary.outcomes:
+        if outcome.status == "rejected":
+            console.print(f"  rejected {outcome.item.path}: {outcome.reason}", highlight=False, markup=False)
+
+
+def inspect(
+    image: Path,
+    face_box: Annotated[Optional[str], typer.Option("--face-box", help="x,y,w,h of the face, drawn by hand.")] = None,
+    data: DataOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the faces found in an image with their quality (no search is run)."""
+    from facetrail.engine.decode import read_image_bytes
+    from facetrail.engine.geometry import Box
+
+    def body(system, actor):
+        engine = system.face_engine
+        decoded = engine.decode(read_image_bytes(image, engine.config.limits))
+        return decoded, engine.find_faces(decoded.pixels, Box.parse(face_box) if face_box else None)
+
+    decoded, faces = acting(data, body)
+    rows = [
+        {"face": n, "box": f.detection.box.as_list(), "detector": f.detection.detector, "score": f.detection.score, "quality": f.quality.to_dict()}
+        for n, f in enumerate(faces, start=1)
+    ]
+    if as_json:
+        emit_json({"image": str(image), "format": decoded.format, "width": decoded.pixels.shape[1], "height": decoded.pixels.shape[0], "faces": rows})
+        return
+    console.print(f"{image}: {decoded.format} {decoded.pixels.shape[1]}×{decoded.pixels.shape[0]}, {len(faces)} face(s)")
+    for row in rows:
+        q = row["quality"]
+        console.print(f"  face {row['face']}: box {row['box']} ({row['detector']}), {q['verdict']}" + (f": {'; '.join(q['reasons'])}" if q["reasons"] else ""), highlight=False, markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(gallery_app, name="gallery")
+    app.command()(enroll)
+    app.command()(inspect)

@@ -1,0 +1,73 @@
+"""Oversight: transparency reports and the audit trail."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from facetrail.cli.common import DataOption, JsonOption, acting, console, emit_json, fail, out
+
+audit_app = typer.Typer(no_args_is_help=True, help="Verify and export the tamper-evident audit trail.")
+
+
+def report(
+    since: Annotated[Optional[dt.datetime], typer.Option("--since", formats=["%Y-%m-%d"], help="First day (YYYY-MM-DD).")] = None,
+    until: Annotated[Optional[dt.datetime], typer.Option("--until", formats=["%Y-%m-%d"], help="Last day (YYYY-MM-DD).")] = None,
+    by: Annotated[str, typer.Option("--by", help="month, user, unit, purpose, offence, gallery or outcome.")] = "month",
+    format: Annotated[str, typer.Option("--format", help="html, csv or json.")] = "html",
+    output: Annotated[Optional[Path], typer.Option("--out", help="Write to this file instead of standard output.")] = None,
+    data: DataOption = None,
+) -> None:
+    """Transparency report: how often, by whom, for what, with what outcome — with charts and anomaly flags."""
+    text = acting(data, lambda system, actor: system.transparency_report(
+        actor, since.date() if since else None, until.date() if until else None, by, format))
+    if output is None:
+        print(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc}")
+    console.print(f"wrote {output}")
+
+
+@audit_app.command("verify")
+def audit_verify(data: DataOption = None, as_json: JsonOption = False) -> None:
+    """Recompute the hash chain and check the signed checkpoints; report the first broken entry."""
+    result = acting(data, lambda system, actor: system.verify_audit(actor))
+    if as_json:
+        emit_json(result.__dict__)
+    elif result.ok:
+        out.print(f"audit trail intact: {result.entries} entries, {result.checkpoints} signed checkpoints")
+    else:
+        out.print(f"[bold red]AUDIT TRAIL BROKEN[/] at entry {result.first_bad_seq}: {result.problem}")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("export")
+def audit_export(folder: Path, data: DataOption = None) -> None:
+    """Write the trail (JSON Lines), the signed checkpoints, the public key and a standalone verifier."""
+    written = acting(data, lambda system, actor: system.export_audit(actor, folder))
+    console.print(f"wrote {written} (verify with: python {written / 'verify_audit.py'})")
+
+
+@audit_app.command("show")
+def audit_show(
+    since_seq: Annotated[int, typer.Option("--since-seq")] = 0,
+    limit: Annotated[int, typer.Option("--limit")] = 50,
+    actor_name: Annotated[Optional[str], typer.Option("--actor")] = None,
+    action: Annotated[Optional[str], typer.Option("--action")] = None,
+    data: DataOption = None,
+) -> None:
+    """Browse audit entries (auditor, supervisor)."""
+    entries = acting(data, lambda system, actor: system.audit_entries(actor, since_seq, limit, actor_name, action))
+    emit_json(entries)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(report)
+    app.add_typer(audit_app, name="audit")

@@ -1,0 +1,185 @@
+"""Searching and reviewing: search, compare, the review queue, decisions, disputes, lead export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from facetrail.cli.common import DataOption, JsonOption, acting, console, emit_json, fail, out
+
+review_app = typer.Typer(no_args_is_help=True, help="Examiners' two-person review of candidate lists.")
+lead_app = typer.Typer(no_args_is_help=True, help="Lead reports.")
+
+CaseOption = Annotated[str, typer.Option("--case", help="Case number (format set by the policy).")]
+PurposeOption = Annotated[str, typer.Option("--purpose", help="A permitted purpose from the policy, e.g. criminal_investigation.")]
+OffenceOption = Annotated[str, typer.Option("--offence", help="Offence category from the policy, e.g. robbery.")]
+AuthOption = Annotated[str, typer.Option("--authorization", help="Authorization reference, where the policy requires one.")]
+NoteOption = Annotated[str, typer.Option("--note", help="Why this search is needed.")]
+
+
+def _read_probe(path: Path, system) -> bytes:
+    from facetrail.engine.decode import read_image_bytes
+
+    return read_image_bytes(path, system.galleries.settings.limits)
+
+
+def _print_candidates(candidates: list[dict], notice: str) -> None:
+    table = Table("rank", "subject", "image", "distance", "est. false-match rate", title="Candidate list (investigative leads)")
+    for c in candidates:
+        fmr = "—" if c["false_match_rate"] is None else f"{c['false_match_rate']:.2e}"
+        table.add_row(str(c["rank"]), c["subject_id"], str(c["image_id"]), f"{c['distance']:.4f}", fmr)
+    out.print(table)
+    out.print(f"[bold]{notice}[/]")
+
+
+def search(
+    probe: Path,
+    gallery: Annotated[str, typer.Option("--gallery", help="Gallery to search (your unit must be authorized).")],
+    case: CaseOption,
+    purpose: PurposeOption,
+    offence: OffenceOption,
+    authorization: AuthOption = "",
+    note: NoteOption = "",
+    face_box: Annotated[Optional[str], typer.Option("--face-box", help="x,y,w,h of the face, drawn by hand.")] = None,
+    face: Annotated[Optional[int], typer.Option("--face", help="Which face (1 = largest) when the probe shows several.")] = None,
+    override_token: Annotated[Optional[str], typer.Option("--override-token", envvar="FACETRAIL_OVERRIDE_TOKEN", help="A supervisor's token approving a poor-quality probe.")] = None,
+    data: DataOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Search a gallery with a probe photograph, for a case, a permitted purpose and an offence (investigator)."""
+    from facetrail.engine.geometry import Box
+
+    def body(system, actor):
+        override = system.authenticate(override_token) if override_token else None
+        return system.search(actor, _read_probe(probe, system), gallery, case, purpose, offence, authorization, note,
+                             Box.parse(face_box) if face_box else None, face, override)
+
+    result = acting(data, body)
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    console.print(f"search {result.search_id}: gallery {result.gallery} v{result.gallery_version}, policy v{result.policy_version}, "
+                  f"case {result.case_number}; probe face {result.face_box} ({result.quality['verdict']})")
+    _print_candidates([c.__dict__ for c in result.candidates], result.notice)
+
+
+def compare(
+    first: Path, second: Path, case: CaseOption, purpose: PurposeOption, offence: OffenceOption,
+    authorization: AuthOption = "", note: NoteOption = "", data: DataOption = None, as_json: JsonOption = False,
+) -> None:
+    """Compare two photographs (1:1) under the same rules as a search (investigator)."""
+    result = acting(data, lambda system, actor: system.compare(actor, _read_probe(first, system), _read_probe(second, system),
+                                                               case, purpose, offence, authorization, note))
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    fmr = "not calibrated" if result.false_match_rate is None else f"{result.false_match_rate:.2e}"
+    out.print(f"comparison {result.search_id}: distance {result.distance:.4f} (lower is more alike); estimated false-match rate {fmr}")
+    out.print(f"[bold]{result.notice}[/]")
+
+
+@review_app.command("queue")
+def review_queue(data: DataOption = None, as_json: JsonOption = False) -> None:
+    """Searches waiting for your review (examiner)."""
+    queue = acting(data, lambda system, actor: system.review_queue(actor))
+    if as_json:
+        emit_json(queue)
+        return
+    table = Table("search", "case", "gallery", "purpose", "offence", "candidates", "searched at")
+    for item in queue:
+        table.add_row(str(item["search_id"]), item["case_number"], item["gallery"], item["purpose"], item["offence"],
+                      str(item["candidates"]), item["started_at"])
+    out.print(table)
+
+
+@review_app.command("show")
+def review_show(search_id: int, data: DataOption = None, as_json: JsonOption = False) -> None:
+    """A search's candidate list; examiners see only their own decisions (blind review)."""
+    shown = acting(data, lambda system, actor: system.show_search(actor, search_id))
+    if as_json:
+        emit_json(shown)
+        return
+    console.print(f"search {shown['search_id']}: case {shown['case_number']}, {shown['purpose']}, {shown['offence']}; "
+                  f"gallery {shown['gallery']} v{shown['gallery_version']}" + (f"; outcome: {shown['outcome']}" if shown["outcome"] else ""))
+    _print_candidates(shown["candidates"], shown["notice"])
+    for c in shown["candidates"]:
+        for d in c["decisions"]:
+            out.print(f"  rank {c['rank']}: {d['examiner']} — {d['decision']} {d['notes']}", highlight=False)
+
+
+@review_app.command("image")
+def review_image(
+    search_id: int,
+    rank: Annotated[Optional[int], typer.Option("--rank", help="Candidate rank; without it, the probe.")] = None,
+    output: Annotated[Path, typer.Option("--out", help="Where to write the image.")] = ...,
+    data: DataOption = None,
+) -> None:
+    """Write the probe or a candidate's gallery photograph to a file for side-by-side comparison (audited)."""
+    image = acting(data, lambda system, actor: system.candidate_image(actor, search_id, rank) if rank else system.probe_image(actor, search_id))
+    output.write_bytes(image)
+    console.print(f"wrote {output}")
+
+
+@review_app.command("decide")
+def review_decide(
+    search_id: int,
+    rank: Annotated[int, typer.Option("--rank", help="Candidate rank.")],
+    decision: Annotated[str, typer.Option("--decision", help="possible_lead, not_a_match or inconclusive.")],
+    notes: Annotated[str, typer.Option("--notes", help="What the decision rests on.")] = "",
+    data: DataOption = None,
+) -> None:
+    """Record your decision on one candidate (examiner; final; blind to other examiners)."""
+    acting(data, lambda system, actor: system.decide(actor, search_id, rank, decision, notes))
+    console.print(f"recorded: search {search_id}, candidate {rank}: {decision}")
+
+
+@review_app.command("disputes")
+def review_disputes(data: DataOption = None, as_json: JsonOption = False) -> None:
+    """Candidates on which examiners disagree (supervisor)."""
+    disputes = acting(data, lambda system, actor: system.disputes(actor))
+    if as_json:
+        emit_json(disputes)
+        return
+    for d in disputes:
+        out.print(f"search {d['search_id']} rank {d['rank']} ({d['subject_id']}), case {d['case_number']}: "
+                  + "; ".join(f"{x['decision']}" for x in d["decisions"]), highlight=False)
+
+
+@review_app.command("resolve")
+def review_resolve(
+    search_id: int,
+    rank: Annotated[int, typer.Option("--rank")],
+    decision: Annotated[str, typer.Option("--decision", help="possible_lead, not_a_match or inconclusive.")],
+    notes: Annotated[str, typer.Option("--notes")] = "",
+    data: DataOption = None,
+) -> None:
+    """Settle examiners' disagreement on a candidate (supervisor who neither ran nor reviewed the search)."""
+    outcome = acting(data, lambda system, actor: system.resolve(actor, search_id, rank, decision, notes))
+    console.print(f"search {search_id}: {outcome}")
+
+
+@lead_app.command("export")
+def lead_export(
+    search_id: int,
+    output: Annotated[Path, typer.Option("--out", help="HTML file to write.")],
+    data: DataOption = None,
+) -> None:
+    """Write the lead report of a search with a verified lead (audited)."""
+    from facetrail.accountability.leads import export_lead
+
+    page = acting(data, lambda system, actor: export_lead(system, actor, search_id))
+    try:
+        output.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc}")
+    console.print(f"wrote {output}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(search)
+    app.command()(compare)
+    app.add_typer(review_app, name="review")
+    app.add_typer(lead_app, name="lead")

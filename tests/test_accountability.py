@@ -1,0 +1,249 @@
+"""The accountable system on real photographs: case-bound searches, refusals, blind two-person review, leads,
+retention, and which role may do what."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from sqlalchemy import select, update
+
+from facetrail.accountability.leads import export_lead
+from facetrail.accountability.schema import ProbeRecord, SearchRecord
+from facetrail.accountability.service import NOTICE, Facetrail
+from facetrail.accountability.users import ROLE_ACTIONS
+from facetrail.engine.geometry import Box
+from facetrail.errors import DuplicateError, FacetrailError, PermissionDeniedError, RefusedError
+from facetrail.gallery.enrol import items_from_folder
+
+PASSWORD = "correct horse battery staple"
+CASE = "24-000123"
+
+
+def jpeg_bytes(path: Path, height: int, rotate: float = 0.0) -> bytes:
+    import io
+
+    image = Image.open(path).convert("RGB")
+    image = image.resize((round(image.width * height / image.height), height))
+    if rotate:
+        image = image.rotate(rotate, expand=True, fillcolor=(128, 128, 128))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=92)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def world(datadir, faces, tmp_path):
+    """An initialised system with one user per role, a gallery of two subjects, and RHD authorized to search it."""
+    system = Facetrail.initialise(datadir, "admin", PASSWORD)
+    admin = system.authenticate(system.login("admin", PASSWORD)[1])
+    people = {
+        "ivan": (["investigator"], "RHD"),
+        "olga": (["investigator"], "Narcotics"),
+        "erin": (["examiner"], "Forensics"),
+        "ezra": (["examiner"], "Forensics"),
+        "sam": (["supervisor"], "RHD"),
+        "alma": (["auditor"], "Inspector General"),
+    }
+    actors = {"admin": admin}
+    for username, (roles, unit) in people.items():
+        system.create_user(admin, username, PASSWORD, roles, unit)
+        actors[username] = system.authenticate(system.login(username, PASSWORD)[1])
+    folder = tmp_path / "bookings"
+    for subject, name, height in (("B-1001", "obama.jpg", 400), ("B-2002", "biden.jpg", 640)):
+        (folder / subject).mkdir(parents=True)
+        (folder / subject / "front.jpg").write_bytes(jpeg_bytes(faces[name], height))
+    system.create_gallery(admin, "county", ["booking"], "County booking photographs")
+    system.grant_gallery(admin, "county", "RHD")
+    summary = system.enrol(admin, "county", items_from_folder(folder, "booking"),
+                           dataclasses.replace(system.galleries.settings.enrolment, workers=1))
+    assert summary.count("enrolled") == 2
+    yield system, actors
+    system.close()
+
+
+def run_search(system, actor, faces, **overrides):
+    request = dict(gallery="county", case_number=CASE, purpose="criminal_investigation", offence="robbery", note="bank robbery suspect")
+    request.update(overrides)
+    probe = request.pop("probe", None) or jpeg_bytes(faces["obama3.jpg"], 700)
+    return system.search(actor, probe, **request)
+
+
+def test_search_returns_leads_not_identifications_and_is_audited(world, faces):
+    system, who = world
+    result = run_search(system, who["ivan"], faces, note="still from the bank camera")
+    assert result.candidates[0].subject_id == "B-1001" and result.candidates[0].distance < 0.6
+    assert [c.rank for c in result.candidates] == [1, 2]
+    assert result.notice == NOTICE and "not identifications" in result.notice
+    assert result.policy_version >= 1 and result.gallery_version >= 1
+    with system.galleries.sessions() as session:
+        record = session.get(SearchRecord, result.search_id)
+        assert (record.status, record.case_number, record.purpose, record.offence) == ("completed", CASE, "criminal_investigation", "robbery")
+    entry = [e for e in system.audit.entries(limit=1000) if e["action"] == "search"][-1]
+    assert entry["actor"] == "ivan" and entry["details"]["probe_sha256"] == result.probe_sha256
+    assert entry["details"]["candidates"][0][1] == "B-1001" and entry["details"]["gallery_version"] == result.gallery_version
+    assert system.audit.verify().ok
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        (dict(purpose="curiosity"), "purpose"),
+        (dict(offence="immigration_status"), "immigration"),
+        (dict(note="identify people at the protest"), "protest"),
+        (dict(case_number="12345"), "case number"),
+        (dict(gallery="nowhere"), "nowhere"),
+    ],
+)
+def test_refused_searches_say_why_and_are_audited(world, faces, overrides, reason):
+    system, who = world
+    with pytest.raises(RefusedError, match=reason):
+        run_search(system, who["ivan"], faces, **overrides)
+    with system.galleries.sessions() as session:
+        refused = session.scalars(select(SearchRecord).where(SearchRecord.status == "refused")).all()
+    assert len(refused) == 1 and reason.split()[0] in refused[0].refusal_reason
+    assert [e for e in system.audit.entries(limit=1000) if e["action"] == "search_refused"][-1]["actor"] == "ivan"
+
+
+def test_unit_without_a_grant_cannot_search(world, faces):
+    system, who = world
+    with pytest.raises(RefusedError, match="not authorized to search gallery 'county'"):
+        run_search(system, who["olga"], faces)
+
+
+def test_probe_with_several_faces_needs_a_choice(world, faces):
+    system, who = world
+    left, right = Image.open(faces["obama3.jpg"]).convert("RGB"), Image.open(faces["biden.jpg"]).convert("RGB")
+    left, right = left.resize((left.width * 700 // left.height, 700)), right.resize((right.width * 700 // right.height, 700))
+    canvas = Image.new("RGB", (left.width + right.width, 700), (128, 128, 128))
+    canvas.paste(left, (0, 0))
+    canvas.paste(right, (left.width, 0))
+    import io
+
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="JPEG")
+    with pytest.raises(RefusedError, match="2 faces found in the probe; choose one"):
+        run_search(system, who["ivan"], faces, probe=buffer.getvalue())
+    chosen = run_search(system, who["ivan"], faces, probe=buffer.getvalue(), face_number=1)
+    assert chosen.candidates[0].subject_id in {"B-1001", "B-2002"}
+    by_box = run_search(system, who["ivan"], faces, probe=buffer.getvalue(), face_box=Box(left.width + 40, 60, right.width - 80, 420))
+    assert by_box.candidates[0].subject_id == "B-2002"
+
+
+def test_poor_probe_needs_a_supervisor_override(world, faces):
+    system, who = world
+    tilted = jpeg_bytes(faces["obama3.jpg"], 700, rotate=40)
+    with pytest.raises(RefusedError, match="supervisor must approve"):
+        run_search(system, who["ivan"], faces, probe=tilted)
+    with pytest.raises(RefusedError, match="override_quality"):
+        run_search(system, who["ivan"], faces, probe=tilted, quality_override=who["erin"])
+    result = run_search(system, who["ivan"], faces, probe=tilted, quality_override=who["sam"])
+    with system.galleries.sessions() as session:
+        assert session.get(SearchRecord, result.search_id).quality_override_by == who["sam"].id
+
+
+def test_two_examiners_blind_review_makes_a_lead(world, faces, tmp_path):
+    system, who = world
+    result = run_search(system, who["ivan"], faces)
+    search_id = result.search_id
+    # an examiner account that ran the search (the default policy forbids holding both roles, so borrow the id)
+    examiner_who_searched = dataclasses.replace(who["erin"], id=who["ivan"].id)
+    with pytest.raises(PermissionDeniedError, match="cannot review"):
+        system.decide(examiner_who_searched, search_id, 1, "possible_lead")
+    assert [q["search_id"] for q in system.review_queue(who["erin"])] == [search_id]
+    assert system.decide(who["erin"], search_id, 1, "possible_lead", "same ear shape, scar") == "pending_review"
+    with pytest.raises(DuplicateError):
+        system.decide(who["erin"], search_id, 1, "not_a_match")
+    # blind: the second examiner sees the search in the queue and no trace of the first decision
+    assert [q["search_id"] for q in system.review_queue(who["ezra"])] == [search_id]
+    shown = system.show_search(who["ezra"], search_id)
+    assert all(c["decisions"] == [] for c in shown["candidates"]) and shown["outcome"] is None
+    assert system.review_queue(who["erin"]) == []
+    with pytest.raises(FacetrailError, match="no verified lead"):
+        export_lead(system, who["ivan"], search_id)
+    assert system.decide(who["ezra"], search_id, 1, "possible_lead", "agree") == "lead"
+    assert system.show_search(who["ivan"], search_id)["outcome"] == "lead"
+    page = export_lead(system, who["ivan"], search_id)
+    assert "not probable cause" in page and CASE in page and "erin" in page and "ezra" in page
+    assert page.count("data:image/jpeg;base64,") == 2 and "http://" not in page and "https://" not in page
+    actions = [e["action"] for e in system.audit.entries(limit=1000)]
+    assert actions.count("review_decision") == 2 and "lead_exported" in actions
+    with pytest.raises(PermissionDeniedError):
+        export_lead(system, who["alma"], search_id)
+
+
+def test_disagreement_goes_to_a_supervisor(world, faces):
+    system, who = world
+    search_id = run_search(system, who["ivan"], faces).search_id
+    system.decide(who["erin"], search_id, 1, "possible_lead")
+    assert system.decide(who["ezra"], search_id, 1, "not_a_match") == "disputed"
+    disputes = system.disputes(who["sam"])
+    assert [(d["search_id"], d["rank"]) for d in disputes] == [(search_id, 1)]
+    assert system.resolve(who["sam"], search_id, 1, "not_a_match", "ears differ") == "no_lead"
+    assert system.disputes(who["sam"]) == []
+
+
+def test_retention_purges_probe_images_but_keeps_hashes_and_audit(world, faces):
+    system, who = world
+    result = run_search(system, who["ivan"], faces)
+    assert system.probe_image(who["ivan"], result.search_id)[:2] == b"\xff\xd8"
+    with system.galleries.sessions() as session:
+        session.execute(update(ProbeRecord).values(created_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3650)))
+        session.commit()
+    assert system.purge_expired(None) == {"probe_images": 1}
+    assert list(system.datadir.probes_dir.rglob("*")) == [] or all(p.is_dir() for p in system.datadir.probes_dir.rglob("*"))
+    with system.galleries.sessions() as session:
+        probe = session.scalar(select(ProbeRecord))
+        assert not probe.stored and probe.sha256 == result.probe_sha256 and probe.purged_at is not None
+    with pytest.raises(FacetrailError, match="purged"):
+        system.probe_image(who["ivan"], result.search_id)
+    assert any(e["action"] == "retention_purge" for e in system.audit.entries(limit=1000))
+    assert system.audit.verify().ok
+
+
+def test_compare_is_bound_by_the_same_rules(world, faces):
+    system, who = world
+    same = system.compare(who["ivan"], jpeg_bytes(faces["obama.jpg"], 500), jpeg_bytes(faces["obama2.jpg"], 500), CASE,
+                          "criminal_investigation", "robbery", note="is the suspect the same man as in the 2019 booking?")
+    assert same.distance < 0.6 and same.notice == NOTICE
+    with pytest.raises(RefusedError):
+        system.compare(who["ivan"], jpeg_bytes(faces["obama.jpg"], 500), jpeg_bytes(faces["biden.jpg"], 500), "bad",
+                       "criminal_investigation", "robbery", note="bad case number")
+    with pytest.raises(RefusedError, match="compare"):
+        system.compare(who["erin"], jpeg_bytes(faces["obama.jpg"], 500), jpeg_bytes(faces["biden.jpg"], 500), CASE,
+                       "criminal_investigation", "robbery", note="an examiner may not compare")
+
+
+ROLE_OF = {"investigator": "ivan", "examiner": "erin", "supervisor": "sam", "auditor": "alma", "admin": "admin"}
+
+
+def test_roles_by_operation_matrix(world, faces, tmp_path):
+    """Each operation of the accountable system, tried by one user of each role: allowed exactly as ROLE_ACTIONS says."""
+    system, who = world
+    search_id = run_search(system, who["ivan"], faces).search_id
+    operations = {
+        "search": lambda actor: run_search(system, actor, faces),
+        "review": lambda actor: system.review_queue(actor),
+        "resolve_dispute": lambda actor: system.disputes(actor),
+        "view_reports": lambda actor: system.transparency_report(actor, None, None, "month", "json"),
+        "verify_audit": lambda actor: system.verify_audit(actor),
+        "manage_users": lambda actor: system.list_users(actor),
+        "manage_galleries": lambda actor: system.grant_gallery(actor, "county", "Narcotics"),
+        "view_candidate_images": lambda actor: system.candidate_image(actor, search_id, 1),
+        "purge": lambda actor: system.purge_expired(actor),
+    }
+    for action, operation in operations.items():
+        for role, username in ROLE_OF.items():
+            allowed = role in ROLE_ACTIONS[action]
+            try:
+                operation(who[username])
+                outcome = True
+            except PermissionDeniedError:
+                outcome = False
+            except RefusedError as exc:  # a search refused (and audited) because the role may not search
+                outcome = not isinstance(exc.__cause__, PermissionDeniedError)
+            assert outcome == allowed, (action, role)
+    assert system.audit.verify().ok
