@@ -247,3 +247,29 @@ def test_roles_by_operation_matrix(world, faces, tmp_path):
                 outcome = not isinstance(exc.__cause__, PermissionDeniedError)
             assert outcome == allowed, (action, role)
     assert system.audit.verify().ok
+
+
+def test_policy_can_turn_two_person_verification_off(world, faces):
+    system, who = world
+    text = system.policy_in_force(who["admin"])[1].replace("two_person_verification = true", "two_person_verification = false")
+    assert "two_person_verification = false" in text
+    system.load_policy(who["admin"], text)
+    search_id = run_search(system, who["ivan"], faces).search_id
+    assert system.decide(who["erin"], search_id, 1, "possible_lead") == "lead"
+    other = run_search(system, who["ivan"], faces).search_id
+    system.decide(who["erin"], other, 1, "possible_lead")
+    assert system.outcome(other) == "lead"
+
+
+def test_no_probe_or_gallery_bytes_in_plaintext_anywhere(world, faces, datadir):
+    system, who = world
+    probe = jpeg_bytes(faces["obama3.jpg"], 700)
+    run_search(system, who["ivan"], faces, probe=probe)
+    system.close()
+    needles = [probe[len(probe) // 2 : len(probe) // 2 + 64]]
+    for folder in (datadir.root,):
+        for path in folder.rglob("*"):
+            if path.is_file():
+                content = path.read_bytes()
+                assert not any(needle in content for needle in needles), path
+    assert list(datadir.probes_dir.rglob("*"))  # the probe is stored, encrypted

@@ -38,7 +38,7 @@ def export_lead(system: Facetrail, actor: Actor, search_id: int) -> str:
         for candidate in search.candidates:
             reviews = list(session.scalars(select(ReviewRecord).where(ReviewRecord.candidate_id == candidate.id)))
             resolution = session.scalar(select(ResolutionRecord).where(ResolutionRecord.candidate_id == candidate.id))
-            if candidate_status(reviews, resolution) == "lead":
+            if candidate_status(reviews, resolution, system.examiners_required()) == "lead":
                 image = session.get(ImageRecord, candidate.image_id) if candidate.image_id else None
                 leads.append((candidate, reviews, resolution, image.content_hash if image else None))
         gallery = system.galleries.get(search.gallery_name)

@@ -12,6 +12,11 @@ lead); ``disputed`` (else, some candidate is disputed); ``pending_review``
 (else, some candidate has a single ``possible_lead`` waiting for a second
 examiner); ``no_lead`` (else, at least two different examiners have recorded
 decisions on the search); otherwise ``pending_review``.
+
+When the policy turns two-person verification off (``examiners_required=1``),
+one examiner's ``possible_lead`` makes a lead and one examiner's decisions can
+close a search; disagreements, if a second examiner reviews anyway, are still
+disputes.
 """
 
 from __future__ import annotations
@@ -32,17 +37,17 @@ _CHUNK = 500
 """Search ids per IN (...) list: well under SQLite's and PostgreSQL's bound-parameter limits."""
 
 
-def candidate_status(reviews: list[ReviewRecord], resolution: ResolutionRecord | None) -> str:
+def candidate_status(reviews: list[ReviewRecord], resolution: ResolutionRecord | None, examiners_required: int = 2) -> str:
     """'lead', 'disputed', 'not_lead' or 'undecided' for one candidate, from its reviews and any resolution."""
     if resolution is not None:
         return "lead" if resolution.decision == POSSIBLE_LEAD else "not_lead"
     for_lead = {review.examiner_id for review in reviews if review.decision == POSSIBLE_LEAD}
     against = {review.examiner_id for review in reviews if review.decision != POSSIBLE_LEAD} - for_lead
-    if len(for_lead) >= 2:
-        return "lead"
+    if len(for_lead) >= max(examiners_required, 2 if against else 1):
+        return "lead"  # two agreeing examiners make a lead even if a third disagrees
     if for_lead and against:
         return "disputed"
-    if not for_lead and len(against) >= 2:
+    if not for_lead and len(against) >= examiners_required:
         return "not_lead"
     return "undecided"
 
@@ -51,6 +56,7 @@ def search_outcome(
     search: SearchRecord,
     reviews_by_candidate: dict[int, list[ReviewRecord]],
     resolutions: dict[int, ResolutionRecord],
+    examiners_required: int = 2,
 ) -> str:
     """The search's outcome (one of ``OUTCOMES``).
 
@@ -62,7 +68,7 @@ def search_outcome(
     if not reviews_by_candidate:
         return "no_candidates"
     statuses = {
-        candidate_id: candidate_status(reviews, resolutions.get(candidate_id))
+        candidate_id: candidate_status(reviews, resolutions.get(candidate_id), examiners_required)
         for candidate_id, reviews in reviews_by_candidate.items()
     }
     if "lead" in statuses.values():
@@ -74,12 +80,12 @@ def search_outcome(
         for candidate_id, status in statuses.items()
     )
     examiners = {review.examiner_id for reviews in reviews_by_candidate.values() for review in reviews}
-    if not awaiting_second and len(examiners) >= 2:
+    if not awaiting_second and len(examiners) >= examiners_required:
         return "no_lead"
     return "pending_review"
 
 
-def outcomes_of(session: Session, searches: Sequence[SearchRecord]) -> dict[int, str]:
+def outcomes_of(session: Session, searches: Sequence[SearchRecord], examiners_required: int = 2) -> dict[int, str]:
     """The outcome of each of ``searches`` (already loaded), by search id: three queries per 500 searches."""
     outcomes: dict[int, str] = {}
     for start in range(0, len(searches), _CHUNK):
@@ -101,14 +107,14 @@ def outcomes_of(session: Session, searches: Sequence[SearchRecord]) -> dict[int,
             )
         }
         for search in chunk:
-            outcomes[search.id] = search_outcome(search, candidates_by_search.get(search.id, {}), resolutions)
+            outcomes[search.id] = search_outcome(search, candidates_by_search.get(search.id, {}), resolutions, examiners_required)
     return outcomes
 
 
-def outcomes_for(session: Session, search_ids: Iterable[int]) -> dict[int, str]:
+def outcomes_for(session: Session, search_ids: Iterable[int], examiners_required: int = 2) -> dict[int, str]:
     """The outcome of each search in ``search_ids`` that exists, by search id (four queries per 500 searches)."""
     ids = sorted(set(search_ids))
     searches: list[SearchRecord] = []
     for start in range(0, len(ids), _CHUNK):
         searches.extend(session.scalars(select(SearchRecord).where(SearchRecord.id.in_(ids[start : start + _CHUNK]))))
-    return outcomes_of(session, searches)
+    return outcomes_of(session, searches, examiners_required)

@@ -156,6 +156,7 @@ def build_report(
     *,
     work_starts: dt.time = dt.time(7),
     work_ends: dt.time = dt.time(19),
+    examiners_required: int = 2,
 ) -> TransparencyReport:
     """The transparency report for requests started from ``since`` to ``until`` (whole UTC days, both included).
 
@@ -171,7 +172,7 @@ def build_report(
     until = until or today
     if since is not None and since > until:
         raise FacetrailError(f"since ({since}) is after until ({until})")
-    rows = _load(session, since, until)
+    rows = _load(session, since, until, examiners_required)
     since = since or (rows[0].started.date() if rows else until)
 
     totals = _counts(rows)
@@ -204,7 +205,7 @@ def build_report(
     )
 
 
-def _load(session: Session, since: dt.date | None, until: dt.date) -> list[_Row]:
+def _load(session: Session, since: dt.date | None, until: dt.date, examiners_required: int) -> list[_Row]:
     """Every request in the period with its user's name and outcome, oldest first (a few queries)."""
     query = (
         select(SearchRecord, UserRecord.username)
@@ -215,7 +216,7 @@ def _load(session: Session, since: dt.date | None, until: dt.date) -> list[_Row]
     if since is not None:
         query = query.where(SearchRecord.started_at >= _midnight(since))
     loaded = session.execute(query).all()
-    outcomes = outcomes_of(session, [search for search, _ in loaded])
+    outcomes = outcomes_of(session, [search for search, _ in loaded], examiners_required)
     return [_Row(search, username, _utc(search.started_at), outcomes[search.id]) for search, username in loaded]
 
 

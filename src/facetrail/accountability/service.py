@@ -490,7 +490,7 @@ class Facetrail:
                 select(SearchRecord).where(SearchRecord.kind == "search", SearchRecord.status == "completed",
                                            SearchRecord.user_id != actor.id).order_by(SearchRecord.started_at)
             ).all()
-            status = outcomes.outcomes_for(session, [s.id for s in searches])
+            status = outcomes.outcomes_for(session, [s.id for s in searches], self.examiners_required())
             mine = set(session.scalars(select(ReviewRecord.search_id).where(ReviewRecord.examiner_id == actor.id)))
             return [
                 {"search_id": s.id, "case_number": s.case_number, "gallery": s.gallery_name, "purpose": s.purpose,
@@ -556,13 +556,14 @@ class Facetrail:
         require(actor, "resolve_dispute")
         with self.galleries.sessions() as session:
             searches = session.scalars(select(SearchRecord).where(SearchRecord.kind == "search", SearchRecord.status == "completed")).all()
-            status = outcomes.outcomes_for(session, [s.id for s in searches])
+            required = self.examiners_required()
+            status = outcomes.outcomes_for(session, [s.id for s in searches], required)
             found = []
             for search in (s for s in searches if status[s.id] == "disputed"):
                 for candidate in search.candidates:
                     reviews = session.scalars(select(ReviewRecord).where(ReviewRecord.candidate_id == candidate.id)).all()
                     resolution = session.scalar(select(ResolutionRecord).where(ResolutionRecord.candidate_id == candidate.id))
-                    if outcomes.candidate_status(list(reviews), resolution) == "disputed":
+                    if outcomes.candidate_status(list(reviews), resolution, required) == "disputed":
                         found.append({"search_id": search.id, "rank": candidate.rank, "subject_id": candidate.subject_external_id,
                                       "case_number": search.case_number,
                                       "decisions": [{"examiner_id": r.examiner_id, "decision": r.decision, "notes": r.notes} for r in reviews]})
@@ -579,7 +580,7 @@ class Facetrail:
             if candidate is None:
                 raise NotFoundError(f"search {search_id} has no candidate at rank {rank}")
             reviews = session.scalars(select(ReviewRecord).where(ReviewRecord.candidate_id == candidate.id)).all()
-            if outcomes.candidate_status(list(reviews), None) != "disputed":
+            if outcomes.candidate_status(list(reviews), None, self.examiners_required()) != "disputed":
                 raise FacetrailError(f"candidate {rank} of search {search_id} is not in dispute")
             if search.user_id == actor.id or any(r.examiner_id == actor.id for r in reviews):
                 raise PermissionDeniedError("a supervisor cannot resolve a dispute on a search they ran or reviewed")
@@ -595,7 +596,12 @@ class Facetrail:
 
     def search_outcome(self, session, search_id: int) -> str:
         """A search's outcome under the two-person rule."""
-        return outcomes.outcomes_for(session, [search_id])[search_id]
+        return outcomes.outcomes_for(session, [search_id], self.examiners_required())[search_id]
+
+    def examiners_required(self) -> int:
+        """Independent examiners needed for a lead: two unless the policy turns two-person verification off."""
+        _, policy = self.policies.active()
+        return 2 if policy.two_person_verification else 1
 
     @staticmethod
     def completed_search(session, search_id: int) -> SearchRecord:
@@ -619,7 +625,7 @@ class Facetrail:
         if fmt not in renderers:
             raise FacetrailError(f"--format must be one of {', '.join(renderers)}")
         with self.galleries.sessions() as session:
-            report = reports.build_report(session, since, until, by)
+            report = reports.build_report(session, since, until, by, examiners_required=self.examiners_required())
         self.audit.append(actor.username, "report_generated", "transparency", {
             "since": since.isoformat() if since else None, "until": until.isoformat() if until else None, "by": by, "format": fmt})
         return renderers[fmt](report)
