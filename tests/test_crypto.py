@@ -19,33 +19,20 @@ from facetrail.errors import CryptoError
 from facetrail.gallery.blobs import probe_store
 from facetrail.gallery.gallery import Galleries
 from facetrail.gallery.schema import TemplateRecord
-from tests.test_gallery import enrol_folder, probe_template, save_resized
+from tests.test_gallery import enrol_folder, galleries, photo_folder, probe_template  # noqa: F401 (fixtures)
 
 
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory, faces) -> Path:
-    """Two subjects, two real photographs each."""
-    root = tmp_path_factory.mktemp("crypto-bookings")
-    save_resized(faces["obama.jpg"], root / "B-1001" / "front.jpg", 400)
-    save_resized(faces["obama2.jpg"], root / "B-1001" / "second.jpg", 420)
-    save_resized(faces["biden.jpg"], root / "B-2002" / "front.jpg", 500)
-    save_resized(faces["biden.jpg"], root / "B-2002" / "mirror.jpg", 480, mirror=True)
-    return root
+def photographs(folder: Path) -> list[Path]:
+    """The photographs in the shared booking folder (it also holds a text file named .jpg, which is refused)."""
+    return [path for path in folder.rglob("*.jpg") if path.name != "notes.jpg"]
 
 
 @pytest.fixture
-def galleries(datadir):
-    opened = Galleries.open(datadir)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def county(galleries, photos):
+def county(galleries, photo_folder):
     """A gallery with the four photographs enrolled."""
     galleries.create("county", ["booking"])
     gallery = galleries.get("county")
-    assert enrol_folder(gallery, photos).count("enrolled") == 4
+    assert enrol_folder(gallery, photo_folder).count("enrolled") == 4
     return gallery
 
 
@@ -191,16 +178,16 @@ def test_init_refuses_a_new_key_for_existing_encrypted_photographs(county, datad
 # --- nothing biometric in plaintext on disk ------------------------------------------------
 
 
-def test_no_plaintext_template_or_photograph_anywhere(county, probe, photos, datadir, engine):
+def test_no_plaintext_template_or_photograph_anywhere(county, probe, photo_folder, datadir, engine):
     with county.session() as session:
         records = session.scalars(select(TemplateRecord).where(TemplateRecord.gallery_id == county.id)).all()
         plaintexts = [county.template_vector(record).tobytes() for record in records]
     assert len(plaintexts) == 4 and all(len(t) == 128 * 4 for t in plaintexts)
     # the decrypted templates are the engine's templates of the photographs
-    front = probe_template(engine, photos / "B-1001" / "front.jpg")
+    front = probe_template(engine, photo_folder / "B-1001" / "front.jpg")
     assert min(np.abs(np.frombuffer(t, np.float32) - front).max() for t in plaintexts) < 1e-5
 
-    images = [path.read_bytes() for path in photos.rglob("*.jpg")] + [probe]
+    images = [path.read_bytes() for path in photographs(photo_folder)] + [probe]
     secrets = [t[i : i + 64] for t in plaintexts for i in range(0, len(t), 64)]
     secrets += [data[len(data) // 2 : len(data) // 2 + 64] for data in images]
 
@@ -214,7 +201,7 @@ def test_no_plaintext_template_or_photograph_anywhere(county, probe, photos, dat
         assert not any(secret in blob for secret in secrets)
 
     # and everything reads back
-    assert {county.blobs.get(key) for key in county.blobs.keys()} == {p.read_bytes() for p in photos.rglob("*.jpg")}
+    assert {county.blobs.get(key) for key in county.blobs.keys()} == {p.read_bytes() for p in photographs(photo_folder)}
 
 
 def test_encrypted_photograph_moved_to_another_record_does_not_decrypt(county):
@@ -251,7 +238,7 @@ def assert_only_key_in_use(datadir, gallery, key_id: str, retired: list[str]) ->
             assert key_header(old) not in content, f"{path} still holds data under retired key {old}"
 
 
-def test_rotation_reencrypts_everything_and_retires_the_old_key(county, galleries, probe, photos, datadir, engine, faces):
+def test_rotation_reencrypts_everything_and_retires_the_old_key(county, galleries, probe, photo_folder, datadir, engine, faces):
     embedding = probe_template(engine, faces["obama3.jpg"])
     before = ranked(county, embedding)
     old_key = galleries.keyring.active_id
@@ -271,7 +258,7 @@ def test_rotation_reencrypts_everything_and_retires_the_old_key(county, gallerie
     reopened = Galleries.open(datadir)
     assert ranked(reopened.get("county"), embedding) == before
     gallery = reopened.get("county")
-    assert {gallery.blobs.get(key) for key in gallery.blobs.keys()} == {p.read_bytes() for p in photos.rglob("*.jpg")}
+    assert {gallery.blobs.get(key) for key in gallery.blobs.keys()} == {p.read_bytes() for p in photographs(photo_folder)}
     assert probe_store(datadir, reopened.keyring).get(hashlib.sha256(probe).hexdigest()) == probe
     reopened.close()
 
@@ -287,7 +274,7 @@ def test_other_processes_pick_up_a_rotated_key_file(county, galleries, datadir):
     other.close()
 
 
-def test_interrupted_rotation_loses_nothing_and_a_rerun_completes(county, galleries, probe, photos, datadir, engine, faces, monkeypatch):
+def test_interrupted_rotation_loses_nothing_and_a_rerun_completes(county, galleries, probe, photo_folder, datadir, engine, faces, monkeypatch):
     embedding = probe_template(engine, faces["obama3.jpg"])
     before = ranked(county, embedding)
     first_key = galleries.keyring.active_id
@@ -312,7 +299,7 @@ def test_interrupted_rotation_loses_nothing_and_a_rerun_completes(county, galler
     reopened = Galleries.open(datadir)
     assert ranked(reopened.get("county"), embedding) == before
     gallery = reopened.get("county")
-    assert {gallery.blobs.get(key) for key in gallery.blobs.keys()} == {p.read_bytes() for p in photos.rglob("*.jpg")}
+    assert {gallery.blobs.get(key) for key in gallery.blobs.keys()} == {p.read_bytes() for p in photographs(photo_folder)}
     reopened.close()
 
     report = rotate_data_key(galleries)

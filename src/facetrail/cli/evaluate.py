@@ -17,6 +17,7 @@ evaluate_app = typer.Typer(no_args_is_help=True, help="Measure accuracy on label
 FaceChoiceOption = Annotated[str, typer.Option("--face-choice", help="Which face of a photo with several: centre (nearest the image centre) or largest.")]
 GroupsOption = Annotated[Optional[Path], typer.Option("--groups", help="CSV with columns identity, group: report every metric per group too.")]
 WorkersOption = Annotated[int, typer.Option("--workers", help="Worker processes (0 = one per core).")]
+AugmentationOption = Annotated[Optional[str], typer.Option(help="Override embedding.augmentation: none, mirror or mirror+context.")]
 
 
 def _evaluation_config(system, actor, augmentation: str | None):
@@ -63,7 +64,7 @@ def evaluate_verify(
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write ROC and DET curves to this PNG/SVG/PDF.")] = None,
     groups: GroupsOption = None,
     face_choice: FaceChoiceOption = "centre",
-    augmentation: Annotated[Optional[str], typer.Option(help="Override embedding.augmentation: none, mirror or mirror+context.")] = None,
+    augmentation: AugmentationOption = None,
     folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 10,
     save_calibration: Annotated[bool, typer.Option("--save-calibration", help="Save the impostor score → false-match-rate table into the data directory.")] = False,
     workers: WorkersOption = 0,
@@ -123,7 +124,7 @@ def evaluate_identify(
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the CMC curve to this PNG/SVG/PDF.")] = None,
     groups: GroupsOption = None,
     face_choice: FaceChoiceOption = "centre",
-    augmentation: Annotated[Optional[str], typer.Option(help="Override embedding.augmentation: none, mirror or mirror+context.")] = None,
+    augmentation: AugmentationOption = None,
     candidates: Annotated[int, typer.Option("--candidates", help="Candidate list length.")] = 20,
     workers: WorkersOption = 0,
     data: DataOption = None,

@@ -147,16 +147,11 @@ def _group_figures(split, mate_ranks, mate_distances, unmated_top1, length, grou
         if unmated.any() and threshold is not None:
             entry["fpir_at_overall_threshold"] = float((unmated_top1[unmated] <= threshold).mean())
         by_group[group] = entry
-    comparisons = {}
-    for name, read in (
-        ("rank_1_miss_rate", lambda e: 1 - e["rank_1"] if "rank_1" in e else math.nan),
-        ("fnir_at_overall_threshold", lambda e: e.get("fnir_at_overall_threshold") if e.get("fnir_at_overall_threshold") is not None else math.nan),
-        ("fpir_at_overall_threshold", lambda e: e.get("fpir_at_overall_threshold", math.nan)),
-    ):
-        values = {g: read(e) for g, e in by_group.items()}
-        if sum(not math.isnan(v) for v in values.values()) >= 2:
-            c = metrics.error_ratio(values)
-            comparisons[name] = {"worst_group": c.worst_group, "worst": c.worst, "best_group": c.best_group, "best": c.best, "ratio": c.ratio}
+    comparisons = metrics.worst_to_best(by_group, {
+        "rank_1_miss_rate": lambda e: 1 - e["rank_1"] if "rank_1" in e else None,
+        "fnir_at_overall_threshold": lambda e: e.get("fnir_at_overall_threshold"),
+        "fpir_at_overall_threshold": lambda e: e.get("fpir_at_overall_threshold"),
+    })
     return {
         "overall_threshold": threshold,
         "overall_threshold_rule": f"the threshold giving FPIR {FPIR_POINTS[0]:g} over all unmated probes",

@@ -321,6 +321,18 @@ def error_ratio(values_by_group: Mapping[str, float]) -> GroupComparison:
     return GroupComparison(worst_group=worst_group, worst=worst, best_group=best_group, best=best, ratio=ratio)
 
 
+def worst_to_best(by_group: Mapping[str, Any], readers: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """For each named error rate (``readers``: name -> function reading it from a group's figures, None when
+    absent), the worst and best group and their ratio; rates known for fewer than two groups are left out."""
+    comparisons = {}
+    for name, read in readers.items():
+        values = {group: (math.nan if read(figures) is None else read(figures)) for group, figures in by_group.items()}
+        if sum(not math.isnan(v) for v in values.values()) >= 2:
+            c = error_ratio(values)
+            comparisons[name] = {"worst_group": c.worst_group, "worst": c.worst, "best_group": c.best_group, "best": c.best, "ratio": c.ratio}
+    return comparisons
+
+
 # --- score calibration --------------------------------------------------------
 
 

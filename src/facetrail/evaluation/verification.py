@@ -116,16 +116,11 @@ def _group_figures(
     for group in sorted({g for g in labels if g is not None}):
         mask = labels == group
         by_group[group] = _figures(distances[mask], same[mask], failed[mask], default_threshold, folds=None)
-    comparisons = {}
-    for name, read in (
-        ("error_rate_at_default_threshold", lambda f: 1 - f["accuracy_at_default_threshold"]["accuracy"]),
-        ("fnmr_at_default_threshold", lambda f: f["accuracy_at_default_threshold"]["fnmr"]),
-        ("fmr_at_default_threshold", lambda f: f["accuracy_at_default_threshold"]["fmr"]),
-    ):
-        values = {g: (read(f) if read(f) is not None else math.nan) for g, f in by_group.items()}
-        if sum(not math.isnan(v) for v in values.values()) >= 2:
-            c = metrics.error_ratio(values)
-            comparisons[name] = {"worst_group": c.worst_group, "worst": c.worst, "best_group": c.best_group, "best": c.best, "ratio": c.ratio}
+    comparisons = metrics.worst_to_best(by_group, {
+        "error_rate_at_default_threshold": lambda f: 1 - f["accuracy_at_default_threshold"]["accuracy"],
+        "fnmr_at_default_threshold": lambda f: f["accuracy_at_default_threshold"]["fnmr"],
+        "fmr_at_default_threshold": lambda f: f["accuracy_at_default_threshold"]["fmr"],
+    })
     return {
         "rule": "pairs whose two identities share a group; cross-group pairs are left out of per-group figures",
         "unlabelled_or_cross_group_pairs": int(sum(1 for g in labels if g is None)),
