@@ -193,7 +193,7 @@ def test_retention_purges_probe_images_but_keeps_hashes_and_audit(world, faces):
     with system.galleries.sessions() as session:
         session.execute(update(ProbeRecord).values(created_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3650)))
         session.commit()
-    assert system.purge_expired(None) == {"probe_images": 1}
+    assert system.purge_expired(None) == {"probe_images": 1, "search_records": 0}
     assert list(system.datadir.probes_dir.rglob("*")) == [] or all(p.is_dir() for p in system.datadir.probes_dir.rglob("*"))
     with system.galleries.sessions() as session:
         probe = session.scalar(select(ProbeRecord))
@@ -273,3 +273,19 @@ def test_no_probe_or_gallery_bytes_in_plaintext_anywhere(world, faces, datadir):
                 content = path.read_bytes()
                 assert not any(needle in content for needle in needles), path
     assert list(datadir.probes_dir.rglob("*"))  # the probe is stored, encrypted
+
+
+def test_retention_deletes_old_search_records_but_the_audit_trail_keeps_them(world, faces):
+    system, who = world
+    old = run_search(system, who["ivan"], faces).search_id
+    system.decide(who["erin"], old, 1, "possible_lead")
+    recent = run_search(system, who["ivan"], faces).search_id
+    with system.galleries.sessions() as session:
+        session.execute(update(SearchRecord).where(SearchRecord.id == old)
+                        .values(started_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3650)))
+        session.commit()
+    assert system.purge_expired(who["admin"])["search_records"] == 1
+    with system.galleries.sessions() as session:
+        assert [s.id for s in session.scalars(select(SearchRecord))] == [recent]
+    assert any(e["target"] == f"search:{old}" and e["action"] == "search" for e in system.audit.entries(limit=1000))
+    assert system.audit.verify().ok

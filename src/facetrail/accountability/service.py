@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from facetrail.accountability import outcomes
 from facetrail.accountability.audit import AuditTrail
@@ -653,27 +653,42 @@ class Facetrail:
     # --- retention ----------------------------------------------------------------------------
 
     def purge_expired(self, by: Actor | None) -> dict[str, int]:
-        """Delete probe images past the policy's retention period, keeping their hashes and the audit entries."""
+        """Apply the policy's retention periods: delete probe images (keeping their hashes) and search records with
+        their candidates and reviews (the audit trail keeps its entries about them)."""
         if by is not None:
             require(by, "purge")
         _, policy = self.policies.active()
-        cutoff = utcnow() - dt.timedelta(days=policy.retention.probe_images_days)
+        now = utcnow()
+        probe_cutoff = now - dt.timedelta(days=policy.retention.probe_images_days)
+        search_cutoff = now - dt.timedelta(days=policy.retention.search_records_days)
+        expired_probes = select(ProbeRecord).where(ProbeRecord.stored.is_(True), ProbeRecord.created_at < probe_cutoff)
+        expired_searches = select(SearchRecord.id).where(SearchRecord.started_at < search_cutoff)
         with self.galleries.sessions() as session:
-            expired = session.scalars(select(ProbeRecord).where(ProbeRecord.stored.is_(True), ProbeRecord.created_at < cutoff)).all()
-            if not expired:
-                return {"probe_images": 0}
+            if session.scalar(select(func.count()).select_from(expired_probes.subquery())) == 0 and session.scalar(
+                select(func.count()).select_from(expired_searches.subquery())
+            ) == 0:
+                return {"probe_images": 0, "search_records": 0}
         with self.audit.transaction() as session:
             purged = []
-            for probe in session.scalars(select(ProbeRecord).where(ProbeRecord.stored.is_(True), ProbeRecord.created_at < cutoff)):
+            for probe in session.scalars(expired_probes):
                 still_used = session.scalar(select(func.count()).select_from(ProbeRecord).where(
-                    ProbeRecord.sha256 == probe.sha256, ProbeRecord.stored.is_(True), ProbeRecord.created_at >= cutoff))
+                    ProbeRecord.sha256 == probe.sha256, ProbeRecord.stored.is_(True), ProbeRecord.created_at >= probe_cutoff))
                 if not still_used:
                     self.probes.delete(probe.sha256)
-                probe.stored, probe.purged_at = False, utcnow()
+                probe.stored, probe.purged_at = False, now
                 purged.append(probe.sha256)
-            self.audit.record(session, by.username if by else "system", "retention_purge", "probes",
-                              {"probe_images": len(purged), "retention_days": policy.retention.probe_images_days, "sha256": purged})
-        return {"probe_images": len(purged)}
+            search_ids = list(session.scalars(expired_searches))
+            candidate_ids = select(CandidateRecord.id).where(CandidateRecord.search_id.in_(search_ids))
+            session.execute(delete(ResolutionRecord).where(ResolutionRecord.candidate_id.in_(candidate_ids)))
+            session.execute(delete(ReviewRecord).where(ReviewRecord.search_id.in_(search_ids)))
+            session.execute(delete(CandidateRecord).where(CandidateRecord.search_id.in_(search_ids)))
+            session.execute(delete(SearchRecord).where(SearchRecord.id.in_(search_ids)))
+            self.audit.record(session, by.username if by else "system", "retention_purge", "probes+searches", {
+                "probe_images": len(purged), "probe_retention_days": policy.retention.probe_images_days, "sha256": purged,
+                "search_records": len(search_ids), "search_retention_days": policy.retention.search_records_days,
+                "search_ids": search_ids,
+            })
+        return {"probe_images": len(purged), "search_records": len(search_ids)}
 
     def probe_image(self, actor: Actor, search_id: int) -> bytes:
         """The stored probe of a search (audited)."""

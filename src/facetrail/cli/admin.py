@@ -192,7 +192,7 @@ def purge(data: DataOption = None, as_json: JsonOption = False) -> None:
     if as_json:
         emit_json(result)
     else:
-        console.print(f"purged {result['probe_images']} probe image(s)")
+        console.print(f"purged {result['probe_images']} probe image(s) and {result['search_records']} search record(s)")
 
 
 def register(app: typer.Typer) -> None:
