@@ -29,7 +29,7 @@ def export_lead(system: Facetrail, actor: Actor, search_id: int) -> str:
     """The lead report for ``search_id`` as HTML (audited); refused unless the search has a verified lead."""
     require(actor, "export_lead")
     with system.galleries.sessions() as session:
-        search = system.completed_search(session, search_id)
+        search = system.viewable_search(session, actor, search_id)
         if system.search_outcome(session, search_id) != "lead":
             raise FacetrailError(f"search {search_id} has no verified lead (two examiners must independently mark a candidate 'possible lead')")
         names = system.user_names(session)

@@ -503,10 +503,8 @@ class Facetrail:
         only their own decisions (blind review); a supervisor sees every decision."""
         require(actor, "view_candidate_images")
         with self.galleries.sessions() as session:
-            search = self.completed_search(session, search_id)
+            search = self.viewable_search(session, actor, search_id)
             owner = search.user_id == actor.id
-            if not (owner or actor.has("examiner") or actor.has("supervisor")):
-                raise PermissionDeniedError(f"{actor.username} may only view searches they ran")
             reviews = session.scalars(select(ReviewRecord).where(ReviewRecord.search_id == search_id)).all()
             visible = [r for r in reviews if actor.has("supervisor") or r.examiner_id == actor.id]
             names = self.user_names(session)
@@ -603,6 +601,14 @@ class Facetrail:
         _, policy = self.policies.active()
         return 2 if policy.two_person_verification else 1
 
+    def viewable_search(self, session, actor: Actor, search_id: int) -> SearchRecord:
+        """A completed search the actor may look at: their own, or any as an examiner or supervisor."""
+        require(actor, "view_candidate_images")
+        search = self.completed_search(session, search_id)
+        if not (search.user_id == actor.id or actor.has("examiner") or actor.has("supervisor")):
+            raise PermissionDeniedError(f"{actor.username} may only view searches they ran")
+        return search
+
     @staticmethod
     def completed_search(session, search_id: int) -> SearchRecord:
         search = session.get(SearchRecord, search_id)
@@ -692,9 +698,8 @@ class Facetrail:
 
     def probe_image(self, actor: Actor, search_id: int) -> bytes:
         """The stored probe of a search (audited)."""
-        require(actor, "view_candidate_images")
         with self.galleries.sessions() as session:
-            search = self.completed_search(session, search_id)
+            search = self.viewable_search(session, actor, search_id)
             probe = session.get(ProbeRecord, search.probe_id)
             if probe is None or not probe.stored:
                 raise NotFoundError(f"the probe image of search {search_id} was purged under the retention policy")
@@ -705,9 +710,8 @@ class Facetrail:
 
     def candidate_image(self, actor: Actor, search_id: int, rank: int) -> bytes:
         """A candidate's gallery photograph (audited; never for auditors or admins)."""
-        require(actor, "view_candidate_images")
         with self.galleries.sessions() as session:
-            search = self.completed_search(session, search_id)
+            search = self.viewable_search(session, actor, search_id)
             candidate = next((c for c in search.candidates if c.rank == rank), None)
             if candidate is None:
                 raise NotFoundError(f"search {search_id} has no candidate at rank {rank}")

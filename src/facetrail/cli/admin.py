@@ -195,8 +195,20 @@ def purge(data: DataOption = None, as_json: JsonOption = False) -> None:
         console.print(f"purged {result['probe_images']} probe image(s) and {result['search_records']} search record(s)")
 
 
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    data: DataOption = None,
+) -> None:
+    """Run the HTTP API (docs/api.md) until interrupted."""
+    from facetrail.api.app import serve as run_api
+
+    run(lambda: run_api(host, port, data))
+
+
 def register(app: typer.Typer) -> None:
     app.command()(init)
+    app.command()(serve)
     app.command()(login)
     app.command()(logout)
     app.command()(purge)

@@ -1,0 +1,120 @@
+"""The FastAPI application: one accountable system per application, opened at start-up and closed at shutdown."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from facetrail.accountability.service import NOTICE, Facetrail
+from facetrail.api.errors import install_error_handlers
+from facetrail.api.middleware import BodySizeLimit, RequestLog, SecurityHeaders
+from facetrail.api.ratelimit import SlidingWindowLimiter
+from facetrail.api.routes import API_PREFIX, api_router
+from facetrail.api.settings import ApiSettings
+from facetrail.datadir import DataDir
+
+DESCRIPTION = (
+    "Accountable face search. Every request is made by an authenticated user and every search is tied to a case, a "
+    "permitted purpose and an offence, checked against the policy in force and audited. " + NOTICE
+)
+TAGS = [
+    {"name": "auth", "description": "Log in for a bearer token (and a cookie session with CSRF protection)."},
+    {"name": "users", "description": "Accounts and roles (admins)."},
+    {"name": "policy", "description": "The rules every search runs under."},
+    {"name": "galleries", "description": "Galleries, unit grants, enrolment and expungement (admins)."},
+    {"name": "searches", "description": "Faces in a photograph, case-bound searches and comparisons (investigators)."},
+    {"name": "reviews", "description": "Blind two-person review (examiners) and disputes (supervisors)."},
+    {"name": "leads", "description": "Reports of verified investigative leads."},
+    {"name": "oversight", "description": "Transparency reports and the audit trail (auditors and supervisors)."},
+    {"name": "health", "description": "For monitoring; no authentication."},
+]
+
+
+def create_app(datadir: DataDir | None = None, settings: ApiSettings | None = None) -> FastAPI:
+    """The API over ``datadir`` (default: the settings' data directory, else ``FACETRAIL_DATA``, else
+    ``./facetrail-data``); ``settings`` default to the environment's."""
+    settings = settings or ApiSettings.from_env()
+    datadir = datadir or DataDir.locate(settings.data_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.system = Facetrail.open(datadir)
+        try:
+            yield
+        finally:
+            app.state.system.close()
+
+    app = FastAPI(
+        title="facetrail", version="1", description=DESCRIPTION, openapi_tags=TAGS, lifespan=lifespan,
+        openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.limiter = SlidingWindowLimiter()
+    app.state.engine_lock = threading.Lock()
+    install_error_handlers(app)
+    app.include_router(api_router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    if "*" not in settings.allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestLog)
+    app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI, settings: ApiSettings) -> dict[str, Any]:
+    """The generated document, with the session cookie beside the bearer token as a way to authenticate."""
+    if app.openapi_schema is None:
+        document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes,
+                               tags=app.openapi_tags)
+        schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes["SessionCookie"] = {
+            "type": "apiKey", "in": "cookie", "name": settings.session_cookie,
+            "description": "Set by POST /auth/login; unsafe methods also need the X-CSRF-Token header.",
+        }
+        for operations in document["paths"].values():
+            for operation in operations.values():
+                if {"HTTPBearer": []} in operation.get("security", []):
+                    operation["security"].append({"SessionCookie": []})
+                for code, response in operation["responses"].items():
+                    content = response.get("content", {})
+                    if code[0] in "45" and content and "application/json" not in content:
+                        # errors are JSON even where the route answers HTML, CSV, an image or a zip
+                        response["content"] = {"application/json": next(iter(content.values()))}
+        app.openapi_schema = document
+    return app.openapi_schema
+
+
+def configure_logging() -> None:
+    """Write the API's JSON log lines to standard error, one per line."""
+    logger = logging.getLogger("facetrail.api")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, data: str | os.PathLike | None = None) -> None:
+    """Run the API with uvicorn until interrupted. A bad setting or a data directory that cannot be opened raises
+    FacetrailError before the server starts."""
+    import uvicorn
+
+    settings = ApiSettings.from_env()
+    if data is not None:
+        settings = settings.model_copy(update={"data_dir": Path(data)})
+    datadir = DataDir.locate(settings.data_dir)
+    Facetrail.open(datadir, purge=False).close()
+    configure_logging()
+    uvicorn.run(create_app(datadir, settings), host=host, port=port, access_log=False, server_header=False)

@@ -1,0 +1,107 @@
+"""Dependencies shared by the routes: the system, the settings, and who is calling."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from facetrail.accountability.service import Facetrail
+from facetrail.accountability.users import Actor
+from facetrail.api.errors import ApiError, csrf_failed, rate_limited
+from facetrail.api.ratelimit import SlidingWindowLimiter
+from facetrail.api.settings import ApiSettings
+from facetrail.errors import AuthenticationError
+
+CSRF_COOKIE = "ft_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+MAX_ID = 2**31 - 1
+"""The largest id the store's integer columns hold."""
+
+bearer = HTTPBearer(auto_error=False, description="A token from POST /api/v1/auth/login.")
+
+
+def get_system(request: Request) -> Facetrail:
+    return request.app.state.system
+
+
+def get_settings(request: Request) -> ApiSettings:
+    return request.app.state.settings
+
+
+def get_engine_lock(request: Request) -> threading.Lock:
+    """Held while the face engine works: its models are not safe to share between threads."""
+    return request.app.state.engine_lock
+
+
+async def reject_nul_text(request: Request) -> None:
+    """Refuse NUL characters in any text a request carries (path, query, form fields, JSON or text body): PostgreSQL
+    cannot store them, and no legitimate name, case number or note holds one. Uploaded files are not text."""
+    texts = [*request.path_params.values(), *(value for _, value in request.query_params.multi_items())]
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        texts += [value for _, value in (await request.form()).multi_items() if isinstance(value, str)]
+    elif content_type.startswith(("application/json", "application/toml", "text/")) or not content_type:
+        body = await request.body()
+        texts += [body.decode("latin-1").replace("\\u0000", "\x00")]
+    if any("\x00" in str(text) for text in texts):
+        raise ApiError(422, "validation", "text may not contain NUL characters")
+
+
+SystemDep = Annotated[Facetrail, Depends(get_system)]
+SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+EngineLock = Annotated[threading.Lock, Depends(get_engine_lock)]
+
+
+def csrf_token_for(session_token: str) -> str:
+    """The CSRF token of a session: bound to its token, so a cookie planted by another site cannot match."""
+    return hmac.new(session_token.encode(), b"facetrail csrf", hashlib.sha256).hexdigest()
+
+
+def get_current_actor(
+    request: Request,
+    system: SystemDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Actor:
+    """The caller, from ``Authorization: Bearer`` or the session cookie (which needs the CSRF header on every unsafe
+    method); each call counts against the caller's requests per minute under the policy in force."""
+    from_cookie = credentials is None
+    token = request.cookies.get(settings.session_cookie) if from_cookie else credentials.credentials
+    if not token:
+        raise AuthenticationError("not logged in: send 'Authorization: Bearer <token>' or log in for a session cookie")
+    actor = system.authenticate(token)
+    request.state.username = actor.username
+    limiter: SlidingWindowLimiter = request.app.state.limiter
+    limit = system.policies.active()[1].api.requests_per_minute_per_user
+    retry_after = limiter.hit(actor.id, limit)
+    if retry_after:
+        raise rate_limited(retry_after, limit)
+    if from_cookie and request.method not in SAFE_METHODS:
+        expected = csrf_token_for(token)
+        sent, cookie = request.headers.get(CSRF_HEADER, ""), request.cookies.get(CSRF_COOKIE, "")
+        if not (hmac.compare_digest(sent.encode(), expected.encode()) and hmac.compare_digest(cookie.encode(), expected.encode())):
+            raise csrf_failed(f"a cookie session must send the {CSRF_COOKIE} cookie's value in the {CSRF_HEADER} header")
+    request.state.token = token
+    return actor
+
+
+CurrentActor = Annotated[Actor, Depends(get_current_actor)]
+
+
+def get_session_token(actor: CurrentActor, request: Request) -> str:
+    """The token the caller authenticated with."""
+    return request.state.token
+
+
+SessionToken = Annotated[str, Depends(get_session_token)]
+
+
+SearchId = Annotated[int, Path(ge=1, le=MAX_ID, description="The search's id.")]
+Rank = Annotated[int, Path(ge=1, le=1000, description="The candidate's rank, 1 = nearest.")]

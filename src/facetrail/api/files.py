@@ -1,0 +1,57 @@
+"""Uploads in, images out."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+
+from fastapi import Response, UploadFile
+
+IMAGE_SIGNATURES = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
+    (b"BM", "image/bmp"),
+)
+IMAGE_RESPONSE = {200: {"content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
+                        "description": "The image's bytes, as stored"}}
+
+
+def read_upload(upload: UploadFile) -> bytes:
+    """An uploaded file's bytes (the request body limit bounds their size)."""
+    return upload.file.read()
+
+
+def upload_name(upload: UploadFile, fallback: str) -> str:
+    """The uploaded file's name without any folder part, or ``fallback`` when it has none or an unusable one."""
+    name = PurePosixPath((upload.filename or "").replace("\\", "/")).name
+    usable = name not in ("", ".", "..") and len(name.encode()) <= 200 and name.isprintable()
+    return name if usable else fallback
+
+
+@contextmanager
+def saved(files: list[tuple[str, bytes]]) -> Iterator[list[Path]]:
+    """Write ``(name, bytes)`` pairs to a private temporary folder, each under its own name; removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="facetrail-upload-"))
+    try:
+        paths = []
+        for number, (name, data) in enumerate(files):
+            path = folder / str(number) / name
+            path.parent.mkdir()
+            path.write_bytes(data)
+            paths.append(path)
+        yield paths
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def image_response(data: bytes) -> Response:
+    """Image bytes with the media type their signature shows."""
+    media_type = next((kind for signature, kind in IMAGE_SIGNATURES if data.startswith(signature)), None)
+    if media_type is None:
+        media_type = "image/webp" if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else "application/octet-stream"
+    return Response(data, media_type=media_type)

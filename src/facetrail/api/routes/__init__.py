@@ -1,0 +1,28 @@
+"""The routes, one module per resource, all under ``/api/v1``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from facetrail.api.deps import reject_nul_text
+
+from facetrail.api.routes import (
+    audit,
+    auth,
+    comparisons,
+    faces,
+    galleries,
+    health,
+    leads,
+    policy,
+    reports,
+    reviews,
+    searches,
+    users,
+)
+
+API_PREFIX = "/api/v1"
+
+api_router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(reject_nul_text)])
+for module in (auth, users, policy, galleries, faces, searches, comparisons, reviews, leads, reports, audit, health):
+    api_router.include_router(module.router)

@@ -1,0 +1,56 @@
+"""The tamper-evident audit trail: verify, browse, export."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
+
+from facetrail.api.deps import MAX_ID, CurrentActor, SystemDep
+from facetrail.api.errors import COMMON_ERRORS
+from facetrail.api.schemas import AuditEntryOut, AuditVerificationOut
+
+router = APIRouter(prefix="/audit", tags=["oversight"], responses=COMMON_ERRORS)
+
+
+@router.get("/verify", summary="Verify the audit trail", response_model=AuditVerificationOut)
+def verify(actor: CurrentActor, system: SystemDep) -> dict:
+    """Recompute the hash chain and check the signed checkpoints; ``ok`` is false, with the first bad entry, when
+    the trail was tampered with (auditors and supervisors; audited)."""
+    return dataclasses.asdict(system.verify_audit(actor))
+
+
+@router.get("/entries", summary="Browse audit entries", response_model=list[AuditEntryOut])
+def entries(
+    actor: CurrentActor,
+    system: SystemDep,
+    since_seq: Annotated[int, Query(ge=0, le=MAX_ID, description="Entries after this sequence number.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    who: Annotated[str | None, Query(alias="actor", description="Only this user's entries.")] = None,
+    action: Annotated[str | None, Query(description="Only entries of this action, e.g. search.")] = None,
+) -> list[dict]:
+    """Audit entries in order (auditors and supervisors)."""
+    return system.audit_entries(actor, since_seq, limit, who, action)
+
+
+@router.post("/exports", summary="Export the audit trail", response_class=FileResponse, status_code=status.HTTP_200_OK,
+             responses={200: {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+                              "description": "A zip of the trail, signed checkpoints, public key and verifier"}})
+def export(actor: CurrentActor, system: SystemDep) -> FileResponse:
+    """A zip of the trail (JSON Lines), the signed checkpoints, the public key, a README and a standalone verifier
+    (auditors and supervisors; audited first, so the export includes its own entry)."""
+    scratch = Path(tempfile.mkdtemp(prefix="facetrail-audit-"))
+    try:
+        folder = system.export_audit(actor, scratch / "audit-export")
+        archive = shutil.make_archive(str(scratch / "audit-export"), "zip", root_dir=folder)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return FileResponse(archive, media_type="application/zip", filename="facetrail-audit-export.zip",
+                        background=BackgroundTask(shutil.rmtree, scratch, ignore_errors=True))

@@ -1,0 +1,35 @@
+"""Transparency reports."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+
+from facetrail.accountability.reports import GROUPINGS
+from facetrail.api.deps import CurrentActor, SystemDep
+from facetrail.api.errors import COMMON_ERRORS
+from facetrail.api.routes.leads import HTML_POLICY
+
+router = APIRouter(prefix="/reports", tags=["oversight"], responses=COMMON_ERRORS)
+
+MEDIA_TYPES = {"json": "application/json", "csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8"}
+
+
+@router.get("", summary="Transparency report", response_class=Response,
+            responses={200: {"content": {media: {} for media in MEDIA_TYPES.values()},
+                             "description": "The report in the format asked for"}})
+def transparency_report(
+    actor: CurrentActor,
+    system: SystemDep,
+    since: Annotated[dt.date | None, Query(description="First day (YYYY-MM-DD).")] = None,
+    until: Annotated[dt.date | None, Query(description="Last day (YYYY-MM-DD).")] = None,
+    by: Annotated[Literal[GROUPINGS], Query(description="The dimension to group by.")] = "month",  # type: ignore[valid-type]
+    format: Annotated[Literal["json", "csv", "html"], Query()] = "json",
+) -> Response:
+    """How often face search was used, by whom, for what and with what outcome, with anomaly flags (auditors and
+    supervisors; audited)."""
+    text = system.transparency_report(actor, since, until, by, format)
+    headers = {"Content-Security-Policy": HTML_POLICY} if format == "html" else None
+    return Response(text, media_type=MEDIA_TYPES[format], headers=headers)

@@ -1,0 +1,341 @@
+"""Request and response bodies, as pydantic models (they make the OpenAPI document)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from facetrail.accountability.schema import DECISIONS, ROLES
+from facetrail.accountability.users import Actor
+
+Role = Literal[ROLES]  # type: ignore[valid-type]
+Decision = Literal[DECISIONS]  # type: ignore[valid-type]
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+class Problem(BaseModel):
+    """One problem of a request or policy file: where (a line or a field) and what."""
+
+    line: int | None = None
+    field: str | None = None
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(description="Machine-readable kind, e.g. 'permission_denied', 'refused', 'corrupt_image'.")
+    message: str
+    reason: str | None = Field(None, description="For a refused search or comparison: why (the refusal is audited).")
+    problems: list[Problem] | None = Field(None, description="For an invalid policy or request: every problem found.")
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
+
+
+# --- authentication and users ---------------------------------------------------------------------
+
+
+class LoginRequest(BaseModel):
+    username: str = Field(max_length=100)
+    password: str = Field(max_length=1024)
+
+
+class Account(BaseModel):
+    """A user as the API shows one after it is created or changed."""
+
+    id: int
+    username: str
+    unit: str
+    roles: list[str]
+
+    @classmethod
+    def of(cls, actor: Actor) -> Account:
+        return cls(id=actor.id, username=actor.username, unit=actor.unit, roles=sorted(actor.roles))
+
+
+class LoginResponse(BaseModel):
+    token: str = Field(description="Send as 'Authorization: Bearer <token>'; the same token is set as the session cookie.")
+    token_type: Literal["bearer"] = "bearer"
+    csrf_token: str = Field(description="For cookie sessions: echo in the X-CSRF-Token header of every unsafe request.")
+    user: Account
+
+
+class UserSummary(BaseModel):
+    id: int
+    username: str
+    display_name: str
+    unit: str
+    roles: list[str]
+    active: bool
+    failed_logins: int
+    locked: bool
+    locked_until: str | None
+    created_at: str | None
+
+
+class UserCreate(BaseModel):
+    username: str
+    password: str = Field(max_length=1024)
+    roles: list[Role] = Field(min_length=1)
+    unit: str = ""
+    display_name: str = ""
+
+
+class RolesUpdate(BaseModel):
+    roles: list[Role] = Field(min_length=1)
+
+
+# --- policy ---------------------------------------------------------------------------------------
+
+
+class PolicyInForce(BaseModel):
+    version: int
+    text: str = Field(description="The policy file (TOML), as loaded.")
+
+
+class PolicyLoaded(BaseModel):
+    version: int = Field(description="The version now in force (unchanged when the text was identical).")
+
+
+class PolicyVersion(BaseModel):
+    version: int
+    sha256: str
+    loaded_by: int | None
+    loaded_at: str
+    active: bool
+    text: str
+
+
+# --- galleries ------------------------------------------------------------------------------------
+
+
+class GalleryCreate(BaseModel):
+    name: str = Field(max_length=100)
+    allowed_sources: list[Annotated[str, Field(max_length=100)]] = Field(
+        min_length=1, description="Provenance sources the gallery accepts, e.g. 'booking'.")
+    description: str = ""
+
+
+class GalleryOut(BaseModel):
+    id: int
+    name: str
+    description: str
+    allowed_sources: list[str]
+    version: int
+    subjects: int
+    images: int
+    templates: int
+    rejections: int
+
+
+class GalleryDetail(GalleryOut):
+    searchable_by_units: list[str]
+
+
+class GrantCreate(BaseModel):
+    unit: str = Field(description="A unit whose investigators may search the gallery, or '*' for every unit.")
+
+
+class Grant(BaseModel):
+    gallery: str
+    unit: str
+
+
+class RemovalReportOut(BaseModel):
+    gallery: str
+    subject_id: str
+    images: int
+    templates: int
+    image_files: int
+    index_entries: int
+
+
+class EnrolOutcomeOut(BaseModel):
+    file: str
+    subject_id: str
+    source: str
+    status: Literal["enrolled", "duplicate", "rejected", "previously-rejected"]
+    reason: str
+    image_id: int | None
+    quality: str
+
+
+class EnrolBatchOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    items: int
+    enrolled: int
+    duplicate: int
+    rejected: int
+    previously_rejected: int = Field(alias="previously-rejected")
+    outcomes: list[EnrolOutcomeOut]
+
+
+# --- faces, searches, comparisons -----------------------------------------------------------------
+
+
+class FaceOut(BaseModel):
+    face: int = Field(description="Face number, 1 = largest: pass it as 'face' to a search.")
+    box: list[int] = Field(description="x, y, width, height in pixels: or pass it as 'face_box' to a search.")
+    detector: str
+    score: float | None
+    quality: dict[str, Any]
+
+
+class FacesOut(BaseModel):
+    format: str
+    width: int
+    height: int
+    faces: list[FaceOut]
+
+
+class CandidateOut(BaseModel):
+    rank: int
+    subject_id: str
+    image_id: int | None
+    distance: float = Field(description="Lower is more alike.")
+    false_match_rate: float | None = Field(description="Estimated at this distance; null when not calibrated.")
+
+
+class SearchResultOut(BaseModel):
+    """A completed search: a ranked list of investigative leads, never an identification."""
+
+    search_id: int
+    gallery: str
+    gallery_version: int
+    policy_version: int
+    case_number: str
+    purpose: str
+    offence: str
+    probe_sha256: str
+    face_box: list[int]
+    quality: dict[str, Any]
+    candidates: list[CandidateOut]
+    notice: str
+
+
+class ComparisonOut(BaseModel):
+    search_id: int
+    policy_version: int
+    case_number: str
+    distance: float
+    false_match_rate: float | None
+    probe_sha256: str
+    second_sha256: str
+    notice: str
+
+
+class DecisionShown(BaseModel):
+    examiner: str
+    decision: str
+    notes: str
+
+
+class CandidateShown(CandidateOut):
+    decisions: list[DecisionShown] = Field(description="Only your own, unless you are a supervisor (blind review).")
+
+
+class SearchDetail(BaseModel):
+    search_id: int
+    investigator: str
+    case_number: str
+    gallery: str
+    gallery_version: int | None
+    policy_version: int | None
+    purpose: str
+    offence: str
+    face_box: list[int] | None
+    quality: dict[str, Any] | None
+    started_at: str
+    outcome: str | None = Field(description="Shown to the investigator who ran the search and to supervisors.")
+    candidates: list[CandidateShown]
+    notice: str
+
+
+class MySearch(BaseModel):
+    search_id: int
+    kind: Literal["search", "compare"]
+    status: Literal["completed", "refused"]
+    refusal_reason: str
+    case_number: str
+    purpose: str
+    offence: str
+    gallery: str
+    started_at: dt.datetime
+    candidates: int
+    outcome: str | None = Field(description="lead, disputed, no_lead, pending_review, no_candidates or refused; null for a comparison.")
+
+
+# --- review ---------------------------------------------------------------------------------------
+
+
+class QueueItem(BaseModel):
+    search_id: int
+    case_number: str
+    gallery: str
+    purpose: str
+    offence: str
+    started_at: str
+    candidates: int
+
+
+class DecisionIn(BaseModel):
+    rank: int = Field(ge=1, le=1000)
+    decision: Decision
+    notes: str = ""
+
+
+class DecisionRecorded(BaseModel):
+    search_id: int
+    rank: int
+    decision: str
+    outcome: str = Field(description="The search's outcome afterwards.")
+
+
+class DisputeDecision(BaseModel):
+    examiner_id: int
+    decision: str
+    notes: str
+
+
+class Dispute(BaseModel):
+    search_id: int
+    rank: int
+    subject_id: str
+    case_number: str
+    decisions: list[DisputeDecision]
+
+
+# --- oversight ------------------------------------------------------------------------------------
+
+
+class AuditVerificationOut(BaseModel):
+    ok: bool
+    entries: int
+    checkpoints: int
+    first_bad_seq: int | None
+    problem: str
+
+
+class AuditEntryOut(BaseModel):
+    seq: int
+    recorded_at: str
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+    prev_hash: str
+    entry_hash: str
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    database: bool = Field(description="The database answers.")
+    audit_key: Literal["present", "not_created_yet", "missing"] = Field(
+        description="The audit signing key file: created with the first signed checkpoint.")
