@@ -529,15 +529,12 @@ class Facetrail:
     def decide(self, actor: Actor, search_id: int, rank: int, decision: str, notes: str = "") -> str:
         """Record an examiner's decision on one candidate; returns the search's outcome afterwards."""
         require(actor, "review")
-        if decision not in DECISIONS:
-            raise FacetrailError(f"decision must be one of {', '.join(DECISIONS)}")
+        _check_decision(decision)
         with self.audit.transaction() as session:
             search = self.completed_search(session, search_id)
             if search.user_id == actor.id:
                 raise PermissionDeniedError("the investigator who ran a search cannot review it")
-            candidate = next((c for c in search.candidates if c.rank == rank), None)
-            if candidate is None:
-                raise NotFoundError(f"search {search_id} has no candidate at rank {rank}")
+            candidate = _candidate_at(search, rank)
             already = session.scalar(select(ReviewRecord).where(ReviewRecord.candidate_id == candidate.id,
                                                                 ReviewRecord.examiner_id == actor.id))
             if already is not None:
@@ -570,13 +567,10 @@ class Facetrail:
     def resolve(self, actor: Actor, search_id: int, rank: int, decision: str, notes: str = "") -> str:
         """A supervisor settles a disagreement on one candidate; returns the search's outcome afterwards."""
         require(actor, "resolve_dispute")
-        if decision not in DECISIONS:
-            raise FacetrailError(f"decision must be one of {', '.join(DECISIONS)}")
+        _check_decision(decision)
         with self.audit.transaction() as session:
             search = self.completed_search(session, search_id)
-            candidate = next((c for c in search.candidates if c.rank == rank), None)
-            if candidate is None:
-                raise NotFoundError(f"search {search_id} has no candidate at rank {rank}")
+            candidate = _candidate_at(search, rank)
             reviews = session.scalars(select(ReviewRecord).where(ReviewRecord.candidate_id == candidate.id)).all()
             if outcomes.candidate_status(list(reviews), None, self.examiners_required()) != "disputed":
                 raise FacetrailError(f"candidate {rank} of search {search_id} is not in dispute")
@@ -712,9 +706,7 @@ class Facetrail:
         """A candidate's gallery photograph (audited; never for auditors or admins)."""
         with self.galleries.sessions() as session:
             search = self.viewable_search(session, actor, search_id)
-            candidate = next((c for c in search.candidates if c.rank == rank), None)
-            if candidate is None:
-                raise NotFoundError(f"search {search_id} has no candidate at rank {rank}")
+            candidate = _candidate_at(search, rank)
             gallery = self.galleries.get(search.gallery_name)
             image = session.get(ImageRecord, candidate.image_id) if candidate.image_id else None
             if image is None:
@@ -728,3 +720,16 @@ class Facetrail:
     def user_names(session) -> dict[int, str]:
         """User id → username."""
         return {user_id: name for user_id, name in session.execute(select(UserRecord.id, UserRecord.username))}
+
+
+def _candidate_at(search: SearchRecord, rank: int) -> CandidateRecord:
+    """The candidate at ``rank`` in a search's list."""
+    candidate = next((c for c in search.candidates if c.rank == rank), None)
+    if candidate is None:
+        raise NotFoundError(f"search {search.id} has no candidate at rank {rank}")
+    return candidate
+
+
+def _check_decision(decision: str) -> None:
+    if decision not in DECISIONS:
+        raise FacetrailError(f"decision must be one of {', '.join(DECISIONS)}")
