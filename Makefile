@@ -1,13 +1,16 @@
-# Quick start:  make run   (set up, initialise ./facetrail-data, enrol a sample gallery, print an evaluation)
-#               make test  (set up, run the test suite)
+# Quick start:  make run   (set up; on first start fill ./facetrail-data with a sample gallery and users; serve the web app)
+#               make test  (set up, install Debian's Chromium for the browser tests, run the test suite)
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DATA ?= facetrail-data
 SHARED_FACES ?= ../shared/faces
+PORT ?= 8000
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: setup run test bench clean
+.PHONY: setup browser run test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +20,17 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-run: setup
-	$(BIN)/python scripts/sample_gallery.py --data $(DATA) --shared-faces $(SHARED_FACES)
+# Debian's Chromium for the Playwright browser tests (Playwright's own browser download needs the open internet)
+$(CHROMIUM):
+	$(SUDO) apt-get install -y --no-install-recommends chromium \
+	  || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
 
-test: setup
+browser: $(CHROMIUM)
+
+run: setup
+	$(BIN)/python scripts/sample_gallery.py --data $(DATA) --shared-faces $(SHARED_FACES) --port $(PORT)
+
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 bench: setup

@@ -1,10 +1,12 @@
-"""The main job of `make run`: a complete, accountable walk-through on a sample gallery.
+"""The main job of `make run`: set up a sample system on first start, then serve the web application and API.
 
-Every step is a real `facetrail` command, echoed before it runs: initialise a
-data directory with its first admin, create users for each role, create and
-authorize a gallery, enrol sample photographs, run a case-bound search, have
-two examiners review it blind, export the lead, print the transparency report
-and verify the audit trail; then an accuracy evaluation.
+On first start every step is a real `facetrail` command, echoed before it runs:
+initialise a data directory with its first admin, create a user for each role,
+create and authorize a gallery, enrol sample photographs, run a case-bound
+search, have two examiners review it blind, export the lead, write the
+transparency report and verify the audit trail. Then (and on every later
+start) it serves the web application on 127.0.0.1 and prints the address and
+how to log in.
 
 The sample is the ORL face set from ../shared/faces when present (40 people,
 10 photographs each), otherwise the photographs of the face_recognition 1.3.0
@@ -37,8 +39,11 @@ USERS = {
     "ivan": ("investigator", "RHD"),
     "erin": ("examiner", "Forensics"),
     "ezra": ("examiner", "Forensics"),
+    "sam": ("supervisor", "RHD"),
     "alma": ("auditor", "Inspector-General"),
 }
+READY = ".sample-ready"
+"""Written in the data directory once the sample is set up; later starts only serve."""
 
 
 def facetrail(*args: str, token: str | None = None, capture: bool = False, env: dict | None = None) -> str:
@@ -56,8 +61,8 @@ def quiet(*args: str, token: str, env: dict | None = None) -> str:
     return subprocess.run([FACETRAIL, *args], check=True, env=environment, capture_output=True, text=True).stdout
 
 
-def sample_sets(shared: Path, cache: Path) -> tuple[Path, Path, Path]:
-    """(gallery folder, evaluation folder, probe photograph)."""
+def sample_sets(shared: Path, cache: Path) -> tuple[Path, Path]:
+    """(gallery folder, probe photograph)."""
     orl = shared / "att_faces"
     if orl.is_dir():
         print(f"sample: ORL faces from {orl} (40 people × 10 photographs)")
@@ -66,19 +71,14 @@ def sample_sets(shared: Path, cache: Path) -> tuple[Path, Path, Path]:
             (gallery / person.name).mkdir(parents=True, exist_ok=True)
             for photo in sorted(person.glob("*.pgm"))[:5]:
                 shutil.copyfile(photo, gallery / person.name / photo.name)
-        return gallery, orl, orl / "s12" / "8.pgm"
+        return gallery, orl / "s12" / "8.pgm"
     print("sample: the face_recognition 1.3.0 test photographs (../shared/faces is absent)")
     photos = face_images()
-    gallery, evaluation = cache / "gallery", cache / "evaluation"
-    for folder, layout in (
-        (gallery, {"obama": ["obama.jpg"], "biden": ["biden.jpg"]}),
-        (evaluation, {"obama": ["obama.jpg", "obama2.jpg", "obama3.jpg", "32bit.png"], "biden": ["biden.jpg"]}),
-    ):
-        for subject, names in layout.items():
-            (folder / subject).mkdir(parents=True, exist_ok=True)
-            for name in names:
-                shutil.copyfile(photos[name], folder / subject / name)
-    return gallery, evaluation, photos["obama2.jpg"]
+    gallery = cache / "gallery"
+    for subject, name in (("obama", "obama.jpg"), ("biden", "biden.jpg")):
+        (gallery / subject).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(photos[name], gallery / subject / name)
+    return gallery, photos["obama2.jpg"]
 
 
 def passwords(data: Path) -> dict[str, str]:
@@ -93,15 +93,11 @@ def passwords(data: Path) -> dict[str, str]:
     return chosen
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="facetrail-data")
-    parser.add_argument("--shared-faces", default="../shared/faces")
-    args = parser.parse_args()
-    data_dir = Path(args.data)
-    gallery_folder, evaluation_folder, probe = sample_sets(Path(args.shared_faces), ROOT / ".cache" / "sample")
+def set_up(data_dir: Path, shared_faces: Path) -> None:
+    """The accountable walk-through that fills a new data directory with a sample gallery, users and one lead."""
+    gallery_folder, probe = sample_sets(shared_faces, ROOT / ".cache" / "sample")
     secret = passwords(data_dir)
-    data = ["--data", args.data]
+    data = ["--data", str(data_dir)]
 
     facetrail("init", *data, "--admin", "admin", env={"FACETRAIL_ADMIN_PASSWORD": secret["admin"]})
     tokens = {"admin": quiet("login", "admin", "--print-token", *data, token="", env={"FACETRAIL_PASSWORD": secret["admin"]}).strip()}
@@ -131,12 +127,42 @@ def main() -> None:
     facetrail("lead", "export", str(result["search_id"]), "--out", str(lead), *data, token=tokens["ivan"])
     transparency = data_dir / "transparency-report.html"
     facetrail("report", "--since", "2009-01-01", "--format", "html", "--out", str(transparency), *data, token=tokens["alma"])
-    print(quiet("report", "--since", "2009-01-01", "--format", "json", *data, token=tokens["alma"])[:600] + " ...")
     facetrail("audit", "verify", *data, token=tokens["alma"])
-    plot = data_dir / "sample-cmc.png"
-    facetrail("evaluate", "identify", "--images", str(evaluation_folder), "--gallery-per-subject", "1", "--plot", str(plot), *data, token=tokens["alma"])
-    print(f"\nlead report: {lead}\ntransparency report: {transparency}\nCMC plot: {plot}\n"
-          f"sample passwords: {data_dir / 'sample-passwords.json'} (log in with: facetrail login ivan --data {args.data})")
+    for token in tokens.values():
+        quiet("logout", *data, token=token)
+    (data_dir / READY).write_text(f"sample probe: {probe}\n")
+    print(f"\nlead report: {lead}\ntransparency report: {transparency}")
+
+
+def serve(data_dir: Path, port: int) -> None:
+    """Replace this process with the server on 127.0.0.1 after printing where it is and how to log in."""
+    secret = passwords(data_dir)
+    roles = {"admin": "admin", **{name: role for name, (role, _) in USERS.items()}}
+    print(f"\nfacetrail is serving {data_dir} at http://127.0.0.1:{port}/  (Ctrl-C stops it)\n"
+          f"Log in there with one of the sample accounts (passwords are kept in {data_dir / 'sample-passwords.json'}):")
+    for name, role in roles.items():
+        print(f"  {name:6} {role:13} {secret[name]}")
+    print(f"The sample probe: {(data_dir / READY).read_text().split(': ', 1)[1].strip()}\n"
+          f"HTTP API: http://127.0.0.1:{port}/api/v1/openapi.json (docs/api.md)", flush=True)
+    # plain HTTP on the loopback address only: session cookies cannot be marked Secure there
+    os.execve(FACETRAIL, [FACETRAIL, "serve", "--host", "127.0.0.1", "--port", str(port), "--data", str(data_dir)],
+              {**os.environ, "FACETRAIL_API_COOKIE_SECURE": "false"})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="facetrail-data")
+    parser.add_argument("--shared-faces", default="../shared/faces")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument("--no-serve", action="store_true", help="set up the sample and stop")
+    args = parser.parse_args()
+    data_dir = Path(args.data)
+    if (data_dir / READY).exists():
+        print(f"{data_dir} is already set up (delete it to start again)")
+    else:
+        set_up(data_dir, Path(args.shared_faces))
+    if not args.no_serve:
+        serve(data_dir, args.port)
 
 
 if __name__ == "__main__":

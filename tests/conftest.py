@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from contextlib import nullcontext
 from pathlib import Path
@@ -12,6 +13,28 @@ from tests.fixtures.database import TEST_DATABASE_ENV, fresh_database_url
 from tests.fixtures.face_images import face_images
 
 SHARED_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
+
+
+@pytest.fixture(autouse=True)
+def quick_setup(request, monkeypatch):
+    """Make the many short-lived systems the tests build cheap to set up: password hashes with argon2id at its
+    smallest cost (tests marked ``real_password_hashing`` keep the production parameters), and the face model's
+    weights loaded once per test session instead of once per system. Neither changes what is computed."""
+    from argon2 import PasswordHasher
+
+    from facetrail.engine import pipeline
+
+    if request.node.get_closest_marker("real_password_hashing") is None:
+        monkeypatch.setattr("facetrail.accountability.users.PasswordHasher",
+                            functools.partial(PasswordHasher, time_cost=1, memory_cost=1024, parallelism=1))
+    monkeypatch.setattr(pipeline, "load_model", _shared_model)
+
+
+@functools.cache
+def _shared_model():
+    from facetrail.engine.models import load_model
+
+    return load_model()
 
 
 @pytest.fixture(scope="session")

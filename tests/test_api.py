@@ -23,6 +23,7 @@ from facetrail.api.app import create_app
 from facetrail.api.settings import ApiSettings
 from facetrail.datadir import DataDir
 from facetrail.gallery.enrol import items_from_folder
+from tests.test_accountability import jpeg_bytes
 
 PASSWORD = "correct horse battery staple"
 CASE = "24-000123"
@@ -115,7 +116,8 @@ ADMIN = frozenset({"admin"})
 
 def matrix(photos: dict[str, bytes]) -> list[tuple[str, str, dict, frozenset[str]]]:
     """(method, path, request arguments, roles allowed) for every endpoint but login. {lead}, {disputed} and {pending}
-    are searches by ivan with a verified lead, a disagreement and no decision yet. Rows run in order: the subject
+    are searches by ivan with a verified lead, a disagreement and no decision yet; {override} is ivan's request that
+    a supervisor approve a poor-quality probe. Rows run in order: the subject
     enrolled by one row is expunged by a later one."""
     probe = ("probe.jpg", photos["probe"], "image/jpeg")
     search_form = {"data": SEARCH_FIELDS, "files": {"probe": probe}}
@@ -152,6 +154,12 @@ def matrix(photos: dict[str, bytes]) -> list[tuple[str, str, dict, frozenset[str
         ("POST", "/comparisons", {"data": {k: v for k, v in SEARCH_FIELDS.items() if k != "gallery"},
                                   "files": {"first": probe, "second": ("second.jpg", photos["enrol"], "image/jpeg")}},
          frozenset({"investigator"})),
+        ("POST", "/overrides", {"data": {**SEARCH_FIELDS, "case_number": "24-000456"},
+                                "files": {"probe": ("poor.jpg", photos["poor"], "image/jpeg")}}, frozenset({"investigator"})),
+        ("GET", "/overrides", {}, frozenset({"investigator", "supervisor"})),
+        ("GET", "/overrides/{override}/probe", {}, frozenset({"investigator", "supervisor"})),
+        ("POST", "/overrides/{override}/decision", {"json": {"approve": False, "notes": "get a sharper still"}},
+         frozenset({"supervisor"})),
         ("GET", "/reviews/queue", {}, frozenset({"examiner"})),
         ("POST", "/reviews/{pending}/decisions", {"json": {"rank": 1, "decision": "not_a_match"}}, frozenset({"examiner"})),
         ("GET", "/reviews/disputes", {}, frozenset({"supervisor"})),
@@ -169,7 +177,7 @@ def route_of(path: str) -> str:
     """The route template a matrix path exercises: '/searches/{lead}/probe' -> '/api/v1/searches/{search_id}/probe'."""
     parts = [part for part in path.split("?")[0].split("/") if part]
     named = {"searches": "search_id", "reviews": "search_id", "leads": "search_id", "users": "username", "galleries": "name",
-             "grants": "unit", "subjects": "subject_id", "candidates": "rank"}
+             "grants": "unit", "subjects": "subject_id", "candidates": "rank", "overrides": "request_id"}
     fixed = {"queue", "disputes", "me", "logout", "history", "verify", "entries", "exports"}
     for i in range(1, len(parts)):
         if parts[i - 1] in named and parts[i] not in fixed:
@@ -189,7 +197,8 @@ def test_every_endpoint_by_every_role(world, faces):
     system.decide(erin, ids["disputed"], 1, "possible_lead")
     system.decide(ezra, ids["disputed"], 1, "not_a_match")
     photos = {"probe": probe, "enrol": jpeg(faces["obama.jpg"], 520), "batch1": jpeg(faces["biden.jpg"], 500),
-              "batch2": jpeg(faces["obama2.jpg"], 450)}
+              "batch2": jpeg(faces["obama2.jpg"], 450), "poor": jpeg_bytes(faces["obama3.jpg"], 700, rotate=40)}
+    ids["override"] = system.request_override(ivan, photos["poor"], **SEARCH_FIELDS)
     spare = {role: system.login(user, PASSWORD)[1] for role, user in ROLE_USERS.items()}
     policy_text = system.policy_in_force(admin)[1] + "\n# edited over the API\n"
     mismatches = []
@@ -318,7 +327,7 @@ def test_openapi_describes_every_route_and_the_matrix_covers_them(tmp_path):
     routes = {(method, V1 + route.path) for module in modules for route in module.router.routes
               if isinstance(route, APIRoute) for method in route.methods}
     documented = {(method.upper(), path) for path, operations in document["paths"].items() for method in operations}
-    assert routes == documented and len(routes) == 37
+    assert routes == documented and len(routes) == 41
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             assert operation.get("summary") and operation.get("tags") and operation.get("description"), (method, path)
@@ -327,5 +336,5 @@ def test_openapi_describes_every_route_and_the_matrix_covers_them(tmp_path):
                 assert {"HTTPBearer": []} in operation["security"] and "401" in operation["responses"], (method, path)
     assert {"HTTPBearer", "SessionCookie"} <= set(document["components"]["securitySchemes"])
     assert "ErrorResponse" in document["components"]["schemas"]
-    tested = {(method, route_of(path)) for method, path, _, _ in matrix(dict.fromkeys(("probe", "enrol", "batch1", "batch2"), b""))}
+    tested = {(method, route_of(path)) for method, path, _, _ in matrix(dict.fromkeys(("probe", "enrol", "batch1", "batch2", "poor"), b""))}
     assert routes - tested == {("POST", f"{V1}/auth/login")}  # login is exercised in test_api_security.py

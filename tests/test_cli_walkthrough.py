@@ -72,6 +72,8 @@ def test_walkthrough(datadir, admin_token, faces, tmp_path, monkeypatch):
     report = json.loads(invoke("report", "--since", "2009-01-01", "--format", "json"))
     assert report["totals"]["searches"] == 2 and report["totals"]["refused"] == 1 and report["totals"]["lead"] == 1
     assert report["headline"].startswith("2 searches by 1 person")
+    refused = json.loads(invoke("report", "--since", "2009-01-01", "--format", "json", "--outcome", "refused"))
+    assert refused["totals"]["searches"] == 1 and refused["filters"] == {"outcome": "refused"}
     assert "<img" in invoke("report", "--by", "outcome", "--format", "html")
     denied = runner.invoke(app, ["review", "image", search_id, "--rank", "1", "--out", str(tmp_path / "x.jpg")])
     assert denied.exit_code == 2 and "auditor" in denied.output  # auditors never see candidate photographs

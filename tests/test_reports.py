@@ -16,7 +16,14 @@ import pytest
 from sqlalchemy import event, text
 
 from facetrail.accountability.outcomes import candidate_status, outcomes_for, search_outcome
-from facetrail.accountability.reports import GROUPINGS, build_report, render_csv, render_html, render_json
+from facetrail.accountability.reports import (
+    GROUPINGS,
+    build_report,
+    render_csv,
+    render_html,
+    render_html_fragment,
+    render_json,
+)
 from facetrail.accountability.schema import (
     CandidateRecord,
     ResolutionRecord,
@@ -344,6 +351,86 @@ def test_grouped_rows_carry_every_count(records):
     months = {row.key: row.counts for row in report(records, by="month").groups}
     assert (months["2024-02"].lead, months["2024-02"].no_lead, months["2024-02"].no_candidates) == (1, 1, 1)
     assert months["2024-03"].users == 3
+
+
+# --- filters ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("filters", "expected", "said"), [
+    ({"unit": "Fraud"}, ["S7", "S8"], "unit “Fraud”"),
+    ({"unit": "fRAUD "}, ["S7", "S8"], "unit “fRAUD”"),  # ignoring case and surrounding space
+    ({"purpose": "locate missing person"}, ["S3", "S4"], "purpose “locate missing person”"),
+    ({"outcome": "refused"}, ["S8", "S9"], "outcome “refused”"),
+    ({"unit": "Robbery", "outcome": "refused"}, ["S9"], "unit “Robbery” and outcome “refused”"),
+    ({"unit": "Robbery", "purpose": "identify suspect", "outcome": "lead"}, ["S1", "S5"],
+     "unit “Robbery”, purpose “identify suspect” and outcome “lead”"),
+    ({"purpose": "no such purpose"}, [], "purpose “no such purpose”"),
+])
+def test_filters_count_only_matching_requests(records, filters, expected, said):
+    built = report(records, by="user", **filters)
+    assert built.totals.total == len(expected)
+    assert sum(row.counts.total for row in built.groups) == len(expected)
+    found = {search_id for flag in flags(report(records, work_ends=dt.time(9), **filters), "out_of_hours")
+             for search_id in flag.search_ids}  # every request after 09:00: every counted one but S5 (07:00)
+    assert found == {records.searches[name] for name in expected} - {records.searches["S5"]}
+    assert built.filters == {name: value.strip() for name, value in filters.items()}
+    assert built.headline.endswith(f", counting only requests with {said}.")
+
+
+def test_an_empty_filter_is_no_filter_and_none_matches_requests_without_a_value(records):
+    whole = report(records)
+    assert report(records, unit="", purpose="  ", outcome=None).filters == {}
+    assert report(records, unit="", purpose="  ").totals == whole.totals
+    assert report(records, purpose="(none)").totals.total == 0
+    blank = records.search("blank", "alice", at(2024, 3, 11), case="R-1", purpose="").id
+    assert report(records, by="purpose", purpose="(None)").groups[0].key == "(none)"
+    assert report(records, purpose="(none)").totals.total == 1
+    assert blank in flags(report(records, purpose="(none)", work_ends=dt.time(9)), "out_of_hours")[0].search_ids
+
+
+def test_unknown_outcome_filter_is_refused(records):
+    with pytest.raises(FacetrailError, match="outcome must be one of lead, disputed"):
+        report(records, outcome="match")
+
+
+def test_flags_look_at_the_filtered_requests_only(records):
+    records.search("X1", "alice", at(2024, 3, 11), case="R-9")
+    records.search("X2", "bob", at(2024, 3, 12), case="R-9")
+    records.search("X3", "carol", at(2024, 3, 13), case="R-9", purpose="locate missing person")
+    assert [flag.subject for flag in flags(report(records), "case_many_users")] == ["R-9"]
+    assert flags(report(records, purpose="identify suspect"), "case_many_users") == []
+    assert [flag.subject for flag in flags(report(records, unit="robbery"), "case_many_users")] == ["R-9"]
+
+
+def test_every_format_says_the_report_is_filtered(records):
+    filtered, whole = report(records, unit="Robbery", outcome="refused"), report(records)
+    assert json.loads(render_json(filtered))["filters"] == {"unit": "Robbery", "outcome": "refused"}
+    assert json.loads(render_json(whole))["filters"] == {}
+
+    rows = list(csv.DictReader(io.StringIO(render_csv(filtered))))
+    assert [(row["month"], row["total"], row["filter_unit"], row["filter_outcome"]) for row in rows] == [
+        ("2024-03", "1", "Robbery", "refused"), ("(all)", "1", "Robbery", "refused")]
+    assert not any(column.startswith("filter_") for column in next(csv.reader(io.StringIO(render_csv(whole)))))
+
+    page = render_html(filtered)
+    assert "<title>Face search transparency report, 1 January 2024 to 31 March 2024 (only unit “Robbery” and " \
+           "outcome “refused”)</title>" in page
+    assert '<p class="filtered" role="note"><strong>Filtered report.</strong> Only requests with unit “Robbery” ' \
+           "and outcome “refused” are counted" in page
+    assert "1 search by 1 person between 1 January 2024 and 31 March 2024, counting only requests with unit " \
+           "“Robbery” and outcome “refused”." in page
+    assert 'class="filtered"' not in render_html(whole)
+
+
+def test_the_html_fragment_is_the_page_body(records):
+    built = report(records)
+    fragment, page = render_html_fragment(built), render_html(built)
+    assert fragment in page
+    assert page.index("<h1>") < page.index(fragment) < page.index("</main>")
+    for document_part in ("<html", "<head", "<style", "<body", "<h1", "<main"):
+        assert document_part not in fragment
+    assert fragment.startswith('<p class="headline">10 searches by 4 people')
+    assert fragment.count("<img") == 3 and "<caption>Requests by month</caption>" in fragment
 
 
 # --- anomaly flags ------------------------------------------------------------------------------------------

@@ -280,6 +280,7 @@ def test_set_roles_and_password(users):
     assert users.login("alice", WRONG)[0].username == "alice"
 
 
+@pytest.mark.real_password_hashing
 def test_outdated_hash_is_upgraded_at_login(users):
     users.create_user("alice", PASSWORD, ["investigator"])
     weak = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)

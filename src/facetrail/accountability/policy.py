@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from facetrail.accountability.schema import ROLES, PolicyRecord
 from facetrail.errors import PolicyError
+from facetrail.store import as_utc
 
 REQUEST_FIELDS = ("case_number", "purpose", "offence", "authorization_ref", "note")
 """The fields of a request that ``[requests] required_fields`` may name."""
@@ -830,7 +831,7 @@ class PolicyStore:
         with self._sessions() as session:
             records = session.scalars(select(PolicyRecord).order_by(PolicyRecord.version)).all()
         return [
-            {"version": r.version, "sha256": r.sha256, "loaded_by": r.loaded_by, "loaded_at": _utc(r.loaded_at).isoformat(),
+            {"version": r.version, "sha256": r.sha256, "loaded_by": r.loaded_by, "loaded_at": as_utc(r.loaded_at).isoformat(),
              "active": r.active, "text": r.text}
             for r in records
         ]
@@ -844,5 +845,3 @@ def _lock_policies(session: Session) -> None:
         session.execute(update(PolicyRecord).where(false()).values(active=False))
 
 
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)

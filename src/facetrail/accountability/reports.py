@@ -2,11 +2,14 @@
 
 ``build_report`` reads every search and comparison request started in a period
 (completed or refused), works out each one's outcome under the two-person rule
-(``outcomes.py``), counts them in total and grouped by one dimension, and
-raises anomaly flags for an oversight body to look into. ``render_json``,
-``render_csv`` and ``render_html`` present the same report; the HTML page is
-self-contained (inline CSS, charts as inline PNG images) so it can be filed or
-e-mailed as it is. docs/reports.md explains every figure and flag.
+(``outcomes.py``), keeps those of a unit, purpose or outcome if asked to,
+counts them in total and grouped by one dimension, and raises anomaly flags
+for an oversight body to look into. ``render_json``, ``render_csv`` and
+``render_html`` present the same report, each saying which filters it was
+narrowed by; the HTML page is self-contained (inline CSS, charts as inline PNG
+images) so it can be filed or e-mailed as it is, and ``render_html_fragment``
+is its body, for a page of the web application. docs/reports.md explains
+every figure and flag.
 """
 
 from __future__ import annotations
@@ -30,8 +33,12 @@ from sqlalchemy.orm import Session
 from facetrail.accountability.outcomes import OUTCOMES, outcomes_of
 from facetrail.accountability.schema import SearchRecord, UserRecord
 from facetrail.errors import FacetrailError
+from facetrail.store import as_utc
 
 GROUPINGS = ("month", "user", "unit", "purpose", "offence", "gallery", "outcome")
+FILTERS = ("unit", "purpose", "outcome")
+"""What a report can be narrowed to. A filter matches the key the grouped table shows for that dimension, ignoring
+case: a unit or purpose as recorded on the request (NONE_LABEL for none), or one of ``OUTCOMES``."""
 NONE_LABEL = "(none)"
 """How an empty unit, purpose, offence, gallery or case number is shown."""
 
@@ -122,6 +129,8 @@ class TransparencyReport:
     until: dt.date
     generated_at: dt.datetime
     grouped_by: str
+    filters: dict[str, str]
+    """Filter -> value the requests were narrowed to (see ``FILTERS``); empty when every request is counted."""
     headline: str
     totals: Counts
     refusal_reasons: dict[str, int]
@@ -154,25 +163,31 @@ def build_report(
     until: dt.date | None,
     by: str = "month",
     *,
+    unit: str | None = None,
+    purpose: str | None = None,
+    outcome: str | None = None,
     work_starts: dt.time = dt.time(7),
     work_ends: dt.time = dt.time(19),
     examiners_required: int = 2,
 ) -> TransparencyReport:
     """The transparency report for requests started from ``since`` to ``until`` (whole UTC days, both included).
 
-    ``since=None`` starts at the first request on record; ``until=None`` ends today. ``by`` is one of
-    ``GROUPINGS``. Requests before ``work_starts`` or after ``work_ends`` (UTC), or on a Saturday or Sunday, are
-    out of hours. Raises ``FacetrailError`` for an unknown grouping or a period that ends before it starts.
+    ``since=None`` starts at the first (counted) request on record; ``until=None`` ends today. ``by`` is one of
+    ``GROUPINGS``. ``unit``, ``purpose`` and ``outcome`` (None or empty: any) count only the requests that match
+    (see ``FILTERS``); every figure and flag is then about those requests alone. Requests before ``work_starts`` or
+    after ``work_ends`` (UTC), or on a Saturday or Sunday, are out of hours. Raises ``FacetrailError`` for an
+    unknown grouping or outcome, or a period that ends before it starts.
     """
     if by not in GROUPINGS:
         raise FacetrailError(f"by must be one of {', '.join(GROUPINGS)}, got {by!r}")
+    filters = _filters(unit=unit, purpose=purpose, outcome=outcome)
     if not work_starts < work_ends:
         raise FacetrailError("work_starts must be earlier than work_ends")
     today = dt.datetime.now(dt.timezone.utc).date()
     until = until or today
     if since is not None and since > until:
         raise FacetrailError(f"since ({since}) is after until ({until})")
-    rows = _load(session, since, until, examiners_required)
+    rows = [row for row in _load(session, since, until, examiners_required) if _matches(row, filters)]
     since = since or (rows[0].started.date() if rows else until)
 
     totals = _counts(rows)
@@ -182,7 +197,8 @@ def build_report(
         until=until,
         generated_at=dt.datetime.now(dt.timezone.utc).replace(microsecond=0),
         grouped_by=by,
-        headline=_headline(totals, since, until),
+        filters=filters,
+        headline=_headline(totals, since, until, filters),
         totals=totals,
         refusal_reasons=dict(
             Counter(row.search.refusal_reason or NONE_LABEL for row in rows if row.search.status == "refused").most_common()
@@ -205,6 +221,19 @@ def build_report(
     )
 
 
+def _filters(**given: str | None) -> dict[str, str]:
+    """The filters that narrow the report, stripped, without the empty ones; an unknown outcome is refused."""
+    filters = {name: given[name].strip() for name in FILTERS if given[name] and given[name].strip()}
+    outcome = filters.get("outcome")
+    if outcome is not None and outcome not in OUTCOMES:
+        raise FacetrailError(f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
+    return filters
+
+
+def _matches(row: _Row, filters: dict[str, str]) -> bool:
+    return all(_GROUP_KEYS[name](row).casefold() == value.casefold() for name, value in filters.items())
+
+
 def _load(session: Session, since: dt.date | None, until: dt.date, examiners_required: int) -> list[_Row]:
     """Every request in the period with its user's name and outcome, oldest first (a few queries)."""
     query = (
@@ -217,16 +246,11 @@ def _load(session: Session, since: dt.date | None, until: dt.date, examiners_req
         query = query.where(SearchRecord.started_at >= _midnight(since))
     loaded = session.execute(query).all()
     outcomes = outcomes_of(session, [search for search, _ in loaded], examiners_required)
-    return [_Row(search, username, _utc(search.started_at), outcomes[search.id]) for search, username in loaded]
+    return [_Row(search, username, as_utc(search.started_at), outcomes[search.id]) for search, username in loaded]
 
 
 def _midnight(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(0), tzinfo=dt.timezone.utc)
-
-
-def _utc(moment: dt.datetime) -> dt.datetime:
-    """SQLite gives back naive datetimes (stored as UTC); PostgreSQL aware ones in the session's time zone."""
-    return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment.astimezone(dt.timezone.utc)
 
 
 def _plural(count: int, singular: str, plural: str) -> str:
@@ -237,10 +261,17 @@ def _day(day: dt.date) -> str:
     return f"{day.day} {day:%B %Y}"
 
 
-def _headline(totals: Counts, since: dt.date, until: dt.date) -> str:
+def _filters_in_words(filters: dict[str, str]) -> str:
+    """'unit “RHD” and outcome “refused”'."""
+    said = [f"{name} “{value}”" for name, value in filters.items()]
+    return " and ".join(filter(None, [", ".join(said[:-1]), said[-1]]))
+
+
+def _headline(totals: Counts, since: dt.date, until: dt.date, filters: dict[str, str]) -> str:
+    only = f", counting only requests with {_filters_in_words(filters)}" if filters else ""
     return (
         f"{_plural(totals.total, 'search', 'searches')} by {_plural(totals.users, 'person', 'people')} "
-        f"between {_day(since)} and {_day(until)}."
+        f"between {_day(since)} and {_day(until)}{only}."
     )
 
 
@@ -438,13 +469,15 @@ _COUNT_FIELDS = [f.name for f in fields(Counts)]
 
 
 def render_csv(report: TransparencyReport) -> str:
-    """The grouped table as CSV: a header row, one row per group, then an '(all)' row with the totals."""
+    """The grouped table as CSV: a header row, one row per group, then an '(all)' row with the totals. A filtered
+    report has a column 'filter_<name>' per filter after the counts, holding its value on every row."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([report.grouped_by, *_COUNT_FIELDS])
+    filters = list(report.filters.values())
+    writer.writerow([report.grouped_by, *_COUNT_FIELDS, *(f"filter_{name}" for name in report.filters)])
     for row in report.groups:
-        writer.writerow([row.key, *(getattr(row.counts, name) for name in _COUNT_FIELDS)])
-    writer.writerow(["(all)", *(getattr(report.totals, name) for name in _COUNT_FIELDS)])
+        writer.writerow([row.key, *(getattr(row.counts, name) for name in _COUNT_FIELDS), *filters])
+    writer.writerow(["(all)", *(getattr(report.totals, name) for name in _COUNT_FIELDS), *filters])
     return buffer.getvalue()
 
 
@@ -459,6 +492,8 @@ thead th { background: #eee; }
 caption { text-align: left; font-weight: 600; padding: 0.3rem 0; }
 figure { margin: 1rem 0; } figure img { max-width: 100%; height: auto; }
 .anomaly { border-left: 4px solid #b35900; padding: 0.2rem 1rem; margin: 1rem 0; background: #fff6ec; }
+.filtered { border: 2px solid #b35900; padding: 0.5rem 1rem; background: #fff6ec; }
+.table-scroll { overflow-x: auto; }
 """
 
 _COUNT_HEADINGS = {
@@ -563,9 +598,9 @@ def _grouped_table(report: TransparencyReport) -> str:
         f'<tr><th scope="row">{html.escape(row.key)}</th>{cells(row.counts)}</tr>' for row in report.groups
     )
     return (
-        f"<table><caption>Requests by {html.escape(report.grouped_by)}</caption>"
+        f'<div class="table-scroll"><table><caption>Requests by {html.escape(report.grouped_by)}</caption>'
         f'<thead><tr><th scope="col">{html.escape(report.grouped_by.capitalize())}</th>{head}</tr></thead>'
-        f'<tbody>{body}</tbody><tfoot><tr><th scope="row">All</th>{cells(report.totals)}</tr></tfoot></table>'
+        f'<tbody>{body}</tbody><tfoot><tr><th scope="row">All</th>{cells(report.totals)}</tr></tfoot></table></div>'
     )
 
 
@@ -593,17 +628,24 @@ def _anomalies(report: TransparencyReport) -> str:
     )
 
 
-def render_html(report: TransparencyReport) -> str:
-    """The report as one self-contained, accessible HTML page: inline CSS, charts as inline PNG, no external links."""
-    title = f"Face search transparency report, {_day(report.since)} to {_day(report.until)}"
+def _filtered(report: TransparencyReport) -> str:
+    if not report.filters:
+        return ""
+    return (
+        f'<p class="filtered" role="note"><strong>Filtered report.</strong> Only requests with '
+        f"{html.escape(_filters_in_words(report.filters))} are counted: this is not the whole record of face "
+        "search use, and the anomaly flags look at these requests alone.</p>"
+    )
+
+
+def render_html_fragment(report: TransparencyReport) -> str:
+    """The report's body, to put inside a page: headline, filters, notes, summary, anomaly flags, charts (inline PNG)
+    and tables, with ``<h2>`` section headings; no document, styles or title. ``render_html`` wraps it into a page."""
     outcomes = {_OUTCOME_LABELS[outcome]: count for outcome, count in report.outcomes.items()}
     notes = "".join(f"<li>{html.escape(note)}</li>" for note in report.notes)
     return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body><main>"
-        f"<h1>{html.escape(title)}</h1>"
         f'<p class="headline">{html.escape(report.headline)}</p>'
+        f"{_filtered(report)}"
         f"<p>Generated {report.generated_at:%Y-%m-%d %H:%M} UTC. Grouped by {html.escape(report.grouped_by)}. "
         f"Working hours for the out-of-hours flag: {html.escape(report.working_hours)}.</p>"
         f"<ul>{notes}</ul>"
@@ -615,5 +657,18 @@ def render_html(report: TransparencyReport) -> str:
         f"{_figure('Requests by purpose', report.by_purpose, 'Purpose', horizontal=True)}"
         f"<h2>Requests by {html.escape(report.grouped_by)}</h2>{_grouped_table(report)}"
         f"<h2>Refusals</h2>{_refusals_table(report)}"
+    )
+
+
+def render_html(report: TransparencyReport) -> str:
+    """The report as one self-contained, accessible HTML page: inline CSS, charts as inline PNG, no external links."""
+    title = f"Face search transparency report, {_day(report.since)} to {_day(report.until)}"
+    if report.filters:
+        title += f" (only {_filters_in_words(report.filters)})"
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body><main>"
+        f"<h1>{html.escape(title)}</h1>{render_html_fragment(report)}"
         "</main></body></html>\n"
     )

@@ -1,5 +1,5 @@
 """The accountability layer's tables: users, tokens, gallery grants, policies, probes, searches, candidates,
-reviews, and the tamper-evident audit trail."""
+reviews, quality-override requests, and the tamper-evident audit trail."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from facetrail.store import Base, utcnow
 
 ROLES = ("investigator", "examiner", "supervisor", "auditor", "admin")
 DECISIONS = ("possible_lead", "not_a_match", "inconclusive")
+OVERRIDE_STATUSES = ("pending", "approved", "declined", "refused")
 
 
 class UserRecord(Base):
@@ -167,6 +168,44 @@ class ResolutionRecord(Base):
     decision: Mapped[str] = mapped_column(String(20))
     notes: Mapped[str] = mapped_column(Text, default="")
     decided_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class OverrideRequestRecord(Base):
+    """An investigator's request that a supervisor of their unit approve a search with a poor-quality probe.
+
+    Decided once: 'approved' (the search then ran as the investigator's, marked as overridden), 'declined', or
+    'refused' (approved, but the search was refused when it ran, e.g. under a policy changed since).
+    """
+
+    __tablename__ = "override_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    unit: Mapped[str] = mapped_column(String(100), default="", index=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    """One of ``OVERRIDE_STATUSES``."""
+    gallery_name: Mapped[str] = mapped_column(String(100))
+    policy_version: Mapped[int] = mapped_column(Integer)
+    case_number: Mapped[str] = mapped_column(String(100))
+    purpose: Mapped[str] = mapped_column(String(100))
+    offence: Mapped[str] = mapped_column(String(100), default="")
+    authorization_ref: Mapped[str] = mapped_column(String(200), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    probe_id: Mapped[int] = mapped_column(ForeignKey("probes.id"))
+    requested_box: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
+    """The face box the investigator drew by hand, if any (the search runs with it again)."""
+    face_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    face_box: Mapped[list[int]] = mapped_column(JSON)
+    """The face that would be searched."""
+    quality: Mapped[dict[str, Any]] = mapped_column(JSON)
+    requested_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    decision_notes: Mapped[str] = mapped_column(Text, default="")
+    search_id: Mapped[int | None] = mapped_column(ForeignKey("searches.id", ondelete="SET NULL"), nullable=True)
+    """The search the approval ran."""
+    refusal_reason: Mapped[str] = mapped_column(Text, default="")
+    """Why the approved search was refused."""
 
 
 class AuditEntryRecord(Base):

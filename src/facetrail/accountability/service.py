@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, func, select
+from sqlalchemy.orm import selectinload
 
 from facetrail.accountability import outcomes
 from facetrail.accountability.audit import AuditTrail
@@ -25,6 +26,7 @@ from facetrail.accountability.policy import Policy, PolicyStore, RequestHistory,
 from facetrail.accountability.schema import (
     DECISIONS,
     CandidateRecord,
+    OverrideRequestRecord,
     ProbeRecord,
     ResolutionRecord,
     ReviewRecord,
@@ -42,15 +44,16 @@ from facetrail.errors import (
     NotFoundError,
     PermissionDeniedError,
     PolicyError,
+    PoorQualityError,
     RefusedError,
 )
 from facetrail.evaluation.calibration import load_calibration
 from facetrail.config import EnrolmentConfig
 from facetrail.gallery.blobs import BlobStore
 from facetrail.gallery.enrol import EnrolItem, EnrolOutcome, EnrolSummary, enrol
-from facetrail.gallery.gallery import Galleries
-from facetrail.gallery.schema import ImageRecord
-from facetrail.store import utcnow
+from facetrail.gallery.gallery import Galleries, Gallery
+from facetrail.gallery.schema import ImageRecord, TemplateRecord
+from facetrail.store import as_utc, utcnow
 
 NOTICE = (
     "Candidates are investigative leads, not identifications. The system never declares a match: a candidate "
@@ -333,9 +336,7 @@ class Facetrail:
         policy_version, policy = self.policies.active()
         try:
             require(actor, "search")
-            target = self.galleries.get(gallery)
-            if not self.users.may_search(actor, target.id):
-                raise PermissionDeniedError(f"unit {actor.unit or '(none)'!r} is not authorized to search gallery {gallery!r}")
+            target = self._searchable(actor, gallery)
             self._check_request(policy, request)
             probe = self._probe(probe_bytes, face_box, face_number, policy, quality_override)
             template = self.face_engine.template(probe.face)
@@ -430,7 +431,28 @@ class Facetrail:
         if reasons:
             raise RefusedError("; ".join(reasons))
 
+    def _searchable(self, actor: Actor, gallery: str) -> Gallery:
+        """The gallery, if the actor's unit holds a grant to search it."""
+        target = self.galleries.get(gallery)
+        if not self.users.may_search(actor, target.id):
+            raise PermissionDeniedError(f"unit {actor.unit or '(none)'!r} is not authorized to search gallery {gallery!r}")
+        return target
+
     def _probe(self, data: bytes, face_box: Box | None, face_number: int | None, policy: Policy, override: Actor | None) -> Probe:
+        """The probe's chosen face, refused (PoorQualityError) when its quality is poor unless the policy allows a
+        supervisor's override and ``override`` is a supervisor."""
+        probe = self._find_face(data, face_box, face_number)
+        if not probe.face.quality.acceptable:
+            reasons = "; ".join(probe.face.quality.reasons)
+            if policy.poor_probe == "refuse":
+                raise PoorQualityError(f"probe quality is poor ({reasons}); the policy refuses poor probes")
+            if override is None:
+                raise PoorQualityError(f"probe quality is poor ({reasons}); a supervisor must approve the search (override)")
+            require(override, "override_quality")
+        return probe
+
+    def _find_face(self, data: bytes, face_box: Box | None, face_number: int | None) -> Probe:
+        """The probe decoded, with the face chosen by hand (``face_box``), by number, or as the only one found."""
         engine = self.face_engine
         image = engine.decode(data)
         faces = engine.find_faces(image.pixels, face_box)
@@ -442,13 +464,6 @@ class Facetrail:
         if face_number is not None and not 1 <= face_number <= len(faces):
             raise FacetrailError(f"face {face_number} does not exist: {len(faces)} face(s) found")
         face = faces[(face_number or 1) - 1]
-        if not face.quality.acceptable:
-            reasons = "; ".join(face.quality.reasons)
-            if policy.poor_probe == "refuse":
-                raise FacetrailError(f"probe quality is poor ({reasons}); the policy refuses poor probes")
-            if override is None:
-                raise FacetrailError(f"probe quality is poor ({reasons}); a supervisor must approve the search (override)")
-            require(override, "override_quality")
         return Probe(data, hashlib.sha256(data).hexdigest(), image.pixels.shape[1], image.pixels.shape[0], face, len(faces))
 
     def _store_probe(self, session, probe: Probe) -> ProbeRecord:
@@ -497,6 +512,30 @@ class Facetrail:
                  "offence": s.offence, "started_at": s.started_at.isoformat(), "candidates": len(s.candidates)}
                 for s in searches if s.id not in mine and status[s.id] == "pending_review"
             ]
+
+    def my_searches(self, actor: Actor, limit: int = 50) -> list[dict[str, Any]]:
+        """The actor's own searches and comparisons, newest first, completed or refused, each with its outcome (a
+        completed comparison has none)."""
+        with self.galleries.sessions() as session:
+            return self._listed_searches(session, SearchRecord.user_id == actor.id, limit)
+
+    def _listed_searches(self, session, condition, limit: int) -> list[dict[str, Any]]:
+        """The searches and comparisons meeting ``condition``, newest first, each with who ran it, any quality
+        override and its outcome (a completed comparison has none)."""
+        records = session.scalars(
+            select(SearchRecord).options(selectinload(SearchRecord.candidates)).where(condition)
+            .order_by(SearchRecord.started_at.desc(), SearchRecord.id.desc()).limit(limit)
+        ).all()
+        outcome = outcomes.outcomes_of(session, records, self.examiners_required())
+        names = self.user_names(session)
+        return [
+            {"search_id": r.id, "kind": r.kind, "status": r.status, "refusal_reason": r.refusal_reason,
+             "investigator": names.get(r.user_id, ""), "case_number": r.case_number, "purpose": r.purpose,
+             "offence": r.offence, "gallery": r.gallery_name, "started_at": as_utc(r.started_at),
+             "candidates": len(r.candidates), "quality_override_by": names.get(r.quality_override_by),
+             "outcome": None if r.kind == "compare" and r.status == "completed" else outcome[r.id]}
+            for r in records
+        ]
 
     def show_search(self, actor: Actor, search_id: int) -> dict[str, Any]:
         """A search and its candidate list (audited). The investigator who ran it sees the outcome; an examiner sees
@@ -551,6 +590,7 @@ class Facetrail:
         require(actor, "resolve_dispute")
         with self.galleries.sessions() as session:
             searches = session.scalars(select(SearchRecord).where(SearchRecord.kind == "search", SearchRecord.status == "completed")).all()
+            names = self.user_names(session)
             required = self.examiners_required()
             status = outcomes.outcomes_for(session, [s.id for s in searches], required)
             found = []
@@ -560,8 +600,9 @@ class Facetrail:
                     resolution = session.scalar(select(ResolutionRecord).where(ResolutionRecord.candidate_id == candidate.id))
                     if outcomes.candidate_status(list(reviews), resolution, required) == "disputed":
                         found.append({"search_id": search.id, "rank": candidate.rank, "subject_id": candidate.subject_external_id,
-                                      "case_number": search.case_number,
-                                      "decisions": [{"examiner_id": r.examiner_id, "decision": r.decision, "notes": r.notes} for r in reviews]})
+                                      "case_number": search.case_number, "investigator": names.get(search.user_id, ""),
+                                      "decisions": [{"examiner_id": r.examiner_id, "examiner": names.get(r.examiner_id, ""),
+                                                     "decision": r.decision, "notes": r.notes} for r in reviews]})
             return found
 
     def resolve(self, actor: Actor, search_id: int, rank: int, decision: str, notes: str = "") -> str:
@@ -612,22 +653,196 @@ class Facetrail:
             raise FacetrailError(f"search {search_id} was refused; there is nothing to review")
         return search
 
+    # --- supervision: unit activity and quality overrides -------------------------------------
+
+    def unit_activity(self, supervisor: Actor, limit: int = 100) -> list[dict[str, Any]]:
+        """Recent searches and comparisons run by members of the supervisor's unit, newest first, completed or
+        refused, each with who ran it, any quality override and its outcome."""
+        require(supervisor, "view_unit_activity")
+        with self.galleries.sessions() as session:
+            return self._listed_searches(session, SearchRecord.unit == supervisor.unit, limit)
+
+    def request_override(
+        self,
+        actor: Actor,
+        probe_bytes: bytes,
+        gallery: str,
+        case_number: str,
+        purpose: str,
+        offence: str,
+        authorization_ref: str = "",
+        note: str = "",
+        face_box: Box | None = None,
+        face_number: int | None = None,
+    ) -> int:
+        """Ask a supervisor of the actor's unit to approve a search whose probe is of poor quality; returns the
+        request's id. Only under a policy whose ``poor_probe`` is ``supervisor_override``, only for a probe that is
+        really poor, and only for a request that passes every other check a search makes. The probe is kept
+        encrypted, like a search's, under the probe retention period. Audited, refusals too."""
+        request = _Request(actor, "search", case_number, purpose, offence, authorization_ref, note, gallery)
+        policy_version, policy = self.policies.active()
+        try:
+            require(actor, "search")
+            if policy.poor_probe != "supervisor_override":
+                raise FacetrailError("the policy refuses poor-quality probes: a supervisor cannot approve them")
+            self._searchable(actor, gallery)
+            self._check_request(policy, request)
+            probe = self._find_face(probe_bytes, face_box, face_number)
+            if probe.face.quality.acceptable:
+                raise FacetrailError("the probe's quality is acceptable: run the search itself, no approval is needed")
+            self._check_not_pending(actor, probe.sha256, gallery, case_number)
+        except (FacetrailError, ValueError) as exc:
+            self.audit.append(actor.username, "override_request_refused", gallery, {
+                "reason": str(exc), "policy_version": policy_version, "case_number": case_number, "purpose": purpose,
+                "offence": offence, "probe_sha256": hashlib.sha256(probe_bytes).hexdigest()})
+            raise RefusedError(f"override request refused: {exc}") from exc
+        quality = probe.face.quality
+        with self.audit.transaction() as session:
+            probe_record = self._store_probe(session, probe)
+            record = OverrideRequestRecord(
+                user_id=actor.id, unit=actor.unit, status="pending", gallery_name=gallery, policy_version=policy_version,
+                case_number=case_number, purpose=purpose, offence=offence, authorization_ref=authorization_ref, note=note,
+                probe_id=probe_record.id, requested_box=face_box.as_list() if face_box else None, face_number=face_number,
+                face_box=probe.face.detection.box.as_list(), quality=quality.to_dict(),
+            )
+            session.add(record)
+            session.flush()
+            self.audit.record(session, actor.username, "override_requested", f"override:{record.id}", {
+                "gallery": gallery, "policy_version": policy_version, "case_number": case_number, "purpose": purpose,
+                "offence": offence, "authorization_ref": authorization_ref, "probe_sha256": probe.sha256,
+                "face_box": record.face_box, "quality_reasons": list(quality.reasons),
+            })
+            return record.id
+
+    def _check_not_pending(self, actor: Actor, probe_sha: str, gallery: str, case_number: str) -> None:
+        """Refuse asking twice for the same probe, gallery and case while the first request waits."""
+        with self.galleries.sessions() as session:
+            waiting = session.scalar(
+                select(OverrideRequestRecord.id).join(ProbeRecord, ProbeRecord.id == OverrideRequestRecord.probe_id).where(
+                    OverrideRequestRecord.user_id == actor.id, OverrideRequestRecord.status == "pending",
+                    OverrideRequestRecord.gallery_name == gallery, OverrideRequestRecord.case_number == case_number,
+                    ProbeRecord.sha256 == probe_sha)
+            )
+        if waiting is not None:
+            raise DuplicateError(f"this probe already waits for a supervisor's approval (request {waiting})")
+
+    def pending_overrides(self, supervisor: Actor) -> list[dict[str, Any]]:
+        """Override requests from the supervisor's unit still waiting for a decision, oldest first, with the
+        reasons the probe's quality is poor."""
+        require(supervisor, "override_quality")
+        with self.galleries.sessions() as session:
+            return self._listed_overrides(session, (OverrideRequestRecord.unit == supervisor.unit,
+                                                    OverrideRequestRecord.status == "pending"), newest_first=False)
+
+    def my_override_requests(self, actor: Actor, limit: int = 50) -> list[dict[str, Any]]:
+        """The actor's own override requests, newest first, with each one's decision and the search it ran."""
+        require(actor, "search")
+        with self.galleries.sessions() as session:
+            return self._listed_overrides(session, (OverrideRequestRecord.user_id == actor.id,), limit=limit)
+
+    def _listed_overrides(self, session, conditions, newest_first: bool = True,
+                          limit: int | None = None) -> list[dict[str, Any]]:
+        """The override requests meeting ``conditions``, with who asked, who decided, and whether the probe is kept."""
+        order = [OverrideRequestRecord.requested_at, OverrideRequestRecord.id]
+        if newest_first:
+            order = [column.desc() for column in order]
+        records = session.scalars(select(OverrideRequestRecord).where(*conditions).order_by(*order).limit(limit)).all()
+        names = self.user_names(session)
+        stored = set(session.scalars(select(ProbeRecord.id).where(
+            ProbeRecord.id.in_([r.probe_id for r in records]), ProbeRecord.stored.is_(True))))
+        return [
+            {"request_id": r.id, "status": r.status, "investigator": names.get(r.user_id, ""), "unit": r.unit,
+             "gallery": r.gallery_name, "case_number": r.case_number, "purpose": r.purpose, "offence": r.offence,
+             "authorization_ref": r.authorization_ref, "note": r.note, "policy_version": r.policy_version,
+             "face_box": r.face_box, "quality": r.quality, "quality_reasons": r.quality.get("reasons", []),
+             "requested_at": as_utc(r.requested_at), "probe_stored": r.probe_id in stored,
+             "decided_by": names.get(r.decided_by), "decided_at": as_utc(r.decided_at) if r.decided_at else None,
+             "decision_notes": r.decision_notes, "search_id": r.search_id, "refusal_reason": r.refusal_reason}
+            for r in records
+        ]
+
+    def override_probe(self, actor: Actor, request_id: int) -> tuple[bytes, list[int]]:
+        """The probe of an override request and the face box that would be searched (audited as a view): for the
+        investigator who asked and the supervisors of their unit."""
+        with self.galleries.sessions() as session:
+            record = _visible_override(session, actor, request_id)
+            probe = session.get(ProbeRecord, record.probe_id)
+            if not probe.stored:
+                raise NotFoundError(f"the probe of override request {request_id} was purged under the retention policy")
+            sha, box = probe.sha256, record.face_box
+        data = self.probes.get(sha)
+        self.audit.append(actor.username, "override_probe_viewed", f"override:{request_id}", {"probe_sha256": sha})
+        return data, box
+
+    def decide_override(self, supervisor: Actor, request_id: int, approve: bool, notes: str = "") -> int | None:
+        """A supervisor of the requester's unit, other than the requester, approves or declines an override request,
+        once (audited). Approved, the search runs at once as the investigator's, marked as overridden by this
+        supervisor, under the policy in force now, and its id is returned; declined, None. A search refused at that
+        point leaves the request 'refused', with the reason, and raises the refusal."""
+        require(supervisor, "override_quality")
+        with self.audit.transaction() as session:
+            record = _visible_override(session, supervisor, request_id)
+            if record.user_id == supervisor.id:
+                raise PermissionDeniedError("a supervisor cannot decide their own override request")
+            if record.status != "pending":
+                raise DuplicateError(f"override request {request_id} is already {record.status}; decisions are final")
+            probe = session.get(ProbeRecord, record.probe_id)
+            probe_sha = probe.sha256
+            investigator = self.users.active_actor(record.user_id) if approve else None
+            if approve and not probe.stored:
+                raise NotFoundError(f"the probe of override request {request_id} was purged under the retention policy; "
+                                    "decline the request")
+            record.status = "approved" if approve else "declined"
+            record.decided_by, record.decided_at, record.decision_notes = supervisor.id, utcnow(), notes
+            self.audit.record(session, supervisor.username, f"override_{record.status}", f"override:{request_id}", {
+                "requested_by": self.user_names(session).get(record.user_id, ""), "case_number": record.case_number,
+                "gallery": record.gallery_name, "probe_sha256": probe_sha,
+                "quality_reasons": record.quality.get("reasons", []), "notes": notes,
+            })
+            search = (record.gallery_name, record.case_number, record.purpose, record.offence, record.authorization_ref,
+                      record.note, Box(*record.requested_box) if record.requested_box else None, record.face_number)
+        if investigator is None:
+            return None
+        try:
+            result = self.search(investigator, self.probes.get(probe_sha), *search, quality_override=supervisor)
+        except Exception as exc:
+            self._settle_override(request_id, refusal_reason=str(exc))
+            raise
+        self._settle_override(request_id, search_id=result.search_id)
+        return result.search_id
+
+    def _settle_override(self, request_id: int, search_id: int | None = None, refusal_reason: str = "") -> None:
+        """Link an approved request to the search it ran (audited as that search), or mark it refused with why."""
+        with self.galleries.sessions() as session:
+            record = session.get(OverrideRequestRecord, request_id)
+            record.search_id = search_id
+            if search_id is None:
+                record.status, record.refusal_reason = "refused", refusal_reason
+            session.commit()
+
     # --- oversight ----------------------------------------------------------------------------
 
-    def transparency_report(self, actor: Actor, since: dt.date | None, until: dt.date | None, by: str = "month", fmt: str = "html") -> str:
-        """The transparency report for a period, grouped ``by`` a dimension, as html, csv or json (audited)."""
+    def transparency_report(self, actor: Actor, since: dt.date | None, until: dt.date | None, by: str = "month",
+                            fmt: str = "html", unit: str | None = None, purpose: str | None = None,
+                            outcome: str | None = None) -> str:
+        """The transparency report for a period, grouped ``by`` a dimension and narrowed to a unit, purpose and/or
+        outcome when given (see ``reports.build_report``), as html, csv, json, or fragment (the HTML report's body, for
+        a web page). Audited, with its filters."""
         from facetrail.accountability import reports
 
         require(actor, "view_reports")
         if by not in reports.GROUPINGS:
             raise FacetrailError(f"--by must be one of {', '.join(reports.GROUPINGS)}")
-        renderers = {"html": reports.render_html, "csv": reports.render_csv, "json": reports.render_json}
+        renderers = {"html": reports.render_html, "csv": reports.render_csv, "json": reports.render_json,
+                     "fragment": reports.render_html_fragment}
         if fmt not in renderers:
             raise FacetrailError(f"--format must be one of {', '.join(renderers)}")
         with self.galleries.sessions() as session:
-            report = reports.build_report(session, since, until, by, examiners_required=self.examiners_required())
+            report = reports.build_report(session, since, until, by, unit=unit, purpose=purpose, outcome=outcome,
+                                          examiners_required=self.examiners_required())
         self.audit.append(actor.username, "report_generated", "transparency", {
-            "since": since.isoformat() if since else None, "until": until.isoformat() if until else None, "by": by, "format": fmt})
+            "since": since.isoformat() if since else None, "until": until.isoformat() if until else None, "by": by,
+            "format": fmt, "filters": report.filters})
         return renderers[fmt](report)
 
     def verify_audit(self, actor: Actor):
@@ -653,8 +868,8 @@ class Facetrail:
     # --- retention ----------------------------------------------------------------------------
 
     def purge_expired(self, by: Actor | None) -> dict[str, int]:
-        """Apply the policy's retention periods: delete probe images (keeping their hashes) and search records with
-        their candidates and reviews (the audit trail keeps its entries about them)."""
+        """Apply the policy's retention periods: delete probe images (keeping their hashes), and search records with
+        their candidates and reviews and quality-override requests (the audit trail keeps its entries about them)."""
         if by is not None:
             require(by, "purge")
         _, policy = self.policies.active()
@@ -663,10 +878,10 @@ class Facetrail:
         search_cutoff = now - dt.timedelta(days=policy.retention.search_records_days)
         expired_probes = select(ProbeRecord).where(ProbeRecord.stored.is_(True), ProbeRecord.created_at < probe_cutoff)
         expired_searches = select(SearchRecord.id).where(SearchRecord.started_at < search_cutoff)
+        expired_requests = select(OverrideRequestRecord.id).where(OverrideRequestRecord.requested_at < search_cutoff)
         with self.galleries.sessions() as session:
-            if session.scalar(select(func.count()).select_from(expired_probes.subquery())) == 0 and session.scalar(
-                select(func.count()).select_from(expired_searches.subquery())
-            ) == 0:
+            if all(session.scalar(select(func.count()).select_from(expired.subquery())) == 0
+                   for expired in (expired_probes, expired_searches, expired_requests)):
                 return {"probe_images": 0, "search_records": 0}
         with self.audit.transaction() as session:
             purged = []
@@ -677,6 +892,8 @@ class Facetrail:
                     self.probes.delete(probe.sha256)
                 probe.stored, probe.purged_at = False, now
                 purged.append(probe.sha256)
+            request_ids = list(session.scalars(expired_requests))
+            session.execute(delete(OverrideRequestRecord).where(OverrideRequestRecord.id.in_(request_ids)))
             search_ids = list(session.scalars(expired_searches))
             candidate_ids = select(CandidateRecord.id).where(CandidateRecord.search_id.in_(search_ids))
             session.execute(delete(ResolutionRecord).where(ResolutionRecord.candidate_id.in_(candidate_ids)))
@@ -686,24 +903,39 @@ class Facetrail:
             self.audit.record(session, by.username if by else "system", "retention_purge", "probes+searches", {
                 "probe_images": len(purged), "probe_retention_days": policy.retention.probe_images_days, "sha256": purged,
                 "search_records": len(search_ids), "search_retention_days": policy.retention.search_records_days,
-                "search_ids": search_ids,
+                "search_ids": search_ids, "override_request_ids": request_ids,
             })
         return {"probe_images": len(purged), "search_records": len(search_ids)}
 
     def probe_image(self, actor: Actor, search_id: int) -> bytes:
         """The stored probe of a search (audited)."""
+        return self.probe_photo(actor, search_id)[0]
+
+    def candidate_image(self, actor: Actor, search_id: int, rank: int) -> bytes:
+        """A candidate's gallery photograph (audited; never for auditors or admins)."""
+        return self._candidate_photo(actor, search_id, rank)[0]
+
+    def face_chip(self, actor: Actor, search_id: int, rank: int | None = None) -> np.ndarray:
+        """The aligned face chip the model compared, from the probe (``rank`` None) or from a candidate's gallery
+        photograph; audited as a view of that photograph."""
+        data, box = self.probe_photo(actor, search_id) if rank is None else self._candidate_photo(actor, search_id, rank)
+        engine = self.face_engine
+        return engine.aligned_chip(engine.decode(data).pixels, Box(*box))
+
+    def probe_photo(self, actor: Actor, search_id: int) -> tuple[bytes, list[int]]:
+        """The probe's bytes and the face box searched with (audited)."""
         with self.galleries.sessions() as session:
             search = self.viewable_search(session, actor, search_id)
             probe = session.get(ProbeRecord, search.probe_id)
             if probe is None or not probe.stored:
                 raise NotFoundError(f"the probe image of search {search_id} was purged under the retention policy")
-            sha = probe.sha256
+            sha, box = probe.sha256, search.face_box
         data = self.probes.get(sha)
         self.audit.append(actor.username, "probe_viewed", f"search:{search_id}", {"probe_sha256": sha})
-        return data
+        return data, box
 
-    def candidate_image(self, actor: Actor, search_id: int, rank: int) -> bytes:
-        """A candidate's gallery photograph (audited; never for auditors or admins)."""
+    def _candidate_photo(self, actor: Actor, search_id: int, rank: int) -> tuple[bytes, list[int]]:
+        """A candidate's gallery photograph and the face box enrolled from it (audited)."""
         with self.galleries.sessions() as session:
             search = self.viewable_search(session, actor, search_id)
             candidate = _candidate_at(search, rank)
@@ -711,10 +943,11 @@ class Facetrail:
             image = session.get(ImageRecord, candidate.image_id) if candidate.image_id else None
             if image is None:
                 raise NotFoundError(f"candidate {rank} of search {search_id} has since been expunged from the gallery")
-            content_hash = image.content_hash
+            template = session.scalar(select(TemplateRecord).where(TemplateRecord.image_id == image.id))
+            content_hash, box = image.content_hash, template.face_box
         data = gallery.blobs.get(content_hash)
         self.audit.append(actor.username, "candidate_image_viewed", f"search:{search_id}", {"rank": rank, "image_id": candidate.image_id})
-        return data
+        return data, box
 
     @staticmethod
     def user_names(session) -> dict[int, str]:
@@ -728,6 +961,17 @@ def _candidate_at(search: SearchRecord, rank: int) -> CandidateRecord:
     if candidate is None:
         raise NotFoundError(f"search {search.id} has no candidate at rank {rank}")
     return candidate
+
+
+def _visible_override(session, actor: Actor, request_id: int) -> OverrideRequestRecord:
+    """An override request the actor may see: their own, or any from their unit for its supervisors."""
+    record = session.get(OverrideRequestRecord, request_id)
+    if record is None:
+        raise NotFoundError(f"no override request {request_id}")
+    if record.user_id != actor.id and not (actor.has("supervisor") and record.unit == actor.unit):
+        raise PermissionDeniedError(f"override request {request_id} is for its investigator and the supervisors of "
+                                    f"unit {record.unit or '(none)'!r}")
+    return record
 
 
 def _check_decision(decision: str) -> None:

@@ -189,6 +189,17 @@ class UserDirectory:
                 for user in users
             ]
 
+    def active_actor(self, user_id: int) -> Actor:
+        """The actor of an active account, by id, with the roles it holds now (to act on a request the user made
+        earlier, such as a search a supervisor approved)."""
+        with self.sessions() as session:
+            user = session.get(UserRecord, user_id)
+            if user is None:
+                raise NotFoundError(f"no user with id {user_id}")
+            if not user.active:
+                raise PermissionDeniedError(f"the account of {user.username!r} is deactivated")
+            return _actor(user)
+
     def count(self) -> int:
         """The number of accounts."""
         with self.sessions() as session:

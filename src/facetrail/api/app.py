@@ -22,6 +22,7 @@ from facetrail.api.ratelimit import SlidingWindowLimiter
 from facetrail.api.routes import API_PREFIX, api_router
 from facetrail.api.settings import ApiSettings
 from facetrail.datadir import DataDir
+from facetrail.web import install_web
 
 DESCRIPTION = (
     "Accountable face search. Every request is made by an authenticated user and every search is tied to a case, a "
@@ -56,13 +57,14 @@ def create_app(datadir: DataDir | None = None, settings: ApiSettings | None = No
 
     app = FastAPI(
         title="facetrail", version="1", description=DESCRIPTION, openapi_tags=TAGS, lifespan=lifespan,
-        openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None,
+        openapi_url=f"{API_PREFIX}/openapi.json", docs_url=None, redoc_url=None,  # their viewers load from a CDN
     )
     app.state.settings = settings
     app.state.limiter = SlidingWindowLimiter()
     app.state.engine_lock = threading.Lock()
     install_error_handlers(app)
     app.include_router(api_router)
+    install_web(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     if "*" not in settings.allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))

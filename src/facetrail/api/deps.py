@@ -7,7 +7,7 @@ import hmac
 import threading
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from facetrail.accountability.service import Facetrail
@@ -64,18 +64,22 @@ def csrf_token_for(session_token: str) -> str:
     return hmac.new(session_token.encode(), b"facetrail csrf", hashlib.sha256).hexdigest()
 
 
-def get_current_actor(
-    request: Request,
-    system: SystemDep,
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Actor:
-    """The caller, from ``Authorization: Bearer`` or the session cookie (which needs the CSRF header on every unsafe
-    method); each call counts against the caller's requests per minute under the policy in force."""
-    from_cookie = credentials is None
-    token = request.cookies.get(settings.session_cookie) if from_cookie else credentials.credentials
-    if not token:
-        raise AuthenticationError("not logged in: send 'Authorization: Bearer <token>' or log in for a session cookie")
+LOGIN_ATTEMPTS_PER_MINUTE = 20
+"""Login attempts allowed from one client address per minute (beside the per-account lockout)."""
+
+
+def limit_login_attempts(request: Request) -> None:
+    """Count a login attempt against the client's address; over the limit, 429 before the password is checked."""
+    limiter: SlidingWindowLimiter = request.app.state.limiter
+    address = request.client.host if request.client else "unknown"
+    retry_after = limiter.hit(("login", address), LOGIN_ATTEMPTS_PER_MINUTE)
+    if retry_after:
+        raise rate_limited(retry_after, LOGIN_ATTEMPTS_PER_MINUTE)
+
+
+def authenticate_request(request: Request, system: Facetrail, token: str) -> Actor:
+    """The user a session token belongs to; each call counts against their requests per minute under the policy in
+    force (raises AuthenticationError, or ApiError 429 over the limit)."""
     actor = system.authenticate(token)
     request.state.username = actor.username
     limiter: SlidingWindowLimiter = request.app.state.limiter
@@ -83,13 +87,49 @@ def get_current_actor(
     retry_after = limiter.hit(actor.id, limit)
     if retry_after:
         raise rate_limited(retry_after, limit)
-    if from_cookie and request.method not in SAFE_METHODS:
-        expected = csrf_token_for(token)
-        sent, cookie = request.headers.get(CSRF_HEADER, ""), request.cookies.get(CSRF_COOKIE, "")
-        if not (hmac.compare_digest(sent.encode(), expected.encode()) and hmac.compare_digest(cookie.encode(), expected.encode())):
-            raise csrf_failed(f"a cookie session must send the {CSRF_COOKIE} cookie's value in the {CSRF_HEADER} header")
     request.state.token = token
     return actor
+
+
+def get_current_actor(
+    request: Request,
+    system: SystemDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Actor:
+    """The caller, from ``Authorization: Bearer`` or the session cookie (which needs the CSRF header on every unsafe
+    method)."""
+    from_cookie = credentials is None
+    token = request.cookies.get(settings.session_cookie) if from_cookie else credentials.credentials
+    if not token:
+        raise AuthenticationError("not logged in: send 'Authorization: Bearer <token>' or log in for a session cookie")
+    actor = authenticate_request(request, system, token)
+    if from_cookie and request.method not in SAFE_METHODS:
+        check_csrf(token, request.headers.get(CSRF_HEADER, ""), request.cookies.get(CSRF_COOKIE, ""),
+                   f"a cookie session must send the {CSRF_COOKIE} cookie's value in the {CSRF_HEADER} header")
+    return actor
+
+
+def check_csrf(session_token: str, sent: str, cookie: str, problem: str) -> None:
+    """Raise 403 unless both the value sent with the request and the CSRF cookie match the session's CSRF token."""
+    expected = csrf_token_for(session_token).encode()
+    if not (hmac.compare_digest(sent.encode(), expected) and hmac.compare_digest(cookie.encode(), expected)):
+        raise csrf_failed(problem)
+
+
+def set_session_cookies(response: Response, token: str, settings: ApiSettings, lifetime_seconds: int) -> str:
+    """Set the HttpOnly session cookie and the script-readable CSRF cookie; returns the CSRF token."""
+    csrf = csrf_token_for(token)
+    response.set_cookie(settings.session_cookie, token, max_age=lifetime_seconds, path="/", secure=settings.cookie_secure,
+                        httponly=True, samesite="strict")
+    response.set_cookie(CSRF_COOKIE, csrf, max_age=lifetime_seconds, path="/", secure=settings.cookie_secure,
+                        httponly=False, samesite="strict")
+    return csrf
+
+
+def clear_session_cookies(response: Response, settings: ApiSettings) -> None:
+    for name in (settings.session_cookie, CSRF_COOKIE):
+        response.delete_cookie(name, path="/", secure=settings.cookie_secure, samesite="strict")
 
 
 CurrentActor = Annotated[Actor, Depends(get_current_actor)]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
+import numpy as np
 from fastapi import Response, UploadFile
+from PIL import Image, ImageDraw
 
 IMAGE_SIGNATURES = (
     (b"\xff\xd8\xff", "image/jpeg"),
@@ -55,3 +58,20 @@ def image_response(data: bytes) -> Response:
     if media_type is None:
         media_type = "image/webp" if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else "application/octet-stream"
     return Response(data, media_type=media_type)
+
+
+def picture_bytes(pixels: np.ndarray, image_format: str = "JPEG", max_side: int | None = None,
+                  outline: list[int] | None = None) -> bytes:
+    """Decoded pixels re-encoded for a browser (which cannot show every format facetrail reads): JPEG for
+    photographs, PNG for exact chips; shrunk to fit ``max_side``, with the face box ``outline`` ([x, y, w, h] in the
+    pixels' coordinates) drawn on."""
+    image = Image.fromarray(pixels)
+    if outline is not None:
+        x, y, w, h = outline
+        width = max(2, round(max(image.size) / 250))
+        ImageDraw.Draw(image).rectangle([x, y, x + w, y + h], outline=(255, 214, 0), width=width)
+    if max_side and max(image.size) > max_side:
+        image.thumbnail((max_side, max_side))
+    out = io.BytesIO()
+    image.save(out, format=image_format, **({"quality": 90} if image_format == "JPEG" else {}))
+    return out.getvalue()

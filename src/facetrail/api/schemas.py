@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from facetrail.accountability.schema import DECISIONS, ROLES
+from facetrail.accountability.schema import DECISIONS, OVERRIDE_STATUSES, ROLES
 from facetrail.accountability.users import Actor
 
 Role = Literal[ROLES]  # type: ignore[valid-type]
@@ -300,6 +300,7 @@ class DecisionRecorded(BaseModel):
 
 class DisputeDecision(BaseModel):
     examiner_id: int
+    examiner: str
     decision: str
     notes: str
 
@@ -309,7 +310,54 @@ class Dispute(BaseModel):
     rank: int
     subject_id: str
     case_number: str
+    investigator: str
     decisions: list[DisputeDecision]
+
+
+# --- quality overrides ----------------------------------------------------------------------------
+
+
+class OverrideRequested(BaseModel):
+    request_id: int = Field(description="The request, waiting for a supervisor of your unit.")
+
+
+class OverrideRequestOut(BaseModel):
+    """A request that a supervisor approve a search with a poor-quality probe."""
+
+    request_id: int
+    status: Literal[OVERRIDE_STATUSES] = Field(  # type: ignore[valid-type]
+        description="pending; approved (the search ran: search_id); declined; or refused (approved, but the search "
+                    "was then refused: refusal_reason).")
+    investigator: str
+    unit: str
+    gallery: str
+    case_number: str
+    purpose: str
+    offence: str
+    authorization_ref: str
+    note: str
+    policy_version: int
+    face_box: list[int]
+    quality: dict[str, Any]
+    quality_reasons: list[str] = Field(description="Why the probe's quality is poor.")
+    requested_at: dt.datetime
+    probe_stored: bool = Field(description="False once the probe is purged under the retention policy.")
+    decided_by: str | None
+    decided_at: dt.datetime | None
+    decision_notes: str
+    search_id: int | None
+    refusal_reason: str
+
+
+class OverrideDecisionIn(BaseModel):
+    approve: bool = Field(description="true runs the search as the investigator's, marked as overridden by you.")
+    notes: str = Field("", max_length=10_000, description="Why; kept in the audit trail.")
+
+
+class OverrideDecided(BaseModel):
+    request_id: int
+    status: Literal["approved", "declined"]
+    search_id: int | None = Field(description="The search the approval ran; null when declined.")
 
 
 # --- oversight ------------------------------------------------------------------------------------

@@ -18,12 +18,15 @@ def report(
     until: Annotated[Optional[dt.datetime], typer.Option("--until", formats=["%Y-%m-%d"], help="Last day (YYYY-MM-DD).")] = None,
     by: Annotated[str, typer.Option("--by", help="month, user, unit, purpose, offence, gallery or outcome.")] = "month",
     format: Annotated[str, typer.Option("--format", help="html, csv or json.")] = "html",
+    unit: Annotated[Optional[str], typer.Option("--unit", help="Only requests by this unit.")] = None,
+    purpose: Annotated[Optional[str], typer.Option("--purpose", help="Only requests for this purpose.")] = None,
+    outcome: Annotated[Optional[str], typer.Option("--outcome", help="Only requests with this outcome, e.g. lead or refused.")] = None,
     output: Annotated[Optional[Path], typer.Option("--out", help="Write to this file instead of standard output.")] = None,
     data: DataOption = None,
 ) -> None:
     """Transparency report: how often, by whom, for what, with what outcome — with charts and anomaly flags."""
     text = acting(data, lambda system, actor: system.transparency_report(
-        actor, since.date() if since else None, until.date() if until else None, by, format))
+        actor, since.date() if since else None, until.date() if until else None, by, format, unit, purpose, outcome))
     if output is None:
         print(text)
         return

@@ -90,6 +90,10 @@ class FaceEngine:
             passes=len(chips),
         )
 
+    def aligned_chip(self, pixels: np.ndarray, box: Box) -> np.ndarray:
+        """The aligned chip the model embeds for the face in ``box`` (a box recorded at search or enrolment time)."""
+        return self.measure(pixels, Detection(box, None, "recorded")).chip
+
     def measure(self, pixels: np.ndarray, detection: Detection) -> FoundFace:
         """Landmarks, aligned chip(s) and quality for one detection."""
         landmarks = self.model.landmarks(pixels, detection.box)

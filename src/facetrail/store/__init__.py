@@ -23,6 +23,12 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def as_utc(moment: dt.datetime) -> dt.datetime:
+    """A stored time as an aware UTC time: SQLite gives back naive datetimes (stored as UTC), PostgreSQL aware ones
+    in the session's time zone."""
+    return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment.astimezone(dt.timezone.utc)
+
+
 class Base(DeclarativeBase):
     """Declarative base of every table in the store."""
 

@@ -14,6 +14,7 @@ from facetrail.api.routes import (
     galleries,
     health,
     leads,
+    overrides,
     policy,
     reports,
     reviews,
@@ -24,5 +25,6 @@ from facetrail.api.routes import (
 API_PREFIX = "/api/v1"
 
 api_router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(reject_nul_text)])
-for module in (auth, users, policy, galleries, faces, searches, comparisons, reviews, leads, reports, audit, health):
+for module in (auth, users, policy, galleries, faces, searches, comparisons, overrides, reviews, leads, reports, audit,
+               health):
     api_router.include_router(module.router)

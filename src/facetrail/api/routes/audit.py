@@ -12,6 +12,8 @@ from fastapi import APIRouter, Query, status
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
+from facetrail.accountability.service import Facetrail
+from facetrail.accountability.users import Actor
 from facetrail.api.deps import MAX_ID, CurrentActor, SystemDep
 from facetrail.api.errors import COMMON_ERRORS
 from facetrail.api.schemas import AuditEntryOut, AuditVerificationOut
@@ -45,6 +47,12 @@ def entries(
 def export(actor: CurrentActor, system: SystemDep) -> FileResponse:
     """A zip of the trail (JSON Lines), the signed checkpoints, the public key, a README and a standalone verifier
     (auditors and supervisors; audited first, so the export includes its own entry)."""
+    return export_response(system, actor)
+
+
+def export_response(system: Facetrail, actor: Actor) -> FileResponse:
+    """The audit export (``Facetrail.export_audit``) as a zip download; its scratch folder is removed once sent. Used
+    by the API and by the audit trail page."""
     scratch = Path(tempfile.mkdtemp(prefix="facetrail-audit-"))
     try:
         folder = system.export_audit(actor, scratch / "audit-export")

@@ -10,7 +10,9 @@ from facetrail.api.deps import CurrentActor, EngineLock, SystemDep
 from facetrail.api.errors import COMMON_ERRORS, UPLOAD_ERRORS
 from facetrail.api.files import read_upload
 from facetrail.api.schemas import FaceOut, FacesOut
+from facetrail.engine.decode import DecodedImage
 from facetrail.engine.geometry import Box
+from facetrail.engine.pipeline import FaceEngine
 
 router = APIRouter(prefix="/faces", tags=["searches"], responses={**COMMON_ERRORS, **UPLOAD_ERRORS})
 
@@ -27,9 +29,12 @@ def find_faces(
     box = Box.parse(face_box) if face_box else None
     data = read_upload(image)
     with lock:
-        engine = system.face_engine
-        decoded = engine.decode(data)
-        faces = engine.find_faces(decoded.pixels, box)
+        return describe_faces(system.face_engine, system.face_engine.decode(data), box)
+
+
+def describe_faces(engine: FaceEngine, decoded: DecodedImage, face_box: Box | None) -> FacesOut:
+    """The faces in a decoded photograph (or the one in ``face_box``), largest first, with boxes and quality."""
+    faces = engine.find_faces(decoded.pixels, face_box)
     return FacesOut(
         format=decoded.format, width=decoded.pixels.shape[1], height=decoded.pixels.shape[0],
         faces=[FaceOut(face=number, box=face.detection.box.as_list(), detector=face.detection.detector,

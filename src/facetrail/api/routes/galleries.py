@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import datetime as dt
 import io
+from collections.abc import Callable
 from threading import Lock
 from typing import Annotated
 
@@ -98,7 +99,7 @@ def enrol_image(
     enrolled; a photograph refused (no single acceptable face, a source not allowed, not an image) is 422."""
     require(actor, "enrol")  # before the upload touches the disk; the service checks again
     file_name = upload_name(image, "image")
-    _, (enrolled,) = _enrol(system, actor, lock, name, [(file_name, read_upload(image), subject_id, source, capture_date, {})])
+    _, (enrolled,) = enrol_uploads(system, actor, lock, name, [(file_name, read_upload(image), subject_id, source, capture_date, {})])
     outcome = _outcome_out(file_name, enrolled)
     if outcome.status in ("rejected", "previously-rejected"):
         raise ApiError(422, "enrolment_rejected", f"{file_name}: {outcome.reason}")
@@ -122,6 +123,14 @@ def enrol_batch(
     """Enrol several photographs (admin; audited). Each gets its own outcome: one bad photograph never stops the
     batch, and photographs already enrolled are skipped."""
     require(actor, "enrol")  # before the uploads touch the disk; the service checks again
+    files = manifest_files(images, manifest, source)
+    summary, outcomes = enrol_uploads(system, actor, lock, name, files)
+    return EnrolBatchOut(**summary.to_dict(), outcomes=[_outcome_out(f[0], o) for f, o in zip(files, outcomes)])
+
+
+def manifest_files(images: list[UploadFile], manifest: str, source: str | None) -> list[tuple]:
+    """The uploaded photographs as ``(file name, bytes, subject_id, source, capture_date, extra)`` items, each by its
+    row in the manifest CSV; refused unless the manifest names exactly the uploaded files, each once."""
     names = [upload_name(upload, f"image-{number}") for number, upload in enumerate(images, start=1)]
     if len(set(names)) != len(names):
         raise FacetrailError("two uploaded files have the same name; the manifest names each file once")
@@ -133,9 +142,7 @@ def enrol_batch(
         problems.append(f"no file uploaded for {', '.join(unknown)}")
     if problems:
         raise FacetrailError("the manifest and the files differ: " + "; ".join(problems))
-    files = [(file_name, read_upload(upload), *rows[file_name]) for file_name, upload in zip(names, images)]
-    summary, outcomes = _enrol(system, actor, lock, name, files)
-    return EnrolBatchOut(**summary.to_dict(), outcomes=[_outcome_out(n, o) for n, o in zip(names, outcomes)])
+    return [(file_name, read_upload(upload), *rows[file_name]) for file_name, upload in zip(names, images)]
 
 
 def _manifest(text: str, default_source: str | None) -> dict[str, tuple]:
@@ -168,15 +175,17 @@ def _manifest(text: str, default_source: str | None) -> dict[str, tuple]:
     return rows
 
 
-def _enrol(system: Facetrail, actor: Actor, lock: Lock, gallery: str, files: list[tuple]) -> tuple[EnrolSummary, list[EnrolOutcome]]:
+def enrol_uploads(system: Facetrail, actor: Actor, lock: Lock, gallery: str, files: list[tuple],
+                  on_outcome: Callable[[EnrolOutcome], None] = lambda outcome: None) -> tuple[EnrolSummary, list[EnrolOutcome]]:
     """Enrol ``(file name, bytes, subject_id, source, capture_date, extra)`` items through the service, in this
-    process (the uploads are written to a private temporary folder for the duration); the summary and each file's
-    outcome, in order."""
+    process and holding the engine ``lock`` (the uploads are written to a private temporary folder for the duration);
+    the summary and each file's outcome, in order. ``on_outcome`` hears of each outcome as it is known; the file's
+    name is in its item's ``extra["uploaded_as"]``."""
     rules = dataclasses.replace(system.galleries.settings.enrolment, workers=1)
     with saved([(file_name, data) for file_name, data, *_ in files]) as paths, lock:
         items = [EnrolItem(path, subject, source, captured, {**extra, "uploaded_as": file_name})
                  for path, (file_name, _, subject, source, captured, extra) in zip(paths, files)]
-        summary = system.enrol(actor, gallery, items, rules)
+        summary = system.enrol(actor, gallery, items, rules, on_outcome)
     by_path = {outcome.item.path: outcome for outcome in summary.outcomes}
     return summary, [by_path[path] for path in paths]
 

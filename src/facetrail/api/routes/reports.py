@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from facetrail.accountability.reports import GROUPINGS
+from facetrail.accountability.outcomes import OUTCOMES
+from facetrail.accountability.reports import GROUPINGS, NONE_LABEL
 from facetrail.api.deps import CurrentActor, SystemDep
 from facetrail.api.errors import COMMON_ERRORS
 from facetrail.api.routes.leads import HTML_POLICY
@@ -27,9 +28,15 @@ def transparency_report(
     until: Annotated[dt.date | None, Query(description="Last day (YYYY-MM-DD).")] = None,
     by: Annotated[Literal[GROUPINGS], Query(description="The dimension to group by.")] = "month",  # type: ignore[valid-type]
     format: Annotated[Literal["json", "csv", "html"], Query()] = "json",
+    unit: Annotated[str | None, Query(max_length=100, description=(
+        f"Only requests made for this unit (ignoring case; '{NONE_LABEL}' for none)."))] = None,
+    purpose: Annotated[str | None, Query(max_length=100, description=(
+        f"Only requests for this purpose (ignoring case; '{NONE_LABEL}' for none)."))] = None,
+    outcome: Annotated[Literal[OUTCOMES] | None,  # type: ignore[valid-type]
+                       Query(description="Only requests with this outcome.")] = None,
 ) -> Response:
     """How often face search was used, by whom, for what and with what outcome, with anomaly flags (auditors and
-    supervisors; audited)."""
-    text = system.transparency_report(actor, since, until, by, format)
+    supervisors; audited). Filtered by unit, purpose or outcome, the report says so in every format."""
+    text = system.transparency_report(actor, since, until, by, format, unit, purpose, outcome)
     headers = {"Content-Security-Policy": HTML_POLICY} if format == "html" else None
     return Response(text, media_type=MEDIA_TYPES[format], headers=headers)

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
-from facetrail.accountability import outcomes
-from facetrail.accountability.schema import SearchRecord
 from facetrail.api.deps import CurrentActor, EngineLock, Rank, SearchId, SystemDep
 from facetrail.api.errors import COMMON_ERRORS, UPLOAD_ERRORS, ApiError
 from facetrail.api.files import IMAGE_RESPONSE, image_response, read_upload
@@ -63,19 +58,7 @@ def my_searches(
     if not mine:
         raise ApiError(400, "bad_request", "only your own searches are listed here (mine=true); "
                                            "oversight uses the transparency report")
-    with system.galleries.sessions() as session:
-        records = session.scalars(
-            select(SearchRecord).options(selectinload(SearchRecord.candidates)).where(SearchRecord.user_id == actor.id)
-            .order_by(SearchRecord.started_at.desc(), SearchRecord.id.desc()).limit(limit)
-        ).all()
-        outcome = outcomes.outcomes_of(session, records, system.examiners_required())
-        return [
-            MySearch(search_id=r.id, kind=r.kind, status=r.status, refusal_reason=r.refusal_reason, case_number=r.case_number,
-                     purpose=r.purpose, offence=r.offence, gallery=r.gallery_name, started_at=_utc(r.started_at),
-                     candidates=len(r.candidates),
-                     outcome=None if r.kind == "compare" and r.status == "completed" else outcome[r.id])
-            for r in records
-        ]
+    return [MySearch(**search) for search in system.my_searches(actor, limit)]
 
 
 @router.get("/{search_id}", summary="A search and its candidates", response_model=SearchDetail)
@@ -96,7 +79,3 @@ def probe_image(search_id: SearchId, actor: CurrentActor, system: SystemDep) -> 
 def candidate_image(search_id: SearchId, rank: Rank, actor: CurrentActor, system: SystemDep) -> Response:
     """A candidate's gallery photograph for side-by-side comparison (audited; never for auditors or admins)."""
     return image_response(system.candidate_image(actor, search_id, rank))
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)

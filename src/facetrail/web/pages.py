@@ -1,0 +1,103 @@
+"""Rendering pages: the templates, the navigation each role sees, and error pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from facetrail.accountability.service import NOTICE
+from facetrail.accountability.users import ROLE_ACTIONS, Actor
+from facetrail.api.deps import csrf_token_for
+from facetrail.api.errors import facetrail_error_response
+from facetrail.errors import FacetrailError
+from facetrail.store import as_utc
+
+TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+OUTCOME_LABELS = {
+    "lead": ("lead: verified by two examiners", "good"),
+    "disputed": ("examiners disagree", "warn"),
+    "no_lead": ("no lead", ""),
+    "pending_review": ("waiting for review", "warn"),
+    "no_candidates": ("no candidates", ""),
+    "refused": ("refused", "bad"),
+}
+"""Outcome -> (words shown, badge style)."""
+
+
+def false_match_rate(rate: float | None) -> str:
+    """An estimated false-match rate for reading: '1 in 2,500 (0.04%)'; 'not calibrated' without an estimate."""
+    if rate is None:
+        return "not calibrated"
+    if rate <= 0:
+        return "below the calibration's resolution"
+    return f"1 in {round(1 / rate):,} ({rate:.2%})" if rate < 0.5 else f"{rate:.0%}"
+
+
+def moment(value: dt.datetime | str | None) -> str:
+    """A time as 'YYYY-MM-DD HH:MM UTC'."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return as_utc(value).strftime("%Y-%m-%d %H:%M UTC")
+
+
+TEMPLATES.env.filters.update(false_match_rate=false_match_rate, moment=moment)
+TEMPLATES.env.globals["OUTCOME_LABELS"] = OUTCOME_LABELS
+
+NAVIGATION = (
+    ("search", "New search", "/search"),
+    ("search", "My searches", "/searches"),
+    ("review", "Review queue", "/reviews"),
+    ("view_unit_activity", "Supervision", "/supervision"),
+    ("view_reports", "Transparency report", "/oversight/report"),
+    ("view_audit", "Audit trail", "/oversight/audit"),
+    ("manage_users", "Users", "/admin/users"),
+    ("manage_galleries", "Galleries", "/admin/galleries"),
+    ("manage_policy", "Policy", "/admin/policy"),
+)
+"""(action, label, path): a link is shown to users whose roles may perform the action."""
+
+
+def may(actor: Actor | None, action: str) -> bool:
+    """Whether ``actor`` holds a role that may perform ``action`` (for showing links and buttons; the service
+    enforces it)."""
+    return actor is not None and bool(actor.roles & ROLE_ACTIONS[action])
+
+
+def render(request: Request, template: str, context: dict[str, Any] | None = None, status: int = 200,
+           headers: dict[str, str] | None = None) -> HTMLResponse:
+    """A page from ``template`` with the user, their navigation, the CSRF token for forms and the standing notice."""
+    actor: Actor | None = getattr(request.state, "actor", None)
+    token: str | None = getattr(request.state, "token", None)
+    base = {
+        "actor": actor,
+        "csrf_token": csrf_token_for(token) if token else "",
+        "nav": [(label, path) for action, label, path in NAVIGATION if may(actor, action)],
+        "may": lambda action: may(actor, action),
+        "notice": NOTICE,
+        "path": request.url.path,
+    }
+    return TEMPLATES.TemplateResponse(request, template, {**base, **(context or {})}, status_code=status, headers=headers)
+
+
+def error_of(exc: FacetrailError) -> tuple[int, str, list[dict]]:
+    """The status, message and itemised problems the API would answer ``exc`` with."""
+    response = facetrail_error_response(exc)
+    error = json.loads(response.body)["error"]
+    return response.status_code, error.get("reason") or error["message"], error.get("problems", [])
+
+
+def problem_page(request: Request, json_response: Response) -> HTMLResponse:
+    """The HTML page for an error the API would answer with ``json_response``."""
+    error = json.loads(json_response.body)["error"]
+    retry = {"Retry-After": json_response.headers["Retry-After"]} if "Retry-After" in json_response.headers else None
+    return render(request, "error.html", {"status": json_response.status_code, "message": error["message"],
+                                          "problems": error.get("problems", [])}, json_response.status_code, retry)

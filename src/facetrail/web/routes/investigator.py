@@ -1,0 +1,121 @@
+"""Investigators: the search form (with the faces found in the still), the candidate list, and their own searches."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+
+from facetrail.accountability.service import Facetrail
+from facetrail.accountability.users import Actor, require
+from facetrail.api.deps import MAX_ID, EngineLock, SearchId, SystemDep
+from facetrail.api.files import picture_bytes, read_upload
+from facetrail.api.routes.faces import describe_faces
+from facetrail.engine.geometry import Box
+from facetrail.errors import FacetrailError, PoorQualityError
+from facetrail.web.pages import error_of, render
+from facetrail.web.session import FormActor, WebActor
+
+router = APIRouter()
+
+PREVIEW_SIDE = 1600
+"""Longest side of the probe preview the search form draws faces on."""
+
+
+def _form(request: Request, system: Facetrail, actor: Actor, values: dict[str, Any] | None = None,
+          error: str | None = None, status: int = 200) -> HTMLResponse:
+    """The search form, with the galleries the actor's unit may search and the policy's purposes and offences."""
+    _, policy = system.policies.active()
+    galleries = [g for g in system.galleries.list() if system.users.may_search(actor, g.id)]
+    return render(request, "search_new.html", {
+        "galleries": galleries, "policy": policy, "values": values or {}, "error": error,
+    }, status)
+
+
+@router.get("/search", response_class=HTMLResponse)
+def search_form(request: Request, actor: WebActor, system: SystemDep) -> HTMLResponse:
+    """A new search: upload a still, choose the face, give case, purpose and offence."""
+    require(actor, "search")
+    return _form(request, system, actor)
+
+
+@router.post("/search/faces")
+def faces(
+    actor: FormActor,
+    system: SystemDep,
+    lock: EngineLock,
+    image: Annotated[UploadFile, File()],
+    face_box: Annotated[str, Form(max_length=100)] = "",
+) -> JSONResponse:
+    """For the search form's script: the faces in the chosen still with their quality, and a JPEG preview of the still
+    as decoded (any format facetrail reads, turned the way its EXIF says) to draw them on. Nothing is stored."""
+    require(actor, "search")
+    data = read_upload(image)
+    with lock:
+        decoded = system.face_engine.decode(data)
+        found = describe_faces(system.face_engine, decoded, Box.parse(face_box) if face_box else None)
+    preview = "data:image/jpeg;base64," + base64.b64encode(picture_bytes(decoded.pixels, max_side=PREVIEW_SIDE)).decode()
+    return JSONResponse({**found.model_dump(), "preview": preview})
+
+
+@router.post("/search")
+def search(
+    request: Request,
+    actor: FormActor,
+    system: SystemDep,
+    lock: EngineLock,
+    probe: Annotated[UploadFile, File()],
+    gallery: Annotated[str, Form(max_length=100)] = "",
+    case_number: Annotated[str, Form(max_length=100)] = "",
+    purpose: Annotated[str, Form(max_length=100)] = "",
+    offence: Annotated[str, Form(max_length=100)] = "",
+    authorization_ref: Annotated[str, Form(max_length=200)] = "",
+    note: Annotated[str, Form(max_length=10_000)] = "",
+    face: Annotated[str, Form(max_length=10)] = "",
+    face_box: Annotated[str, Form(max_length=100)] = "",
+    ask_override: Annotated[bool, Form()] = False,
+):
+    """Run the search; a refusal (audited by the service) shows the form again with the reason. Refused for the
+    probe's poor quality with ``ask_override`` ticked, the request goes to a supervisor of the unit for approval."""
+    values = {"gallery": gallery, "case_number": case_number, "purpose": purpose, "offence": offence,
+              "authorization_ref": authorization_ref, "note": note, "ask_override": ask_override}
+    try:
+        if face.strip() and not face.strip().isdigit():
+            raise FacetrailError(f"face {face!r}: expected the number of a face found in the photograph")
+        box = Box.parse(face_box) if face_box.strip() else None
+        number = int(face) if face.strip() else None
+        data = read_upload(probe)
+        with lock:
+            result = system.search(actor, data, gallery, case_number, purpose, offence, authorization_ref, note, box, number)
+        return RedirectResponse(f"/searches/{result.search_id}", status_code=303)
+    except FacetrailError as exc:
+        refusal = exc
+    if ask_override and isinstance(refusal.__cause__, PoorQualityError):
+        try:
+            with lock:
+                request_id = system.request_override(actor, data, gallery, case_number, purpose, offence,
+                                                     authorization_ref, note, box, number)
+            return RedirectResponse(f"/searches?override_requested={request_id}", status_code=303)
+        except FacetrailError as exc:
+            refusal = exc
+    status, message, _ = error_of(refusal)
+    return _form(request, system, actor, values, message, status)
+
+
+@router.get("/searches", response_class=HTMLResponse)
+def my_searches(request: Request, actor: WebActor, system: SystemDep,
+                override_requested: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> HTMLResponse:
+    """The user's own searches, newest first, with each one's review status, and their requests for a supervisor's
+    approval of a poor-quality probe."""
+    require(actor, "search")
+    message = f"Sent to a supervisor for approval (request #{override_requested})." if override_requested else None
+    return render(request, "my_searches.html", {"searches": system.my_searches(actor, limit=200),
+                                                "overrides": system.my_override_requests(actor), "message": message})
+
+
+@router.get("/searches/{search_id}", response_class=HTMLResponse)
+def search_result(request: Request, search_id: SearchId, actor: WebActor, system: SystemDep) -> HTMLResponse:
+    """A search's ranked candidates: gallery photographs with rank, distance and estimated false-match rate."""
+    return render(request, "search_result.html", {"search": system.show_search(actor, search_id)})

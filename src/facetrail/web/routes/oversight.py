@@ -1,0 +1,125 @@
+"""Auditors and supervisors: the transparency report with its filters, and the audit trail (browse, verify, export).
+
+No page here shows or links to a photograph: oversight sees what was done, by whom and why, not whom it was done to.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse
+
+from facetrail.accountability.audit import AuditVerification
+from facetrail.accountability.outcomes import OUTCOMES
+from facetrail.accountability.reports import GROUPINGS
+from facetrail.accountability.service import Facetrail
+from facetrail.accountability.users import Actor, require
+from facetrail.api.deps import MAX_ID, SystemDep
+from facetrail.api.routes import API_PREFIX
+from facetrail.api.routes.audit import export_response
+from facetrail.errors import FacetrailError
+from facetrail.web.pages import error_of, render
+from facetrail.web.session import FormActor, WebActor
+
+router = APIRouter(prefix="/oversight")
+
+DOWNLOADS = {"csv": "CSV (the grouped table)", "json": "JSON (the whole report)",
+             "html": "HTML (a self-contained page to file or publish)"}
+"""Format -> link text of the report's download links."""
+PAGE_SIZES = (50, 100, 200, 500)
+"""Audit entries per page the audit trail page offers."""
+
+
+def _day(name: str, text: str) -> dt.date | None:
+    """A date typed as YYYY-MM-DD (as date inputs send it); None when empty."""
+    if not text.strip():
+        return None
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise FacetrailError(f"{name} must be a date as YYYY-MM-DD, not {text!r}") from None
+
+
+@router.get("/report", response_class=HTMLResponse)
+def report(
+    request: Request,
+    actor: WebActor,
+    system: SystemDep,
+    since: Annotated[str, Query(max_length=40)] = "",
+    until: Annotated[str, Query(max_length=40)] = "",
+    by: Annotated[str, Query(max_length=40)] = "month",
+    unit: Annotated[str, Query(max_length=100)] = "",
+    purpose: Annotated[str, Query(max_length=100)] = "",
+    outcome: Annotated[str, Query(max_length=40)] = "",
+) -> HTMLResponse:
+    """The transparency report for a period, narrowed by unit, purpose or outcome, with download links for the same
+    report as CSV, JSON or a self-contained HTML page (generating it is audited)."""
+    require(actor, "view_reports")
+    chosen = {"since": since, "until": until, "by": by, "unit": unit, "purpose": purpose, "outcome": outcome}
+    fragment, error, status = None, None, 200
+    try:
+        fragment = system.transparency_report(actor, _day("since", since), _day("until", until), by, "fragment",
+                                              unit, purpose, outcome)
+    except FacetrailError as exc:
+        status, error, _ = error_of(exc)
+    query = {name: value for name, value in chosen.items() if value}
+    _, policy = system.policies.active()
+    return render(request, "oversight_report.html", {
+        "chosen": chosen, "report": fragment, "error": error,
+        "groupings": GROUPINGS, "outcomes": OUTCOMES, "purposes": policy.purpose_ids,
+        "units": sorted({user["unit"] for user in system.users.list_users() if user["unit"]}),
+        "downloads": [(f"{API_PREFIX}/reports?{urlencode({**query, 'format': fmt})}", fmt, label)
+                      for fmt, label in DOWNLOADS.items()],
+    }, status)
+
+
+def _audit_page(request: Request, system: Facetrail, actor: Actor, who: str = "", action: str = "",
+                since_seq: int = 0, limit: int = PAGE_SIZES[0], verification: AuditVerification | None = None,
+                ) -> HTMLResponse:
+    """The audit trail page: a page of entries after ``since_seq``, only ``who``'s and/or of ``action`` if given, and
+    the result of a verification just run, if any."""
+    entries = system.audit_entries(actor, since_seq, limit, who or None, action or None)
+    chosen: dict[str, Any] = {"actor": who, "action": action, "limit": limit}
+    query = {name: value for name, value in chosen.items() if value}
+    return render(request, "oversight_audit.html", {
+        "entries": [{**entry, "details_json": json.dumps(entry["details"], ensure_ascii=False, separators=(",", ":"))}
+                    for entry in entries],
+        "chosen": {**chosen, "since_seq": since_seq},
+        "page_sizes": PAGE_SIZES,
+        "first_page": f"/oversight/audit?{urlencode(query)}" if since_seq else None,
+        "next_page": (f"/oversight/audit?{urlencode({**query, 'since_seq': entries[-1]['seq']})}"
+                      if len(entries) == limit else None),
+        "verification": verification,
+    })
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit(
+    request: Request,
+    actor: WebActor,
+    system: SystemDep,
+    who: Annotated[str, Query(alias="actor", max_length=100)] = "",
+    action: Annotated[str, Query(max_length=60)] = "",
+    since_seq: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    limit: Annotated[int, Query(ge=1, le=PAGE_SIZES[-1])] = PAGE_SIZES[0],
+) -> HTMLResponse:
+    """The audit trail, oldest first, a page at a time, filtered by who acted and what they did; with buttons to
+    verify the chain and to export it."""
+    return _audit_page(request, system, actor, who.strip(), action.strip(), since_seq, limit)
+
+
+@router.post("/audit/verify", response_class=HTMLResponse)
+def verify(request: Request, actor: FormActor, system: SystemDep) -> HTMLResponse:
+    """Recompute the hash chain and check the signed checkpoints (audited), and show the result over the trail's
+    first page."""
+    return _audit_page(request, system, actor, verification=system.verify_audit(actor))
+
+
+@router.post("/audit/export")
+def export(actor: FormActor, system: SystemDep) -> FileResponse:
+    """Download the audit trail as a zip with what an outside party needs to verify it (the API's export)."""
+    return export_response(system, actor)

@@ -1,0 +1,52 @@
+"""The photographs the pages show, as JPEG (chips as PNG): a search's probe with its face box, candidates' gallery photographs, and
+the aligned face chips the model compared. Every one is a view the service audits; auditors and admins get none."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from facetrail.api.deps import EngineLock, Rank, SearchId, SystemDep
+from facetrail.api.files import picture_bytes
+from facetrail.web.session import WebActor
+
+router = APIRouter(prefix="/searches/{search_id}")
+
+SHOWN_SIDE = 1024
+"""Longest side of a photograph as shown in a page, in pixels."""
+
+
+def picture_response(data: bytes, media_type: str = "image/jpeg") -> Response:
+    """A picture for a page: private, never cached (every view is audited)."""
+    return Response(data, media_type=media_type, headers={"Cache-Control": "private, no-store"})
+
+
+@router.get("/probe.jpg")
+def probe(search_id: SearchId, actor: WebActor, system: SystemDep, lock: EngineLock) -> Response:
+    """The probe, with the face that was searched outlined."""
+    data, box = system.probe_photo(actor, search_id)
+    with lock:
+        pixels = system.face_engine.decode(data).pixels
+    return picture_response(picture_bytes(pixels, max_side=SHOWN_SIDE, outline=box))
+
+
+@router.get("/probe/chip.png")
+def probe_chip(search_id: SearchId, actor: WebActor, system: SystemDep, lock: EngineLock) -> Response:
+    """The probe's aligned face chip."""
+    with lock:
+        return picture_response(picture_bytes(system.face_chip(actor, search_id), "PNG"), "image/png")
+
+
+@router.get("/candidates/{rank}.jpg")
+def candidate(search_id: SearchId, rank: Rank, actor: WebActor, system: SystemDep, lock: EngineLock) -> Response:
+    """A candidate's gallery photograph."""
+    data = system.candidate_image(actor, search_id, rank)
+    with lock:
+        pixels = system.face_engine.decode(data).pixels
+    return picture_response(picture_bytes(pixels, max_side=SHOWN_SIDE))
+
+
+@router.get("/candidates/{rank}/chip.png")
+def candidate_chip(search_id: SearchId, rank: Rank, actor: WebActor, system: SystemDep, lock: EngineLock) -> Response:
+    """A candidate's aligned face chip."""
+    with lock:
+        return picture_response(picture_bytes(system.face_chip(actor, search_id, rank), "PNG"), "image/png")
