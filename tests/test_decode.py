@@ -26,6 +26,9 @@ from facetrail.errors import (
     UnsupportedImageError,
 )
 
+# Pillow warns (rather than fails) about damaged TIFF tags and EXIF; in this file that is the expected noise
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL.TiffImagePlugin")
+
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 QUADRANTS = (RED, GREEN, BLUE, WHITE)  # top-left, top-right, bottom-left, bottom-right
 
