@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -34,7 +35,26 @@ def quick_setup(request, monkeypatch):
 def _shared_model():
     from facetrail.engine.models import load_model
 
-    return load_model()
+    return _OneCallAtATime(load_model())
+
+
+class _OneCallAtATime:
+    """The model the tests share, used by one thread at a time: dlib's networks are not safe to share between
+    threads (outside the tests every engine loads its own, so a server's searches and enrolment jobs never share)."""
+
+    def __init__(self, model) -> None:
+        self._model, self._lock = model, threading.Lock()
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._model, name)
+        if not callable(attribute):
+            return attribute
+
+        def called_alone(*args, **kwargs):
+            with self._lock:
+                return attribute(*args, **kwargs)
+
+        return called_alone
 
 
 @pytest.fixture(scope="session")

@@ -212,5 +212,11 @@ def test_settings_from_the_environment(tmp_path):
     assert settings.allowed_hosts == ("api.example", "127.0.0.1") and settings.session_cookie == "ft_session"
     with pytest.raises(ConfigError, match="MAX_UPLOAD_BYTES"):
         ApiSettings.from_env({"FACETRAIL_API_MAX_UPLOAD_BYTES": "lots"})
-    app = create_app(DataDir(tmp_path), settings)
-    assert TestClient(app, base_url="https://elsewhere.example").get(f"{V1}/health").status_code == 400
+    app = create_app(DataDir(tmp_path), settings.model_copy(update={"allowed_hosts": ("api.example", "*.agency.example")}))
+    refused = TestClient(app, base_url="https://elsewhere.example").get(f"{V1}/health")
+    assert refused.status_code == 400 and refused.json()["error"]["type"] == "invalid_host"
+    assert "'elsewhere.example'" in refused.json()["error"]["message"]
+    client = TestClient(app, base_url="https://api.example:8443")  # past the host check, an unknown path is a 404
+    assert client.get(f"{V1}/nothing").status_code == 404
+    assert client.get(f"{V1}/nothing", headers={"host": "search.agency.example"}).status_code == 404
+    assert client.get(f"{V1}/nothing", headers={"host": "agency.example.evil"}).status_code == 400

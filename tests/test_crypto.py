@@ -54,7 +54,7 @@ def stored_templates(gallery) -> dict[int, bytes]:
 
 
 def ranked(gallery, embedding) -> list[tuple[int, str, float]]:
-    return [(c.template_id, c.subject_id, c.distance) for c in gallery.search(embedding, k=4)]
+    return [(c.template_id, c.subject_id, c.distance) for c in gallery.search(embedding, k=4).candidates]
 
 
 def key_header(key_id: str) -> bytes:

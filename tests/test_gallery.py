@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -144,7 +145,7 @@ def test_manifest_errors_name_the_line(tmp_path):
 def test_search_ranks_the_right_subject_first(county, photo_folder, engine, faces, tmp_path):
     enrol_folder(county, photo_folder)
     probe = probe_template(engine, save_resized(faces["obama3.jpg"], tmp_path / "still.jpg", 450))
-    candidates = county.search(probe, k=10)
+    candidates = county.search(probe, k=10).candidates
     assert [c.rank for c in candidates] == [1, 2, 3, 4]
     assert candidates[0].subject_id == "B-1001" and candidates[0].distance < 0.6
     assert [c.distance for c in candidates] == sorted(c.distance for c in candidates)
@@ -162,7 +163,7 @@ def test_expungement_leaves_no_trace(county, photo_folder, engine, faces, datadi
     assert (report.images, report.templates, report.image_files, report.index_entries) == (2, 2, 2, 2)
     assert counts(county) == (1, 2, 2)
     probe = probe_template(engine, faces["obama3.jpg"])
-    assert {c.subject_id for c in county.search(probe, k=10)} == {"B-2002"}
+    assert {c.subject_id for c in county.search(probe, k=10).candidates} == {"B-2002"}
     # neither the photographs nor the templates remain anywhere in the data directory
     for path in datadir.root.rglob("*"):
         if path.is_file():
@@ -176,7 +177,7 @@ def test_expungement_leaves_no_trace(county, photo_folder, engine, faces, datadi
 def test_index_is_rebuilt_when_missing_stale_or_corrupt(county, photo_folder, engine, faces, datadir):
     enrol_folder(county, photo_folder)
     probe = probe_template(engine, faces["obama3.jpg"])
-    expected = [(c.template_id, round(c.distance, 5)) for c in county.search(probe, k=4)]
+    expected = [(c.template_id, round(c.distance, 5)) for c in county.search(probe, k=4).candidates]
     (index_file,) = datadir.index_dir.glob("gallery-*.faiss")
 
     index_file.write_bytes(index_file.read_bytes()[:100])  # truncated by a crash
@@ -184,15 +185,42 @@ def test_index_is_rebuilt_when_missing_stale_or_corrupt(county, photo_folder, en
     with pytest.raises(Exception):
         reopened.search(probe, k=4)  # a corrupt file for the current version is reported, never used
     index_file.unlink()
-    assert [(c.template_id, round(c.distance, 5)) for c in Galleries.open(datadir).get("county").search(probe, k=4)] == expected
+    assert [(c.template_id, round(c.distance, 5)) for c in Galleries.open(datadir).get("county").search(probe, k=4).candidates] == expected
 
     # a store change that never reached the index (crash between commit and index save) is picked up
     with county.session() as session:
         county.record(session).version += 1
         session.commit()
     fresh = Galleries.open(datadir).get("county")
-    assert [(c.template_id, round(c.distance, 5)) for c in fresh.search(probe, k=4)] == expected
+    assert [(c.template_id, round(c.distance, 5)) for c in fresh.search(probe, k=4).candidates] == expected
     assert sorted(fresh.index().ids().tolist()) == sorted(t for t, _ in expected)
+
+
+def test_searches_during_an_enrolment_see_one_version_and_do_not_wait_for_it(county, galleries, photo_folder, engine, faces):
+    """A process keeps one object per gallery (its index stays loaded); searches on one thread while another enrols,
+    committing photograph by photograph, each find exactly the templates of the version they report."""
+    assert galleries.get("county") is county
+    probe = probe_template(engine, faces["obama3.jpg"])
+    templates_at = {county.info().version: 0}
+
+    def note_version(outcome) -> None:
+        if outcome.status == "enrolled":
+            info = county.info()
+            templates_at[info.version] = info.templates
+
+    worker = threading.Thread(target=enrol_folder, args=(county, photo_folder),
+                              kwargs={"rules": EnrolmentConfig(workers=1, commit_every=1), "on_outcome": note_version})
+    hits = []
+    worker.start()
+    while worker.is_alive():
+        hits.append(county.search(probe, k=10))
+    worker.join()
+    hits.append(county.search(probe, k=10))
+    assert templates_at == {version: number for number, version in enumerate(sorted(templates_at))}
+    assert [len(h.candidates) for h in hits] == [templates_at[h.version] for h in hits]
+    assert [h.version for h in hits] == sorted(h.version for h in hits)
+    assert len({h.version for h in hits}) >= 3, "searches waited for the whole enrolment"
+    assert hits[-1].version == max(templates_at) and len(hits[-1].candidates) == 4
 
 
 def test_parallel_enrolment_matches_serial(county, galleries, photo_folder):

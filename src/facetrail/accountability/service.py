@@ -340,10 +340,11 @@ class Facetrail:
             self._check_request(policy, request)
             probe = self._probe(probe_bytes, face_box, face_number, policy, quality_override)
             template = self.face_engine.template(probe.face)
-            found = target.search(template.embedding, policy.max_candidates)
+            hits = target.search(template.embedding, policy.max_candidates)
         except (FacetrailError, ValueError) as exc:
             self._refuse(request, policy_version, probe_sha, started, str(exc))
             raise RefusedError(f"search refused: {exc}") from exc
+        found = hits.candidates
         if policy.max_distance is not None:
             found = [c for c in found if c.distance <= policy.max_distance]
         calibration = load_calibration(self.datadir, template.model_name)
@@ -351,7 +352,7 @@ class Facetrail:
             CandidateView(c.rank, c.subject_id, c.image_id, c.distance, calibration.false_match_rate(c.distance) if calibration else None)
             for c in found
         ]
-        gallery_version = target.info().version
+        gallery_version = hits.version
         with self.audit.transaction() as session:
             probe_record = self._store_probe(session, probe)
             record = SearchRecord(

@@ -13,11 +13,10 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from facetrail.accountability.service import NOTICE, Facetrail
 from facetrail.api.errors import install_error_handlers
-from facetrail.api.middleware import BodySizeLimit, RequestLog, SecurityHeaders
+from facetrail.api.middleware import BodySizeLimit, RequestLog, SecurityHeaders, TrustedHosts
 from facetrail.api.ratelimit import SlidingWindowLimiter
 from facetrail.api.routes import API_PREFIX, api_router
 from facetrail.api.settings import ApiSettings
@@ -67,7 +66,7 @@ def create_app(datadir: DataDir | None = None, settings: ApiSettings | None = No
     install_web(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     if "*" not in settings.allowed_hosts:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
+        app.add_middleware(TrustedHosts, allowed_hosts=list(settings.allowed_hosts))
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestLog)
     app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]

@@ -8,6 +8,7 @@ import logging
 import time
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware.trustedhost import TrustedHostMiddleware, parse_host_header
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facetrail.api.errors import error_json
@@ -24,6 +25,27 @@ SECURITY_HEADERS = {
         "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
     ),
 }
+
+
+class TrustedHosts(TrustedHostMiddleware):
+    """Starlette's Host header check (against Host header attacks), answering a refused request in the API's JSON
+    error shape: 400 naming the host."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: list[str]) -> None:
+        super().__init__(app, allowed_hosts=allowed_hosts, www_redirect=False)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self.allow_any:
+            host = Headers(scope=scope).get("host")
+            parsed = parse_host_header(host)
+            name = parsed.host.lower() if parsed else None
+            if name is None or not any(name == allowed or (allowed.startswith("*") and name.endswith(allowed[1:]))
+                                       for allowed in self.allowed_hosts):
+                response = error_json(400, "invalid_host", f"this server does not answer to the host {host!r}; "
+                                                           "FACETRAIL_API_ALLOWED_HOSTS names those it does")
+                await response(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 class BodySizeLimit:

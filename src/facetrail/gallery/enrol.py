@@ -182,7 +182,7 @@ def enrol(
         on_outcome(outcome)
 
     with gallery.write_lock():
-        gallery.index()  # the index must match the store before this run changes it
+        gallery.index_for_change()
         allowed, enrolled, rejected = _known_hashes(gallery)
         seen: set[str] = set()
 
@@ -322,10 +322,11 @@ def _commit(gallery: Gallery, batch: list[tuple[_Pending, dict[str, Any]]]) -> l
         record = gallery.record(session)
         record.version += 1
         version = record.version
-        session.commit()
-    ids = np.array([template.id for _, _, template in added], dtype=np.int64)
-    vectors = np.stack([np.frombuffer(result["embedding"], dtype=np.float32) for _, result, _ in added])
-    gallery.apply_to_index(version, add=(ids, vectors))
+        with gallery.index_guard():
+            session.commit()
+            ids = np.array([template.id for _, _, template in added], dtype=np.int64)
+            vectors = np.stack([np.frombuffer(result["embedding"], dtype=np.float32) for _, result, _ in added])
+            gallery.apply_to_index(version, add=(ids, vectors))
     return [
         EnrolOutcome(entry.item, "enrolled", "", template.image_id, result["quality"]["verdict"])
         for entry, result, template in added

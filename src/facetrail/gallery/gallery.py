@@ -6,6 +6,11 @@ is incremented by every committed change, so an index file that does not match
 the store's version (after a crash, say) is never used: it is rebuilt from the
 store instead. Writers hold a per-gallery file lock.
 
+Within one process (a server, say) each gallery is one ``Gallery`` object, so its
+index is loaded once and kept in memory; its index guard makes searches on
+other threads see the store and the index at the same version while a writer
+commits a change and applies it to the index.
+
 Biometric data is encrypted at rest with the data directory's key ring
 (``facetrail.crypto``): template embeddings in the store, photographs under
 ``images/<gallery id>/`` and index files, each bound to what it belongs to.
@@ -14,6 +19,7 @@ Biometric data is encrypted at rest with the data directory's key ring
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,6 +56,14 @@ class Candidate:
     template_id: int
     distance: float
     """Euclidean distance between templates: lower is more alike."""
+
+
+@dataclass(frozen=True)
+class Hits:
+    """A gallery search's ranked candidates and the gallery version they were found in."""
+
+    version: int
+    candidates: list[Candidate]
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,8 @@ class Galleries:
         self.keyring = keyring
         self.engine = create_store_engine(datadir.database_url(settings))
         self.sessions = session_factory(self.engine)
+        self._opened: dict[tuple[int, str], Gallery] = {}
+        self._opened_lock = threading.Lock()
         set_search_threads(1)  # one query at a time: faiss is slower splitting a single query across threads
 
     @classmethod
@@ -151,7 +167,11 @@ class Galleries:
             record = session.scalar(select(GalleryRecord).where(GalleryRecord.name == name))
             if record is None:
                 raise NotFoundError(f"no gallery named {name!r}")
-            return Gallery(self, record.id, record.name)
+            key = (record.id, record.name)
+        with self._opened_lock:
+            if key not in self._opened:
+                self._opened[key] = Gallery(self, *key)
+            return self._opened[key]
 
     def list(self) -> list[GalleryInfo]:
         """All galleries, by name."""
@@ -170,6 +190,7 @@ class Gallery:
         self.blobs = BlobStore(galleries.datadir.images_dir / str(gallery_id), galleries.keyring, f"image:{gallery_id}")
         self._index: VectorIndex | None = None
         self._index_version = -1
+        self._index_guard = threading.RLock()
         galleries.datadir.locks_dir.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(galleries.datadir.locks_dir / f"gallery-{gallery_id}.lock"))
 
@@ -205,6 +226,13 @@ class Gallery:
         with self._lock:
             yield
 
+    @contextmanager
+    def index_guard(self) -> Iterator[None]:
+        """Hold, inside the write lock, from committing a change to the store until ``apply_to_index`` has brought the
+        in-memory index to it: searches in this process wait meanwhile instead of seeing the two at different versions."""
+        with self._index_guard:
+            yield
+
     # --- templates ---------------------------------------------------------------
 
     def encrypt_template(self, embedding: bytes, content_hash: str) -> bytes:
@@ -232,15 +260,19 @@ class Gallery:
 
     # --- search ---------------------------------------------------------------
 
-    def search(self, embedding: np.ndarray, k: int) -> list[Candidate]:
-        """The ``k`` nearest templates as a ranked candidate list (rank 1 = smallest distance)."""
+    def search(self, embedding: np.ndarray, k: int) -> Hits:
+        """The ``k`` nearest templates as a ranked candidate list (rank 1 = smallest distance), with the version
+        searched."""
         if k < 1:
             raise FacetrailError("the candidate list length k must be at least 1")
         query = np.asarray(embedding, dtype=np.float32).reshape(1, -1)
-        distances, ids = self.index().search(query, k)
+        with self._index_guard:
+            index = self.index()
+            version = self._index_version
+            distances, ids = index.search(query, k)
         found = [(int(i), float(d)) for i, d in zip(ids[0], distances[0]) if i >= 0]
         if not found:
-            return []
+            return Hits(version, [])
         with self.session() as session:
             rows = session.execute(
                 select(TemplateRecord.id, TemplateRecord.image_id, SubjectRecord.external_id)
@@ -249,47 +281,65 @@ class Gallery:
                 .where(TemplateRecord.id.in_([i for i, _ in found]))
             ).all()
         by_template = {row.id: row for row in rows}
-        return [
+        return Hits(version, [
             Candidate(rank, by_template[tid].external_id, by_template[tid].image_id, tid, distance)
             for rank, (tid, distance) in enumerate((f for f in found if f[0] in by_template), start=1)
-        ]
+        ])
 
     # --- index ------------------------------------------------------------------
 
     def index(self) -> VectorIndex:
-        """The vector index matching the store's current version (loaded, or rebuilt and saved)."""
-        with self.session() as session:
-            version = self.record(session).version
-        if self._index is not None and self._index_version == version:
+        """The vector index matching the store's current version: the one in memory, else its saved file, else built
+        from the store (and saved only by a writer: a missing file means a writer is at work or was interrupted)."""
+        with self._index_guard:
+            with self.session() as session:
+                version = self.record(session).version
+            if self._index is not None and self._index_version == version:
+                return self._index
+            path = self._index_path(version)
+            if path.exists():
+                self._index, self._index_version = self._load_index(path), version
+            else:
+                self._index, self._index_version = self._build_index()
             return self._index
-        path = self._index_path(version)
-        if path.exists():
-            self._index, self._index_version = self._load_index(path), version
-            return self._index
-        with self.write_lock():
-            return self.rebuild_index()
 
     def rebuild_index(self) -> VectorIndex:
         """Rebuild the index from the store, save it, and sweep leftovers of interrupted writes. Hold the write lock."""
+        index, version = self._build_index()
+        with self.session() as session:
+            hashes = set(session.scalars(select(ImageRecord.content_hash).where(ImageRecord.gallery_id == self.id)))
+        for orphan in self.blobs.keys() - hashes:
+            self.blobs.delete(orphan)
+        self._save_index(index, version)
+        return index
+
+    def index_for_change(self) -> VectorIndex:
+        """For a writer (holding the write lock) about to change the gallery: ``index()``, except that a missing
+        index file is rebuilt and saved, sweeping what interrupted writes left behind."""
+        with self._index_guard:
+            with self.session() as session:
+                version = self.record(session).version
+            return self.index() if self._index_path(version).exists() else self.rebuild_index()
+
+    def _build_index(self) -> tuple[VectorIndex, int]:
+        """An index of the store's templates, and the version read just before them (so the index holds at least
+        that version's templates)."""
         with self.session() as session:
             version = self.record(session).version
             rows = session.execute(self._template_rows()).all()
-            hashes = set(session.scalars(select(ImageRecord.content_hash).where(ImageRecord.gallery_id == self.id)))
         index = FaissExactIndex()
         if rows:
             index.add(
                 np.array([r.id for r in rows], dtype=np.int64),
                 np.stack([self._decrypt_template(r.embedding, r.content_hash) for r in rows]),
             )
-        for orphan in self.blobs.keys() - hashes:
-            self.blobs.delete(orphan)
-        self._save_index(index, version)
-        return index
+        return index, version
 
     def apply_to_index(self, version: int, add: tuple[np.ndarray, np.ndarray] | None = None, remove: np.ndarray | None = None) -> int:
         """Bring the index from ``version - 1`` to ``version`` with a committed change; returns the entries removed.
 
-        Rebuilds from the store instead when the loaded index is not at ``version - 1``. Hold the write lock.
+        Rebuilds from the store instead when the loaded index is not at ``version - 1``. Hold the write lock and the
+        index guard (taken before the change was committed).
         """
         if self._index is None or self._index_version != version - 1:
             self.rebuild_index()
@@ -359,7 +409,7 @@ class Gallery:
     def remove_subject(self, external_id: str) -> RemovalReport:
         """Expunge a subject: its images, templates, stored photographs and index entries."""
         with self.write_lock():
-            self.index()  # bring the in-memory index to the current version before changing it
+            self.index_for_change()
             with self.session() as session:
                 subject = session.scalar(
                     select(SubjectRecord).where(SubjectRecord.gallery_id == self.id, SubjectRecord.external_id == external_id)
@@ -379,9 +429,10 @@ class Gallery:
                 record = self.record(session)
                 record.version += 1
                 version = record.version
-                session.commit()
+                with self.index_guard():
+                    session.commit()
+                    removed = self.apply_to_index(version, remove=template_ids)
             files = sum(self.blobs.delete(image.content_hash) for image in images)
-            removed = self.apply_to_index(version, remove=template_ids)
             erase_deleted_rows(self.galleries.engine)
         return RemovalReport(self.name, external_id, len(images), len(template_ids), files, removed)
 

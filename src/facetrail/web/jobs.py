@@ -8,7 +8,6 @@ import itertools
 import logging
 import threading
 from dataclasses import dataclass, field
-from threading import Lock
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -82,16 +81,16 @@ class EnrolmentJobs:
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()
 
-    def start(self, system: Facetrail, actor: Actor, engine_lock: Lock, gallery: str, files: list[tuple]) -> EnrolmentJob:
+    def start(self, system: Facetrail, actor: Actor, gallery: str, files: list[tuple]) -> EnrolmentJob:
         """Enrol ``(file name, bytes, subject_id, source, capture_date, extra)`` items into ``gallery`` as ``actor``
-        in a new thread (holding ``engine_lock`` while it works); the job, to follow its progress."""
+        in a new thread (searches go on meanwhile); the job, to follow its progress."""
         with self._lock:
             job = EnrolmentJob(next(self._numbers), gallery, actor.username, len(files))
             self._jobs[job.id] = job
             finished = [j.id for j in self._jobs.values() if not j.running]
             for old in finished[:max(0, len(finished) - KEPT_JOBS)]:
                 del self._jobs[old]
-        worker = threading.Thread(target=_run, args=(job, system, actor, engine_lock, files),
+        worker = threading.Thread(target=_run, args=(job, system, actor, files),
                                   name=f"enrolment-job-{job.id}", daemon=True)
         worker.start()
         return job
@@ -107,9 +106,9 @@ class EnrolmentJobs:
             return sorted(self._jobs.values(), key=lambda job: job.id, reverse=True)
 
 
-def _run(job: EnrolmentJob, system: Facetrail, actor: Actor, engine_lock: Lock, files: list[tuple]) -> None:
+def _run(job: EnrolmentJob, system: Facetrail, actor: Actor, files: list[tuple]) -> None:
     try:
-        enrol_uploads(system, actor, engine_lock, job.gallery, files, job.record)
+        enrol_uploads(system, actor, job.gallery, files, job.record)
     except FacetrailError as exc:
         job.finish(str(exc))
     except Exception:

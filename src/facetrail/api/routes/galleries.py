@@ -7,14 +7,13 @@ import dataclasses
 import datetime as dt
 import io
 from collections.abc import Callable
-from threading import Lock
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 
 from facetrail.accountability.service import Facetrail
 from facetrail.accountability.users import Actor, require
-from facetrail.api.deps import CurrentActor, EngineLock, SystemDep
+from facetrail.api.deps import CurrentActor, SystemDep
 from facetrail.api.errors import COMMON_ERRORS, UPLOAD_ERRORS, ApiError, documented
 from facetrail.api.files import read_upload, saved, upload_name
 from facetrail.api.schemas import (
@@ -91,7 +90,6 @@ def enrol_image(
     source: Annotated[str, Form(description="Its provenance source; the gallery must allow it.")],
     actor: CurrentActor,
     system: SystemDep,
-    lock: EngineLock,
     response: Response,
     capture_date: Annotated[dt.date | None, Form()] = None,
 ) -> EnrolOutcomeOut:
@@ -99,7 +97,7 @@ def enrol_image(
     enrolled; a photograph refused (no single acceptable face, a source not allowed, not an image) is 422."""
     require(actor, "enrol")  # before the upload touches the disk; the service checks again
     file_name = upload_name(image, "image")
-    _, (enrolled,) = enrol_uploads(system, actor, lock, name, [(file_name, read_upload(image), subject_id, source, capture_date, {})])
+    _, (enrolled,) = enrol_uploads(system, actor, name, [(file_name, read_upload(image), subject_id, source, capture_date, {})])
     outcome = _outcome_out(file_name, enrolled)
     if outcome.status in ("rejected", "previously-rejected"):
         raise ApiError(422, "enrolment_rejected", f"{file_name}: {outcome.reason}")
@@ -117,14 +115,13 @@ def enrol_batch(
                                               "(YYYY-MM-DD); other columns are kept as image metadata. One row per file.")],
     actor: CurrentActor,
     system: SystemDep,
-    lock: EngineLock,
     source: Annotated[str | None, Form(description="Source for rows without one.")] = None,
 ) -> EnrolBatchOut:
     """Enrol several photographs (admin; audited). Each gets its own outcome: one bad photograph never stops the
     batch, and photographs already enrolled are skipped."""
     require(actor, "enrol")  # before the uploads touch the disk; the service checks again
     files = manifest_files(images, manifest, source)
-    summary, outcomes = enrol_uploads(system, actor, lock, name, files)
+    summary, outcomes = enrol_uploads(system, actor, name, files)
     return EnrolBatchOut(**summary.to_dict(), outcomes=[_outcome_out(f[0], o) for f, o in zip(files, outcomes)])
 
 
@@ -175,14 +172,14 @@ def _manifest(text: str, default_source: str | None) -> dict[str, tuple]:
     return rows
 
 
-def enrol_uploads(system: Facetrail, actor: Actor, lock: Lock, gallery: str, files: list[tuple],
+def enrol_uploads(system: Facetrail, actor: Actor, gallery: str, files: list[tuple],
                   on_outcome: Callable[[EnrolOutcome], None] = lambda outcome: None) -> tuple[EnrolSummary, list[EnrolOutcome]]:
     """Enrol ``(file name, bytes, subject_id, source, capture_date, extra)`` items through the service, in this
-    process and holding the engine ``lock`` (the uploads are written to a private temporary folder for the duration);
-    the summary and each file's outcome, in order. ``on_outcome`` hears of each outcome as it is known; the file's
+    process with a face engine of its own, so searches go on meanwhile (the uploads are written to a private
+    temporary folder for the duration); the summary and each file's outcome, in order. ``on_outcome`` hears of each outcome as it is known; the file's
     name is in its item's ``extra["uploaded_as"]``."""
     rules = dataclasses.replace(system.galleries.settings.enrolment, workers=1)
-    with saved([(file_name, data) for file_name, data, *_ in files]) as paths, lock:
+    with saved([(file_name, data) for file_name, data, *_ in files]) as paths:
         items = [EnrolItem(path, subject, source, captured, {**extra, "uploaded_as": file_name})
                  for path, (file_name, _, subject, source, captured, extra) in zip(paths, files)]
         summary = system.enrol(actor, gallery, items, rules, on_outcome)

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from facetrail.accountability.schema import ROLES
 from facetrail.accountability.service import Facetrail
 from facetrail.accountability.users import Actor, require
-from facetrail.api.deps import MAX_ID, EngineLock, SystemDep
+from facetrail.api.deps import MAX_ID, SystemDep
 from facetrail.api.files import read_upload, upload_name
 from facetrail.api.routes.galleries import SUBJECT_ID_MAX, manifest_files
 from facetrail.errors import FacetrailError, NotFoundError
@@ -225,7 +225,6 @@ def start_enrolment(
     name: GalleryName,
     actor: FormActor,
     system: SystemDep,
-    lock: EngineLock,
     jobs: Jobs,
     images: Annotated[list[UploadFile] | None, File()] = None,
     manifest: Annotated[UploadFile | None, File()] = None,
@@ -241,7 +240,7 @@ def start_enrolment(
     except FacetrailError as exc:
         status, message, _ = error_of(exc)
         return _gallery_page(request, system, name, status, error=message)
-    job = jobs.start(system, actor, lock, name, files)
+    job = jobs.start(system, actor, name, files)
     return RedirectResponse(f"/admin/jobs/{job.id}", status_code=303)
 
 
