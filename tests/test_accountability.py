@@ -61,6 +61,9 @@ def world(datadir, faces, tmp_path):
     summary = system.enrol(admin, "county", items_from_folder(folder, "booking"),
                            dataclasses.replace(system.galleries.settings.enrolment, workers=1))
     assert summary.count("enrolled") == 2
+    started, finished = [e for e in system.audit.entries(limit=1000) if e["action"].startswith("enrolment")]
+    assert (started["action"], started["details"]) == ("enrolment_started", {"items": 2, "sources": ["booking"]})
+    assert finished["action"] == "enrolment" and finished["details"]["enrolled"] == 2
     yield system, actors
     system.close()
 

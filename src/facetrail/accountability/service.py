@@ -297,12 +297,15 @@ class Facetrail:
 
     def enrol(self, by: Actor, gallery: str, items: list[EnrolItem], rules: EnrolmentConfig | None = None,
               on_outcome: Callable[[EnrolOutcome], None] = lambda outcome: None, retry_rejected: bool = False) -> EnrolSummary:
-        """Enrol photographs into a gallery (admins only; the run's counts and sources are audited)."""
+        """Enrol photographs into a gallery (admins only; the run's start, and its counts and sources at the end,
+        are audited)."""
         require(by, "enrol")
         target = self.galleries.get(gallery)
         settings = self.galleries.settings
-        summary = enrol(target, items, settings.engine, rules or settings.enrolment, on_outcome, retry_rejected)
         sources = sorted({item.source for item in items})
+        # a run cut short (a killed process) keeps what it committed: this entry shows it began
+        self.audit.append(by.username, "enrolment_started", gallery, {"items": len(items), "sources": sources})
+        summary = enrol(target, items, settings.engine, rules or settings.enrolment, on_outcome, retry_rejected)
         self.audit.append(by.username, "enrolment", gallery, {**summary.to_dict(), "sources": sources,
                                                                "gallery_version": target.info().version})
         return summary
