@@ -201,6 +201,7 @@ def test_audit_page_lists_entries_filters_and_pages(world, searched):
 def test_verify_shows_an_intact_chain(world, searched):
     csrf = log_in(world, "alma")
     assert world.client.post("/oversight/audit/verify", data={}).status_code == 403  # no CSRF token
+    unverified = world.client.get("/oversight/audit")
     entries = len(world.system.audit.entries())
     page = world.client.post("/oversight/audit/verify", data={"csrf_token": csrf})
     assert page.status_code == 200
@@ -208,6 +209,11 @@ def test_verify_shows_an_intact_chain(world, searched):
                      rf"{entries} entries checked; \d+ signed checkpoints valid", page.text)
     assert audit_actions(world, "audit_verified")[-1]["details"] == {"ok": True, "entries": entries,
                                                                     "first_bad_seq": None}
+    entries = len(world.system.audit.entries())
+    assert f"The trail has not been verified yet.</strong> It has {entries - 1} entries." in unverified.text
+    status = " ".join(world.client.get("/oversight/audit").text.split())
+    assert re.search(r"Last verified \d{4}-\d\d-\d\d \d\d:\d\d UTC by alma: intact</strong> "
+                     rf"\({entries - 1} entries checked\)\. The trail now has {entries} entries", status)
 
 
 def test_verify_names_the_first_tampered_entry(world, searched):
@@ -225,6 +231,8 @@ def test_verify_names_the_first_tampered_entry(world, searched):
     assert f'<a href="/oversight/audit?since_seq={seq - 1}">Show the entries from #{seq}</a>' in alert
     assert audit_actions(world, "audit_verified")[-1]["details"] == {"ok": False, "entries": seq - 1,
                                                                     "first_bad_seq": seq}
+    status = " ".join(world.client.get("/oversight/audit").text.split())
+    assert f"by alma: altered or damaged, first at entry #{seq}</strong>" in status
 
 
 def test_export_is_a_zip_of_the_trail(world, searched):

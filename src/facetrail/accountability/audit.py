@@ -426,11 +426,19 @@ class AuditTrail:
         )
         return folder
 
+    def length(self) -> int:
+        """The number of the last entry (entries are numbered from 1; 0 for an empty trail)."""
+        with self.sessions() as session:
+            return self._head(session)[0]
+
     def entries(
-        self, since_seq: int = 0, limit: int | None = None, actor: str | None = None, action: str | None = None
+        self, since_seq: int = 0, limit: int | None = None, actor: str | None = None, action: str | None = None,
+        newest_first: bool = False,
     ) -> list[dict[str, Any]]:
-        """Entries after ``since_seq`` in order, only ``actor``'s and/or of ``action`` if given, at most ``limit``."""
-        query = select(*_ENTRY_COLUMNS).where(AuditEntryRecord.seq > since_seq).order_by(AuditEntryRecord.seq)
+        """Entries after ``since_seq`` in order (or newest first), only ``actor``'s and/or of ``action`` if given, at
+        most ``limit``."""
+        order = AuditEntryRecord.seq.desc() if newest_first else AuditEntryRecord.seq
+        query = select(*_ENTRY_COLUMNS).where(AuditEntryRecord.seq > since_seq).order_by(order)
         if actor is not None:
             query = query.where(AuditEntryRecord.actor == actor)
         if action is not None:

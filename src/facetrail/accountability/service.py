@@ -865,6 +865,12 @@ class Facetrail:
         self.audit.append(actor.username, "audit_exported", str(folder))
         return self.audit.export(folder)
 
+    def last_audit_verification(self, actor: Actor) -> tuple[dict[str, Any] | None, int]:
+        """The newest ``audit_verified`` entry (None if the trail was never verified), and the trail's length now."""
+        require(actor, "view_audit")
+        newest = self.audit.entries(action="audit_verified", limit=1, newest_first=True)
+        return (newest[0] if newest else None), self.audit.length()
+
     def audit_entries(self, actor: Actor, since_seq: int = 0, limit: int = 50, who: str | None = None, action: str | None = None) -> list[dict]:
         require(actor, "view_audit")
         return self.audit.entries(since_seq=since_seq, limit=limit, actor=who, action=action)

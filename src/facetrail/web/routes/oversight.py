@@ -80,9 +80,10 @@ def report(
 def _audit_page(request: Request, system: Facetrail, actor: Actor, who: str = "", action: str = "",
                 since_seq: int = 0, limit: int = PAGE_SIZES[0], verification: AuditVerification | None = None,
                 ) -> HTMLResponse:
-    """The audit trail page: a page of entries after ``since_seq``, only ``who``'s and/or of ``action`` if given, and
-    the result of a verification just run, if any."""
+    """The audit trail page: a page of entries after ``since_seq``, only ``who``'s and/or of ``action`` if given, the
+    result of a verification just run, if any, else the last one recorded in the trail."""
     entries = system.audit_entries(actor, since_seq, limit, who or None, action or None)
+    last_verification, length = system.last_audit_verification(actor)
     chosen: dict[str, Any] = {"actor": who, "action": action, "limit": limit}
     query = {name: value for name, value in chosen.items() if value}
     return render(request, "oversight_audit.html", {
@@ -94,6 +95,8 @@ def _audit_page(request: Request, system: Facetrail, actor: Actor, who: str = ""
         "next_page": (f"/oversight/audit?{urlencode({**query, 'since_seq': entries[-1]['seq']})}"
                       if len(entries) == limit else None),
         "verification": verification,
+        "last_verification": last_verification,
+        "length": length,
     })
 
 
