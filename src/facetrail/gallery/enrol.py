@@ -322,7 +322,7 @@ def _commit(gallery: Gallery, batch: list[tuple[_Pending, dict[str, Any]]]) -> l
         record = gallery.record(session)
         record.version += 1
         version = record.version
-        with gallery.index_guard():
+        with gallery.index_guard:
             session.commit()
             ids = np.array([template.id for _, _, template in added], dtype=np.int64)
             vectors = np.stack([np.frombuffer(result["embedding"], dtype=np.float32) for _, result, _ in added])

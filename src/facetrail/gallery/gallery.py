@@ -190,7 +190,9 @@ class Gallery:
         self.blobs = BlobStore(galleries.datadir.images_dir / str(gallery_id), galleries.keyring, f"image:{gallery_id}")
         self._index: VectorIndex | None = None
         self._index_version = -1
-        self._index_guard = threading.RLock()
+        self.index_guard = threading.RLock()
+        """Held, inside the write lock, from committing a change to the store until ``apply_to_index`` has brought
+        the in-memory index to it, and by each search: searches never see the two at different versions."""
         galleries.datadir.locks_dir.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(galleries.datadir.locks_dir / f"gallery-{gallery_id}.lock"))
 
@@ -226,13 +228,6 @@ class Gallery:
         with self._lock:
             yield
 
-    @contextmanager
-    def index_guard(self) -> Iterator[None]:
-        """Hold, inside the write lock, from committing a change to the store until ``apply_to_index`` has brought the
-        in-memory index to it: searches in this process wait meanwhile instead of seeing the two at different versions."""
-        with self._index_guard:
-            yield
-
     # --- templates ---------------------------------------------------------------
 
     def encrypt_template(self, embedding: bytes, content_hash: str) -> bytes:
@@ -266,7 +261,7 @@ class Gallery:
         if k < 1:
             raise FacetrailError("the candidate list length k must be at least 1")
         query = np.asarray(embedding, dtype=np.float32).reshape(1, -1)
-        with self._index_guard:
+        with self.index_guard:
             index = self.index()
             version = self._index_version
             distances, ids = index.search(query, k)
@@ -291,7 +286,7 @@ class Gallery:
     def index(self) -> VectorIndex:
         """The vector index matching the store's current version: the one in memory, else its saved file, else built
         from the store (and saved only by a writer: a missing file means a writer is at work or was interrupted)."""
-        with self._index_guard:
+        with self.index_guard:
             with self.session() as session:
                 version = self.record(session).version
             if self._index is not None and self._index_version == version:
@@ -316,7 +311,7 @@ class Gallery:
     def index_for_change(self) -> VectorIndex:
         """For a writer (holding the write lock) about to change the gallery: ``index()``, except that a missing
         index file is rebuilt and saved, sweeping what interrupted writes left behind."""
-        with self._index_guard:
+        with self.index_guard:
             with self.session() as session:
                 version = self.record(session).version
             return self.index() if self._index_path(version).exists() else self.rebuild_index()
@@ -429,7 +424,7 @@ class Gallery:
                 record = self.record(session)
                 record.version += 1
                 version = record.version
-                with self.index_guard():
+                with self.index_guard:
                     session.commit()
                     removed = self.apply_to_index(version, remove=template_ids)
             files = sum(self.blobs.delete(image.content_hash) for image in images)

@@ -176,8 +176,8 @@ def enrol_uploads(system: Facetrail, actor: Actor, gallery: str, files: list[tup
                   on_outcome: Callable[[EnrolOutcome], None] = lambda outcome: None) -> tuple[EnrolSummary, list[EnrolOutcome]]:
     """Enrol ``(file name, bytes, subject_id, source, capture_date, extra)`` items through the service, in this
     process with a face engine of its own, so searches go on meanwhile (the uploads are written to a private
-    temporary folder for the duration); the summary and each file's outcome, in order. ``on_outcome`` hears of each outcome as it is known; the file's
-    name is in its item's ``extra["uploaded_as"]``."""
+    temporary folder for the duration); the summary and each file's outcome, in order. ``on_outcome`` hears of each
+    outcome as it is known; the file's name is in its item's ``extra["uploaded_as"]``."""
     rules = dataclasses.replace(system.galleries.settings.enrolment, workers=1)
     with saved([(file_name, data) for file_name, data, *_ in files]) as paths:
         items = [EnrolItem(path, subject, source, captured, {**extra, "uploaded_as": file_name})
