@@ -194,6 +194,16 @@ def test_index_is_rebuilt_when_missing_stale_or_corrupt(county, photo_folder, en
     fresh = Galleries.open(datadir).get("county")
     assert [(c.template_id, round(c.distance, 5)) for c in fresh.search(probe, k=4).candidates] == expected
     assert sorted(fresh.index().ids().tolist()) == sorted(t for t, _ in expected)
+    assert [path.name for path in datadir.index_dir.glob("gallery-*.faiss")] == [f"gallery-{county.id}-v{county.info().version}.faiss"]
+
+    # while a writer is at work, a search builds the index in memory instead of waiting for the writer to finish
+    with county.session() as session:
+        county.record(session).version += 1
+        session.commit()
+    with county.write_lock():
+        busy = Galleries.open(datadir).get("county")
+        assert [(c.template_id, round(c.distance, 5)) for c in busy.search(probe, k=4).candidates] == expected
+        assert not list(datadir.index_dir.glob(f"gallery-{county.id}-v{county.info().version}.faiss"))
 
 
 def test_searches_during_an_enrolment_see_one_version_and_do_not_wait_for_it(county, galleries, photo_folder, engine, faces):

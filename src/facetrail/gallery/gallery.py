@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -284,8 +284,9 @@ class Gallery:
     # --- index ------------------------------------------------------------------
 
     def index(self) -> VectorIndex:
-        """The vector index matching the store's current version: the one in memory, else its saved file, else built
-        from the store (and saved only by a writer: a missing file means a writer is at work or was interrupted)."""
+        """The vector index matching the store's current version: the one in memory, else its saved file, else
+        rebuilt from the store and saved when no writer is at work (one that was interrupted left it missing), else
+        built in memory without waiting for the writer."""
         with self.index_guard:
             with self.session() as session:
                 version = self.record(session).version
@@ -294,9 +295,13 @@ class Gallery:
             path = self._index_path(version)
             if path.exists():
                 self._index, self._index_version = self._load_index(path), version
-            else:
+                return self._index
+            try:
+                with self._lock.acquire(timeout=0):
+                    return self.rebuild_index()
+            except Timeout:
                 self._index, self._index_version = self._build_index()
-            return self._index
+                return self._index
 
     def rebuild_index(self) -> VectorIndex:
         """Rebuild the index from the store, save it, and sweep leftovers of interrupted writes. Hold the write lock."""
