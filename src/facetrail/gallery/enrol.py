@@ -182,7 +182,7 @@ def enrol(
         on_outcome(outcome)
 
     with gallery.write_lock():
-        gallery.index_for_change()
+        gallery.index()  # the index must match the store before this run changes it
         allowed, enrolled, rejected = _known_hashes(gallery)
         seen: set[str] = set()
 

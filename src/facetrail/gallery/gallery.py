@@ -313,14 +313,6 @@ class Gallery:
         self._save_index(index, version)
         return index
 
-    def index_for_change(self) -> VectorIndex:
-        """For a writer (holding the write lock) about to change the gallery: ``index()``, except that a missing
-        index file is rebuilt and saved, sweeping what interrupted writes left behind."""
-        with self.index_guard:
-            with self.session() as session:
-                version = self.record(session).version
-            return self.index() if self._index_path(version).exists() else self.rebuild_index()
-
     def _build_index(self) -> tuple[VectorIndex, int]:
         """An index of the store's templates, and the version read just before them (so the index holds at least
         that version's templates)."""
@@ -409,7 +401,7 @@ class Gallery:
     def remove_subject(self, external_id: str) -> RemovalReport:
         """Expunge a subject: its images, templates, stored photographs and index entries."""
         with self.write_lock():
-            self.index_for_change()
+            self.index()  # bring the in-memory index to the current version before changing it
             with self.session() as session:
                 subject = session.scalar(
                     select(SubjectRecord).where(SubjectRecord.gallery_id == self.id, SubjectRecord.external_id == external_id)
