@@ -59,6 +59,12 @@ class EmbeddingConfig:
     'mirror+context' also averages a chip with a wider margin around the face (three passes, most accurate)."""
     context_padding: float = 0.35
     """Margin of the wider chip used by 'mirror+context', as a fraction of the face (the model's own is 0.25)."""
+    backend: Literal["onnx", "dlib"] = "onnx"
+    """What runs the recognition network: ONNX Runtime on a graph converted locally from dlib's weights (~10×
+    faster), or dlib itself. Both compute the same templates (within 1e-6), so either searches a gallery
+    enrolled with the other."""
+    threads: int = 0
+    """Threads for one network evaluation; 0 means one per core, shared out among worker processes."""
 
 
 @dataclass(frozen=True)
