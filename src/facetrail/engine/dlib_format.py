@@ -181,14 +181,14 @@ class _Reader:
         mantissa, exponent = self.integer(), self.integer()
         return math.ldexp(mantissa, exponent)
 
-    def text(self, limit: int = 256) -> str:
+    def text(self, what: str, limit: int = 256) -> str:
         length = self.integer()
         if not 0 <= length <= limit:
-            raise self.fail(f"implausible string length {length}")
+            raise self.fail(f"{what}: implausible string length {length}")
         try:
             return self._take(length).decode("ascii")
         except UnicodeDecodeError:
-            raise self.fail("string is not ASCII") from None
+            raise self.fail(f"{what}: string is not ASCII") from None
 
     def boolean(self) -> bool:
         char = self._take(1)
@@ -220,7 +220,7 @@ def read_resnet(path: str | Path) -> ParsedNetwork:
     path = Path(path)
     reader = _Reader(path.read_bytes(), path.name)
     reader.expect(reader.integer(), 1, "loss layer version")
-    reader.expect(reader.text(), "loss_metric_2", "loss layer")
+    reader.expect(reader.text("loss layer"), "loss_metric_2", "loss layer")
     reader.real()  # margin: training only
     distance_threshold = reader.real()
 
@@ -229,7 +229,7 @@ def read_resnet(path: str | Path) -> ParsedNetwork:
     for index, wanted in enumerate(expected_versions):
         reader.expect(reader.integer(), wanted, f"version of layer {len(RESNET_LAYERS) - index} (outermost first)")
 
-    reader.expect(reader.text(), "input_rgb_image_sized", "input layer")
+    reader.expect(reader.text("input layer"), "input_rgb_image_sized", "input layer")
     means = (reader.real(), reader.real(), reader.real())
     size = reader.integer()
     reader.expect(reader.integer(), size, "input width")
@@ -252,7 +252,7 @@ def read_resnet(path: str | Path) -> ParsedNetwork:
 
 def _read_layer_details(reader: _Reader, layer: Layer, what: str) -> ParsedLayer:
     if isinstance(layer, Conv):
-        reader.expect(reader.text(), "con_4", what)
+        reader.expect(reader.text(what), "con_4", what)
         params = reader.tensor(f"{what} parameters").reshape(-1)
         for name, wanted in (("filters", layer.filters), ("rows", layer.size), ("columns", layer.size),
                              ("stride y", layer.stride), ("stride x", layer.stride),
@@ -269,7 +269,7 @@ def _read_layer_details(reader: _Reader, layer: Layer, what: str) -> ParsedLayer
             reader.real()  # learning-rate and weight-decay multipliers: training only
         return ParsedLayer(layer, params[:count].reshape(filter_shape), params[count:])
     if isinstance(layer, Affine):
-        reader.expect(reader.text(), "affine_", what)
+        reader.expect(reader.text(what), "affine_", what)
         params = reader.tensor(f"{what} parameters").reshape(-1)
         gamma_shape = reader.dims(1, f"{what} gamma")
         beta_shape = reader.dims(1, f"{what} beta")
@@ -280,11 +280,11 @@ def _read_layer_details(reader: _Reader, layer: Layer, what: str) -> ParsedLayer
         reader.expect(reader.integer(), 0, f"{what} mode (0: CONV_MODE, one gamma and beta per channel)")
         return ParsedLayer(layer, params[:channels], params[channels:])
     if isinstance(layer, Relu):
-        reader.expect(reader.text(), "relu_", what)
+        reader.expect(reader.text(what), "relu_", what)
         return ParsedLayer(layer)
     if isinstance(layer, MaxPool | AvgPool | GlobalAvgPool):
         tag = "max_pool_2" if isinstance(layer, MaxPool) else "avg_pool_2"
-        reader.expect(reader.text(), tag, what)
+        reader.expect(reader.text(what), tag, what)
         size, stride = (0, 1) if isinstance(layer, GlobalAvgPool) else (layer.size, layer.stride)
         padding = 0 if stride != 1 else size // 2
         for name, wanted in (("rows", size), ("columns", size), ("stride y", stride), ("stride x", stride),
@@ -292,10 +292,10 @@ def _read_layer_details(reader: _Reader, layer: Layer, what: str) -> ParsedLayer
             reader.expect(reader.integer(), wanted, f"{what} {name}")
         return ParsedLayer(layer)
     if isinstance(layer, AddPrev):
-        reader.expect(reader.text(), "add_prev_", what)
+        reader.expect(reader.text(what), "add_prev_", what)
         return ParsedLayer(layer)
     if isinstance(layer, FullyConnected):
-        reader.expect(reader.text(), "fc_2", what)
+        reader.expect(reader.text(what), "fc_2", what)
         reader.expect(reader.integer(), layer.outputs, f"{what} outputs")
         inputs = reader.integer()
         params = reader.tensor(f"{what} parameters").reshape(-1)
