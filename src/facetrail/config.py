@@ -46,7 +46,7 @@ class DetectionConfig:
     """What to try when HOG finds no face: dlib's CNN (MMOD) detector, or nothing."""
     cnn_max_side: int = 640
     """The CNN fallback runs on the image reduced/enlarged so its longer side is at most this."""
-    cnn_min_side: int = 400
+    cnn_min_side: int = 300
     """...and small images are enlarged so their longer side is at least this."""
 
 
