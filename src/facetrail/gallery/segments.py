@@ -344,17 +344,20 @@ class SegmentedIndex:
         self._add_to_searcher(contents, arriving_ids, new)
         keep = ~np.isin(self._ids, gone)
         locations = [(np.full(len(c[0]), s, dtype=np.int32), np.arange(len(c[0]), dtype=np.int32)) for s, c in contents.items()]
-        ids = np.concatenate([self._ids[keep], arriving_ids[new]])
-        order = np.argsort(ids, kind="stable")
-        segment_of = np.concatenate([self._segment_of[keep], *(loc[0][n] for loc, n in zip(locations, _split(new, contents)))])
-        slot_of = np.concatenate([self._slot_of[keep], *(loc[1][n] for loc, n in zip(locations, _split(new, contents)))])
-        self._ids, self._segment_of, self._slot_of = ids[order], segment_of[order], slot_of[order]
+        arriving_segments = np.concatenate([loc[0] for loc in locations]) if locations else np.empty(0, dtype=np.int32)
+        arriving_slots = np.concatenate([loc[1] for loc in locations]) if locations else np.empty(0, dtype=np.int32)
+        # new ids are merged into the sorted map (no full sort: ids usually arrive above all present ones)
+        order = np.argsort(arriving_ids[new], kind="stable")
+        added = arriving_ids[new][order]
+        ids, segment_of, slot_of = self._ids[keep], self._segment_of[keep], self._slot_of[keep]
+        positions = np.searchsorted(ids, added)
+        self._ids = np.insert(ids, positions, added)
+        self._segment_of = np.insert(segment_of, positions, arriving_segments[new][order])
+        self._slot_of = np.insert(slot_of, positions, arriving_slots[new][order])
         moved = arriving_ids[~new]
         if len(moved):
             positions = np.searchsorted(self._ids, moved)
-            all_segments = np.concatenate([loc[0] for loc in locations])[~new]
-            all_slots = np.concatenate([loc[1] for loc in locations])[~new]
-            self._segment_of[positions], self._slot_of[positions] = all_segments, all_slots
+            self._segment_of[positions], self._slot_of[positions] = arriving_segments[~new], arriving_slots[~new]
         for s in leaving:
             os.close(self._segments.pop(s).fd)
         self._segments.update(arriving)
@@ -499,15 +502,6 @@ def _quantizer_name(serial: int) -> str:
 def _size_class(templates: int) -> int:
     """Segments of one class differ in size by less than the merge fan-out."""
     return int(np.log(max(templates, 1)) / np.log(_MERGE_FANOUT))
-
-
-def _split(mask: np.ndarray, contents: dict) -> list[np.ndarray]:
-    """``mask`` cut into one piece per segment of ``contents`` (in order)."""
-    pieces, offset = [], 0
-    for ids, _, _ in contents.values():
-        pieces.append(mask[offset : offset + len(ids)])
-        offset += len(ids)
-    return pieces
 
 
 def _manifest_context(gallery_id: int) -> bytes:
