@@ -47,7 +47,7 @@ from scale_templates import load_or_compute  # noqa: E402
 
 K = 20
 BUILD_STEP = 250_000
-DEPTHS = [(32, 300), (64, 100), (64, 300), (128, 300), (256, 300)]
+DEPTHS = [(32, 100), (64, 100), (64, 300), (128, 100), (128, 300)]
 
 
 def proc_status_mb(field: str) -> float:

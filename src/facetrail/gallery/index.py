@@ -222,13 +222,26 @@ class CompressedIndex:
         return self._ivf.sa_encode(vectors) if len(vectors) else np.empty((0, self.code_size), dtype=np.uint8)
 
     def add_codes(self, ids: np.ndarray, codes: np.ndarray) -> None:
-        """Add templates by their :meth:`encode` codes (the caller checks that ids are new)."""
+        """Add templates by their :meth:`encode` codes (the caller checks that ids are new).
+
+        Each inverted list grows once per call, so a list filled in one call (as at a restart) takes no more memory
+        than its entries.
+        """
         ids = _as_ids(ids)
         codes = np.ascontiguousarray(codes, dtype=np.uint8)
         if codes.shape != (len(ids), self.code_size):
             raise ValueError(f"expected codes of shape {(len(ids), self.code_size)}, got {codes.shape}")
-        if len(ids):
-            self._ivf.add_sa_codes(codes, ids)
+        coarse = self.code_size - int(self._ivf.code_size)
+        lists = codes[:, :coarse].astype(np.int64) @ (256 ** np.arange(coarse, dtype=np.int64))  # little-endian list numbers
+        if len(lists) and lists.max() >= self.nlist:
+            raise ValueError(f"codes name an inverted list beyond the {self.nlist} trained")
+        order = np.argsort(lists, kind="stable")
+        ids, residuals, lists = ids[order], np.ascontiguousarray(codes[order, coarse:]), lists[order]
+        bounds = np.flatnonzero(np.diff(lists)) + 1
+        for start, end in zip([0, *bounds], [*bounds, len(lists)]):
+            if end > start:
+                self._ivf.invlists.add_entries(int(lists[start]), int(end - start), faiss.swig_ptr(ids[start:end]), faiss.swig_ptr(residuals[start:end]))
+        self._ivf.ntotal += len(ids)
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove ``ids`` that are present (a scan of every inverted list) and return how many were removed."""

@@ -329,7 +329,7 @@ class SegmentedIndex:
         wanted = set(manifest.segments)
         arriving = {s: self._open_segment(s) for s in manifest.segments if s not in self._segments}
         try:
-            contents = {s: self._read_segment(segment) for s, segment in arriving.items()}
+            contents = {s: self._read_segment(segment, slots=not self.compressed) for s, segment in arriving.items()}
         except BaseException:
             for segment in arriving.values():
                 os.close(segment.fd)
@@ -364,16 +364,17 @@ class SegmentedIndex:
         self._manifest = manifest
 
     def _add_to_searcher(self, contents: dict, arriving_ids: np.ndarray, new: np.ndarray) -> None:
-        """Add the arriving templates that are new to the searcher (codes, or decrypted vectors when exact)."""
+        """Add the arriving templates that are new to the searcher: their codes in one call, or their decrypted
+        vectors when exact."""
+        if isinstance(self._searcher, CompressedIndex):
+            if contents:
+                self._searcher.add_codes(arriving_ids[new], np.concatenate([codes for _, codes, _ in contents.values()])[new])
+            return
         offset = 0
-        for serial, (ids, codes, slots) in contents.items():
+        for serial, (ids, _, slots) in contents.items():
             fresh = new[offset : offset + len(ids)]
             offset += len(ids)
-            if not fresh.any():
-                continue
-            if isinstance(self._searcher, CompressedIndex):
-                self._searcher.add_codes(ids[fresh], codes[fresh])
-            else:
+            if fresh.any():
                 self._searcher.add(ids[fresh], self._decrypt_slots(ids[fresh], slots[fresh], _segment_name(serial)))
 
     def _scan(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -449,8 +450,9 @@ class SegmentedIndex:
             raise
         return _Segment(serial, path, fd, templates, code_size, slots_at)
 
-    def _read_segment(self, segment: _Segment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(ids, codes, slots as an (n, slot size) uint8 array) of a segment, the codes section decrypted."""
+    def _read_segment(self, segment: _Segment, slots: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(ids, codes, slots as an (n, slot size) uint8 array, or None unless ``slots``) of a segment, the codes
+        section decrypted."""
         header = os.pread(segment.fd, segment.slots_at, 0)
         plaintext = self._decrypt(header[_HEADER.size :], self._codes_context(segment.path.name, header[: _HEADER.size]), segment.path)
         n = segment.templates
@@ -458,10 +460,12 @@ class SegmentedIndex:
             raise IndexFileError(f"{segment.path}: the codes section does not match the header")
         ids = np.frombuffer(plaintext, dtype=np.int64, count=n)
         codes = np.frombuffer(plaintext, dtype=np.uint8, offset=8 * n).reshape(n, segment.code_size)
-        slots = np.frombuffer(os.pread(segment.fd, n * self._slot_size, segment.slots_at), dtype=np.uint8)
-        if len(slots) != n * self._slot_size:
+        if not slots:
+            return ids, codes, None
+        stored = np.frombuffer(os.pread(segment.fd, n * self._slot_size, segment.slots_at), dtype=np.uint8)
+        if len(stored) != n * self._slot_size:
             raise IndexFileError(f"{segment.path}: file ended early while reading")
-        return ids, codes, slots.reshape(n, self._slot_size)
+        return ids, codes, stored.reshape(n, self._slot_size)
 
     def _codes_context(self, name: str, header: bytes) -> bytes:
         return f"index-codes:{self.gallery_id}:{name}:".encode() + header
