@@ -151,6 +151,7 @@ def test_search_ranks_the_right_subject_first(county, photo_folder, engine, face
     assert candidates[0].subject_id == "B-1001" and candidates[0].distance < 0.6
     assert [c.distance for c in candidates] == sorted(c.distance for c in candidates)
     assert {c.subject_id for c in candidates[2:]} == {"B-2002"}
+    assert county.search(probe, k=10, exact=True).candidates == candidates  # the audit mode
 
 
 def test_expungement_leaves_no_trace(county, photo_folder, engine, faces, datadir):

@@ -61,6 +61,15 @@ def assert_holds(index: SegmentedIndex, state: dict[int, np.ndarray]) -> None:
     assert np.all(distances[:, 0] < 1e-5)
 
 
+def grown(root: Path, keyring: KeyRing, last: int, removals: bool = True, config: IndexConfig = SMALL) -> SegmentedIndex:
+    """A new index through changes 1..last of the history (without its removals unless ``removals``)."""
+    index = SegmentedIndex.create(root, keyring, 7, config, D, 0)
+    for t in range(1, last + 1):
+        ids, vectors, removed = step(t)
+        index.apply(t, add=(ids, vectors), remove=removed if removals else None)
+    return index
+
+
 def open_index(root: Path, keyring: KeyRing, config: IndexConfig = SMALL) -> SegmentedIndex:
     index = SegmentedIndex.open(root, keyring, 7, config)
     assert index is not None
@@ -87,10 +96,7 @@ def test_restart_gives_the_same_index_in_exact_and_compressed_modes(tmp_path, ke
 
 def test_a_commit_writes_only_new_files_of_the_size_of_the_change(tmp_path, keyring):
     root = tmp_path / "index"
-    index = SegmentedIndex.create(root, keyring, 7, SMALL, D, 0)
-    for t in range(1, 81):
-        ids, vectors, _ = step(t)
-        index.apply(t, add=(ids, vectors))
+    index = grown(root, keyring, 80, removals=False)
     before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in root.iterdir() if p.name != MANIFEST_NAME}
     slot_bytes = sum(p.stat().st_size for p in index.segment_paths()) / len(index)
     ids, vectors, removed = step(81)
@@ -105,10 +111,7 @@ def test_a_commit_writes_only_new_files_of_the_size_of_the_change(tmp_path, keyr
 
 def test_expunged_templates_leave_memory_segments_and_the_rerank_store(tmp_path, keyring):
     root = tmp_path / "index"
-    index = SegmentedIndex.create(root, keyring, 7, SMALL, D, 0)
-    for t in range(1, 41):
-        ids, vectors, _ = step(t)
-        index.apply(t, add=(ids, vectors))
+    index = grown(root, keyring, 40, removals=False)
     assert index.compressed
     gone, vectors, _ = step(17)
     stored = b"".join(p.read_bytes() for p in root.iterdir())
@@ -138,10 +141,7 @@ def _slot_bytes(index: SegmentedIndex, template_id: int) -> bytes:
 
 
 def test_exact_audit_mode_matches_brute_force(tmp_path, keyring):
-    index = SegmentedIndex.create(tmp_path / "index", keyring, 7, IndexConfig(compress_at=400, nprobe=1, rerank=5), D, 0)
-    for t in range(1, 31):
-        ids, vectors, removed = step(t)
-        index.apply(t, add=(ids, vectors), remove=removed)
+    index = grown(tmp_path / "index", keyring, 30, config=IndexConfig(compress_at=400, nprobe=1, rerank=5))
     state = state_at(30)
     ids = np.array(sorted(state))
     matrix = np.stack([state[i] for i in ids.tolist()])
@@ -154,10 +154,7 @@ def test_exact_audit_mode_matches_brute_force(tmp_path, keyring):
 
 def test_damaged_segment_or_manifest_is_reported_with_its_file(tmp_path, keyring):
     root = tmp_path / "index"
-    index = SegmentedIndex.create(root, keyring, 7, SMALL, D, 0)
-    for t in range(1, 5):
-        ids, vectors, _ = step(t)
-        index.apply(t, add=(ids, vectors))
+    index = grown(root, keyring, 4, removals=False)
     segment = index.segment_paths()[0]
     data = segment.read_bytes()
     for damaged in (data[:-1], data[:60] + bytes([data[60] ^ 1]) + data[61:]):
@@ -173,10 +170,7 @@ def test_damaged_segment_or_manifest_is_reported_with_its_file(tmp_path, keyring
 
 def test_a_failed_commit_leaves_the_previous_version(tmp_path, keyring, monkeypatch):
     root = tmp_path / "index"
-    index = SegmentedIndex.create(root, keyring, 7, SMALL, D, 0)
-    for t in range(1, 4):
-        ids, vectors, removed = step(t)
-        index.apply(t, add=(ids, vectors), remove=removed)
+    index = grown(root, keyring, 3)
     files = sorted(p.name for p in root.iterdir())
 
     def full_disk(fd):

@@ -115,12 +115,6 @@ class FaissExactIndex:
         """All ids present, ascending."""
         return self._ids.copy()
 
-    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, vectors) of every template, in insertion order (for training a compressed index)."""
-        flat = faiss.downcast_index(self._index.index)
-        stored = faiss.rev_swig_ptr(flat.get_xb(), self._index.ntotal * self.dimension)
-        return faiss.vector_to_array(self._index.id_map).copy(), np.array(stored).reshape(-1, self.dimension)
-
     def _as_vectors(self, array: np.ndarray, what: str) -> np.ndarray:
         return _as_float_rows(array, self.dimension, what)
 
