@@ -106,6 +106,28 @@ class EnrolmentConfig:
 
 
 @dataclass(frozen=True)
+class IndexConfig:
+    """How each gallery's vector index is kept and searched (see docs/scaling.md for the measurements behind the
+    defaults)."""
+
+    compress_at: int = 50_000
+    """Below this many templates a gallery is searched exactly, every float32 template in memory; on reaching it
+    the index is trained on the gallery's own templates and becomes IVF + 8-bit scalar quantisation in memory with
+    exact re-rank against float32 templates read from the encrypted segments on disk (~160 B of RAM a face)."""
+    nprobe: int = 64
+    """Inverted lists scanned per search (of about 4·√n at training: 1,024 when trained at 50,000)."""
+    rerank: int = 100
+    """Candidates of the compressed pass re-scored exactly; the candidate list is the best k of them."""
+    segment_templates: int = 262_144
+    """Most templates in one segment file: an expungement rewrites the segments holding the removed templates."""
+
+    def __post_init__(self) -> None:
+        for name in ("compress_at", "nprobe", "rerank", "segment_templates"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"index.{name}: must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     """Where the metadata lives."""
 
@@ -134,6 +156,7 @@ class Settings:
     quality: QualityThresholds = field(default_factory=QualityThresholds)
     enrolment: EnrolmentConfig = field(default_factory=EnrolmentConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
 
     @property
     def engine(self) -> EngineConfig:
