@@ -164,6 +164,13 @@ class Settings:
         return EngineConfig(self.limits, self.detection, self.embedding, self.quality)
 
 
+RETIRED_KEYS = {
+    "detection.max_working_side": "detection.max_scanned_pixels bounds the copy HOG scans",
+    "detection.max_upsampled_pixels": "detection.max_scanned_pixels bounds the copy HOG scans",
+}
+"""Keys earlier versions wrote into config.toml, with what replaced them; refused with that explanation."""
+
+
 def load_settings(path: Path | None) -> Settings:
     """Read ``Settings`` from a TOML file; defaults when ``path`` is None or absent."""
     if path is None or not path.exists():
@@ -211,6 +218,9 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     hints = get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - known)
+    retired = [_dotted(where, key) for key in unknown if _dotted(where, key) in RETIRED_KEYS]
+    if retired:
+        raise ConfigError("; ".join(f"{key}: no longer used ({RETIRED_KEYS[key]}); remove it" for key in retired))
     if unknown:
         raise ConfigError(", ".join(_dotted(where, key) for key in unknown) + ": unknown key")
     values = {}
