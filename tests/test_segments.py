@@ -211,6 +211,7 @@ CHILD = textwrap.dedent("""
     index = SegmentedIndex.open(root, keyring, 7, SMALL) or SegmentedIndex.create(root, keyring, 7, SMALL, D, 0)
     print("ready", flush=True)
     for t in range(index.version + 1, LAST + 1):
+        print(t, flush=True)
         ids, vectors, removed = step(t)
         index.apply(t, add=(ids, vectors), remove=removed)
 """)
@@ -229,7 +230,13 @@ def test_kill_9_at_any_point_leaves_a_whole_version(tmp_path, keyring):
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         child.stdout.readline()  # opened (or created) the index: from here on it writes
         if round < 10:
-            time.sleep(rng.uniform(0.0, 0.6))
+            # kill while version `target` is being written, whatever the machine's speed: wait for the writer to
+            # announce it, then let it run a random fraction of a typical step
+            target = int(rng.integers(1, LAST + 1))
+            for line in child.stdout:
+                if int(line) >= target:
+                    break
+            time.sleep(rng.uniform(0.0, 0.02))
             child.send_signal(signal.SIGKILL)
         child.wait()
         assert round < 10 or child.returncode == 0, child.stderr.read().decode()
