@@ -262,5 +262,77 @@ def _print_demographics(report: dict) -> None:
             out.print(f"{name}: worst {c['worst_group']} / best {c['best_group']} = ×{c['ratio']:.2f} {interval}")
 
 
+@evaluate_app.command("quality")
+def evaluate_quality(
+    pairs: Annotated[Path, typer.Option("--pairs", help="LFW-format pairs file (its same-person pairs are used).")],
+    images: Annotated[Path, typer.Option("--images", help="Folder with Name/Name_0001.jpg images.")],
+    threshold: Annotated[Optional[float], typer.Option("--threshold", help="The fixed threshold (distance).")] = None,
+    fmr: Annotated[float, typer.Option("--fmr", help="Without --threshold: fix it where the FMR over all impostor pairs among the pairs' images is this.")] = 1e-3,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the EDC curves to this PNG/SVG/PDF.")] = None,
+    face_choice: FaceChoiceOption = "centre",
+    augmentation: AugmentationOption = None,
+    workers: WorkersOption = 0,
+    template_cache: CacheOption = None,
+    data: DataOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Error-versus-Discard Characteristic per quality component: does refusing low-quality photographs remove errors?"""
+    import numpy as np
+
+    from facetrail.evaluation import metrics
+    from facetrail.evaluation.datasets import read_pairs
+    from facetrail.evaluation.demographics import labelled_set, score_pairs
+    from facetrail.evaluation.edc import edc_report
+    from facetrail.evaluation.plots import plot_edc
+    from facetrail.evaluation.templates import QUALITY_COMPONENTS
+
+    def body(system, actor):
+        config = _evaluation_config(system, actor, augmentation)
+        if not 0 < fmr < 1:
+            raise FacetrailError("--fmr must be between 0 and 1")
+        pair_list = read_pairs(pairs, images)
+        templates = _templates_with_progress([p for pair in pair_list for p in (pair.first, pair.second)], config, face_choice, workers, template_cache)
+        genuine = [pair for pair in pair_list if pair.same]
+        if not genuine:
+            raise FacetrailError(f"{pairs}: no same-person pairs")
+        distances = np.array([np.inf if templates[p.first].failed or templates[p.second].failed
+                              else float(np.linalg.norm(templates[p.first].embedding - templates[p.second].embedding)) for p in genuine])
+        rule = "given"
+        fixed = threshold
+        if fixed is None:
+            people: dict[str, list] = {}
+            for pair in pair_list:
+                people.setdefault(pair.first_identity, []).append(pair.first)
+                people.setdefault(pair.second_identity, []).append(pair.second)
+            people = {name: sorted(set(paths)) for name, paths in people.items()}
+            data_set, _ = labelled_set(people, dict.fromkeys(people, "all"), templates)
+            scores = score_pairs(data_set)
+            impostors = scores.all_impostors()
+            point = metrics.tar_at_far(scores.genuine, impostors, fmr)
+            fixed, rule = point.threshold, f"FMR {fmr:g} over all {impostors.size:,} impostor pairs among the pairs' images"
+
+        def measured(path, component):
+            t = templates[path]
+            return np.nan if t.failed else t.quality[QUALITY_COMPONENTS.index(component)]
+
+        quality = {c: (np.array([measured(p.first, c) for p in genuine]), np.array([measured(p.second, c) for p in genuine]))
+                   for c in QUALITY_COMPONENTS}
+        report, curves, fractions = edc_report(distances, quality, fixed)
+        report = {"pipeline": _pipeline_description(config, face_choice), **report, "threshold_rule": rule}
+        if plot:
+            plot_edc(curves, fractions, plot, title=f"Error versus discard on {pairs.name} (threshold {fixed:.3f})")
+            report["plot"] = str(plot)
+        return report
+
+    report = acting(data, body)
+    if as_json:
+        emit_json(report)
+        return
+    out.print(f"{report['genuine_pairs']} genuine pairs; threshold {report['threshold']:.4f} ({report['threshold_rule']}); FNMR {report['fnmr_before_discarding']:.4f}")
+    for name, c in report["components"].items():
+        verdict = "predicts errors" if c["predicts_errors"] else "does not predict errors"
+        out.print(f"{name:15} area ratio {c['area_ratio']:.3f} ({verdict}); suggested threshold {c['suggested_threshold']}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(evaluate_app, name="evaluate")

@@ -103,3 +103,28 @@ def plot_cmc(
     axes.legend()
     figure.savefig(target, dpi=150)
     return target
+
+
+def plot_edc(
+    curves: Mapping[str, ArrayLike], fractions: ArrayLike, path: str | PathLike[str],
+    title: str = "Error versus discard (ISO/IEC 29794-1)",
+) -> Path:
+    """FNMR at a fixed threshold against the fraction of lowest-quality genuine pairs discarded, one line per quality
+    component; random discarding is the flat line at the first value."""
+    target = _output(path, curves)
+    x = np.asarray(fractions, dtype=np.float64)
+    figure = Figure(figsize=(7.5, 5), layout="constrained")
+    axes = figure.subplots()
+    for label, fnmr in curves.items():
+        fnmr = np.asarray(fnmr, dtype=np.float64)
+        if fnmr.shape != x.shape:
+            raise ValueError(f"EDC curve {label!r} has {fnmr.size} points for {x.size} discard fractions")
+        axes.plot(x, fnmr, label=label, linestyle=":" if label.startswith("ideal") else "-")
+    start = float(np.asarray(next(iter(curves.values())))[0])
+    axes.axhline(start, color="grey", linewidth=0.8, label="random discarding")
+    axes.set(xlim=(0, x[-1]), ylim=(0, start * 1.15 or 1), title=title,
+             xlabel="Fraction of genuine pairs discarded (lowest quality first)", ylabel="FNMR at the fixed threshold")
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize="small", ncol=2)
+    figure.savefig(target, dpi=150)
+    return target
