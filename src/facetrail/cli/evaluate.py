@@ -194,6 +194,8 @@ def evaluate_demographics(
 ) -> None:
     """FNMR and FMR per group at one threshold over all genuine and impostor pairs, worst/best ratios with confidence
     intervals, and FNIR (rank 1) and FPIR per group."""
+    import numpy as np
+
     from facetrail.engine.models import DlibResNetModel
     from facetrail.evaluation.calibration import save_calibration as store_calibration
     from facetrail.evaluation.datasets import identity_folders, read_groups
@@ -224,9 +226,10 @@ def evaluate_demographics(
             plot_verification(curves, plot, title=f"Per group on {images.name}, threshold {figures['threshold']['value']:.3f}", operating_points=marks)
             report["plot"] = str(plot)
         if save_calibration:
-            source = f"{images.name}: all {int(impostors.size):,} impostor pairs among {figures['images']:,} photographs of {figures['identities']:,} people"
+            compared = int(np.isfinite(impostors).sum())
+            source = f"{images.name}: {compared:,} impostor pairs among {figures['images']:,} photographs of {figures['identities']:,} people"
             report["calibration"] = str(store_calibration(system.datadir, impostors, DlibResNetModel.name, source))
-            system.audit.append(actor.username, "calibration_saved", DlibResNetModel.name, {"impostor_pairs": int(impostors.size), "source": source})
+            system.audit.append(actor.username, "calibration_saved", DlibResNetModel.name, {"impostor_pairs": compared, "source": source})
         if publish:
             report["published"] = str(publish_figures(system.datadir, json_ready(report), images.name))
             system.audit.append(actor.username, "evaluation_published", DlibResNetModel.name, {"dataset": images.name})
