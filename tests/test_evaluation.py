@@ -214,6 +214,25 @@ def test_evaluate_demographics_cli_on_real_photographs_with_a_template_cache(lfw
     assert other.exit_code == 2 and "another pipeline (differs in augmentation)" in other.output
 
 
+def test_evaluate_quality_cli_discards_the_failed_photograph_first(lfw_style, tmp_path, datadir, admin_token):
+    from facetrail.evaluation.templates import QUALITY_COMPONENTS
+
+    pairs_file = tmp_path / "pairs.txt"
+    pairs_file.write_text("4\t1\nBarack_Obama\t1\t2\nBarack_Obama\t1\t3\nBarack_Obama\t2\t3\nJoe_Biden\t1\t2\nBarack_Obama\t1\tJoe_Biden\t1\n")
+    plot = tmp_path / "edc.png"
+    result = runner.invoke(app, ["evaluate", "quality", "--pairs", str(pairs_file), "--images", str(lfw_style), "--threshold", "0.6",
+                                 "--workers", "1", "--plot", str(plot), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["genuine_pairs"] == 4 and report["fnmr_before_discarding"] == 0.25  # Biden's truncated photograph
+    assert list(report["components"]) == list(QUALITY_COMPONENTS)
+    for component in report["components"].values():  # unmeasured counts as the lowest quality: discarded first
+        assert component["fnmr_after_discarding"]["0.2"] == 0.0 and component["predicts_errors"]
+    assert plot.stat().st_size > 10_000
+    result = runner.invoke(app, ["evaluate", "quality", "--pairs", str(pairs_file), "--images", str(lfw_style), "--fmr", "2"])
+    assert result.exit_code == 2 and "--fmr must be between 0 and 1" in result.output
+
+
 def test_evaluate_reports_bad_arguments_clearly(tmp_path, datadir, admin_token):
     result = runner.invoke(app, ["evaluate", "verify", "--pairs", str(tmp_path / "missing.txt"), "--images", str(tmp_path)])
     assert result.exit_code == 2 and "cannot read pairs file" in result.output

@@ -175,6 +175,13 @@ def evaluate_identify(
         out.print(f"{name}: worst {c['worst_group']} {c['worst']:.4f} / best {c['best_group']} {c['best']:.4f} = ×{c['ratio']:.2f}")
 
 
+def _check_operating_point(threshold: float | None, fmr: float) -> None:
+    if threshold is not None and not 0 < threshold < 10:
+        raise FacetrailError("--threshold must be a distance between 0 and 10")
+    if not 0 < fmr < 1:
+        raise FacetrailError("--fmr must be between 0 and 1")
+
+
 @evaluate_app.command("demographics")
 def evaluate_demographics(
     images: Annotated[Path, typer.Option("--images", help="Folder with one subfolder of images per identity.")],
@@ -205,10 +212,7 @@ def evaluate_demographics(
 
     def body(system, actor):
         config = _evaluation_config(system, actor, augmentation)
-        if threshold is not None and not 0 < threshold < 10:
-            raise FacetrailError("--threshold must be a distance between 0 and 10")
-        if not 0 < fmr < 1:
-            raise FacetrailError("--fmr must be between 0 and 1")
+        _check_operating_point(threshold, fmr)
         if not 10 <= resamples <= 100_000:
             raise FacetrailError("--resamples must be between 10 and 100000")
         people, labels = identity_folders(images), read_groups(groups)
@@ -280,50 +284,22 @@ def evaluate_quality(
     as_json: JsonOption = False,
 ) -> None:
     """Error-versus-Discard Characteristic per quality component: does refusing low-quality photographs remove errors?"""
-    import numpy as np
-
-    from facetrail.evaluation import metrics
     from facetrail.evaluation.datasets import read_pairs
-    from facetrail.evaluation.demographics import labelled_set, score_pairs
-    from facetrail.evaluation.edc import edc_report
+    from facetrail.evaluation.edc import pairs_edc_report
     from facetrail.evaluation.plots import plot_edc
-    from facetrail.evaluation.templates import QUALITY_COMPONENTS
 
     def body(system, actor):
         config = _evaluation_config(system, actor, augmentation)
-        if not 0 < fmr < 1:
-            raise FacetrailError("--fmr must be between 0 and 1")
+        _check_operating_point(threshold, fmr)
         pair_list = read_pairs(pairs, images)
         templates = _templates_with_progress([p for pair in pair_list for p in (pair.first, pair.second)], config, face_choice, workers, template_cache)
-        genuine = [pair for pair in pair_list if pair.same]
-        if not genuine:
-            raise FacetrailError(f"{pairs}: no same-person pairs")
-        distances = np.array([np.inf if templates[p.first].failed or templates[p.second].failed
-                              else float(np.linalg.norm(templates[p.first].embedding - templates[p.second].embedding)) for p in genuine])
-        rule = "given"
-        fixed = threshold
-        if fixed is None:
-            people: dict[str, list] = {}
-            for pair in pair_list:
-                people.setdefault(pair.first_identity, []).append(pair.first)
-                people.setdefault(pair.second_identity, []).append(pair.second)
-            people = {name: sorted(set(paths)) for name, paths in people.items()}
-            data_set, _ = labelled_set(people, dict.fromkeys(people, "all"), templates)
-            scores = score_pairs(data_set)
-            impostors = scores.all_impostors()
-            point = metrics.tar_at_far(scores.genuine, impostors, fmr)
-            fixed, rule = point.threshold, f"FMR {fmr:g} over all {impostors.size:,} impostor pairs among the pairs' images"
-
-        def measured(path, component):
-            t = templates[path]
-            return np.nan if t.failed else t.quality[QUALITY_COMPONENTS.index(component)]
-
-        quality = {c: (np.array([measured(p.first, c) for p in genuine]), np.array([measured(p.second, c) for p in genuine]))
-                   for c in QUALITY_COMPONENTS}
-        report, curves, fractions = edc_report(distances, quality, fixed)
-        report = {"pipeline": _pipeline_description(config, face_choice), **report, "threshold_rule": rule}
+        try:
+            figures, curves, fractions = pairs_edc_report(pair_list, templates, threshold, fmr)
+        except ValueError as exc:
+            raise FacetrailError(f"{pairs}: {exc}") from None
+        report = {"pipeline": _pipeline_description(config, face_choice), **figures}
         if plot:
-            plot_edc(curves, fractions, plot, title=f"Error versus discard on {pairs.name} (threshold {fixed:.3f})")
+            plot_edc(curves, fractions, plot, title=f"Error versus discard on {pairs.name} (threshold {figures['threshold']:.3f})")
             report["plot"] = str(plot)
         return report
 

@@ -104,6 +104,13 @@ def labelled_set(
     return LabelledSet(paths, embeddings, image_identity, names, identity_group, group_names), unlabelled
 
 
+def threshold_at_fmr(scores: PairScores, fmr: float) -> tuple[float, str]:
+    """The largest threshold whose FMR over all impostor pairs is at most ``fmr``, and that rule in words."""
+    impostors = scores.all_impostors()
+    point = metrics.tar_at_far(scores.genuine, impostors, fmr)
+    return point.threshold, f"FMR {fmr:g} over all {impostors.size:,} impostor pairs (actual {point.far_actual:.3g})"
+
+
 def distance_blocks(embeddings: np.ndarray, block_rows: int = BLOCK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
     """``(first_row, block)`` where ``block[r, c]`` is the distance between rows ``first_row + r`` and ``first_row + c``
     (columns from ``first_row`` on; the caller keeps ``c > r``). A NaN embedding gives +inf distances."""
@@ -243,11 +250,7 @@ def demographic_report(
     data, unlabelled = labelled_set(identities, groups, templates)
     scores = score_pairs(data)
     everyone = scores.all_impostors()
-    if threshold is None:
-        point = metrics.tar_at_far(scores.genuine, everyone, fmr)
-        threshold, rule = point.threshold, f"FMR {fmr:g} over all {everyone.size:,} impostor pairs (actual {point.far_actual:.3g})"
-    else:
-        rule = "given"
+    threshold, rule = (threshold, "given") if threshold is not None else threshold_at_fmr(scores, fmr)
     bootstrap = IdentityBootstrap(data.identity_group, resamples, seed)
     images = data.images_per_identity
     genuine_trials = images * (images - 1) // 2

@@ -23,10 +23,14 @@ genuine pairs fall.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
-from facetrail.evaluation.templates import QUALITY_COMPONENTS
+from facetrail.evaluation.datasets import Pair
+from facetrail.evaluation.demographics import labelled_set, score_pairs, threshold_at_fmr
+from facetrail.evaluation.templates import QUALITY_COMPONENTS, ImageTemplate
+from facetrail.evaluation.verification import pair_distances
 
 MAX_DISCARD = 0.2
 DISCARD_STEPS = 41
@@ -82,7 +86,7 @@ def edc_report(
     curves = {}
     components = {}
     for name, (first, second) in quality.items():
-        pair_quality = np.fmin(utility(name, first), utility(name, second))
+        pair_quality = np.minimum(utility(name, first), utility(name, second))  # NaN (not measured) stays NaN: lowest
         curve = edc_curve(errors, pair_quality, fractions)
         curves[name] = curve
         ratio = area_ratio(curve, start)
@@ -110,3 +114,36 @@ def _measurement(component: str, gate_utility: float) -> float:
     """A utility threshold back in the component's own units (for yaw and roll: the largest absolute angle; for
     brightness: the distance from mid-grey)."""
     return -gate_utility if component in ("yaw_deg", "roll_deg", "brightness") else gate_utility
+
+
+def pairs_edc_report(
+    pairs: list[Pair], templates: Mapping[Path, ImageTemplate], threshold: float | None = None, fmr: float = 1e-3
+) -> tuple[dict, dict[str, np.ndarray], np.ndarray]:
+    """``edc_report`` on the same-person pairs of a pairs file, every quality component; the threshold is given, or
+    fixed where FMR is ``fmr`` over every impostor pair among the pairs' images (not only the listed ones)."""
+    genuine = [pair for pair in pairs if pair.same]
+    if not genuine:
+        raise ValueError("the pairs file has no same-person pairs")
+    distances, _, _ = pair_distances(genuine, templates)
+    if threshold is None:
+        people: dict[str, set[Path]] = {}
+        for pair in pairs:
+            people.setdefault(pair.first_identity, set()).add(pair.first)
+            people.setdefault(pair.second_identity, set()).add(pair.second)
+        identities = {name: sorted(paths) for name, paths in people.items()}
+        data, _ = labelled_set(identities, dict.fromkeys(identities, "all"), templates)
+        threshold, rule = threshold_at_fmr(score_pairs(data), fmr)
+        rule += " among the pairs' images"
+    else:
+        rule = "given"
+
+    def measured(path: Path, component: int) -> float:
+        template = templates[path]
+        return np.nan if template.failed else template.quality[component]
+
+    quality = {
+        name: (np.array([measured(p.first, k) for p in genuine]), np.array([measured(p.second, k) for p in genuine]))
+        for k, name in enumerate(QUALITY_COMPONENTS)
+    }
+    report, curves, fractions = edc_report(distances, quality, threshold)
+    return {**report, "threshold_rule": rule}, curves, fractions
