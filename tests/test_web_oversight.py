@@ -257,7 +257,7 @@ def test_auditors_never_see_photographs(world, searched):
     log_in(world, "ivan")
     assert world.client.get(f"/searches/{searched}/candidates/1.jpg").status_code == 200  # there is one to see
     log_in(world, "alma")
-    for photo in ("candidates/1.jpg", "probe.jpg", "probe/chip.png", "candidates/1/chip.png"):
+    for photo in ("candidates/1.jpg", "probe.jpg", "probe/chip.png", "candidates/1/chip.png", "probe/face.jpg", "candidates/1/face.jpg"):
         assert world.client.get(f"/searches/{searched}/{photo}").status_code == 403, photo
     for page in ("/oversight/report", "/oversight/audit", "/"):
         text = world.client.get(page).text
