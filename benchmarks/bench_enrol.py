@@ -1,16 +1,19 @@
 """Enrolment throughput on 250×250 photographs (LFW), with a per-stage breakdown.
 
-Two measurements per embedding configuration:
+Two measurements for each embedding backend (ONNX Runtime, dlib) and augmentation asked for:
 
 1. Stages, in this process on one core: decode, HOG detection, CNN fallback
-   (only when HOG found nothing), landmarks + alignment, quality, embedding.
+   (only when HOG found nothing), landmarks, alignment (two chips), quality,
+   embedding (the augmentation's passes as one batch).
 2. End to end: the real ``enrol()`` into a fresh data directory with
    ``--workers`` processes (hashing, decoding, detection, quality, embedding,
    storing photographs, SQLite commits, index updates).
 
-It prints its figures and a JSON line; it asserts nothing about speed.
+Detection is what enrolment uses (portrait-sized faces only; ``--detection thorough`` looks for
+faces down to ``detection.min_face_px`` as probes do). It prints its figures and a JSON line; it
+asserts nothing about speed.
 
-    python benchmarks/bench_enrol.py --images ../shared/faces/lfw-dev --count 400 --workers 2
+    python benchmarks/bench_enrol.py --images ../shared/faces/lfw-dev --count 400 --workers 2 --backends onnx,dlib
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -26,8 +28,9 @@ from pathlib import Path
 from facetrail.config import EngineConfig, EnrolmentConfig, Settings
 from facetrail.datadir import DataDir
 from facetrail.engine.decode import decode_image
-from facetrail.engine.pipeline import EMBEDDING_PASSES, FaceEngine
-from facetrail.gallery.enrol import EnrolItem, enrol
+from facetrail.engine.pipeline import EMBEDDING_PASSES, FaceEngine, FoundFace
+from facetrail.engine.quality import assess_quality
+from facetrail.gallery.enrol import EnrolItem, enrol, portrait_detection
 from facetrail.gallery.gallery import Galleries
 
 
@@ -43,38 +46,46 @@ def sample_images(root: Path, count: int) -> list[tuple[str, Path]]:
 
 
 def stage_times(engine: FaceEngine, images: list[tuple[str, Path]]) -> dict:
-    """Mean milliseconds per image for each stage, on this core."""
-    totals = {"decode": 0.0, "detect_hog": 0.0, "detect_cnn_fallback": 0.0, "landmarks_align_quality": 0.0, "embed": 0.0}
+    """Mean milliseconds per image for each stage, in this process, with the engine's thread settings."""
+    stages = ("decode", "detect_hog", "detect_cnn_fallback", "landmarks", "align", "quality", "embed")
+    totals = dict.fromkeys(stages, 0.0)
     fallbacks = 0
+    model, detector = engine.model, engine.detector
     for _, path in images:
         data = path.read_bytes()
-        start = time.perf_counter()
+        clock = [time.perf_counter()]
+
+        def lap(stage: str) -> None:
+            clock.append(time.perf_counter())
+            totals[stage] += clock[-1] - clock[-2]
+
         pixels = decode_image(data, engine.config.limits).pixels
-        t1 = time.perf_counter()
-        detections = engine.detector.detect_hog(pixels)
-        t2 = time.perf_counter()
-        if not detections and engine.detector.has_fallback:
-            detections = engine.detector.detect_cnn(pixels)
+        lap("decode")
+        detections = detector.detect_hog(pixels)
+        lap("detect_hog")
+        if not detections and detector.has_fallback:
+            detections = detector.detect_cnn(pixels)
             fallbacks += 1
-        t3 = time.perf_counter()
-        totals["decode"] += t1 - start
-        totals["detect_hog"] += t2 - t1
-        totals["detect_cnn_fallback"] += t3 - t2
+        lap("detect_cnn_fallback")
         if not detections:
             continue
-        face = engine.measure(pixels, max(detections, key=lambda d: d.box.area))
-        t4 = time.perf_counter()
-        engine.template(face)
-        t5 = time.perf_counter()
-        totals["landmarks_align_quality"] += t4 - t3
-        totals["embed"] += t5 - t4
+        detection = max(detections, key=lambda d: d.box.area)
+        landmarks = model.landmarks(pixels, detection.box)
+        lap("landmarks")
+        chip = model.align(pixels, landmarks)
+        context = model.align(pixels, landmarks, engine.config.embedding.context_padding)
+        lap("align")
+        quality = assess_quality(detection, landmarks, chip, engine.config.quality)
+        lap("quality")
+        engine.template(FoundFace(detection, landmarks, chip, quality, context))
+        lap("embed")
     per_image = {stage: 1000 * seconds / len(images) for stage, seconds in totals.items()}
     per_image["total"] = sum(per_image.values())
     per_image["cnn_fallbacks"] = fallbacks
     return per_image
 
 
-def end_to_end(config: EngineConfig, images: list[tuple[str, Path]], workers: int) -> dict:
+def end_to_end(config: EngineConfig, images: list[tuple[str, Path]], rules: EnrolmentConfig) -> dict:
     """Images per second through the real enrolment into a fresh data directory."""
     with tempfile.TemporaryDirectory() as scratch:
         datadir = DataDir(Path(scratch) / "data")
@@ -82,7 +93,6 @@ def end_to_end(config: EngineConfig, images: list[tuple[str, Path]], workers: in
         galleries.create("bench", ["booking"])
         gallery = galleries.get("bench")
         items = [EnrolItem(path, identity, "booking") for identity, path in images]
-        rules = dataclasses.replace(Settings().enrolment, workers=workers)
         start = time.perf_counter()
         summary = enrol(gallery, items, config, rules)
         elapsed = time.perf_counter() - start
@@ -96,22 +106,33 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=400, help="images enrolled end to end")
     parser.add_argument("--stage-count", type=int, default=100, help="images timed stage by stage")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--backends", default="onnx,dlib", help="comma-separated embedding backends to measure")
+    parser.add_argument("--augmentations", default="mirror+context", help=f"comma-separated, of: {', '.join(EMBEDDING_PASSES)}")
+    parser.add_argument("--detection", choices=("portrait", "thorough"), default="portrait",
+                        help="portrait: what enrolment uses (enrolment.min_face_fraction); thorough: the probe default")
     args = parser.parse_args()
     images = sample_images(args.images, args.count)
+    settings = Settings()
+    rules = dataclasses.replace(settings.enrolment, workers=args.workers)
+    if args.detection == "thorough":
+        rules = dataclasses.replace(rules, min_face_fraction=0.0)
     results = {}
-    for augmentation in EMBEDDING_PASSES:
-        config = dataclasses.replace(EngineConfig(), embedding=dataclasses.replace(EngineConfig().embedding, augmentation=augmentation))
-        stages = stage_times(FaceEngine(config), images[: args.stage_count])
-        throughput = end_to_end(config, images, args.workers)
-        results[augmentation] = {"stages_ms_per_image": stages, "end_to_end": throughput}
-        print(f"\naugmentation={augmentation} ({EMBEDDING_PASSES[augmentation]} model pass(es) per face)")
-        print("  per-stage, one core, ms/image: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items() if k != "cnn_fallbacks"))
-        print(f"  CNN fallbacks: {stages['cnn_fallbacks']} of {min(args.stage_count, len(images))}")
-        print(
-            f"  end to end, {args.workers} workers: {throughput['images_per_second']:.1f} images/s "
-            f"({throughput['items']} images in {throughput['seconds']:.1f} s; {throughput['enrolled']} enrolled, {throughput['rejected']} rejected)"
-        )
-    print(json.dumps({"benchmark": "enrol", "images": len(images), "workers": args.workers, "results": results}))
+    for backend in args.backends.split(","):
+        for augmentation in args.augmentations.split(","):
+            embedding = dataclasses.replace(settings.embedding, augmentation=augmentation, backend=backend)
+            config = dataclasses.replace(settings.engine, embedding=embedding)
+            one_core = dataclasses.replace(portrait_detection(config, rules), embedding=dataclasses.replace(embedding, threads=1))
+            stages = stage_times(FaceEngine(one_core), images[: args.stage_count])
+            throughput = end_to_end(config, images, rules)
+            results[f"{backend}/{augmentation}"] = {"stages_ms_per_image": stages, "end_to_end": throughput}
+            print(f"\nbackend={backend} augmentation={augmentation} ({EMBEDDING_PASSES[augmentation]} model pass(es) per face), {args.detection} detection")
+            print("  per-stage, one core, ms/image: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items() if k != "cnn_fallbacks"))
+            print(f"  CNN fallbacks: {stages['cnn_fallbacks']} of {min(args.stage_count, len(images))}")
+            print(
+                f"  end to end, {args.workers} workers: {throughput['images_per_second']:.1f} images/s "
+                f"({throughput['items']} images in {throughput['seconds']:.1f} s; {throughput['enrolled']} enrolled, {throughput['rejected']} rejected)"
+            )
+    print(json.dumps({"benchmark": "enrol", "images": len(images), "workers": args.workers, "detection": args.detection, "results": results}))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ SHARED_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 def quick_setup(request, monkeypatch):
     """Make the many short-lived systems the tests build cheap to set up: password hashes with argon2id at its
     smallest cost (tests marked ``real_password_hashing`` keep the production parameters), and the face model's
-    weights loaded once per test session instead of once per system. Neither changes what is computed."""
+    weights loaded once per test session (per backend) instead of once per system. Neither changes what is
+    computed."""
     from argon2 import PasswordHasher
 
     from facetrail.engine import pipeline
@@ -32,10 +33,10 @@ def quick_setup(request, monkeypatch):
 
 
 @functools.cache
-def _shared_model():
+def _shared_model(name: str = "dlib-resnet-v1", backend: str = "onnx", threads: int = 0):
     from facetrail.engine.models import load_model
 
-    return _OneCallAtATime(load_model())
+    return _OneCallAtATime(load_model(name, backend, threads))
 
 
 class _OneCallAtATime:

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from facetrail.config import DetectionConfig, EngineConfig, EnrolmentConfig
+from facetrail.engine.detect import FaceDetector
 from facetrail.engine.geometry import Box
 from facetrail.engine.pipeline import FaceEngine, choose_face, gallery_face
 from facetrail.errors import FacetrailError, MultipleFacesError, NoFaceError, PoorQualityError
@@ -182,3 +183,20 @@ def test_face_choice_centre_or_largest(engine, faces):
     centre = choose_face(found, "centre", image.shape)
     assert largest is not centre
     assert largest.detection.box.centre[0] < 910 and centre.detection.box.centre[0] > 1000
+
+
+@pytest.mark.parametrize("width, min_face_px", [(120, 20), (200, 40), (300, 50), (700, 40), (1800, 40)])
+def test_boxes_are_in_the_photos_pixels_whatever_scale_hog_scans_at(engine, faces, width, min_face_px):
+    """The same photograph at several sizes: HOG scans copies enlarged 4× and 2× (dlib's pyramid), enlarged by a
+    fraction, and reduced (bilinear), and every box comes back on the face in the photo's own pixels."""
+    photo = Image.open(faces["obama.jpg"]).convert("RGB")
+    reference = engine.find_faces(np.asarray(photo))[0].detection.box
+    factor = width / photo.width
+    resized = np.asarray(photo.resize((width, round(photo.height * factor)), Image.Resampling.LANCZOS))
+    detector = FaceDetector(dataclasses.replace(DetectionConfig(), min_face_px=min_face_px, fallback="none"))
+    scale = detector.working_scale(resized.shape, detector.smallest_face(resized.shape))
+    assert scale == {120: 4.0, 200: 2.0}.get(width, scale)
+    found = detector.detect_hog(resized)
+    assert len(found) == 1
+    expected = Box(reference.left * factor, reference.top * factor, reference.width * factor, reference.height * factor)
+    assert found[0].box.iou(expected) > 0.6, (scale, found[0].box, expected)

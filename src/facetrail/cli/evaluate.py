@@ -55,6 +55,7 @@ def _pipeline_description(config, face_choice: str) -> dict:
 
     return {
         "model": DlibResNetModel.name,
+        "backend": config.embedding.backend,
         "augmentation": config.embedding.augmentation,
         "embedding_passes_per_face": EMBEDDING_PASSES[config.embedding.augmentation],
         "detection_fallback": config.detection.fallback,

@@ -3,7 +3,8 @@
 A model turns a face box into five landmarks, the landmarks into an aligned
 chip, and chips into fixed-length embeddings compared by Euclidean distance.
 Callers use only ``FaceModel``; adding a model means writing one class and
-registering it in ``MODELS``. Every template stores the model's ``name`` and
+registering it in ``MODELS``, under each backend that can run it (dlib's ResNet
+runs on ONNX Runtime by default, or on dlib itself). Every template stores the model's ``name`` and
 ``version`` so templates from different models are never compared.
 """
 
@@ -23,6 +24,8 @@ class FaceModel(Protocol):
 
     name: str
     version: str
+    backend: str
+    """What runs the network; templates from every backend of one model are interchangeable."""
     dimension: int
     default_threshold: float
     """Distance at or below which the model's authors consider two faces the same person."""
@@ -37,15 +40,17 @@ class FaceModel(Protocol):
         ...
 
     def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
-        """Embeddings ``(len(chips), dimension)`` float32 for aligned chips."""
+        """Embeddings ``(len(chips), dimension)`` float32 for aligned chips, computed as one batch."""
         ...
 
 
-class DlibResNetModel:
-    """dlib's ResNet-34 face descriptor (128-d) with its 5-point shape predictor.
+class DlibAlignedResNet:
+    """dlib's ResNet-34 face descriptor (128-d) with its 5-point shape predictor: landmarks and alignment.
 
     Weights come from the ``face_recognition_models`` package (0.3.0); nothing is downloaded.
-    Published accuracy: 99.38% on LFW (with jittering); customary threshold 0.6.
+    Published accuracy: 99.38% on LFW (with jittering); customary threshold 0.6. Subclasses run the
+    network on one backend or another; every backend computes the same descriptors, so templates carry the
+    same name and version whichever backend made them.
     """
 
     name = "dlib-resnet-v1"
@@ -54,6 +59,7 @@ class DlibResNetModel:
     default_threshold = 0.6
     chip_size = 150
     chip_padding = 0.25
+    backend = ""
 
     def __init__(self) -> None:
         import dlib
@@ -61,7 +67,6 @@ class DlibResNetModel:
 
         self._dlib = dlib
         self._shape_predictor = dlib.shape_predictor(weights.pose_predictor_five_point_model_location())
-        self._net = dlib.face_recognition_model_v1(weights.face_recognition_model_location())
 
     def landmarks(self, pixels: np.ndarray, box: Box) -> np.ndarray:
         shape = self._shape_predictor(pixels, _dlib_rect(self._dlib, box))
@@ -75,24 +80,76 @@ class DlibResNetModel:
         margin = self.chip_padding if padding is None else padding
         return np.asarray(dlib.get_face_chip(pixels, shape, self.chip_size, margin))
 
+
+class DlibResNetModel(DlibAlignedResNet):
+    """The ResNet run by dlib itself (its CPU path has no BLAS in the dlib-bin wheel: ~10× slower than ONNX).
+
+    ``threads`` is accepted for a common constructor and has no effect: dlib's CPU path uses one thread.
+    """
+
+    backend = "dlib"
+
+    def __init__(self, threads: int = 0) -> None:
+        super().__init__()
+        import face_recognition_models as weights
+
+        self._net = self._dlib.face_recognition_model_v1(weights.face_recognition_model_location())
+
     def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         contiguous = [np.ascontiguousarray(chip) for chip in chips]
         vectors = self._net.compute_face_descriptor(contiguous)
         return np.array([np.asarray(v) for v in vectors], dtype=np.float32).reshape(len(chips), self.dimension)
 
 
+class OnnxResNetModel(DlibAlignedResNet):
+    """The same ResNet converted to ONNX from the installed ``.dat`` file at load time and run by ONNX Runtime.
+
+    ``threads`` sets ONNX Runtime's intra-op threads (0: one per core); a pool of worker processes gives each
+    its share of the cores. All chips given to ``embed`` run as one batch.
+    """
+
+    backend = "onnx"
+
+    def __init__(self, threads: int = 0) -> None:
+        super().__init__()
+        import face_recognition_models as weights
+        import onnxruntime
+
+        from facetrail.engine.onnx_resnet import convert_dat_file
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session = onnxruntime.InferenceSession(
+            convert_dat_file(weights.face_recognition_model_location()), options, providers=["CPUExecutionProvider"],
+        )
+
+    def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
+        if not chips:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        batch = np.stack([np.asarray(chip, dtype=np.uint8) for chip in chips])
+        return self._session.run(None, {"chips": batch})[0].astype(np.float32, copy=False)
+
+
 def _dlib_rect(dlib, box: Box):
     return dlib.rectangle(int(round(box.left)), int(round(box.top)), int(round(box.right)), int(round(box.bottom)))
 
 
-MODELS: dict[str, Callable[[], FaceModel]] = {DlibResNetModel.name: DlibResNetModel}
-"""Model name → constructor. Register new models here."""
+MODELS: dict[str, dict[str, Callable[[int], FaceModel]]] = {
+    DlibAlignedResNet.name: {OnnxResNetModel.backend: OnnxResNetModel, DlibResNetModel.backend: DlibResNetModel},
+}
+"""Model name → backend → constructor taking the thread count. Register new models and backends here."""
 
 
-def load_model(name: str = DlibResNetModel.name) -> FaceModel:
-    """Construct the named model (loads its weights)."""
+def load_model(name: str = DlibAlignedResNet.name, backend: str = OnnxResNetModel.backend, threads: int = 0) -> FaceModel:
+    """Construct the named model on the named backend (loads its weights); ``threads`` 0 means one per core."""
     try:
-        factory = MODELS[name]
+        backends = MODELS[name]
     except KeyError:
         raise ConfigError(f"unknown face model {name!r} (available: {', '.join(MODELS)})") from None
-    return factory()
+    try:
+        factory = backends[backend]
+    except KeyError:
+        raise ConfigError(f"face model {name!r} has no backend {backend!r} (available: {', '.join(backends)})") from None
+    return factory(threads)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -31,6 +32,14 @@ def _run_in_worker(task: Callable[[FaceEngine, Job], Result], job: Job) -> Resul
     return task(_worker_engine, job)
 
 
+def share_cores(config: EngineConfig, workers: int) -> EngineConfig:
+    """``config`` with the network's threads set to each worker's share of the cores, unless set explicitly."""
+    if config.embedding.threads:
+        return config
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    return dataclasses.replace(config, embedding=dataclasses.replace(config.embedding, threads=threads))
+
+
 def analyse_many(
     jobs: Iterable[Job],
     task: Callable[[FaceEngine, Job], Result],
@@ -56,7 +65,8 @@ def analyse_many(
             yield job, task(engine, job)
         return
     context = get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(config,)) as pool:
+    worker_config = share_cores(config, workers)
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(worker_config,)) as pool:
         in_flight: collections.deque = collections.deque()
         run = partial(_run_in_worker, task)
         for job in jobs:

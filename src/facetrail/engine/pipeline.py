@@ -56,7 +56,8 @@ class FaceEngine:
 
     def __init__(self, config: EngineConfig | None = None, model: FaceModel | None = None) -> None:
         self.config = config or EngineConfig()
-        self.model = model or load_model()
+        embedding = self.config.embedding
+        self.model = model or load_model(backend=embedding.backend, threads=embedding.threads)
         self.detector = FaceDetector(self.config.detection)
 
     def decode(self, data: bytes) -> DecodedImage:

@@ -11,11 +11,12 @@ the batch: its reason is recorded and reported.
 
 from __future__ import annotations
 
+
 import csv
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,14 @@ def _analyse(engine: FaceEngine, entry: _Pending) -> dict[str, Any]:
 # --- coordinator side ----------------------------------------------------------------
 
 
+def portrait_detection(engine_config: EngineConfig, rules: EnrolmentConfig) -> EngineConfig:
+    """The engine configuration for gallery photographs: faces smaller than ``rules.min_face_fraction`` of the
+    photo's shorter side are not looked for."""
+    detection = engine_config.detection
+    fraction = max(detection.min_face_fraction, rules.min_face_fraction)
+    return replace(engine_config, detection=replace(detection, min_face_fraction=fraction))
+
+
 def enrol(
     gallery: Gallery,
     items: Iterable[EnrolItem],
@@ -195,7 +204,7 @@ def enrol(
                     yield checked
 
         batch: list[tuple[_Pending, dict[str, Any]]] = []
-        for entry, result in analyse_many(screened(), _analyse, engine_config, rules.workers):
+        for entry, result in analyse_many(screened(), _analyse, portrait_detection(engine_config, rules), rules.workers):
             if "reason" in result:
                 _record_rejection(gallery, entry, result["reason"])
                 report(EnrolOutcome(entry.item, "rejected", result["reason"]))
