@@ -6,8 +6,9 @@ its reason, so the protocols can count it as an error instead of dropping it.
 Templates can be kept in a cache file (``TemplateCache``, a NumPy ``.npz``) so a
 large set is analysed once: entries are keyed by the image's resolved path, size
 and modification time, and the file records the pipeline that made them (model,
-version, augmentation, detection fallback, face choice); a file made by another
-pipeline is refused rather than mixed in.
+version, augmentation, every detection setting, face choice); a file made by
+another pipeline is refused rather than mixed in. (The embedding backend is not
+part of it: ONNX and dlib compute the same templates.)
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def pipeline_key(config: EngineConfig, model_name: str, model_version: str, choi
         "model": model_name,
         "model_version": model_version,
         "augmentation": config.embedding.augmentation,
-        "detection_fallback": str(config.detection.fallback),
+        "detection": repr(config.detection),
         "face_choice": choice,
     }
 
