@@ -233,6 +233,27 @@ def test_evaluate_quality_cli_discards_the_failed_photograph_first(lfw_style, tm
     assert result.exit_code == 2 and "--fmr must be between 0 and 1" in result.output
 
 
+def test_init_calibrates_estimated_false_match_rates_from_local_photographs(lfw_style, tmp_path, monkeypatch):
+    from facetrail.accountability.service import Facetrail
+    from facetrail.datadir import DataDir
+    from facetrail.evaluation.calibration import load_calibration
+
+    monkeypatch.setenv("FACETRAIL_ADMIN_PASSWORD", "test admin password 1")
+    data = tmp_path / "data"
+    result = runner.invoke(app, ["init", "--data", str(data), "--admin", "admin", "--calibrate-from", str(lfw_style), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    expected = f"{lfw_style.name}: 3 impostor pairs among 4 photographs of 2 people"  # the truncated photograph gave none
+    assert expected in result.output
+    system = Facetrail.initialise(DataDir(data))
+    try:
+        assert load_calibration(system.datadir, "dlib-resnet-v1").source == expected
+        assert [e["details"]["source"] for e in system.audit.entries(limit=100) if e["action"] == "calibration_saved"] == [expected]
+    finally:
+        system.close()
+    result = runner.invoke(app, ["init", "--data", str(data), "--calibrate-from", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "not a folder" in result.output
+
+
 def test_evaluate_reports_bad_arguments_clearly(tmp_path, datadir, admin_token):
     result = runner.invoke(app, ["evaluate", "verify", "--pairs", str(tmp_path / "missing.txt"), "--images", str(tmp_path)])
     assert result.exit_code == 2 and "cannot read pairs file" in result.output
