@@ -104,8 +104,8 @@ def test_identity_bootstrap_resamples_within_groups_and_reproduces_the_point_est
     images = np.array([2, 1, 3, 2, 2])
     group = np.array([0, 1, 2])
     # impostor pairs within group 0: 2*1 + 2*3 + 1*3 = 11; false matches between identities 0-2 (twice) and 1-2
-    assert bootstrap.pair_rate(np.array([0, 0, 1]), np.array([2, 2, 2]), images, (group, group))[0] == pytest.approx(3 / 11)
-    assert bootstrap.pair_rate(np.array([0]), np.array([3]), images, (group, np.array([3, 4])))[0] == pytest.approx(1 / (6 * 4))
+    assert bootstrap.pair_rate(np.array([0, 0, 1]), np.array([2, 2, 2]), images, group)[0] == pytest.approx(3 / 11)
+    assert bootstrap.pair_rate(np.array([0]), np.array([3]), images, group, np.array([3, 4]))[0] == pytest.approx(1 / (6 * 4))
 
 
 def test_edc_discards_the_lowest_quality_pairs_first():
@@ -135,3 +135,29 @@ def test_distance_blocks_give_infinite_distance_for_failed_templates():
     embeddings = np.array([[0.0, 0.0], [3.0, 4.0], [np.nan, np.nan]])
     (start, block), = list(demographics.distance_blocks(embeddings, block_rows=8))
     assert start == 0 and block[0, 1] == pytest.approx(5.0) and np.isinf(block[0, 2]) and np.isinf(block[1, 2])
+
+
+def test_template_cache_keeps_templates_per_file_version_and_pipeline(tmp_path):
+    from facetrail.errors import FacetrailError
+    from facetrail.evaluation.templates import TemplateCache
+
+    photo, missing = tmp_path / "a.jpg", tmp_path / "gone.jpg"
+    photo.write_bytes(b"first version")
+    pipeline = {"model": "m", "face_choice": "centre"}
+    cache = TemplateCache(tmp_path / "cache.npz", pipeline)
+    quality = (90.0, 30.0, 20.0, 120.0, 40.0, -5.0, 2.0, float("nan"))  # QUALITY_COMPONENTS; no detector score
+    cache.put(ImageTemplate(photo, np.array([0.5, -1.0], dtype=np.float32), "", "hog", 2, quality))
+    cache.put(ImageTemplate(missing, None, "cannot read"))  # a file that is not there is not cached
+    cache.save()
+    again = TemplateCache(tmp_path / "cache.npz", pipeline)
+    assert len(again) == 1
+    found = again.get(photo)
+    assert found.embedding.tolist() == [0.5, -1.0] and found.faces == 2 and found.detector == "hog"
+    np.testing.assert_array_equal(found.quality, quality)
+    photo.write_bytes(b"second version, longer")  # the photograph changed: its template must be computed again
+    assert again.get(photo) is None and again.get(missing) is None
+    with pytest.raises(FacetrailError, match="another pipeline"):
+        TemplateCache(tmp_path / "cache.npz", {**pipeline, "model": "other"})
+    (tmp_path / "junk.npz").write_bytes(b"not numpy")
+    with pytest.raises(FacetrailError, match="not a facetrail template cache"):
+        TemplateCache(tmp_path / "junk.npz", pipeline)

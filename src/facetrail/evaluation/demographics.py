@@ -184,18 +184,18 @@ class IdentityBootstrap:
         with np.errstate(invalid="ignore", divide="ignore"):
             return (self.weights @ errors.astype(np.float64)) / (self.weights @ trials.astype(np.float64))
 
-    def pair_rate(self, first: np.ndarray, second: np.ndarray, images: np.ndarray, groups: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        """FMR over impostor pairs between the identities of ``groups`` (the same set twice: within one group), with
-        false matches between identities ``first[k]`` and ``second[k]``, in every resample. A drawn identity's copies
-        are never paired with each other (those would be genuine pairs)."""
+    def pair_rate(self, first: np.ndarray, second: np.ndarray, images: np.ndarray, one: np.ndarray,
+                  other: np.ndarray | None = None) -> np.ndarray:
+        """FMR over the impostor pairs among the identities ``one`` (or between ``one`` and ``other``), with false
+        matches between identities ``first[k]`` and ``second[k]``, in every resample. A drawn identity's copies are
+        never paired with each other (those would be genuine pairs)."""
         matches = np.zeros(self.weights.shape[0])
         pairs, counts = np.unique(np.stack([first, second]).reshape(2, -1), axis=1, return_counts=True)
         for chunk in range(0, counts.size, 4096):
             a, b, c = pairs[0, chunk:chunk + 4096], pairs[1, chunk:chunk + 4096], counts[chunk:chunk + 4096]
             matches += (self.weights[:, a] * self.weights[:, b]) @ c.astype(np.float32)
-        one, other = groups
         weighted_one = self.weights[:, one] @ images[one].astype(np.float64)
-        if one is other:
+        if other is None:
             trials = (weighted_one ** 2 - (self.weights[:, one].astype(np.float64) ** 2) @ (images[one].astype(np.float64) ** 2)) / 2
         else:
             trials = weighted_one * (self.weights[:, other] @ images[other].astype(np.float64))
@@ -265,7 +265,7 @@ def demographic_report(
         in_group = group_of == g
         resampled_fnmr[name] = bootstrap.per_identity_rate(genuine_errors * in_group, genuine_trials * in_group)
         within = (group_of[first] == g) & (group_of[second] == g)
-        resampled_fmr[name] = bootstrap.pair_rate(first[within], second[within], images, (members[g], members[g]))
+        resampled_fmr[name] = bootstrap.pair_rate(first[within], second[within], images, members[g])
         verification[name] = {
             "identities": int(in_group.sum()),
             "images": int(images[in_group].sum()),
@@ -276,12 +276,12 @@ def demographic_report(
     for (g, h), distances in scores.impostor.items():
         if g != h:
             between = ((group_of[first] == g) & (group_of[second] == h)) | ((group_of[first] == h) & (group_of[second] == g))
-            resampled = bootstrap.pair_rate(first[between], second[between], images, (members[g], members[h]))
+            resampled = bootstrap.pair_rate(first[between], second[between], images, members[g], members[h])
             cross[data.groups[g] + CROSS + data.groups[h]] = {"fmr": _rate(int(between.sum()), int(distances.size), resampled)}
     everybody = np.arange(len(data.identities))
     overall = {
         "fnmr": _rate(int(genuine_errors.sum()), int(genuine_trials.sum()), bootstrap.per_identity_rate(genuine_errors, genuine_trials)),
-        "fmr": _rate(int(first.size), int(everyone.size), bootstrap.pair_rate(first, second, images, (everybody, everybody))),
+        "fmr": _rate(int(first.size), int(everyone.size), bootstrap.pair_rate(first, second, images, everybody)),
     }
     report = {
         "protocol": "demographics",

@@ -117,19 +117,17 @@ class TemplateCache:
         """The cached template for ``path``, or None when absent or the file changed since (size or mtime)."""
         key = str(Path(path).resolve())
         entry = self._entries.get(key)
-        if entry is None:
+        if entry is None or _signature(key) != entry[:2]:
             return None
-        stat = os.stat(key)
-        size, mtime, template = entry
-        if (stat.st_size, stat.st_mtime_ns) != (size, mtime):
-            return None
+        template = entry[2]
         return ImageTemplate(Path(path), template.embedding, template.reason, template.detector, template.faces, template.quality)
 
     def put(self, template: ImageTemplate) -> None:
-        """Remember ``template`` (saved by the next ``save``)."""
+        """Remember ``template`` (saved by the next ``save``); an image that cannot be read any more is not kept."""
         key = str(template.path.resolve())
-        stat = os.stat(key)
-        self._entries[key] = (stat.st_size, stat.st_mtime_ns, template)
+        signature = _signature(key)
+        if signature is not None:
+            self._entries[key] = (*signature, template)
 
     def save(self) -> None:
         """Write every entry to the cache file atomically."""
@@ -159,6 +157,15 @@ class TemplateCache:
                 quality=quality,
             )
         os.replace(temp, self.path)
+
+
+def _signature(path: str) -> tuple[int, int] | None:
+    """A file's size and modification time (None when it cannot be read), to tell a changed image from a cached one."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
 
 
 def compute_templates(
