@@ -92,6 +92,10 @@ def test_bad_configuration_names_the_key(datadir):
     assert result.exit_code == 2 and "detection.fallback" in result.output and "'cnn'" in result.output
     datadir.config_path.write_text("[limits\n")
     assert "not valid TOML" in invoke("gallery", "list").output
+    # a key an earlier version wrote is refused with what replaced it
+    datadir.config_path.write_text("[detection]\nmax_working_side = 1600\n")
+    result = invoke("gallery", "list")
+    assert result.exit_code == 2 and "detection.max_working_side: no longer used (detection.max_scanned_pixels" in result.output
 
 
 def test_inspect_shows_faces_and_quality(datadir, admin_token, faces):

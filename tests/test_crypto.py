@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -13,10 +14,13 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from facetrail.config import EnrolmentConfig
 from facetrail.crypto import KEY_FILE_ENV, KeyRing, rotate_data_key
 from facetrail.datadir import DataDir
-from facetrail.errors import CryptoError
+from facetrail.errors import CryptoError, IndexFileError
+from facetrail.engine.pipeline import FaceEngine
 from facetrail.gallery.blobs import probe_store
+from facetrail.gallery.enrol import portrait_detection
 from facetrail.gallery.gallery import Galleries
 from facetrail.gallery.schema import TemplateRecord
 from tests.test_gallery import enrol_folder, galleries, photo_folder, probe_template  # noqa: F401 (fixtures)
@@ -183,8 +187,9 @@ def test_no_plaintext_template_or_photograph_anywhere(county, probe, photo_folde
         records = session.scalars(select(TemplateRecord).where(TemplateRecord.gallery_id == county.id)).all()
         plaintexts = [county.template_vector(record).tobytes() for record in records]
     assert len(plaintexts) == 4 and all(len(t) == 128 * 4 for t in plaintexts)
-    # the decrypted templates are the engine's templates of the photographs
-    front = probe_template(engine, photo_folder / "B-1001" / "front.jpg")
+    # the decrypted templates are the engine's templates of the photographs (as enrolment detects faces)
+    enrolling = FaceEngine(portrait_detection(engine.config, EnrolmentConfig()), model=engine.model)
+    front = probe_template(enrolling, photo_folder / "B-1001" / "front.jpg")
     assert min(np.abs(np.frombuffer(t, np.float32) - front).max() for t in plaintexts) < 1e-5
 
     images = [path.read_bytes() for path in photographs(photo_folder)] + [probe]
@@ -192,7 +197,7 @@ def test_no_plaintext_template_or_photograph_anywhere(county, probe, photo_folde
     secrets += [data[len(data) // 2 : len(data) // 2 + 64] for data in images]
 
     files = files_under(datadir.root)
-    assert any(p.name.endswith(".faiss") for p in files) and any(p.is_relative_to(datadir.probes_dir) for p in files)
+    assert any(p.name.startswith("seg-") for p in files) and any(p.is_relative_to(datadir.probes_dir) for p in files)
     assert len([p for p in files if p.is_relative_to(datadir.images_dir)]) == 4
     for path, content in files.items():
         for secret in secrets:
@@ -214,12 +219,12 @@ def test_encrypted_photograph_moved_to_another_record_does_not_decrypt(county):
 def test_undecryptable_index_file_is_reported_and_rebuilt_when_removed(county, datadir, engine, faces):
     embedding = probe_template(engine, faces["obama3.jpg"])
     expected = ranked(county, embedding)
-    (index_file,) = datadir.index_dir.glob("gallery-*.faiss")
+    index_file = county.index().segment_paths()[-1]
     content = index_file.read_bytes()
-    index_file.write_bytes(content[:-1] + bytes([content[-1] ^ 1]))
-    with pytest.raises(Exception, match=index_file.name):
+    index_file.write_bytes(content[:-1] + bytes([content[-1] ^ 1]))  # the last template's encrypted slot
+    with pytest.raises(IndexFileError, match=f"{index_file.name}.*failed authentication"):
         Galleries.open(datadir).get("county").search(embedding, k=4)
-    index_file.unlink()
+    shutil.rmtree(index_file.parent)
     assert ranked(Galleries.open(datadir).get("county"), embedding) == expected
 
 
@@ -229,8 +234,9 @@ def test_undecryptable_index_file_is_reported_and_rebuilt_when_removed(county, d
 def assert_only_key_in_use(datadir, gallery, key_id: str, retired: list[str]) -> None:
     for blob in stored_templates(gallery).values():
         assert KeyRing.key_id_of(blob) == key_id
-    encrypted = [p for p in files_under(datadir.root) if p.parent.parent in (datadir.images_dir / str(gallery.id), datadir.probes_dir) or p.suffix == ".faiss"]
-    assert len(encrypted) == 4 + 1 + 1  # photographs, the probe, the index
+    encrypted = [p for p in files_under(datadir.root) if p.parent.parent in (datadir.images_dir / str(gallery.id), datadir.probes_dir) or p.name == "MANIFEST"]
+    assert len(encrypted) == 4 + 1 + 1  # photographs, the probe, the index manifest (its segments: no retired key below)
+    assert any(key_header(key_id) in p.read_bytes() for p in (datadir.index_dir / f"gallery-{gallery.id}").glob("seg-*"))
     for path in encrypted:
         assert KeyRing.key_id_of(path.read_bytes()) == key_id, path
     for path, content in files_under(datadir.root).items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from PIL import Image, ImageOps
 from sqlalchemy import func, select
 
 from facetrail.config import EnrolmentConfig
-from facetrail.errors import DuplicateError, GalleryError, NotFoundError
+from facetrail.errors import DuplicateError, GalleryError, IndexFileError, NotFoundError
 from facetrail.gallery.enrol import enrol, items_from_folder, items_from_manifest, write_report
 from facetrail.gallery.gallery import Galleries
 from facetrail.gallery.schema import ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
@@ -150,6 +151,7 @@ def test_search_ranks_the_right_subject_first(county, photo_folder, engine, face
     assert candidates[0].subject_id == "B-1001" and candidates[0].distance < 0.6
     assert [c.distance for c in candidates] == sorted(c.distance for c in candidates)
     assert {c.subject_id for c in candidates[2:]} == {"B-2002"}
+    assert county.search(probe, k=10, exact=True).candidates == candidates  # the audit mode
 
 
 def test_expungement_leaves_no_trace(county, photo_folder, engine, faces, datadir):
@@ -174,36 +176,37 @@ def test_expungement_leaves_no_trace(county, photo_folder, engine, faces, datadi
         county.remove_subject("B-1001")
 
 
-def test_index_is_rebuilt_when_missing_stale_or_corrupt(county, photo_folder, engine, faces, datadir):
+def test_index_is_rebuilt_when_missing_stale_or_corrupt(county, photo_folder, engine, faces, datadir, monkeypatch):
     enrol_folder(county, photo_folder)
     probe = probe_template(engine, faces["obama3.jpg"])
     expected = [(c.template_id, round(c.distance, 5)) for c in county.search(probe, k=4).candidates]
-    (index_file,) = datadir.index_dir.glob("gallery-*.faiss")
+    index_root = datadir.index_dir / f"gallery-{county.id}"
+    segment = county.index().segment_paths()[-1]
 
-    index_file.write_bytes(index_file.read_bytes()[:100])  # truncated by a crash
-    reopened = Galleries.open(datadir).get("county")
-    with pytest.raises(Exception):
-        reopened.search(probe, k=4)  # a corrupt file for the current version is reported, never used
-    index_file.unlink()
+    segment.write_bytes(segment.read_bytes()[:100])  # truncated by a disk fault
+    with pytest.raises(IndexFileError, match=segment.name):
+        Galleries.open(datadir).get("county").search(probe, k=4)  # a damaged index is reported, never used
+    shutil.rmtree(index_root)
     assert [(c.template_id, round(c.distance, 5)) for c in Galleries.open(datadir).get("county").search(probe, k=4).candidates] == expected
 
-    # a store change that never reached the index (crash between commit and index save) is picked up
+    # a store change that never reached the index (a writer killed between its commit and its index update)
     with county.session() as session:
         county.record(session).version += 1
         session.commit()
     fresh = Galleries.open(datadir).get("county")
     assert [(c.template_id, round(c.distance, 5)) for c in fresh.search(probe, k=4).candidates] == expected
     assert sorted(fresh.index().ids().tolist()) == sorted(t for t, _ in expected)
-    assert [path.name for path in datadir.index_dir.glob("gallery-*.faiss")] == [f"gallery-{county.id}-v{county.info().version}.faiss"]
+    assert fresh.index().version == county.info().version
 
-    # while a writer is at work, a search builds the index in memory instead of waiting for the writer to finish
+    # while a writer in another process is at work, a search waits for it to bring the index to the store's version
     with county.session() as session:
         county.record(session).version += 1
         session.commit()
+    monkeypatch.setattr("facetrail.gallery.gallery.WRITER_WAIT_S", 0.3)
     with county.write_lock():
-        busy = Galleries.open(datadir).get("county")
-        assert [(c.template_id, round(c.distance, 5)) for c in busy.search(probe, k=4).candidates] == expected
-        assert not list(datadir.index_dir.glob(f"gallery-{county.id}-v{county.info().version}.faiss"))
+        with pytest.raises(GalleryError, match="writer at work"):
+            Galleries.open(datadir).get("county").search(probe, k=4)
+    assert [(c.template_id, round(c.distance, 5)) for c in Galleries.open(datadir).get("county").search(probe, k=4).candidates] == expected
 
 
 def test_searches_during_an_enrolment_see_one_version_and_do_not_wait_for_it(county, galleries, photo_folder, engine, faces):

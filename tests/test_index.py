@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import faiss
 import hypothesis.extra.numpy as hnp
 import numpy as np
@@ -13,8 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from facetrail.errors import IndexFileError
-from facetrail.gallery.index import FaissExactIndex, set_search_threads
+from facetrail.gallery.index import CompressedIndex, FaissExactIndex, SearchDepth, choose_nlist, set_search_threads
 
 D = 128
 # Squared distances are compared with this absolute tolerance (float32 arithmetic in faiss).
@@ -280,146 +276,52 @@ def test_set_search_threads():
         faiss.omp_set_num_threads(before)
 
 
-# --- save / load --------------------------------------------------------------
+# --- compressed index with exact re-rank ---------------------------------------------
 
 
-def test_save_load_round_trip_gives_identical_results(tmp_path):
-    index, ids, _ = filled(500, seed=3)
-    index.remove(ids[::7])
-    queries = face_like(np.random.default_rng(4), 30)
-    path = tmp_path / "gallery.faiss"
-    index.save(path)
-
-    loaded = FaissExactIndex.load(path)
-
-    assert isinstance(loaded, FaissExactIndex) and loaded.dimension == D
-    assert len(loaded) == len(index)
-    np.testing.assert_array_equal(loaded.ids(), index.ids())
-    for k in (1, 10, 600):
-        expected, got = index.search(queries, k), loaded.search(queries, k)
-        np.testing.assert_array_equal(got[0], expected[0])
-        np.testing.assert_array_equal(got[1], expected[1])
-    with pytest.raises(ValueError, match="already in the index"):
-        loaded.add(ids[1:2], _vec(1))
-    assert loaded.remove(ids[1:3]) == 2
-    assert os.listdir(tmp_path) == ["gallery.faiss"]
+def compressed(vectors: np.ndarray, ids: np.ndarray, depth: SearchDepth) -> CompressedIndex:
+    """A CompressedIndex trained on and holding ``vectors``; re-rank fetches them from a dict."""
+    by_id = dict(zip(ids.tolist(), vectors))
+    index = CompressedIndex.train(vectors, lambda wanted: np.stack([by_id[i] for i in wanted.tolist()]), depth)
+    index.add_codes(ids, index.encode(vectors))
+    return index
 
 
-def test_save_replaces_an_existing_file(tmp_path):
-    path = tmp_path / "g.faiss"
-    filled(5)[0].save(path)
-    filled(9)[0].save(path)
-    assert len(FaissExactIndex.load(path)) == 9
+def test_compressed_search_returns_exact_distances_and_agrees_with_brute_force_on_near_neighbours():
+    rng = np.random.default_rng(7)
+    centres = face_like(rng, 200)
+    vectors = (centres[rng.integers(0, 200, 6000)] + rng.normal(0, 0.04, (6000, D))).astype(np.float32)
+    ids = np.arange(10, 6010, dtype=np.int64)
+    index = compressed(vectors, ids, SearchDepth(nprobe=16, rerank=100))
+    queries = (vectors[:40] + rng.normal(0, 0.02, (40, D))).astype(np.float32)
+    distances, labels = index.search(queries, 10)
+    assert_exact_top_k(distances, labels, ids, vectors, queries, 10)  # exact distances, and the exact top 10
 
 
-def _saved_bytes(tmp_path: Path) -> bytes:
-    path = tmp_path / "good.faiss"
-    filled(50)[0].save(path)
-    return path.read_bytes()
+def test_compressed_codes_round_trip_through_bytes():
+    rng = np.random.default_rng(8)
+    vectors, ids = face_like(rng, 3000), np.arange(3000, dtype=np.int64)
+    index = compressed(vectors, ids, SearchDepth(nprobe=8, rerank=50))
+    fetch = dict(zip(ids.tolist(), vectors))
+    again = CompressedIndex.from_bytes(index.trained_bytes(), lambda wanted: np.stack([fetch[i] for i in wanted.tolist()]), index.depth)
+    again.add_codes(ids, again.encode(vectors))
+    np.testing.assert_array_equal(again.encode(vectors), index.encode(vectors))
+    for got, expected in zip(again.search(vectors[:5], 7), index.search(vectors[:5], 7)):
+        np.testing.assert_array_equal(got, expected)
+    with pytest.raises(ValueError, match="could not read"):
+        CompressedIndex.from_bytes(b"not an index", lambda wanted: vectors[:0], index.depth)
 
 
-@pytest.mark.parametrize(
-    "damage",
-    [
-        pytest.param(lambda b: b"", id="empty"),
-        pytest.param(lambda b: b[:20], id="first-20-bytes"),
-        pytest.param(lambda b: b[: len(b) // 2], id="half"),
-        pytest.param(lambda b: b[:-1], id="last-byte-missing"),
-        pytest.param(lambda b: b[:-48], id="trailer-missing"),
-        pytest.param(lambda b: b + b"\0", id="extra-byte"),
-        pytest.param(lambda b: b[:100] + bytes([b[100] ^ 1]) + b[101:], id="bit-flip"),
-        pytest.param(lambda b: np.random.default_rng(0).bytes(len(b)), id="garbage"),
-    ],
-)
-def test_damaged_file_raises_index_file_error(tmp_path, damage):
-    path = tmp_path / "damaged.faiss"
-    path.write_bytes(damage(_saved_bytes(tmp_path)))
-    with pytest.raises(IndexFileError, match="damaged.faiss"):
-        FaissExactIndex.load(path)
+def test_compressed_removal_is_final():
+    rng = np.random.default_rng(9)
+    vectors, ids = face_like(rng, 3000), np.arange(1, 3001, dtype=np.int64)
+    index = compressed(vectors, ids, SearchDepth(nprobe=64, rerank=100))
+    assert index.remove(ids[:100]) == 100 and index.remove(ids[:100]) == 0
+    assert len(index) == 2900
+    _, labels = index.search(vectors[:100], 20)
+    assert not np.isin(labels, ids[:100]).any()
 
 
-def test_plain_faiss_file_is_refused(tmp_path):
-    path = tmp_path / "plain.faiss"
-    faiss.write_index(faiss.IndexIDMap2(faiss.IndexFlatL2(4)), str(path))
-    with pytest.raises(IndexFileError, match="plain.faiss"):
-        FaissExactIndex.load(path)
-
-
-def test_faiss_parse_error_becomes_index_file_error(tmp_path, monkeypatch):
-    path = tmp_path / "g.faiss"
-    filled(3)[0].save(path)
-
-    def fail(reader):
-        raise RuntimeError("Error in read_index_header")
-
-    monkeypatch.setattr(faiss, "read_index", fail)
-    with pytest.raises(IndexFileError, match="g.faiss: faiss could not read"):
-        FaissExactIndex.load(path)
-
-
-def test_missing_file_raises_file_not_found(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        FaissExactIndex.load(tmp_path / "absent.faiss")
-
-
-def _fail_after_bytes(monkeypatch, limit: int) -> list[int]:
-    """Make index writes fail with ENOSPC once ``limit`` bytes have gone out."""
-    real_writer = faiss.PyCallbackIOWriter
-    written = [0]
-
-    def writer(callback, *args):
-        def limited(chunk):
-            if written[0] + len(chunk) > limit:
-                raise OSError(28, "No space left on device")
-            written[0] += len(chunk)
-            callback(chunk)
-
-        return real_writer(limited, *args)
-
-    monkeypatch.setattr(faiss, "PyCallbackIOWriter", writer)
-    return written
-
-
-def _fail_fsync(monkeypatch) -> list[int]:
-    """Make fsync fail; records the size the temporary file had reached."""
-    size = [0]
-
-    def fsync(fd):
-        size[0] = os.fstat(fd).st_size
-        raise OSError(5, "Input/output error")
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    return size
-
-
-@pytest.mark.parametrize("failure", ["mid-write", "fsync"])
-def test_failed_save_leaves_the_old_file_intact(tmp_path, monkeypatch, failure):
-    path = tmp_path / "g.faiss"
-    old, old_ids, old_vectors = filled(40, seed=5)
-    old.save(path)
-    old_bytes = path.read_bytes()
-    new, _, _ = filled(400, seed=6, first_id=1)
-
-    if failure == "mid-write":
-        progress = _fail_after_bytes(monkeypatch, 10_000)
-    else:
-        progress = _fail_fsync(monkeypatch)
-    with pytest.raises(OSError):
-        new.save(path)
-    monkeypatch.undo()
-
-    assert progress[0] > 0, "the failure must come after some bytes were written"
-    assert path.read_bytes() == old_bytes
-    assert os.listdir(tmp_path) == ["g.faiss"], "temporary file left behind"
-    reloaded = FaissExactIndex.load(path)
-    np.testing.assert_array_equal(reloaded.ids(), old_ids)
-    queries = old_vectors[:3]
-    assert_exact_top_k(*reloaded.search(queries, 5), old_ids, old_vectors, queries, 5)
-
-
-def test_failed_first_save_leaves_no_file(tmp_path, monkeypatch):
-    index, _, _ = filled(400)
-    _fail_after_bytes(monkeypatch, 10_000)
-    with pytest.raises(OSError, match="No space left"):
-        index.save(tmp_path / "g.faiss")
-    assert os.listdir(tmp_path) == []
+@pytest.mark.parametrize(("templates", "nlist"), [(100, 2), (10_000, 256), (1_000_000, 4096), (10**8, 32_768), (10**9, 65_536)])
+def test_choose_nlist(templates, nlist):
+    assert choose_nlist(templates) == nlist

@@ -46,7 +46,7 @@ class DetectionConfig:
     """What to try when HOG finds no face: dlib's CNN (MMOD) detector, or nothing."""
     cnn_max_side: int = 640
     """The CNN fallback runs on the image reduced/enlarged so its longer side is at most this."""
-    cnn_min_side: int = 400
+    cnn_min_side: int = 300
     """...and small images are enlarged so their longer side is at least this."""
 
 
@@ -114,6 +114,28 @@ class EnrolmentConfig:
 
 
 @dataclass(frozen=True)
+class IndexConfig:
+    """How each gallery's vector index is kept and searched (see docs/scaling.md for the measurements behind the
+    defaults)."""
+
+    compress_at: int = 50_000
+    """Below this many templates a gallery is searched exactly, every float32 template in memory; on reaching it
+    the index is trained on the gallery's own templates and becomes IVF + 8-bit scalar quantisation in memory with
+    exact re-rank against float32 templates read from the encrypted segments on disk (~160 B of RAM a face)."""
+    nprobe: int = 64
+    """Inverted lists scanned per search (of about 4·√n at training: 1,024 when trained at 50,000)."""
+    rerank: int = 100
+    """Candidates of the compressed pass re-scored exactly; the candidate list is the best k of them."""
+    segment_templates: int = 262_144
+    """Most templates in one segment file: an expungement rewrites the segments holding the removed templates."""
+
+    def __post_init__(self) -> None:
+        for name in ("compress_at", "nprobe", "rerank", "segment_templates"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"index.{name}: must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     """Where the metadata lives."""
 
@@ -142,11 +164,19 @@ class Settings:
     quality: QualityThresholds = field(default_factory=QualityThresholds)
     enrolment: EnrolmentConfig = field(default_factory=EnrolmentConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
 
     @property
     def engine(self) -> EngineConfig:
         """The sections the face engine uses."""
         return EngineConfig(self.limits, self.detection, self.embedding, self.quality)
+
+
+RETIRED_KEYS = {
+    "detection.max_working_side": "detection.max_scanned_pixels bounds the copy HOG scans",
+    "detection.max_upsampled_pixels": "detection.max_scanned_pixels bounds the copy HOG scans",
+}
+"""Keys earlier versions wrote into config.toml, with what replaced them; refused with that explanation."""
 
 
 def load_settings(path: Path | None) -> Settings:
@@ -196,6 +226,9 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     hints = get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - known)
+    retired = [_dotted(where, key) for key in unknown if _dotted(where, key) in RETIRED_KEYS]
+    if retired:
+        raise ConfigError("; ".join(f"{key}: no longer used ({RETIRED_KEYS[key]}); remove it" for key in retired))
     if unknown:
         raise ConfigError(", ".join(_dotted(where, key) for key in unknown) + ": unknown key")
     values = {}

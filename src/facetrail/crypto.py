@@ -48,6 +48,11 @@ _TAG_BYTES = 16
 _HEADER_BYTES = len(_MAGIC) + _KEY_ID_BYTES + _NONCE_BYTES
 
 
+def sealed_size(plaintext_bytes: int) -> int:
+    """The length of :meth:`KeyRing.encrypt`'s output for a plaintext of ``plaintext_bytes``."""
+    return _HEADER_BYTES + plaintext_bytes + _TAG_BYTES
+
+
 def key_file_path(datadir: DataDir) -> Path:
     """``FACETRAIL_KEY_FILE`` if set, else ``DATA/keys/data-keys.json``."""
     explicit = os.environ.get(KEY_FILE_ENV)

@@ -1,10 +1,12 @@
 """Galleries: authorized collections of subjects, their photographs and templates, and a vector index each.
 
-The SQL store is the source of truth. Each gallery's vector index is a cache
-saved as ``indexes/gallery-<id>-v<version>.faiss``; the gallery's ``version``
-is incremented by every committed change, so an index file that does not match
-the store's version (after a crash, say) is never used: it is rebuilt from the
-store instead. Writers hold a per-gallery file lock.
+The SQL store is the source of truth. Each gallery's vector index is kept in
+encrypted segments under ``indexes/gallery-<id>/`` (``facetrail.gallery.segments``)
+that record the gallery ``version`` they hold; the version is incremented by
+every committed change, and each change is applied to the index in O(change).
+An index behind the store (a writer killed between its commit and its index
+update) is brought to it from the difference of template ids; a missing one is
+rebuilt from the store. Writers hold a per-gallery file lock.
 
 Within one process (a server, say) each gallery is one ``Gallery`` object, so its
 index is loaded once and kept in memory; its index guard makes searches on
@@ -19,7 +21,9 @@ Biometric data is encrypted at rest with the data directory's key ring
 from __future__ import annotations
 
 import re
+import shutil
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,15 +38,19 @@ from sqlalchemy.orm import Session
 from facetrail.config import Settings
 from facetrail.crypto import KeyRing, key_file_path
 from facetrail.datadir import DataDir
-from facetrail.errors import CryptoError, DuplicateError, FacetrailError, GalleryError, IndexFileError, NotFoundError
-from facetrail.gallery.blobs import BlobStore, write_atomically
-from facetrail.gallery.index import FaissExactIndex, VectorIndex, set_search_threads
+from facetrail.errors import CryptoError, DuplicateError, FacetrailError, GalleryError, NotFoundError
+from facetrail.gallery.blobs import BlobStore
+from facetrail.gallery.index import VectorIndex, set_search_threads
+from facetrail.gallery.segments import SegmentedIndex
 from facetrail.gallery.schema import GalleryRecord, ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
 from facetrail.store import check_schema, create_store_engine, erase_deleted_rows, migrate, session_factory
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 SOURCE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 _REENCRYPT_BATCH = 500
+_REBUILD_BATCH = 10_000
+WRITER_WAIT_S = 30.0
+"""How long a search waits for a writer in another process to bring the index to the store's version."""
 
 
 @dataclass(frozen=True)
@@ -190,6 +198,7 @@ class Gallery:
         self.blobs = BlobStore(galleries.datadir.images_dir / str(gallery_id), galleries.keyring, f"image:{gallery_id}")
         self._index: VectorIndex | None = None
         self._index_version = -1
+        """The store version last seen by a gallery with no index (one that has never held a template)."""
         self.index_guard = threading.RLock()
         """Held, inside the write lock, from committing a change to the store until ``apply_to_index`` has brought
         the in-memory index to it, and by each search: searches never see the two at different versions."""
@@ -255,16 +264,18 @@ class Gallery:
 
     # --- search ---------------------------------------------------------------
 
-    def search(self, embedding: np.ndarray, k: int) -> Hits:
+    def search(self, embedding: np.ndarray, k: int, exact: bool = False) -> Hits:
         """The ``k`` nearest templates as a ranked candidate list (rank 1 = smallest distance), with the version
-        searched."""
+        searched. ``exact`` (the audit mode) scans every template even in a compressed index (seconds at 1M)."""
         if k < 1:
             raise FacetrailError("the candidate list length k must be at least 1")
         query = np.asarray(embedding, dtype=np.float32).reshape(1, -1)
         with self.index_guard:
             index = self.index()
-            version = self._index_version
-            distances, ids = index.search(query, k)
+            if index is None:
+                return Hits(self._index_version, [])
+            version = index.version
+            distances, ids = index.search(query, k, exact=exact)
         found = [(int(i), float(d)) for i, d in zip(ids[0], distances[0]) if i >= 0]
         if not found:
             return Hits(version, [])
@@ -283,88 +294,115 @@ class Gallery:
 
     # --- index ------------------------------------------------------------------
 
-    def index(self) -> VectorIndex:
-        """The vector index matching the store's current version: the one in memory, else its saved file, else
-        rebuilt from the store and saved when no writer is at work (one that was interrupted left it missing), else
-        built in memory without waiting for the writer."""
-        with self.index_guard:
-            with self.session() as session:
-                version = self.record(session).version
-            if self._index is not None and self._index_version == version:
-                return self._index
-            path = self._index_path(version)
-            if path.exists():
-                self._index, self._index_version = self._load_index(path), version
-                return self._index
-            try:
-                with self._lock.acquire(timeout=0):
-                    return self.rebuild_index()
-            except Timeout:
-                self._index, self._index_version = self._build_index()
-                return self._index
+    def index(self) -> VectorIndex | None:
+        """The vector index at the store's current version (None while the gallery has never held a template).
 
-    def rebuild_index(self) -> VectorIndex:
-        """Rebuild the index from the store, save it, and sweep leftovers of interrupted writes. Hold the write lock."""
-        index, version = self._build_index()
+        The one in memory, brought up to date from its segments if another process changed them; else loaded from
+        its segments; else, holding the write lock when no writer is at work, brought to the store from the
+        difference of template ids (a writer was killed between its commit and its index update) or rebuilt from
+        the store (the index folder is missing). While a writer in another process is at work, waits up to
+        ``WRITER_WAIT_S`` for it to bring the index to the store's version. A damaged index raises IndexFileError.
+        """
+        with self.index_guard:
+            deadline = time.monotonic() + WRITER_WAIT_S
+            while True:
+                version = self._store_version()
+                if self._index is None and self._index_version == version:
+                    return None
+                if self._index is None:
+                    self._index = SegmentedIndex.open(self._index_root(), self.galleries.keyring, self.id, self._index_config())
+                elif self._index.version != version:
+                    self._index.refresh()
+                if self._index is not None and self._index.version == version:
+                    return self._index
+                try:
+                    with self._lock.acquire(timeout=0):
+                        return self._bring_index_to_store()
+                except Timeout:
+                    if self._index is None and not self._stored_template_count():
+                        self._index_version = version  # nothing to index yet: a first enrolment is at work
+                        return None
+                    if time.monotonic() > deadline:
+                        raise GalleryError(
+                            f"gallery {self.name!r}: the index is not at the store's version {version} and the writer at "
+                            f"work has not brought it there in {WRITER_WAIT_S:.0f} s; try again"
+                        ) from None
+                    time.sleep(0.02)
+
+    def rebuild_index(self) -> VectorIndex | None:
+        """Rebuild the index from the store (new segments, encrypted with the active key), and sweep leftovers of
+        interrupted writes. Hold the write lock."""
+        if self._index is not None:
+            self._index.close()
+        self._index = None
+        shutil.rmtree(self._index_root(), ignore_errors=True)
+        return self._bring_index_to_store()
+
+    def _bring_index_to_store(self) -> VectorIndex | None:
+        """Apply to the index (creating it if missing) the difference between its template ids and the store's, at
+        the store's version; sweep photographs and index files left by interrupted writes. Hold the write lock."""
         with self.session() as session:
+            version = self.record(session).version
+            stored = np.array(session.scalars(
+                select(TemplateRecord.id).where(TemplateRecord.gallery_id == self.id).order_by(TemplateRecord.id)
+            ).all(), dtype=np.int64)
             hashes = set(session.scalars(select(ImageRecord.content_hash).where(ImageRecord.gallery_id == self.id)))
         for orphan in self.blobs.keys() - hashes:
             self.blobs.delete(orphan)
-        self._save_index(index, version)
+        for legacy in self.galleries.datadir.index_dir.glob(f"gallery-{self.id}-v*.faiss"):
+            legacy.unlink()  # a whole-index file of the format before segments
+        index = self._index
+        held = index.ids() if index is not None else np.empty(0, dtype=np.int64)
+        missing = np.setdiff1d(stored, held)
+        if index is None:
+            if not len(missing):
+                self._index_version = version
+                return None
+            dimension = len(self._stored_vectors(missing[:1])[1][0])
+            index = SegmentedIndex.create(self._index_root(), self.galleries.keyring, self.id, self._index_config(), dimension, version)
+            self._index = index
+        index.sweep()
+        # large rebuilds are applied in steps, to bound memory; a step interrupted is picked up by the id difference
+        steps = [missing[start : start + _REBUILD_BATCH] for start in range(0, len(missing), _REBUILD_BATCH)] or [missing]
+        for step in steps[:-1]:
+            index.apply(index.version, add=self._stored_vectors(step))
+        index.apply(version, add=self._stored_vectors(steps[-1]), remove=np.setdiff1d(held, stored))
         return index
 
-    def _build_index(self) -> tuple[VectorIndex, int]:
-        """An index of the store's templates, and the version read just before them (so the index holds at least
-        that version's templates)."""
+    def _stored_vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, decrypted embeddings) of these stored templates, by id."""
         with self.session() as session:
-            version = self.record(session).version
-            rows = session.execute(self._template_rows()).all()
-        index = FaissExactIndex()
-        if rows:
-            index.add(
-                np.array([r.id for r in rows], dtype=np.int64),
-                np.stack([self._decrypt_template(r.embedding, r.content_hash) for r in rows]),
-            )
-        return index, version
+            rows = session.execute(self._template_rows().where(TemplateRecord.id.in_(ids.tolist()))).all()
+        vectors = [self._decrypt_template(r.embedding, r.content_hash) for r in rows]
+        return np.array([r.id for r in rows], dtype=np.int64), np.stack(vectors) if vectors else np.empty((0, 0), np.float32)
 
     def apply_to_index(self, version: int, add: tuple[np.ndarray, np.ndarray] | None = None, remove: np.ndarray | None = None) -> int:
         """Bring the index from ``version - 1`` to ``version`` with a committed change; returns the entries removed.
 
-        Rebuilds from the store instead when the loaded index is not at ``version - 1``. Hold the write lock and the
-        index guard (taken before the change was committed).
+        Brings it to the store from the difference of ids instead when the loaded index is not at ``version - 1``.
+        Hold the write lock and the index guard (taken before the change was committed).
         """
-        if self._index is None or self._index_version != version - 1:
-            self.rebuild_index()
+        if self._index is None and add is not None and len(add[0]):
+            self._index = SegmentedIndex.create(self._index_root(), self.galleries.keyring, self.id, self._index_config(),
+                                                np.asarray(add[1]).shape[1], version - 1)
+        if self._index is None or self._index.version != version - 1:
+            self._bring_index_to_store()
             return 0 if remove is None else len(remove)
-        removed = 0
-        if add is not None and len(add[0]):
-            self._index.add(*add)
-        if remove is not None and len(remove):
-            removed = self._index.remove(remove)
-        self._save_index(self._index, version)
-        return removed
+        return self._index.apply(version, add, remove)
 
-    def _index_path(self, version: int) -> Path:
-        return self.galleries.datadir.index_dir / f"gallery-{self.id}-v{version}.faiss"
+    def _store_version(self) -> int:
+        with self.session() as session:
+            return self.record(session).version
 
-    def _index_context(self) -> bytes:
-        return f"index:{self.id}".encode()
+    def _stored_template_count(self) -> int:
+        with self.session() as session:
+            return session.scalar(select(func.count()).select_from(TemplateRecord).where(TemplateRecord.gallery_id == self.id))
 
-    def _load_index(self, path: Path) -> VectorIndex:
-        """Decrypt and load an index file; IndexFileError naming the file if it does not decrypt or is damaged."""
-        try:
-            data = self.galleries.keyring.decrypt(path.read_bytes(), self._index_context())
-        except CryptoError as exc:
-            raise IndexFileError(f"{path}: {exc}") from exc
-        return FaissExactIndex.from_bytes(data, name=str(path))
+    def _index_root(self) -> Path:
+        return self.galleries.datadir.index_dir / f"gallery-{self.id}"
 
-    def _save_index(self, index: VectorIndex, version: int) -> None:
-        sealed = self.galleries.keyring.encrypt(index.to_bytes(), self._index_context())
-        write_atomically(self._index_path(version), lambda handle: handle.write(sealed))
-        for stale in self.galleries.datadir.index_dir.glob(f"gallery-{self.id}-v*.faiss"):
-            if stale != self._index_path(version):
-                stale.unlink(missing_ok=True)
-        self._index, self._index_version = index, version
+    def _index_config(self):
+        return self.galleries.settings.index
 
     # --- key rotation ----------------------------------------------------------------
 

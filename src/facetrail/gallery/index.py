@@ -1,61 +1,48 @@
-"""Nearest-neighbour search over face templates keyed by int64 template ids.
+"""Nearest-neighbour search over face templates keyed by int64 template ids, in memory.
 
-The SQL store is the source of truth; a gallery's index is a cache rebuilt from
-it and saved in the data directory.  Distances are Euclidean (not squared):
-lower means more alike.
+Distances are Euclidean (not squared): lower means more alike.  Two searchers:
 
-Saved file layout: the faiss serialization of the index followed by a 48-byte
-trailer (magic, payload length, SHA-256 of the payload), so that truncation and
-corruption anywhere in the file are detected before faiss parses it.
-``to_bytes``/``from_bytes`` give the same layout in memory; galleries store it
-encrypted (see ``Gallery._save_index``).
+- ``FaissExactIndex``: exact, every float32 template in memory (small galleries, and the audit mode);
+- ``CompressedIndex``: faiss IVF with 8-bit scalar quantisation in memory (~140 B per template) selecting
+  ``rerank`` candidates, re-scored exactly against float32 templates fetched by id from wherever they are kept
+  (for a gallery: its encrypted segments on disk, see ``facetrail.gallery.segments``).
+
+Persistence is not theirs: ``facetrail.gallery.segments.SegmentedIndex`` keeps a gallery's index on disk.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import operator
-import os
-import struct
-from pathlib import Path
-from typing import BinaryIO, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 import faiss
 import numpy as np
 
-from facetrail.errors import IndexFileError
-from facetrail.gallery.blobs import write_atomically
-
-_MAGIC = b"FTVIDX01"
-_TRAILER = struct.Struct("<8sQ32s")
-_READ_CHUNK = 1 << 20
-
 
 class VectorIndex(Protocol):
-    """Exact or approximate nearest-neighbour search over templates keyed by int64 ids."""
+    """A gallery's persistent nearest-neighbour index (see ``facetrail.gallery.segments.SegmentedIndex``; a server
+    backend such as Milvus would implement the same).
+
+    ``version`` is the gallery version (in the SQL store) whose templates it holds; ``apply`` makes a committed
+    change durable and moves it to the next version.
+    """
 
     dimension: int
+    version: int
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
+    def apply(self, version: int, add: tuple[np.ndarray, np.ndarray] | None = None, remove: np.ndarray | None = None) -> int: ...
 
-    def remove(self, ids: np.ndarray) -> int: ...
+    def refresh(self) -> None: ...
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def search(self, queries: np.ndarray, k: int, exact: bool = False) -> tuple[np.ndarray, np.ndarray]: ...
 
     def __len__(self) -> int: ...
 
     def ids(self) -> np.ndarray: ...
 
-    def save(self, path: Path) -> None: ...
-
-    def to_bytes(self) -> bytes: ...
-
-    @classmethod
-    def load(cls, path: Path) -> VectorIndex: ...
-
-    @classmethod
-    def from_bytes(cls, data: bytes, name: str = ...) -> VectorIndex: ...
+    def close(self) -> None: ...
 
 
 def set_search_threads(n: int) -> None:
@@ -128,84 +115,154 @@ class FaissExactIndex:
         """All ids present, ascending."""
         return self._ids.copy()
 
-    def save(self, path: Path) -> None:
-        """Write to ``path`` (unencrypted) atomically: temp file in the same directory, fsync, os.replace."""
-        write_atomically(Path(path), self._write)
-
-    def to_bytes(self) -> bytes:
-        """The index in the same checksummed format as :meth:`save` writes."""
-        buffer = io.BytesIO()
-        self._write(buffer)
-        return buffer.getvalue()
-
-    @classmethod
-    def load(cls, path: Path) -> FaissExactIndex:
-        """Load an index written by :meth:`save`.
-
-        A missing file raises FileNotFoundError; a corrupt, truncated or foreign
-        file raises IndexFileError.
-        """
-        path = Path(path)
-        with path.open("rb") as f:
-            return cls._read(f, os.fstat(f.fileno()).st_size, str(path))
-
-    @classmethod
-    def from_bytes(cls, data: bytes, name: str = "index data") -> FaissExactIndex:
-        """Load an index from :meth:`to_bytes` output; IndexFileError (naming ``name``) if it is damaged."""
-        return cls._read(io.BytesIO(data), len(data), name)
-
-    def _write(self, f: BinaryIO) -> None:
-        """Write the faiss serialization and the trailer to ``f``, starting at its position 0."""
-        digest = hashlib.sha256()
-
-        def write(chunk: bytes) -> None:
-            digest.update(chunk)
-            f.write(chunk)
-
-        faiss.write_index(self._index, faiss.PyCallbackIOWriter(write))
-        f.write(_TRAILER.pack(_MAGIC, f.tell(), digest.digest()))
-
-    @classmethod
-    def _read(cls, f: BinaryIO, size: int, name: str) -> FaissExactIndex:
-        """Check the trailer and checksum of ``size`` bytes from ``f``, then parse them; errors name ``name``."""
-        if size < _TRAILER.size:
-            raise IndexFileError(f"{name}: too short to be an index file ({size} bytes)")
-        f.seek(size - _TRAILER.size)
-        magic, length, expected = _TRAILER.unpack(f.read(_TRAILER.size))
-        if magic != _MAGIC or length != size - _TRAILER.size:
-            raise IndexFileError(f"{name}: not a facetrail index file, or truncated")
-        f.seek(0)
-        if _sha256_prefix(f, length, name) != expected:
-            raise IndexFileError(f"{name}: checksum mismatch, the file is corrupt")
-        f.seek(0)
-        try:
-            index = faiss.read_index(faiss.PyCallbackIOReader(f.read))
-        except RuntimeError as exc:
-            raise IndexFileError(f"{name}: faiss could not read the index: {exc}") from exc
-        if not isinstance(index, faiss.IndexIDMap2) or not isinstance(
-            faiss.downcast_index(index.index), faiss.IndexFlatL2
-        ):
-            raise IndexFileError(f"{name}: holds a {type(index).__name__}, not an exact L2 index")
-        self = cls.__new__(cls)
-        self.dimension = int(index.d)
-        self._index = index
-        self._ids = np.sort(faiss.vector_to_array(index.id_map))
-        return self
-
     def _as_vectors(self, array: np.ndarray, what: str) -> np.ndarray:
-        array = np.asarray(array)
-        if array.ndim != 2 or array.shape[1] != self.dimension:
-            raise ValueError(
-                f"{what} must be a 2-D array of {self.dimension}-d rows, got shape {array.shape}"
-            )
-        if not np.issubdtype(array.dtype, np.floating):
-            raise ValueError(f"{what} must be floating point, got dtype {array.dtype}")
-        with np.errstate(over="ignore"):
-            array = np.ascontiguousarray(array, dtype=np.float32)
-        # min/max propagate NaN and expose ±inf without a full-size temporary.
-        if array.size and not (np.isfinite(array.min()) and np.isfinite(array.max())):
-            raise ValueError(f"{what} contain NaN or infinite values (or overflow float32)")
-        return array
+        return _as_float_rows(array, self.dimension, what)
+
+
+def _as_float_rows(array: np.ndarray, dimension: int, what: str) -> np.ndarray:
+    """``array`` as contiguous float32 (n, dimension) rows; ValueError naming ``what`` if it is not finite floats."""
+    array = np.asarray(array)
+    if array.ndim != 2 or array.shape[1] != dimension:
+        raise ValueError(f"{what} must be a 2-D array of {dimension}-d rows, got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"{what} must be floating point, got dtype {array.dtype}")
+    with np.errstate(over="ignore"):
+        array = np.ascontiguousarray(array, dtype=np.float32)
+    # min/max propagate NaN and expose ±inf without a full-size temporary.
+    if array.size and not (np.isfinite(array.min()) and np.isfinite(array.max())):
+        raise ValueError(f"{what} contain NaN or infinite values (or overflow float32)")
+    return array
+
+
+@dataclass(frozen=True)
+class SearchDepth:
+    """How hard a ``CompressedIndex`` searches: inverted lists scanned, candidates re-scored exactly."""
+
+    nprobe: int
+    rerank: int
+
+
+def choose_nlist(templates: int) -> int:
+    """Inverted lists for training on ``templates``: the power of two nearest 4·√n, at most 65,536, and no more
+    than one per 39 templates (faiss's k-means minimum)."""
+    target = 2 ** round(np.log2(4 * max(templates, 1) ** 0.5))
+    return int(max(1, min(65_536, target, templates // 39)))
+
+
+class CompressedIndex:
+    """faiss IVF + 8-bit scalar quantisation in memory, with exact re-rank.
+
+    A search scans ``nprobe`` inverted lists of SQ8 codes (by residual), keeps the best ``rerank`` candidates and
+    re-scores them exactly against their float32 templates, which ``fetch(ids)`` returns (one row per id, in
+    order).  Returned distances are therefore exact; only a true neighbour that the compressed pass ranks below
+    ``rerank`` can be missed.  Codes can be computed (``encode``) and added (``add_codes``) separately, so a caller
+    can persist exactly what is in memory.  Concurrent searches are safe; mutation must not run concurrently with
+    anything else.
+    """
+
+    def __init__(self, trained: faiss.Index, fetch: Callable[[np.ndarray], np.ndarray], depth: SearchDepth) -> None:
+        ivf = faiss.downcast_index(trained)
+        if not isinstance(ivf, faiss.IndexIVFScalarQuantizer) or not ivf.is_trained:
+            raise ValueError(f"expected a trained IVF scalar-quantizer index, got {type(ivf).__name__}")
+        self.dimension = int(ivf.d)
+        self._owner = trained  # the downcast view does not own the C++ object
+        self._ivf = ivf
+        self._fetch = fetch
+        self.depth = SearchDepth(_positive_int(depth.nprobe, "nprobe"), _positive_int(depth.rerank, "rerank"))
+
+    @classmethod
+    def train(cls, vectors: np.ndarray, fetch: Callable[[np.ndarray], np.ndarray], depth: SearchDepth,
+              nlist: int | None = None, seed: int = 1234) -> CompressedIndex:
+        """An empty index whose coarse quantizer (k-means) and scalar quantizer are trained on ``vectors``."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        nlist = nlist or choose_nlist(len(vectors))
+        if len(vectors) < nlist:
+            raise ValueError(f"training {nlist} inverted lists needs at least {nlist} vectors, got {len(vectors)}")
+        ivf = faiss.index_factory(vectors.shape[1], f"IVF{nlist},SQ8")
+        ivf.cp.seed = seed
+        ivf.cp.max_points_per_centroid = 64  # k-means on at most 64 samples a list: enough, and 4x quicker
+        ivf.train(vectors)
+        return cls(ivf, fetch, depth)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, fetch: Callable[[np.ndarray], np.ndarray], depth: SearchDepth) -> CompressedIndex:
+        """An empty index from :meth:`trained_bytes` (ValueError if the bytes are not one)."""
+        try:
+            trained = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        except RuntimeError as exc:
+            raise ValueError(f"faiss could not read the trained quantizer: {exc}") from exc
+        if trained.ntotal:
+            raise ValueError("the trained quantizer must hold no templates")
+        return cls(trained, fetch, depth)
+
+    def trained_bytes(self) -> bytes:
+        """The trained quantizers, without any template (what :meth:`from_bytes` takes)."""
+        empty = faiss.clone_index(self._ivf)
+        empty.reset()
+        return faiss.serialize_index(empty).tobytes()
+
+    @property
+    def nlist(self) -> int:
+        return int(self._ivf.nlist)
+
+    @property
+    def code_size(self) -> int:
+        """Bytes per template of :meth:`encode` output (inverted list number + SQ8 code)."""
+        return int(self._ivf.sa_code_size())
+
+    def encode(self, vectors: np.ndarray) -> np.ndarray:
+        """(n, code_size) uint8 codes of ``vectors``: their inverted list and quantized residual."""
+        vectors = _as_float_rows(vectors, self.dimension, "vectors")
+        return self._ivf.sa_encode(vectors) if len(vectors) else np.empty((0, self.code_size), dtype=np.uint8)
+
+    def add_codes(self, ids: np.ndarray, codes: np.ndarray) -> None:
+        """Add templates by their :meth:`encode` codes (the caller checks that ids are new).
+
+        Each inverted list grows once per call, so a list filled in one call (as at a restart) takes no more memory
+        than its entries.
+        """
+        ids = _as_ids(ids)
+        codes = np.ascontiguousarray(codes, dtype=np.uint8)
+        if codes.shape != (len(ids), self.code_size):
+            raise ValueError(f"expected codes of shape {(len(ids), self.code_size)}, got {codes.shape}")
+        coarse = self.code_size - int(self._ivf.code_size)
+        lists = codes[:, :coarse].astype(np.int64) @ (256 ** np.arange(coarse, dtype=np.int64))  # little-endian list numbers
+        if len(lists) and lists.max() >= self.nlist:
+            raise ValueError(f"codes name an inverted list beyond the {self.nlist} trained")
+        order = np.argsort(lists, kind="stable")
+        ids, residuals, lists = ids[order], np.ascontiguousarray(codes[order, coarse:]), lists[order]
+        bounds = np.flatnonzero(np.diff(lists)) + 1
+        for start, end in zip([0, *bounds], [*bounds, len(lists)]):
+            if end > start:
+                self._ivf.invlists.add_entries(int(lists[start]), int(end - start), faiss.swig_ptr(ids[start:end]), faiss.swig_ptr(residuals[start:end]))
+        self._ivf.ntotal += len(ids)
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove ``ids`` that are present (a scan of every inverted list) and return how many were removed."""
+        wanted = np.unique(_as_ids(ids))
+        return int(self._ivf.remove_ids(faiss.IDSelectorBatch(wanted))) if len(wanted) else 0
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return (exact distances, ids), each (nq, k), nearest first, padded with +inf / -1."""
+        queries = _as_float_rows(queries, self.dimension, "queries")
+        k = _positive_int(k, "k")
+        distances = np.full((len(queries), k), np.inf, dtype=np.float32)
+        labels = np.full((len(queries), k), -1, dtype=np.int64)
+        if not self._ivf.ntotal or not len(queries):
+            return distances, labels
+        params = faiss.SearchParametersIVF(nprobe=min(self.depth.nprobe, self.nlist))
+        _, candidates = self._ivf.search(queries, max(k, self.depth.rerank), params=params)
+        for row, (query, found) in enumerate(zip(queries, candidates)):
+            found = found[found >= 0]
+            if not len(found):
+                continue
+            exact = np.linalg.norm(self._fetch(found) - query, axis=1).astype(np.float32)
+            best = np.lexsort((found, exact))[:k]
+            distances[row, : len(best)], labels[row, : len(best)] = exact[best], found[best]
+        return distances, labels
+
+    def __len__(self) -> int:
+        return int(self._ivf.ntotal)
 
 
 def _as_ids(ids: np.ndarray) -> np.ndarray:
@@ -243,16 +300,3 @@ def _positive_int(value: int, name: str) -> int:
 def _sample(ids: np.ndarray, limit: int = 5) -> str:
     shown = ", ".join(str(i) for i in ids[:limit])
     return f"{shown}, ... ({len(ids)} in all)" if len(ids) > limit else shown
-
-
-def _sha256_prefix(f: BinaryIO, length: int, name: str) -> bytes:
-    """SHA-256 of the next ``length`` bytes of ``f``; IndexFileError if the data ends early."""
-    digest = hashlib.sha256()
-    remaining = length
-    while remaining:
-        chunk = f.read(min(_READ_CHUNK, remaining))
-        if not chunk:
-            raise IndexFileError(f"{name}: file ended early while reading")
-        digest.update(chunk)
-        remaining -= len(chunk)
-    return digest.digest()

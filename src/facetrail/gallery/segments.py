@@ -1,0 +1,545 @@
+"""A gallery's vector index on disk: encrypted, immutable segment files named by a manifest.
+
+Layout of ``DATA/indexes/gallery-<id>/``::
+
+    MANIFEST           encrypted JSON: the gallery version held, the segments in order, the trained quantizer
+    seg-<n>.bin        header | encrypted codes section (ids, IVF+SQ8 codes) | one encrypted float32 template
+                       per fixed-size slot (the re-rank store, read by position at search time)
+    quantizer-<n>.bin  encrypted faiss serialization of the trained, empty IVF + SQ8 quantizers
+
+A change (``SegmentedIndex.apply``) writes new files only, then replaces ``MANIFEST`` atomically (the commit
+point), then deletes the files it no longer names; memory is then brought to the manifest
+(``refresh``, the same path a process uses to follow another process's changes).  A ``kill -9`` anywhere leaves
+the previous or the new manifest, both naming complete files; files named by neither are swept by the next writer.
+
+Cost per change: an enrolment batch writes one new segment (O(batch)); the last segments are merged eight at a time
+while their sizes are alike (each template is rewritten O(log n) times in all, slots copied without re-encryption);
+an expungement rewrites only the segments holding the removed templates (at most ``segment_templates`` each) and
+removes them from memory.  The quantizers are trained once, on the gallery's own templates, when the gallery reaches
+``index.compress_at``; below that it is searched exactly with every float32 template in memory.
+
+Encryption (``facetrail.crypto``): each slot is bound to its template id (``index-vector:<gallery>:<id>``), each
+codes section to its file name and header, the manifest and the quantizer file to the gallery.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from facetrail.config import IndexConfig
+from facetrail.crypto import KeyRing, sealed_size
+from facetrail.errors import CryptoError, IndexFileError
+from facetrail.gallery.blobs import write_atomically
+from facetrail.gallery.index import CompressedIndex, FaissExactIndex, SearchDepth, _as_float_rows, _as_ids, _sample
+
+MANIFEST_NAME = "MANIFEST"
+MANIFEST_FORMAT = "facetrail.index.v1"
+_MAGIC = b"FTSEG001"
+_HEADER = struct.Struct("<8sIIIQ")  # magic, dimension, templates, code size, length of the sealed codes section
+_MERGE_FANOUT = 8
+_OPEN_RETRIES = 5
+_EXACT_SCAN_SLOTS = 65_536
+
+
+@dataclass
+class _Segment:
+    """An open segment file (its templates' locations are in the index's id map)."""
+
+    serial: int
+    path: Path
+    fd: int
+    templates: int
+    code_size: int
+    slots_at: int
+    """File offset of the first slot."""
+
+
+@dataclass(frozen=True)
+class _Manifest:
+    version: int
+    dimension: int
+    segments: tuple[int, ...]
+    quantizer: int | None
+    next_serial: int
+
+
+class SegmentedIndex:
+    """A gallery's vector index: in memory for searching, in encrypted segment files for restarts.
+
+    ``version`` is the gallery version whose templates it holds.  Writers (one at a time: the caller holds the
+    gallery's write lock) call :meth:`apply`; other processes call :meth:`refresh` to follow.  Searches may run
+    on other threads except during ``apply``/``refresh`` (the gallery's index guard serialises them).
+    """
+
+    def __init__(self, root: Path, keyring: KeyRing, gallery_id: int, config: IndexConfig, manifest: _Manifest) -> None:
+        """Use :meth:`open` or :meth:`create`."""
+        self.root = root
+        self.keyring = keyring
+        self.gallery_id = gallery_id
+        self.config = config
+        self.dimension = manifest.dimension
+        self._slot_size = sealed_size(4 * self.dimension)
+        self._segments: dict[int, _Segment] = {}
+        self._load(manifest)
+
+    def _load(self, manifest: _Manifest) -> None:
+        """Set memory to ``manifest`` from scratch: a searcher of the right kind, then every segment."""
+        self.close()
+        self._manifest = _Manifest(-1, manifest.dimension, (), manifest.quantizer, manifest.next_serial)
+        # id map, sorted by id: where each template's float32 slot is
+        self._ids = np.empty(0, dtype=np.int64)
+        self._segment_of = np.empty(0, dtype=np.int32)
+        self._slot_of = np.empty(0, dtype=np.int32)
+        self._searcher: FaissExactIndex | CompressedIndex = (
+            self._load_quantizer(manifest.quantizer) if manifest.quantizer is not None else FaissExactIndex(self.dimension)
+        )
+        self._adopt(manifest)
+
+    # --- opening ------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, root: Path, keyring: KeyRing, gallery_id: int, config: IndexConfig) -> SegmentedIndex | None:
+        """The index saved under ``root``, or None when there is none; IndexFileError if it is damaged."""
+        for attempt in range(_OPEN_RETRIES):
+            manifest = _read_manifest(root, keyring, gallery_id)
+            if manifest is None:
+                return None
+            try:
+                return cls(root, keyring, gallery_id, config, manifest)
+            except FileNotFoundError:
+                if attempt == _OPEN_RETRIES - 1:  # a writer replaced the files named by the manifest just read
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def create(cls, root: Path, keyring: KeyRing, gallery_id: int, config: IndexConfig, dimension: int,
+               version: int) -> SegmentedIndex:
+        """A new, empty index at ``version``, replacing whatever ``root`` held (hold the gallery's write lock)."""
+        if root.exists():
+            shutil.rmtree(root)
+        root.mkdir(parents=True)
+        manifest = _Manifest(version, dimension, (), None, 1)
+        _write_manifest(root, keyring, gallery_id, manifest)
+        return cls(root, keyring, gallery_id, config, manifest)
+
+    def close(self) -> None:
+        """Close the segment files."""
+        for segment in self._segments.values():
+            os.close(segment.fd)
+        self._segments.clear()
+
+    # --- reading ------------------------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        return self._manifest.version
+
+    @property
+    def compressed(self) -> bool:
+        """True once the quantizers are trained (IVF + SQ8 in memory, float32 on disk)."""
+        return isinstance(self._searcher, CompressedIndex)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def ids(self) -> np.ndarray:
+        """All template ids present, ascending."""
+        return self._ids.copy()
+
+    def segment_paths(self) -> list[Path]:
+        """The segment files in use, in manifest order."""
+        return [self._segments[s].path for s in self._manifest.segments]
+
+    def search(self, queries: np.ndarray, k: int, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(distances, ids), each (nq, k), nearest first, padded with +inf / -1.
+
+        Distances are exact either way; ``exact`` (the audit mode) also makes the candidate set exact by scanning
+        every float32 template on disk, which takes seconds at a million templates.
+        """
+        if exact and self.compressed:
+            return self._scan(_as_float_rows(queries, self.dimension, "queries"), k)
+        return self._searcher.search(queries, k)
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The float32 templates of ``ids`` (all present), read from their segments' slots and decrypted."""
+        ids = _as_ids(ids)
+        positions = np.searchsorted(self._ids, ids)
+        if len(ids) and (positions.max() >= len(self._ids) or np.any(self._ids[np.minimum(positions, len(self._ids) - 1)] != ids)):
+            raise KeyError("asked for the template of an id that is not in the index")
+        out = np.empty((len(ids), self.dimension), dtype=np.float32)
+        for row, (template_id, position) in enumerate(zip(ids.tolist(), positions.tolist())):
+            segment = self._segments[int(self._segment_of[position])]
+            offset = segment.slots_at + int(self._slot_of[position]) * self._slot_size
+            out[row] = self._open_slot(os.pread(segment.fd, self._slot_size, offset), template_id, segment)
+        return out
+
+    # --- writing ------------------------------------------------------------------------
+
+    def apply(self, version: int, add: tuple[np.ndarray, np.ndarray] | None = None, remove: np.ndarray | None = None) -> int:
+        """Make a committed change durable and hold ``version``; returns how many of ``remove`` were present.
+
+        ``add`` is (ids, vectors) of new templates (an id already present refuses the whole change); ``remove``
+        lists ids to expunge (absent ones are ignored).  Hold the gallery's write lock.
+        """
+        add_ids, add_vectors = np.empty(0, dtype=np.int64), np.empty((0, self.dimension), dtype=np.float32)
+        if add is not None and len(add[0]):
+            add_ids, add_vectors = _as_ids(add[0]), _as_float_rows(add[1], self.dimension, "vectors")
+            if len(add_ids) != len(add_vectors):
+                raise ValueError(f"got {len(add_ids)} ids for {len(add_vectors)} vectors")
+            if len(np.unique(add_ids)) != len(add_ids):
+                raise ValueError("ids repeated within the change")
+            already = add_ids[np.isin(add_ids, self._ids)]
+            if len(already):
+                raise ValueError(f"ids already in the index: {_sample(already)}")
+        removing = np.unique(_as_ids(remove if remove is not None else np.empty(0, dtype=np.int64)))
+        removing = removing[np.isin(removing, self._ids)]
+        try:
+            manifest = self._write_change(version, add_ids, add_vectors, removing)
+            _write_manifest(self.root, self.keyring, self.gallery_id, manifest)
+        finally:
+            self.sweep()
+        self._adopt(manifest)
+        return len(removing)
+
+    def refresh(self) -> None:
+        """Bring memory to the manifest on disk (another process's changes); IndexFileError if it is gone."""
+        for attempt in range(_OPEN_RETRIES):
+            manifest = _read_manifest(self.root, self.keyring, self.gallery_id)
+            if manifest is None:
+                raise IndexFileError(f"{self.root / MANIFEST_NAME}: the index manifest has disappeared")
+            if manifest == self._manifest:
+                return
+            try:
+                self._adopt(manifest)
+                return
+            except FileNotFoundError:
+                if attempt == _OPEN_RETRIES - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+
+    def sweep(self) -> None:
+        """Delete files the manifest does not name (left by an interrupted or finished change). Hold the write lock."""
+        manifest = _read_manifest(self.root, self.keyring, self.gallery_id)
+        if manifest is None:
+            return
+        keep = {MANIFEST_NAME, *(_segment_name(s) for s in manifest.segments)}
+        if manifest.quantizer is not None:
+            keep.add(_quantizer_name(manifest.quantizer))
+        for path in self.root.iterdir():
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
+
+    # --- internals: changes -----------------------------------------------------------
+
+    def _write_change(self, version: int, add_ids: np.ndarray, add_vectors: np.ndarray, removing: np.ndarray) -> _Manifest:
+        """Write the files of a change and return the manifest naming them (not yet written)."""
+        serial = self._manifest.next_serial
+        order = list(self._manifest.segments)
+        quantizer = self._manifest.quantizer
+        searcher = self._searcher
+        if len(removing):
+            positions = np.searchsorted(self._ids, removing)
+            for old in np.unique(self._segment_of[positions]).tolist():
+                ids, codes, slots = self._read_segment_by_serial(old)
+                keep = ~np.isin(ids, removing)
+                index = order.index(old)
+                if keep.any():
+                    self._write_segment(serial, ids[keep], codes[keep], slots[keep])
+                    order[index], serial = serial, serial + 1
+                else:
+                    del order[index]
+        total = len(self) + len(add_ids) - len(removing)
+        if not self.compressed and total >= self.config.compress_at:
+            searcher = self._train(order, add_vectors)
+            quantizer, serial = serial, serial + 1
+            self._write_file(_quantizer_name(quantizer), searcher.trained_bytes(), self._quantizer_context())
+            recoded = []
+            for old in order:
+                ids, _, slots = self._read_segment_by_serial(old)
+                self._write_segment(serial, ids, searcher.encode(self._decrypt_slots(ids, slots, _segment_name(old))), slots)
+                recoded.append(serial)
+                serial += 1
+            order = recoded
+        cap = self.config.segment_templates
+        for start in range(0, len(add_ids), cap):
+            ids, vectors = add_ids[start : start + cap], add_vectors[start : start + cap]
+            codes = searcher.encode(vectors) if isinstance(searcher, CompressedIndex) else np.empty((len(ids), 0), np.uint8)
+            self._write_segment(serial, ids, codes, self._seal_slots(ids, vectors))
+            order.append(serial)
+            serial += 1
+        order, serial = self._merge_tail(order, serial)
+        return _Manifest(version, self.dimension, tuple(order), quantizer, serial)
+
+    def _merge_tail(self, order: list[int], serial: int) -> tuple[list[int], int]:
+        """Merge the last eight segments into one while they are of one size class and fit in a segment."""
+        sizes = {s: self._segment_size(s) for s in order}
+        while len(order) >= _MERGE_FANOUT:
+            tail = order[-_MERGE_FANOUT:]
+            classes = {_size_class(sizes[s]) for s in tail}
+            total = sum(sizes[s] for s in tail)
+            if len(classes) != 1 or total > self.config.segment_templates:
+                break
+            parts = [self._read_segment_by_serial(s) for s in tail]
+            self._write_segment(serial, *(np.concatenate(column) for column in zip(*parts)))
+            order = order[:-_MERGE_FANOUT] + [serial]
+            sizes[serial] = total
+            serial += 1
+        return order, serial
+
+    def _segment_size(self, serial: int) -> int:
+        if serial in self._segments:
+            return self._segments[serial].templates
+        with (self.root / _segment_name(serial)).open("rb") as f:
+            return _HEADER.unpack(f.read(_HEADER.size))[2]
+
+    def _read_segment_by_serial(self, serial: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if serial in self._segments:
+            return self._read_segment(self._segments[serial])
+        segment = self._open_segment(serial)
+        try:
+            return self._read_segment(segment)
+        finally:
+            os.close(segment.fd)
+
+    def _train(self, order: list[int], add_vectors: np.ndarray) -> CompressedIndex:
+        """Quantizers trained on every template of the segments in ``order`` and the vectors being added."""
+        parts = [add_vectors]
+        for serial in order:
+            ids, _, slots = self._read_segment_by_serial(serial)
+            parts.append(self._decrypt_slots(ids, slots, _segment_name(serial)))
+        return CompressedIndex.train(np.concatenate(parts), self.vectors, self._depth())
+
+    # --- internals: memory follows the manifest ------------------------------------------
+
+    def _adopt(self, manifest: _Manifest) -> None:
+        """Bring memory (searcher, id map, open segments) from the current manifest to ``manifest``."""
+        if manifest.quantizer != self._manifest.quantizer:
+            self._load(manifest)
+            return
+        wanted = set(manifest.segments)
+        arriving = {s: self._open_segment(s) for s in manifest.segments if s not in self._segments}
+        try:
+            contents = {s: self._read_segment(segment, slots=not self.compressed) for s, segment in arriving.items()}
+        except BaseException:
+            for segment in arriving.values():
+                os.close(segment.fd)
+            raise
+        leaving = [s for s in self._segments if s not in wanted]
+        leaving_ids = self._ids[np.isin(self._segment_of, leaving)] if leaving else np.empty(0, dtype=np.int64)
+        arriving_ids = np.concatenate([c[0] for c in contents.values()]) if contents else np.empty(0, dtype=np.int64)
+        gone = np.setdiff1d(leaving_ids, arriving_ids)
+        new = ~np.isin(arriving_ids, self._ids)
+        if len(gone):
+            self._searcher.remove(gone)
+        self._add_to_searcher(contents, arriving_ids, new)
+        keep = ~np.isin(self._ids, gone)
+        locations = [(np.full(len(c[0]), s, dtype=np.int32), np.arange(len(c[0]), dtype=np.int32)) for s, c in contents.items()]
+        arriving_segments = np.concatenate([loc[0] for loc in locations]) if locations else np.empty(0, dtype=np.int32)
+        arriving_slots = np.concatenate([loc[1] for loc in locations]) if locations else np.empty(0, dtype=np.int32)
+        # new ids are merged into the sorted map (no full sort: ids usually arrive above all present ones)
+        order = np.argsort(arriving_ids[new], kind="stable")
+        added = arriving_ids[new][order]
+        ids, segment_of, slot_of = self._ids[keep], self._segment_of[keep], self._slot_of[keep]
+        positions = np.searchsorted(ids, added)
+        self._ids = np.insert(ids, positions, added)
+        self._segment_of = np.insert(segment_of, positions, arriving_segments[new][order])
+        self._slot_of = np.insert(slot_of, positions, arriving_slots[new][order])
+        moved = arriving_ids[~new]
+        if len(moved):
+            positions = np.searchsorted(self._ids, moved)
+            self._segment_of[positions], self._slot_of[positions] = arriving_segments[~new], arriving_slots[~new]
+        for s in leaving:
+            os.close(self._segments.pop(s).fd)
+        self._segments.update(arriving)
+        self._manifest = manifest
+
+    def _add_to_searcher(self, contents: dict, arriving_ids: np.ndarray, new: np.ndarray) -> None:
+        """Add the arriving templates that are new to the searcher: their codes in one call, or their decrypted
+        vectors when exact."""
+        if isinstance(self._searcher, CompressedIndex):
+            if contents:
+                self._searcher.add_codes(arriving_ids[new], np.concatenate([codes for _, codes, _ in contents.values()])[new])
+            return
+        offset = 0
+        for serial, (ids, _, slots) in contents.items():
+            fresh = new[offset : offset + len(ids)]
+            offset += len(ids)
+            if fresh.any():
+                self._searcher.add(ids[fresh], self._decrypt_slots(ids[fresh], slots[fresh], _segment_name(serial)))
+
+    def _scan(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k over every float32 template on disk, a block of slots at a time."""
+        best_d = np.full((len(queries), 0), np.inf, dtype=np.float32)
+        best_i = np.empty((len(queries), 0), dtype=np.int64)
+        for serial in self._manifest.segments:
+            ids, _, slots = self._read_segment(self._segments[serial])
+            for start in range(0, len(ids), _EXACT_SCAN_SLOTS):
+                block_ids = ids[start : start + _EXACT_SCAN_SLOTS]
+                vectors = self._decrypt_slots(block_ids, slots[start : start + _EXACT_SCAN_SLOTS], _segment_name(serial))
+                squared, rows = faiss.knn(queries, vectors, min(k, len(block_ids)))
+                best_d = np.concatenate([best_d, np.sqrt(np.maximum(squared, 0))], axis=1)
+                best_i = np.concatenate([best_i, block_ids[rows]], axis=1)
+                order = np.lexsort((best_i, best_d))[:, :k]
+                best_d, best_i = np.take_along_axis(best_d, order, 1), np.take_along_axis(best_i, order, 1)
+        distances = np.full((len(queries), k), np.inf, dtype=np.float32)
+        labels = np.full((len(queries), k), -1, dtype=np.int64)
+        distances[:, : best_d.shape[1]], labels[:, : best_i.shape[1]] = best_d, best_i
+        return distances, labels
+
+    # --- internals: files -------------------------------------------------------------
+
+    def _depth(self) -> SearchDepth:
+        return SearchDepth(self.config.nprobe, self.config.rerank)
+
+    def _load_quantizer(self, serial: int) -> CompressedIndex:
+        path = self.root / _quantizer_name(serial)
+        data = self._decrypt(path.read_bytes(), self._quantizer_context(), path)
+        try:
+            return CompressedIndex.from_bytes(data, self.vectors, self._depth())
+        except ValueError as exc:
+            raise IndexFileError(f"{path}: {exc}") from exc
+
+    def _quantizer_context(self) -> bytes:
+        return f"index-quantizer:{self.gallery_id}".encode()
+
+    def _write_file(self, name: str, plaintext: bytes, context: bytes) -> None:
+        sealed = self.keyring.encrypt(plaintext, context)
+        write_atomically(self.root / name, lambda handle: handle.write(sealed))
+
+    def _write_segment(self, serial: int, ids: np.ndarray, codes: np.ndarray, slots: np.ndarray) -> None:
+        """Write a segment file (atomically): header, sealed ids + codes, then the slots as given."""
+        name = _segment_name(serial)
+        codes = np.ascontiguousarray(codes, dtype=np.uint8).reshape(len(ids), -1)
+        plaintext = np.ascontiguousarray(ids, dtype=np.int64).tobytes() + codes.tobytes()
+        length = sealed_size(len(plaintext))
+        header = _HEADER.pack(_MAGIC, self.dimension, len(ids), codes.shape[1], length)
+        sealed = self.keyring.encrypt(plaintext, self._codes_context(name, header))
+
+        def write(handle) -> None:
+            handle.write(header)
+            handle.write(sealed)
+            handle.write(np.ascontiguousarray(slots).tobytes())
+
+        write_atomically(self.root / name, write)
+
+    def _open_segment(self, serial: int) -> _Segment:
+        path = self.root / _segment_name(serial)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            header = os.pread(fd, _HEADER.size, 0)
+            if len(header) != _HEADER.size:
+                raise IndexFileError(f"{path}: too short to be an index segment")
+            magic, dimension, templates, code_size, sealed_length = _HEADER.unpack(header)
+            if magic != _MAGIC or dimension != self.dimension:
+                raise IndexFileError(f"{path}: not a facetrail index segment of {self.dimension}-d templates")
+            slots_at = _HEADER.size + sealed_length
+            if os.fstat(fd).st_size != slots_at + templates * self._slot_size:
+                raise IndexFileError(f"{path}: truncated or extended (its size does not match its header)")
+        except BaseException:
+            os.close(fd)
+            raise
+        return _Segment(serial, path, fd, templates, code_size, slots_at)
+
+    def _read_segment(self, segment: _Segment, slots: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(ids, codes, slots as an (n, slot size) uint8 array, or None unless ``slots``) of a segment, the codes
+        section decrypted."""
+        header = os.pread(segment.fd, segment.slots_at, 0)
+        plaintext = self._decrypt(header[_HEADER.size :], self._codes_context(segment.path.name, header[: _HEADER.size]), segment.path)
+        n = segment.templates
+        if len(plaintext) != n * (8 + segment.code_size):
+            raise IndexFileError(f"{segment.path}: the codes section does not match the header")
+        ids = np.frombuffer(plaintext, dtype=np.int64, count=n)
+        codes = np.frombuffer(plaintext, dtype=np.uint8, offset=8 * n).reshape(n, segment.code_size)
+        if not slots:
+            return ids, codes, None
+        stored = np.frombuffer(os.pread(segment.fd, n * self._slot_size, segment.slots_at), dtype=np.uint8)
+        if len(stored) != n * self._slot_size:
+            raise IndexFileError(f"{segment.path}: file ended early while reading")
+        return ids, codes, stored.reshape(n, self._slot_size)
+
+    def _codes_context(self, name: str, header: bytes) -> bytes:
+        return f"index-codes:{self.gallery_id}:{name}:".encode() + header
+
+    def _vector_context(self, template_id: int) -> bytes:
+        return f"index-vector:{self.gallery_id}:{template_id}".encode()
+
+    def _seal_slots(self, ids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        sealed = b"".join(self.keyring.encrypt(v.tobytes(), self._vector_context(i)) for i, v in zip(ids.tolist(), vectors))
+        return np.frombuffer(sealed, dtype=np.uint8).reshape(len(ids), self._slot_size)
+
+    def _decrypt_slots(self, ids: np.ndarray, slots: np.ndarray, name: str) -> np.ndarray:
+        out = np.empty((len(ids), self.dimension), dtype=np.float32)
+        for row, (template_id, slot) in enumerate(zip(ids.tolist(), slots)):
+            out[row] = np.frombuffer(self._decrypt(slot.tobytes(), self._vector_context(template_id), self.root / name), dtype=np.float32)
+        return out
+
+    def _open_slot(self, slot: bytes, template_id: int, segment: _Segment) -> np.ndarray:
+        if len(slot) != self._slot_size:
+            raise IndexFileError(f"{segment.path}: file ended early while reading a template")
+        return np.frombuffer(self._decrypt(slot, self._vector_context(template_id), segment.path), dtype=np.float32)
+
+    def _decrypt(self, sealed: bytes, context: bytes, path: Path) -> bytes:
+        try:
+            return self.keyring.decrypt(sealed, context)
+        except CryptoError as exc:
+            raise IndexFileError(f"{path}: {exc}") from exc
+
+
+def _segment_name(serial: int) -> str:
+    return f"seg-{serial:08d}.bin"
+
+
+def _quantizer_name(serial: int) -> str:
+    return f"quantizer-{serial:08d}.bin"
+
+
+def _size_class(templates: int) -> int:
+    """Segments of one class differ in size by less than the merge fan-out."""
+    return int(np.log(max(templates, 1)) / np.log(_MERGE_FANOUT))
+
+
+def _manifest_context(gallery_id: int) -> bytes:
+    return f"index-manifest:{gallery_id}".encode()
+
+
+def _read_manifest(root: Path, keyring: KeyRing, gallery_id: int) -> _Manifest | None:
+    """The manifest under ``root``, or None if there is none; IndexFileError if it is damaged."""
+    path = root / MANIFEST_NAME
+    try:
+        sealed = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        document = json.loads(keyring.decrypt(sealed, _manifest_context(gallery_id)))
+        if document.get("format") != MANIFEST_FORMAT:
+            raise ValueError(f"not a {MANIFEST_FORMAT} manifest")
+        quantizer = document["quantizer"]
+        return _Manifest(int(document["version"]), int(document["dimension"]), tuple(int(s) for s in document["segments"]),
+                         None if quantizer is None else int(quantizer), int(document["next_serial"]))
+    except CryptoError as exc:
+        raise IndexFileError(f"{path}: {exc}") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IndexFileError(f"{path}: malformed index manifest: {exc}") from exc
+
+
+def _write_manifest(root: Path, keyring: KeyRing, gallery_id: int, manifest: _Manifest) -> None:
+    document = {
+        "format": MANIFEST_FORMAT,
+        "version": manifest.version,
+        "dimension": manifest.dimension,
+        "segments": list(manifest.segments),
+        "quantizer": manifest.quantizer,
+        "next_serial": manifest.next_serial,
+    }
+    sealed = keyring.encrypt(json.dumps(document).encode(), _manifest_context(gallery_id))
+    write_atomically(root / MANIFEST_NAME, lambda handle: handle.write(sealed))

@@ -1,0 +1,243 @@
+"""The gallery index on disk (facetrail.gallery.segments): O(change) commits, restarts, kill -9, expungement."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facetrail.config import IndexConfig
+from facetrail.crypto import KeyRing
+from facetrail.datadir import DataDir
+from facetrail.errors import IndexFileError
+from facetrail.gallery.segments import MANIFEST_NAME, SegmentedIndex
+
+D = 128
+SMALL = IndexConfig(compress_at=500, nprobe=16, rerank=50, segment_templates=256)
+
+
+@pytest.fixture
+def keyring(tmp_path) -> KeyRing:
+    datadir = DataDir(tmp_path / "data")
+    datadir.create()
+    return KeyRing.create(datadir)
+
+
+def step(t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Change number ``t`` of a deterministic history: 20 new templates, and every third of those of change t-2."""
+    ids = np.arange(t * 1000, t * 1000 + 20, dtype=np.int64)
+    vectors = np.random.default_rng(t).standard_normal((20, D)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    removed = np.arange((t - 2) * 1000, (t - 2) * 1000 + 20, 3, dtype=np.int64) if t > 2 else np.empty(0, dtype=np.int64)
+    return ids, vectors, removed
+
+
+def state_at(version: int) -> dict[int, np.ndarray]:
+    """Id → vector after changes 1..version."""
+    state: dict[int, np.ndarray] = {}
+    for t in range(1, version + 1):
+        ids, vectors, removed = step(t)
+        state.update(zip(ids.tolist(), vectors))
+        for i in removed.tolist():
+            state.pop(i, None)
+    return state
+
+
+def assert_holds(index: SegmentedIndex, state: dict[int, np.ndarray]) -> None:
+    """The index holds exactly ``state``: its ids, its float32 vectors, and each is its own nearest neighbour."""
+    ids = np.array(sorted(state), dtype=np.int64)
+    np.testing.assert_array_equal(index.ids(), ids)
+    np.testing.assert_array_equal(index.vectors(ids), np.stack([state[i] for i in ids.tolist()]))
+    sample = ids[:: max(1, len(ids) // 25)]
+    distances, labels = index.search(np.stack([state[i] for i in sample.tolist()]), 3)
+    np.testing.assert_array_equal(labels[:, 0], sample)
+    assert np.all(distances[:, 0] < 1e-5)
+
+
+def grown(root: Path, keyring: KeyRing, last: int, removals: bool = True, config: IndexConfig = SMALL) -> SegmentedIndex:
+    """A new index through changes 1..last of the history (without its removals unless ``removals``)."""
+    index = SegmentedIndex.create(root, keyring, 7, config, D, 0)
+    for t in range(1, last + 1):
+        ids, vectors, removed = step(t)
+        index.apply(t, add=(ids, vectors), remove=removed if removals else None)
+    return index
+
+
+def open_index(root: Path, keyring: KeyRing, config: IndexConfig = SMALL) -> SegmentedIndex:
+    index = SegmentedIndex.open(root, keyring, 7, config)
+    assert index is not None
+    return index
+
+
+def test_restart_gives_the_same_index_in_exact_and_compressed_modes(tmp_path, keyring):
+    root = tmp_path / "index"
+    index = SegmentedIndex.create(root, keyring, 7, SMALL, D, 0)
+    for t in range(1, 41):
+        ids, vectors, removed = step(t)
+        index.apply(t, add=(ids, vectors), remove=removed)
+        if t in (10, 40):
+            assert index.compressed == (t == 40)  # trained once the gallery reached compress_at
+            reopened = open_index(root, keyring)
+            assert reopened.version == t and reopened.compressed == index.compressed
+            assert_holds(reopened, state_at(t))
+            queries = np.random.default_rng(t).standard_normal((5, D)).astype(np.float32)
+            for got, expected in zip(reopened.search(queries, 10), index.search(queries, 10)):
+                np.testing.assert_array_equal(got, expected)
+            reopened.close()
+    assert_holds(index, state_at(40))
+
+
+def test_a_commit_writes_only_new_files_of_the_size_of_the_change(tmp_path, keyring):
+    root = tmp_path / "index"
+    index = grown(root, keyring, 80, removals=False)
+    before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in root.iterdir() if p.name != MANIFEST_NAME}
+    slot_bytes = sum(p.stat().st_size for p in index.segment_paths()) / len(index)
+    ids, vectors, removed = step(81)
+    index.apply(81, add=(ids, vectors), remove=removed)
+    after = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in root.iterdir() if p.name != MANIFEST_NAME}
+    new = [root / name for name in after.keys() - before.keys()]
+    assert all(after[name] == before[name] for name in after.keys() & before.keys()), "an existing file was rewritten"
+    # one new segment for the 20 added, one rewrite of the segment holding the 7 removed (at most 256 templates)
+    assert sum(p.stat().st_size for p in new) <= (20 + SMALL.segment_templates) * slot_bytes
+    assert len(index) == 1620 - 7 and len(new) <= 2
+
+
+def test_expunged_templates_leave_memory_segments_and_the_rerank_store(tmp_path, keyring):
+    root = tmp_path / "index"
+    index = grown(root, keyring, 40, removals=False)
+    assert index.compressed
+    gone, vectors, _ = step(17)
+    stored = b"".join(p.read_bytes() for p in root.iterdir())
+    slots = [_slot_bytes(index, i) for i in gone.tolist()]
+    assert all(slot in stored for slot in slots)
+    assert index.apply(41, remove=gone[:10]) == 10
+    index.apply(42, remove=gone[10:])
+    assert not np.isin(gone, index.ids()).any() and len(index) == 780
+    with pytest.raises(KeyError):
+        index.vectors(gone[:1])
+    for exact in (False, True):  # never found, even by their own templates, in either search mode
+        _, labels = index.search(vectors, 50, exact=exact)
+        assert not np.isin(labels, gone).any()
+    stored = b"".join(p.read_bytes() for p in root.iterdir())
+    assert not any(slot in stored for slot in slots), "an expunged template's encrypted slot is still on disk"
+    reopened = open_index(root, keyring)
+    assert not np.isin(gone, reopened.ids()).any()
+    _, labels = reopened.search(vectors, 50)
+    assert not np.isin(labels, gone).any()
+
+
+def _slot_bytes(index: SegmentedIndex, template_id: int) -> bytes:
+    """The encrypted slot of ``template_id`` as stored in its segment file."""
+    position = int(np.searchsorted(index._ids, template_id))
+    segment = index._segments[int(index._segment_of[position])]
+    return os.pread(segment.fd, index._slot_size, segment.slots_at + int(index._slot_of[position]) * index._slot_size)
+
+
+def test_exact_audit_mode_matches_brute_force(tmp_path, keyring):
+    index = grown(tmp_path / "index", keyring, 30, config=IndexConfig(compress_at=400, nprobe=1, rerank=5))
+    state = state_at(30)
+    ids = np.array(sorted(state))
+    matrix = np.stack([state[i] for i in ids.tolist()])
+    queries = np.random.default_rng(99).standard_normal((8, D)).astype(np.float32)
+    distances, labels = index.search(queries, 15, exact=True)
+    exact = np.linalg.norm(matrix[None] - queries[:, None], axis=2)
+    np.testing.assert_array_equal(labels, ids[np.argsort(exact, axis=1, kind="stable")[:, :15]])
+    np.testing.assert_allclose(distances, np.sort(exact, axis=1)[:, :15], atol=1e-5)
+
+
+def test_damaged_segment_or_manifest_is_reported_with_its_file(tmp_path, keyring):
+    root = tmp_path / "index"
+    index = grown(root, keyring, 4, removals=False)
+    segment = index.segment_paths()[0]
+    data = segment.read_bytes()
+    for damaged in (data[:-1], data[:60] + bytes([data[60] ^ 1]) + data[61:]):
+        segment.write_bytes(damaged)
+        with pytest.raises(IndexFileError, match=segment.name):
+            SegmentedIndex.open(root, keyring, 7, SMALL)
+    segment.write_bytes(data)
+    assert len(open_index(root, keyring)) == 80
+    (root / MANIFEST_NAME).write_bytes(b"garbage")
+    with pytest.raises(IndexFileError, match=MANIFEST_NAME):
+        SegmentedIndex.open(root, keyring, 7, SMALL)
+
+
+def test_a_failed_commit_leaves_the_previous_version(tmp_path, keyring, monkeypatch):
+    root = tmp_path / "index"
+    index = grown(root, keyring, 3)
+    files = sorted(p.name for p in root.iterdir())
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    ids, vectors, removed = step(4)
+    with pytest.raises(OSError, match="No space left"):
+        index.apply(4, add=(ids, vectors), remove=removed)
+    monkeypatch.undo()
+    assert index.version == 3 and sorted(p.name for p in root.iterdir()) == files
+    assert_holds(index, state_at(3))
+    assert_holds(open_index(root, keyring), state_at(3))
+
+
+def test_another_process_follows_changes_incrementally(tmp_path, keyring):
+    root = tmp_path / "index"
+    writer = SegmentedIndex.create(root, keyring, 7, SMALL, D, 0)
+    reader = open_index(root, keyring)
+    for t in range(1, 41):
+        ids, vectors, removed = step(t)
+        writer.apply(t, add=(ids, vectors), remove=removed)
+        if t % 7 == 0 or t == 40:
+            reader.refresh()
+            assert reader.version == t
+            assert_holds(reader, state_at(t))
+
+
+CHILD = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from facetrail.crypto import KeyRing
+    from facetrail.gallery.segments import SegmentedIndex
+    from tests.test_segments import SMALL, D, LAST, step
+
+    root, key_file = Path(sys.argv[1]), Path(sys.argv[2])
+    keyring = KeyRing(key_file)
+    index = SegmentedIndex.open(root, keyring, 7, SMALL) or SegmentedIndex.create(root, keyring, 7, SMALL, D, 0)
+    print("ready", flush=True)
+    for t in range(index.version + 1, LAST + 1):
+        ids, vectors, removed = step(t)
+        index.apply(t, add=(ids, vectors), remove=removed)
+""")
+LAST = 70
+
+
+def test_kill_9_at_any_point_leaves_a_whole_version(tmp_path, keyring):
+    """A writer process is killed at random moments (during segment writes, merges, training, expungements);
+    each time the index on disk opens at some version v and holds exactly the templates of version v."""
+    root = tmp_path / "index"
+    rng = np.random.default_rng(5)
+    repository = Path(__file__).resolve().parents[1]
+    versions = []
+    for round in range(11):  # ten kills, then a run left to finish
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(root), str(keyring.path)], cwd=repository,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        child.stdout.readline()  # opened (or created) the index: from here on it writes
+        if round < 10:
+            time.sleep(rng.uniform(0.0, 0.6))
+            child.send_signal(signal.SIGKILL)
+        child.wait()
+        assert round < 10 or child.returncode == 0, child.stderr.read().decode()
+        index = SegmentedIndex.open(root, keyring, 7, SMALL)
+        if index is None:
+            continue  # killed before its first manifest
+        versions.append(index.version)
+        assert_holds(index, state_at(index.version))
+        index.close()
+    assert versions[-1] == LAST, f"the writer never finished: versions reached {versions}"
+    assert len(set(versions)) >= 3, f"the kills did not land at different points: {versions}"
