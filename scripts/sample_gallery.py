@@ -1,7 +1,9 @@
 """The main job of `make run`: set up a sample system on first start, then serve the web application and API.
 
 On first start every step is a real `facetrail` command, echoed before it runs:
-initialise a data directory with its first admin, create a user for each role,
+initialise a data directory with its first admin and calibrate the estimated
+false-match rate on every pair of different people in the sample's photographs
+(all 400 ORL faces, or the face_recognition photographs), create a user for each role,
 create and authorize a gallery, enrol sample photographs, run a case-bound
 search, have two examiners review it blind, export the lead, write the
 transparency report and verify the audit trail. Then (and on every later
@@ -61,8 +63,8 @@ def quiet(*args: str, token: str, env: dict | None = None) -> str:
     return subprocess.run([FACETRAIL, *args], check=True, env=environment, capture_output=True, text=True).stdout
 
 
-def sample_sets(shared: Path, cache: Path) -> tuple[Path, Path]:
-    """(gallery folder, probe photograph)."""
+def sample_sets(shared: Path, cache: Path) -> tuple[Path, Path, Path]:
+    """(gallery folder, probe photograph, folder of people to calibrate the estimated false-match rate on)."""
     orl = shared / "att_faces"
     if orl.is_dir():
         print(f"sample: ORL faces from {orl} (40 people × 10 photographs)")
@@ -71,14 +73,18 @@ def sample_sets(shared: Path, cache: Path) -> tuple[Path, Path]:
             (gallery / person.name).mkdir(parents=True, exist_ok=True)
             for photo in sorted(person.glob("*.pgm"))[:5]:
                 shutil.copyfile(photo, gallery / person.name / photo.name)
-        return gallery, orl / "s12" / "8.pgm"
+        return gallery, orl / "s12" / "8.pgm", orl
     print("sample: the face_recognition 1.3.0 test photographs (../shared/faces is absent)")
     photos = face_images()
-    gallery = cache / "gallery"
+    gallery, people = cache / "gallery", cache / "face_recognition-photographs"
     for subject, name in (("obama", "obama.jpg"), ("biden", "biden.jpg")):
         (gallery / subject).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(photos[name], gallery / subject / name)
-    return gallery, photos["obama2.jpg"]
+    for subject, names in (("obama", ("obama.jpg", "obama2.jpg", "obama3.jpg")), ("biden", ("biden.jpg",))):
+        (people / subject).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            shutil.copyfile(photos[name], people / subject / name)
+    return gallery, photos["obama2.jpg"], people
 
 
 def passwords(data: Path) -> dict[str, str]:
@@ -95,11 +101,11 @@ def passwords(data: Path) -> dict[str, str]:
 
 def set_up(data_dir: Path, shared_faces: Path) -> None:
     """The accountable walk-through that fills a new data directory with a sample gallery, users and one lead."""
-    gallery_folder, probe = sample_sets(shared_faces, ROOT / ".cache" / "sample")
+    gallery_folder, probe, people = sample_sets(shared_faces, ROOT / ".cache" / "sample")
     secret = passwords(data_dir)
     data = ["--data", str(data_dir)]
 
-    facetrail("init", *data, "--admin", "admin", env={"FACETRAIL_ADMIN_PASSWORD": secret["admin"]})
+    facetrail("init", *data, "--admin", "admin", "--calibrate-from", str(people), env={"FACETRAIL_ADMIN_PASSWORD": secret["admin"]})
     tokens = {"admin": quiet("login", "admin", "--print-token", *data, token="", env={"FACETRAIL_PASSWORD": secret["admin"]}).strip()}
     existing = {u["username"] for u in json.loads(quiet("user", "list", "--json", *data, token=tokens["admin"]))}
     for username, (role, unit) in USERS.items():

@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from sqlalchemy import select, update
@@ -149,9 +150,15 @@ def test_poor_probe_needs_a_supervisor_override(world, faces):
 
 
 def test_two_examiners_blind_review_makes_a_lead(world, faces, tmp_path):
+    from facetrail.evaluation.calibration import save_calibration
+
     system, who = world
+    source = "test-people: 5 impostor pairs among 4 photographs of 3 people"
+    save_calibration(system.datadir, np.array([0.2, 0.7, 0.8, 0.9, 1.0]), system.face_engine.model.name, source)
     result = run_search(system, who["ivan"], faces)
     search_id = result.search_id
+    assert result.candidates[0].false_match_rate is not None
+    assert system.show_search(who["ivan"], search_id)["calibration"] == source
     # an examiner account that ran the search (the default policy forbids holding both roles, so borrow the id)
     examiner_who_searched = dataclasses.replace(who["erin"], id=who["ivan"].id)
     with pytest.raises(PermissionDeniedError, match="cannot review"):
@@ -172,6 +179,7 @@ def test_two_examiners_blind_review_makes_a_lead(world, faces, tmp_path):
     page = export_lead(system, who["ivan"], search_id)
     assert "not probable cause" in page and CASE in page and "erin" in page and "ezra" in page
     assert page.count("data:image/jpeg;base64,") == 2 and "http://" not in page and "https://" not in page
+    assert f"(calibration: {source})" in page  # the estimate names its data
     actions = [e["action"] for e in system.audit.entries(limit=1000)]
     assert actions.count("review_decision") == 2 and "lead_exported" in actions
     with pytest.raises(PermissionDeniedError):

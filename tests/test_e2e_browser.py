@@ -78,6 +78,41 @@ def browser():
         chromium.close()
 
 
+FACE_BOX_ON_PAGE = """pictures => pictures.map(picture => {
+  // The picture's face box (data-face-box, in the picture's own pixels) where it is drawn on the page, and the part of
+  // the picture that is not clipped away by any container that hides overflow.
+  const [x, y, w, h] = picture.dataset.faceBox.split(",").map(Number);
+  const drawn = picture.getBoundingClientRect();
+  const scale = Math.min(drawn.width / picture.naturalWidth, drawn.height / picture.naturalHeight);  // object-fit: contain
+  const left = drawn.left + (drawn.width - picture.naturalWidth * scale) / 2, top = drawn.top + (drawn.height - picture.naturalHeight * scale) / 2;
+  let visible = {left: drawn.left, top: drawn.top, right: drawn.right, bottom: drawn.bottom};
+  for (let box = picture.parentElement; box; box = box.parentElement) {
+    if (getComputedStyle(box).overflow === "visible") continue;
+    const clip = box.getBoundingClientRect();
+    visible = {left: Math.max(visible.left, clip.left), top: Math.max(visible.top, clip.top),
+               right: Math.min(visible.right, clip.right), bottom: Math.min(visible.bottom, clip.bottom)};
+  }
+  return {loaded: picture.complete && picture.naturalWidth > 0, visible,
+          face: {left: left + x * scale, top: top + y * scale, right: left + (x + w) * scale, bottom: top + (y + h) * scale}};
+})"""
+
+
+def assert_faces_in_view(page, selector: str, min_side: float) -> None:
+    """Every picture matched by ``selector`` is loaded and shows its whole face box, at least ``min_side`` CSS pixels
+    wide, inside the part of the picture that its containers leave visible."""
+    pictures = page.locator(selector)
+    assert pictures.count() > 0
+    for picture in pictures.all():
+        picture.scroll_into_view_if_needed()
+        playwright.expect(picture).not_to_have_js_property("naturalWidth", 0)
+    for found in page.locator(selector).evaluate_all(FACE_BOX_ON_PAGE):
+        face, visible = found["face"], found["visible"]
+        assert found["loaded"], found
+        assert face["right"] - face["left"] >= min_side, found
+        assert visible["left"] - 1 <= face["left"] and face["right"] <= visible["right"] + 1, found
+        assert visible["top"] - 1 <= face["top"] and face["bottom"] <= visible["bottom"] + 1, found
+
+
 class Visit:
     """One user's browser session on the site."""
 
@@ -128,6 +163,11 @@ def test_search_review_lead_report_audit(site, browser):
     assert cards.count() == 2  # both sample subjects, ranked
     playwright.expect(cards.first).to_contain_text("Subject obama")
     playwright.expect(page.locator("ol.candidates img").first).not_to_have_js_property("naturalWidth", 0)
+    assert_faces_in_view(page, "ol.candidates img, .probe-face img", min_side=60)  # faces, not torsos
+    full = page.locator("ol.candidates li").first.locator("a:has(img)")  # the full photograph is one click away
+    assert full.get_attribute("href") == f"/searches/{search_id}/candidates/1.jpg"
+    assert page.request.get(base + full.get_attribute("href")).headers["content-type"] == "image/jpeg"
+    assert page.get_by_text("as measured on face_recognition-photographs").count() == 1  # where the estimate comes from
     ivan.shot("03-candidates")
     page.set_viewport_size({"width": 390, "height": 844})  # a phone: the grid reflows, nothing scrolls sideways
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
@@ -141,6 +181,10 @@ def test_search_review_lead_report_audit(site, browser):
         page.locator(f"a[href='/reviews/{search_id}']").click()
         playwright.expect(page.get_by_role("heading", name="Candidate 1: subject obama")).to_be_visible()
         playwright.expect(page.locator("text=you:")).to_have_count(0)  # blind: no one else's decision is shown
+        assert_faces_in_view(page, ".compare .zoom img", min_side=100)
+        sides = page.locator(".compare .zoom img").evaluate_all("ps => ps.map(p => p.getBoundingClientRect().width)")
+        assert sides[0] == sides[1]  # probe and candidate side by side at the same scale
+        assert page.get_by_role("link", name="full photograph").count() == 2
         for chip in page.locator(".chips img").all():
             playwright.expect(chip).to_have_js_property("naturalWidth", 150)  # the aligned chips, as the model saw them
         page.get_by_label("Zoom").fill("2")
@@ -168,6 +212,11 @@ def test_search_review_lead_report_audit(site, browser):
     page = alma.go("/oversight/report")
     report = page.locator("main")
     playwright.expect(report).to_contain_text("2 search")  # the sample search and this one
+    accuracy = page.locator("section.accuracy")
+    playwright.expect(accuracy.get_by_role("heading", name="Accuracy and differentials of the model in use")).to_be_visible()
+    playwright.expect(accuracy).to_contain_text("calibrated on face_recognition-photographs: 3 impostor pairs")
+    playwright.expect(accuracy.get_by_role("heading", name=re.compile("Published by facetrail: lfw-dev"))).to_be_visible()
+    assert accuracy.locator("tbody tr").count() == 3  # women, men, and the worst/best ratios
     alma.shot("06-transparency-report")
     assert page.locator("img[src*='/candidates/']").count() == 0
     page = alma.go("/oversight/audit")

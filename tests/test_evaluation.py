@@ -164,6 +164,7 @@ def test_evaluate_verify_cli_on_real_photographs(lfw_style, tmp_path, datadir, a
     assert plot.stat().st_size > 10_000
     calibration = json.loads(Path(report["calibration"]).read_text())
     assert calibration["model"] == "dlib-resnet-v1" and calibration["impostor_count"] == 3
+    assert calibration["source"] == "pairs.txt: 3 impostor pairs"  # the UI names the data behind its estimates
 
 
 def test_evaluate_identify_cli_on_real_photographs(lfw_style, tmp_path, datadir, admin_token):
@@ -176,6 +177,81 @@ def test_evaluate_identify_cli_on_real_photographs(lfw_style, tmp_path, datadir,
     assert (report["mated_probes"], report["unmated_probes"]) == (2, 1)
     assert report["cmc"]["rank_1"] == 1.0
     assert report["fnir_at_fpir"]["0.01"]["fnir"] == 0.0  # Biden, not enrolled, is far from the enrolled Obama
+
+
+def test_evaluate_demographics_cli_on_real_photographs_with_a_template_cache(lfw_style, tmp_path, datadir, admin_token, monkeypatch):
+    from facetrail.evaluation import templates as templates_module
+
+    groups = tmp_path / "groups.csv"
+    groups.write_text("identity,group\nBarack_Obama,a\nJoe_Biden,b\n")
+    cache, plot = tmp_path / "templates.npz", tmp_path / "det.png"
+    arguments = ["evaluate", "demographics", "--images", str(lfw_style), "--groups", str(groups), "--threshold", "0.6",
+                 "--resamples", "50", "--workers", "1", "--template-cache", str(cache), "--json"]
+    result = runner.invoke(app, [*arguments, "--plot", str(plot), "--save-calibration", "--publish"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    by_group = report["verification"]["by_group"]
+    # Obama's 3 photographs all match each other; Biden's second file is truncated, so his one genuine pair fails
+    assert (by_group["a"]["fnmr"]["errors"], by_group["a"]["fnmr"]["trials"]) == (0, 3)
+    assert (by_group["b"]["fnmr"]["errors"], by_group["b"]["fnmr"]["trials"]) == (1, 1)
+    assert by_group["a"]["fmr"]["trials"] == 0 and report["verification"]["cross_group"]["a × b"]["fmr"] | {"ci95_bootstrap": None, "ci95_wilson": None} == \
+        {"rate": 0.0, "errors": 0, "trials": 6, "ci95_bootstrap": None, "ci95_wilson": None}
+    assert report["enrolment"]["failures_to_enrol"] == 1 and plot.stat().st_size > 10_000
+    calibration = json.loads(Path(report["calibration"]).read_text())
+    # the 3 impostor pairs with the truncated photograph compared nothing, so the table has the other 3
+    assert calibration["impostor_count"] == 3 and calibration["source"] == f"{lfw_style.name}: 3 impostor pairs among 5 photographs of 2 people"
+    assert json.loads(Path(report["published"]).read_text())["report"]["verification"]["by_group"] == by_group
+
+    def no_new_templates(jobs, *args):
+        assert list(jobs) == []  # every template comes from the cache
+        return iter(())
+
+    monkeypatch.setattr(templates_module, "analyse_many", no_new_templates)
+    again = runner.invoke(app, arguments)
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["verification"] == report["verification"]
+    other = runner.invoke(app, [*arguments, "--augmentation", "none"])
+    assert other.exit_code == 2 and "another pipeline (differs in augmentation)" in other.output
+
+
+def test_evaluate_quality_cli_discards_the_failed_photograph_first(lfw_style, tmp_path, datadir, admin_token):
+    from facetrail.evaluation.templates import QUALITY_COMPONENTS
+
+    pairs_file = tmp_path / "pairs.txt"
+    pairs_file.write_text("4\t1\nBarack_Obama\t1\t2\nBarack_Obama\t1\t3\nBarack_Obama\t2\t3\nJoe_Biden\t1\t2\nBarack_Obama\t1\tJoe_Biden\t1\n")
+    plot = tmp_path / "edc.png"
+    result = runner.invoke(app, ["evaluate", "quality", "--pairs", str(pairs_file), "--images", str(lfw_style), "--threshold", "0.6",
+                                 "--workers", "1", "--plot", str(plot), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["genuine_pairs"] == 4 and report["fnmr_before_discarding"] == 0.25  # Biden's truncated photograph
+    assert list(report["components"]) == list(QUALITY_COMPONENTS)
+    for component in report["components"].values():  # unmeasured counts as the lowest quality: discarded first
+        assert component["fnmr_after_discarding"]["0.2"] == 0.0 and component["predicts_errors"]
+    assert plot.stat().st_size > 10_000
+    result = runner.invoke(app, ["evaluate", "quality", "--pairs", str(pairs_file), "--images", str(lfw_style), "--fmr", "2"])
+    assert result.exit_code == 2 and "--fmr must be between 0 and 1" in result.output
+
+
+def test_init_calibrates_estimated_false_match_rates_from_local_photographs(lfw_style, tmp_path, monkeypatch):
+    from facetrail.accountability.service import Facetrail
+    from facetrail.datadir import DataDir
+    from facetrail.evaluation.calibration import load_calibration
+
+    monkeypatch.setenv("FACETRAIL_ADMIN_PASSWORD", "test admin password 1")
+    data = tmp_path / "data"
+    result = runner.invoke(app, ["init", "--data", str(data), "--admin", "admin", "--calibrate-from", str(lfw_style), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    expected = f"{lfw_style.name}: 3 impostor pairs among 4 photographs of 2 people"  # the truncated photograph gave none
+    assert expected in result.output
+    system = Facetrail.initialise(DataDir(data))
+    try:
+        assert load_calibration(system.datadir, "dlib-resnet-v1").source == expected
+        assert [e["details"]["source"] for e in system.audit.entries(limit=100) if e["action"] == "calibration_saved"] == [expected]
+    finally:
+        system.close()
+    result = runner.invoke(app, ["init", "--data", str(data), "--calibrate-from", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "not a folder" in result.output
 
 
 def test_evaluate_reports_bad_arguments_clearly(tmp_path, datadir, admin_token):

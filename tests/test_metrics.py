@@ -26,6 +26,7 @@ from facetrail.evaluation.metrics import (
     roc_auc,
     roc_curve,
     tar_at_far,
+    wilson_interval,
 )
 from facetrail.evaluation.plots import plot_cmc, plot_verification
 
@@ -562,3 +563,15 @@ def test_plots_reject_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="non-empty"):
         plot_cmc({"x": []}, tmp_path / "cmc.png")
     assert list(tmp_path.iterdir()) == []
+
+
+# --- Wilson interval ------------------------------------------------------------
+
+
+def test_wilson_interval_known_values():
+    low, high = wilson_interval(0, 10)
+    assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-4)  # no error seen, still a real upper bound
+    assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="errors <= trials"):
+        wilson_interval(3, 2)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import re
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -136,6 +137,44 @@ def test_investigator_searches_from_the_form_and_sees_ranked_candidates(world, f
     assert f'href="/searches/{search_id}"' in history and "waiting for review" in history
     views = [e["action"] for e in world.system.audit_entries(world.system.authenticate(world.tokens["alma"]), limit=1000)]
     assert {"search", "search_viewed", "probe_viewed", "candidate_image_viewed"} <= set(views)
+
+
+def test_probe_and_candidates_are_framed_on_their_faces_at_one_scale(world, faces, engine):
+    from facetrail.api.files import FACE_FRAME_SIDE, face_frame_box
+
+    csrf = log_in(world, "ivan")
+    page = web_search(world, csrf, jpeg(faces["obama2.jpg"], 600), follow_redirects=False)
+    search_id = int(page.headers["location"].rsplit("/", 1)[1])
+    result = world.client.get(page.headers["location"]).text
+    assert f'href="/searches/{search_id}/candidates/1.jpg"><img src="/searches/{search_id}/candidates/1/face.jpg"' in result
+    expected_side = face_frame_box()[2]
+    widths = []
+    for path in ("probe/face.jpg", "candidates/1/face.jpg", "candidates/2/face.jpg"):
+        picture = world.client.get(f"/searches/{search_id}/{path}")
+        assert picture.headers["content-type"] == "image/jpeg" and picture.headers["cache-control"] == "private, no-store"
+        pixels = engine.decode(picture.content).pixels
+        assert pixels.shape[:2] == (FACE_FRAME_SIDE, FACE_FRAME_SIDE)
+        (face,) = engine.find_faces(pixels)  # the detector finds the face again, in the middle of the frame
+        (cx, cy), box = face.detection.box.centre, face.detection.box
+        assert abs(cx - FACE_FRAME_SIDE / 2) < 0.1 * FACE_FRAME_SIDE and abs(cy - FACE_FRAME_SIDE / 2) < 0.1 * FACE_FRAME_SIDE, path
+        widths.append(box.width)
+    assert max(widths) / min(widths) < 1.3 and abs(widths[0] - expected_side) < 0.3 * expected_side  # one scale
+    views = [e for e in world.system.audit_entries(world.system.authenticate(world.tokens["alma"]), limit=1000)
+             if e["action"] == "candidate_image_viewed"]
+    assert len(views) >= 2  # framed views are audited like the full photographs
+
+
+def test_a_face_frame_centres_the_box_and_pads_beyond_the_edge():
+    from facetrail.api.files import face_frame, face_frame_box
+
+    pixels = np.full((100, 200, 3), 40, dtype=np.uint8)
+    pixels[0:20, 180:200] = 255  # the face box, in the top right corner
+    frame = face_frame(pixels, [180, 0, 20, 20], side=80, scale=2.0)
+    x, y, w, h = face_frame_box(side=80, scale=2.0)
+    assert (x, y, w, h) == (20, 20, 40, 40)
+    assert frame[y + 3:y + h - 3, x + 3:x + w - 3].min() > 230  # the box fills the middle half (Lanczos rings at its edge)
+    assert frame[:10, :].max() == 0 and frame[:, -10:].max() == 0  # past the photograph's edges: black
+    assert 30 <= frame[70, 10].mean() <= 50  # the rest of the photograph around it
 
 
 def test_a_refused_search_keeps_the_form_and_says_why(world, faces):

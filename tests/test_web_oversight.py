@@ -257,8 +257,43 @@ def test_auditors_never_see_photographs(world, searched):
     log_in(world, "ivan")
     assert world.client.get(f"/searches/{searched}/candidates/1.jpg").status_code == 200  # there is one to see
     log_in(world, "alma")
-    for photo in ("candidates/1.jpg", "probe.jpg", "probe/chip.png", "candidates/1/chip.png"):
+    for photo in ("candidates/1.jpg", "probe.jpg", "probe/chip.png", "candidates/1/chip.png", "probe/face.jpg", "candidates/1/face.jpg"):
         assert world.client.get(f"/searches/{searched}/{photo}").status_code == 403, photo
     for page in ("/oversight/report", "/oversight/audit", "/"):
         text = world.client.get(page).text
         assert not re.search(r'(src|href)="/searches', text), page
+
+
+# --- accuracy and differentials of the model in use ------------------------------------------------------------------
+
+
+def test_report_page_shows_the_models_differentials_and_where_its_calibration_came_from(world, monkeypatch, tmp_path):
+    import numpy as np
+
+    from facetrail.cli.common import json_ready
+    from facetrail.evaluation import published
+    from facetrail.evaluation.calibration import save_calibration
+    from facetrail.evaluation.demographics import demographic_report
+    from tests.test_demographics import people as labelled_people
+
+    monkeypatch.setattr(published, "SHIPPED", tmp_path / "none-shipped")
+    log_in(world, "alma")
+    page = world.client.get("/oversight/report").text
+    assert "Accuracy and differentials of the model in use" in page and "<strong>not calibrated</strong>" in page
+    assert "No accuracy figures have been published for this model" in page
+
+    identities, templates = labelled_people({"Ann": [(0.0, 0.0), (0.4, 0.0)], "Amy": [(0.0, 0.2), (0.0, 1.1)],
+                                             "Bob": [(9.0, 0.0), (9.1, 0.0)], "Ben": [(0.0, 9.0), (0.0, 9.2)]})
+    report, _, impostors = demographic_report(identities, {"Ann": "f", "Amy": "f", "Bob": "m", "Ben": "m"}, templates,
+                                              threshold=0.5, resamples=20)
+    model = world.system.face_engine.model.name
+    published.publish(world.system.datadir, json_ready({"pipeline": {"model": model}, **report}), "tiny-set")
+    save_calibration(world.system.datadir, np.asarray(impostors), model, "tiny-set: 24 impostor pairs")
+    page = html.unescape(world.client.get("/oversight/report").text)
+    section = page.split('id="accuracy"')[1]
+    assert "calibrated on tiny-set: 24 impostor pairs" in section
+    assert "Measured by this installation: tiny-set" in section
+    rows = re.findall(r"<tr><td class=\"text\">(\w+)</td>.*?</tr>", section, re.S)
+    assert rows == ["f", "m"]
+    assert "50.000%" in section and "1 of 2" in section  # f: Amy's genuine pair misses, Ann-Amy impostors match 2 of 4
+    assert "m made no error, f did" in section  # the worst/best ratio when the best group made none

@@ -44,6 +44,7 @@ def export_lead(system: Facetrail, actor: Actor, search_id: int) -> str:
         gallery = system.galleries.get(search.gallery_name)
         probe_data = system.probes.get(probe.sha256) if probe is not None and probe.stored else None
         sections = []
+        calibration = html.escape(system.calibration_source(search.model_name) or "")
         for candidate, reviews, resolution, content_hash in leads:
             photo = _thumbnail(gallery.blobs.get(content_hash), system) if content_hash else "<p>(photograph since expunged)</p>"
             decisions = "".join(
@@ -56,6 +57,8 @@ def export_lead(system: Facetrail, actor: Actor, search_id: int) -> str:
                               f"<td>{html.escape(resolution.decision.replace('_', ' '))}</td>"
                               f"<td>{html.escape(resolution.decided_at.isoformat())}</td><td>{html.escape(resolution.notes)}</td></tr>")
             fmr = "not calibrated" if candidate.false_match_rate is None else f"{candidate.false_match_rate:.2e}"
+            if candidate.false_match_rate is not None and calibration:
+                fmr += f" (calibration: {calibration})"
             sections.append(
                 f"<section><h2>Candidate rank {candidate.rank}: subject {html.escape(candidate.subject_external_id)}</h2>"
                 f"<div class='pair'><figure>{_thumbnail(probe_data, system) if probe_data else '<p>(probe image purged under the retention policy)</p>'}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Callable
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -47,7 +48,9 @@ from facetrail.errors import (
     PoorQualityError,
     RefusedError,
 )
-from facetrail.evaluation.calibration import load_calibration
+from facetrail.evaluation.calibration import calibrate_from_photos, load_calibration
+from facetrail.evaluation.datasets import identity_folders
+from facetrail.evaluation.published import published_figures
 from facetrail.config import EnrolmentConfig
 from facetrail.gallery.blobs import BlobStore
 from facetrail.gallery.enrol import EnrolItem, EnrolOutcome, EnrolSummary, enrol
@@ -168,6 +171,16 @@ class Facetrail:
                 system.audit.record(session, "system", "init", str(datadir.root), {"policy_version": version})
                 system.audit.record(session, "system", "user_created", admin.username, {"roles": ["admin"], "unit": ""})
         return system
+
+    def calibrate(self, folder: Path, workers: int = 0, on_done: Callable[[Any], None] = lambda template: None) -> str:
+        """Calibrate the estimated false-match rate of the model in use from every pair of different people in a
+        folder with one subfolder of photographs per person (set-up, run by ``facetrail init``; audited). Returns
+        the description of the data that the candidates' estimates will name."""
+        model = self.face_engine.model
+        _, table = calibrate_from_photos(self.datadir, identity_folders(folder), folder.name, self.galleries.settings.engine,
+                                         model.name, workers, on_done)
+        self.audit.append("system", "calibration_saved", model.name, {"impostor_pairs": table.impostor_count, "source": table.source})
+        return table.source
 
     def close(self) -> None:
         self.galleries.close()
@@ -555,7 +568,7 @@ class Facetrail:
                 "search_id": search.id, "investigator": names.get(search.user_id, ""), "case_number": search.case_number,
                 "gallery": search.gallery_name, "gallery_version": search.gallery_version, "policy_version": search.policy_version,
                 "purpose": search.purpose, "offence": search.offence, "face_box": search.face_box, "quality": search.quality,
-                "started_at": search.started_at.isoformat(),
+                "started_at": search.started_at.isoformat(), "calibration": self.calibration_source(search.model_name),
                 "outcome": self.search_outcome(session, search_id) if owner or actor.has("supervisor") else None,
                 "candidates": [
                     {"rank": c.rank, "subject_id": c.subject_external_id, "image_id": c.image_id, "distance": c.distance,
@@ -826,6 +839,18 @@ class Facetrail:
 
     # --- oversight ----------------------------------------------------------------------------
 
+    def model_accuracy(self, actor: Actor) -> dict[str, Any]:
+        """The model in use, the calibration behind its estimated false-match rates, and its published accuracy and
+        demographic differentials (this installation's own evaluation, then facetrail's)."""
+        require(actor, "view_reports")
+        model = self.face_engine.model.name
+        return {"model": model, "calibration": self.calibration_source(model), "figures": published_figures(self.datadir, model)}
+
+    def calibration_source(self, model: str) -> str | None:
+        """Which comparisons the estimated false-match rates of ``model`` come from; None when not calibrated."""
+        table = load_calibration(self.datadir, model)
+        return None if table is None else (table.source or "an evaluation that did not record its data")
+
     def transparency_report(self, actor: Actor, since: dt.date | None, until: dt.date | None, by: str = "month",
                             fmt: str = "html", unit: str | None = None, purpose: str | None = None,
                             outcome: str | None = None) -> str:
@@ -923,12 +948,12 @@ class Facetrail:
 
     def candidate_image(self, actor: Actor, search_id: int, rank: int) -> bytes:
         """A candidate's gallery photograph (audited; never for auditors or admins)."""
-        return self._candidate_photo(actor, search_id, rank)[0]
+        return self.candidate_photo(actor, search_id, rank)[0]
 
     def face_chip(self, actor: Actor, search_id: int, rank: int | None = None) -> np.ndarray:
         """The aligned face chip the model compared, from the probe (``rank`` None) or from a candidate's gallery
         photograph; audited as a view of that photograph."""
-        data, box = self.probe_photo(actor, search_id) if rank is None else self._candidate_photo(actor, search_id, rank)
+        data, box = self.probe_photo(actor, search_id) if rank is None else self.candidate_photo(actor, search_id, rank)
         engine = self.face_engine
         return engine.aligned_chip(engine.decode(data).pixels, Box(*box))
 
@@ -944,7 +969,7 @@ class Facetrail:
         self.audit.append(actor.username, "probe_viewed", f"search:{search_id}", {"probe_sha256": sha})
         return data, box
 
-    def _candidate_photo(self, actor: Actor, search_id: int, rank: int) -> tuple[bytes, list[int]]:
+    def candidate_photo(self, actor: Actor, search_id: int, rank: int) -> tuple[bytes, list[int]]:
         """A candidate's gallery photograph and the face box enrolled from it (audited)."""
         with self.galleries.sessions() as session:
             search = self.viewable_search(session, actor, search_id)

@@ -23,14 +23,26 @@ PASSWORD_ENV = "FACETRAIL_PASSWORD"
 def init(
     data: DataOption = None,
     admin: Annotated[Optional[str], typer.Option("--admin", help="Username of the first admin (first run only).")] = None,
+    calibrate_from: Annotated[Optional[Path], typer.Option("--calibrate-from", help="Folder with one subfolder of photographs per person: estimate candidates' false-match rates from every pair of different people in it.")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes for --calibrate-from (0 = one per core).")] = 0,
 ) -> None:
-    """Create (or upgrade) a data directory: folders, config.toml, keys, database schema, the first admin."""
+    """Create (or upgrade) a data directory: folders, config.toml, keys, database schema, the first admin, and the
+    calibration of estimated false-match rates from local photographs (--calibrate-from)."""
     from facetrail.accountability.service import Facetrail
+    from facetrail.cli.common import progress
 
     def body() -> None:
         datadir = DataDir.locate(data)
         password = password_from(ADMIN_PASSWORD_ENV, f"password for {admin}", confirm=True) if admin else None
-        Facetrail.initialise(datadir, admin, password).close()
+        system = Facetrail.initialise(datadir, admin, password)
+        try:
+            if calibrate_from:
+                with progress() as bar:
+                    task = bar.add_task(f"calibrating on {calibrate_from.name}", total=None)
+                    source = system.calibrate(calibrate_from, workers, on_done=lambda template: bar.advance(task))
+                console.print(f"estimated false-match rates calibrated on {source}")
+        finally:
+            system.close()
         console.print(f"data directory ready: {datadir.root}")
 
     run(body)

@@ -83,7 +83,7 @@ def identification_report(
     candidate_list_length: int = 20,
 ) -> dict:
     """All identification figures as a JSON-ready dict (keys documented in docs/evaluation.md)."""
-    mate_ranks, mate_distances, unmated_top1 = _search_all(split, templates, candidate_list_length)
+    mate_ranks, mate_distances, unmated_top1 = search_all(split, templates, candidate_list_length)
     report = {
         "protocol": "identification",
         "gallery_subjects": len(split.gallery),
@@ -106,7 +106,7 @@ def identification_report(
 
 def cmc_curves(split: Split, templates: Mapping[Path, ImageTemplate], groups: Mapping[str, str] | None = None, max_rank: int = 20) -> dict[str, np.ndarray]:
     """CMC curves for the plot: all mated probes, and each group's."""
-    ranks, _, _ = _search_all(split, templates, max_rank)
+    ranks, _, _ = search_all(split, templates, max_rank)
     curves = {"all": metrics.cmc_curve(ranks, max_rank)}
     for group in sorted(set((groups or {}).values())):
         mask = np.array([(groups or {}).get(name) == group for name, _ in split.mated], dtype=bool)
@@ -160,8 +160,9 @@ def _group_figures(split, mate_ranks, mate_distances, unmated_top1, length, grou
     }
 
 
-def _search_all(split: Split, templates: Mapping[Path, ImageTemplate], length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mate rank and mate distance (within the top ``length``) per mated probe; top-1 distance per unmated probe."""
+def search_all(split: Split, templates: Mapping[Path, ImageTemplate], candidate_list_length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mate rank (0: not found) and mate distance (+inf unless the mate is within the top ``candidate_list_length``)
+    per mated probe; top-1 distance per unmated probe."""
     subjects = sorted(split.gallery)
     rows, owners = [], []
     for position, name in enumerate(subjects):
@@ -189,7 +190,7 @@ def _search_all(split: Split, templates: Mapping[Path, ImageTemplate], length: i
         if np.isfinite(mate):
             rank = int((best < mate).sum()) + 1
             ranks[k] = rank
-            if rank <= length:
+            if rank <= candidate_list_length:
                 distances[k] = mate
     top1 = np.full(len(split.unmated), np.inf)
     for k, (_, path) in enumerate(split.unmated):

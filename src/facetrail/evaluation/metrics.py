@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -360,8 +361,10 @@ class CalibrationTable:
         distances: ArrayLike,
         count_at_or_below: ArrayLike,
         count_below: ArrayLike,
+        source: str = "",
     ) -> None:
-        """Build from stored grid arrays (see ``from_impostors`` and ``from_json``); checks their consistency."""
+        """Build from stored grid arrays (see ``from_impostors`` and ``from_json``); checks their consistency.
+        ``source`` says which comparisons the table was built from, for the people who read its estimates."""
         grid = np.asarray(distances, dtype=np.float64)
         at_or_below = np.asarray(count_at_or_below, dtype=np.int64)
         below = np.asarray(count_below, dtype=np.int64)
@@ -376,13 +379,14 @@ class CalibrationTable:
         if below[0] != 0 or at_or_below[-1] != n or not consistent:
             raise ValueError("calibration counts are inconsistent with the distance grid")
         self.model = model
+        self.source = str(source)
         self._n = n
         self._grid = grid
         self._at_or_below = at_or_below
         self._below = below
 
     @classmethod
-    def from_impostors(cls, impostor_distances: ArrayLike, model: str, max_points: int = 2000) -> CalibrationTable:
+    def from_impostors(cls, impostor_distances: ArrayLike, model: str, max_points: int = 2000, source: str = "") -> CalibrationTable:
         """Table from finite impostor distances (drop failed, ``inf``, comparisons first)."""
         values = np.sort(_vector("impostor_distances", impostor_distances))
         if not np.isfinite(values).all():
@@ -399,6 +403,7 @@ class CalibrationTable:
             distances=grid,
             count_at_or_below=np.searchsorted(values, grid, side="right"),
             count_below=np.searchsorted(values, grid, side="left"),
+            source=source,
         )
 
     @property
@@ -425,6 +430,7 @@ class CalibrationTable:
         return {
             "format": _CALIBRATION_FORMAT,
             "model": self.model,
+            "source": self.source,
             "impostor_count": self._n,
             "distances": self._grid.tolist(),
             "count_at_or_below": self._at_or_below.tolist(),
@@ -443,6 +449,31 @@ class CalibrationTable:
                 distances=data["distances"],
                 count_at_or_below=data["count_at_or_below"],
                 count_below=data["count_below"],
+                source=data.get("source", ""),
             )
         except KeyError as missing:
             raise ValueError(f"calibration table is missing {missing.args[0]!r}") from None
+
+
+# --- confidence intervals -----------------------------------------------------
+
+
+def wilson_interval(errors: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a proportion ``errors / trials``, treating the trials as independent.
+
+    Unlike the normal approximation it stays inside [0, 1] and gives a non-zero
+    upper bound when no error was observed. (0, 1) when there are no trials.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    if errors < 0 or trials < 0 or errors > trials:
+        raise ValueError(f"need 0 <= errors <= trials, got {errors} of {trials}")
+    if trials == 0:
+        return 0.0, 1.0
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = errors / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z / (1 + z * z / trials) * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
+    low = 0.0 if errors == 0 else max(0.0, centre - half)
+    high = 1.0 if errors == trials else min(1.0, centre + half)
+    return low, high

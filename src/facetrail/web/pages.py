@@ -15,6 +15,7 @@ from facetrail.accountability.service import NOTICE
 from facetrail.accountability.users import ROLE_ACTIONS, Actor
 from facetrail.api.deps import csrf_token_for
 from facetrail.api.errors import facetrail_error_response
+from facetrail.api.files import FACE_FRAME_SIDE, face_frame_box
 from facetrail.errors import FacetrailError
 from facetrail.store import as_utc
 
@@ -40,6 +41,34 @@ def false_match_rate(rate: float | None) -> str:
     return f"1 in {round(1 / rate):,} ({rate:.2%})" if rate < 0.5 else f"{rate:.0%}"
 
 
+def rate_with_interval(figure: dict | None) -> str:
+    """An error rate from an evaluation report with its bootstrap 95% interval: '0.12% (0.08–0.17%), 31 of 25,000'."""
+    if not figure or figure.get("rate") is None:
+        return "—"
+    interval = figure.get("ci95_bootstrap")
+    shown = f"{figure['rate']:.3%}"
+    if interval and None not in interval:
+        shown += f" ({interval[0]:.3%}–{interval[1]:.3%})"
+    return f"{shown}, {figure['errors']:,} of {figure['trials']:,}"
+
+
+def ratio(comparison: dict | None) -> str:
+    """A worst/best ratio with its 95% interval: '×1.8 (1.2–2.9), female worst'."""
+    if not comparison:
+        return "—"
+    if comparison.get("ratio") is None:
+        return f"{comparison['best_group']} made no error, {comparison['worst_group']} did"
+
+    def number(value: float | None) -> str:
+        return "∞" if value is None else f"{value:.2f}"
+
+    interval = comparison.get("ratio_ci95_bootstrap")
+    shown = f"×{comparison['ratio']:.2f}"
+    if interval:
+        shown += f" ({number(interval[0])}–{number(interval[1])})"
+    return f"{shown}, {comparison['worst_group']} worst"
+
+
 def moment(value: dt.datetime | str | None) -> str:
     """A time as 'YYYY-MM-DD HH:MM UTC'."""
     if value is None:
@@ -49,8 +78,8 @@ def moment(value: dt.datetime | str | None) -> str:
     return as_utc(value).strftime("%Y-%m-%d %H:%M UTC")
 
 
-TEMPLATES.env.filters.update(false_match_rate=false_match_rate, moment=moment)
-TEMPLATES.env.globals["OUTCOME_LABELS"] = OUTCOME_LABELS
+TEMPLATES.env.filters.update(false_match_rate=false_match_rate, moment=moment, rate_with_interval=rate_with_interval, ratio=ratio)
+TEMPLATES.env.globals.update(OUTCOME_LABELS=OUTCOME_LABELS, FACE_FRAME_SIDE=FACE_FRAME_SIDE, FACE_FRAME_BOX=",".join(map(str, face_frame_box())))
 
 NAVIGATION = (
     ("search", "New search", "/search"),

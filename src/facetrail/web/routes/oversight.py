@@ -69,7 +69,7 @@ def report(
     query = {name: value for name, value in chosen.items() if value}
     _, policy = system.policies.active()
     return render(request, "oversight_report.html", {
-        "chosen": chosen, "report": fragment, "error": error,
+        "chosen": chosen, "report": fragment, "error": error, "accuracy": system.model_accuracy(actor),
         "groupings": GROUPINGS, "outcomes": OUTCOMES, "purposes": policy.purpose_ids,
         "units": sorted({user["unit"] for user in system.users.list_users() if user["unit"]}),
         "downloads": [(f"{API_PREFIX}/reports?{urlencode({**query, 'format': fmt})}", fmt, label)

@@ -1,12 +1,13 @@
-"""The photographs the pages show, as JPEG (chips as PNG): a search's probe with its face box, candidates' gallery photographs, and
-the aligned face chips the model compared. Every one is a view the service audits; auditors and admins get none."""
+"""The photographs the pages show, as JPEG (chips as PNG): a search's probe with its face box, candidates' gallery photographs,
+each of them framed on its face (the examiner compares faces at one scale), and the aligned face chips the model compared.
+Every one is a view the service audits; auditors and admins get none."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
 from facetrail.api.deps import EngineLock, Rank, SearchId, SystemDep
-from facetrail.api.files import picture_bytes
+from facetrail.api.files import face_frame, picture_bytes
 from facetrail.web.session import WebActor
 
 router = APIRouter(prefix="/searches/{search_id}")
@@ -29,6 +30,15 @@ def probe(search_id: SearchId, actor: WebActor, system: SystemDep, lock: EngineL
     return picture_response(picture_bytes(pixels, max_side=SHOWN_SIDE, outline=box))
 
 
+@router.get("/probe/face.jpg")
+def probe_face(search_id: SearchId, actor: WebActor, system: SystemDep, lock: EngineLock) -> Response:
+    """The probe framed on the face that was searched."""
+    data, box = system.probe_photo(actor, search_id)
+    with lock:
+        pixels = system.face_engine.decode(data).pixels
+    return picture_response(picture_bytes(face_frame(pixels, box)))
+
+
 @router.get("/probe/chip.png")
 def probe_chip(search_id: SearchId, actor: WebActor, system: SystemDep, lock: EngineLock) -> Response:
     """The probe's aligned face chip."""
@@ -43,6 +53,15 @@ def candidate(search_id: SearchId, rank: Rank, actor: WebActor, system: SystemDe
     with lock:
         pixels = system.face_engine.decode(data).pixels
     return picture_response(picture_bytes(pixels, max_side=SHOWN_SIDE))
+
+
+@router.get("/candidates/{rank}/face.jpg")
+def candidate_face(search_id: SearchId, rank: Rank, actor: WebActor, system: SystemDep, lock: EngineLock) -> Response:
+    """A candidate's gallery photograph framed on the face enrolled from it."""
+    data, box = system.candidate_photo(actor, search_id, rank)
+    with lock:
+        pixels = system.face_engine.decode(data).pixels
+    return picture_response(picture_bytes(face_frame(pixels, box)))
 
 
 @router.get("/candidates/{rank}/chip.png")
