@@ -41,6 +41,7 @@ from facetrail.errors import (
     AuthenticationError,
     DuplicateError,
     FacetrailError,
+    GalleryError,
     NotFoundError,
     PermissionDeniedError,
     PolicyError,
@@ -51,7 +52,7 @@ from facetrail.evaluation.calibration import load_calibration
 from facetrail.config import EnrolmentConfig
 from facetrail.gallery.blobs import BlobStore
 from facetrail.gallery.enrol import EnrolItem, EnrolOutcome, EnrolSummary, enrol
-from facetrail.gallery.gallery import Galleries, Gallery
+from facetrail.gallery.gallery import Galleries, Gallery, check_subject_id
 from facetrail.gallery.schema import ImageRecord, TemplateRecord
 from facetrail.store import as_utc, utcnow
 
@@ -298,11 +299,21 @@ class Facetrail:
     def enrol(self, by: Actor, gallery: str, items: list[EnrolItem], rules: EnrolmentConfig | None = None,
               on_outcome: Callable[[EnrolOutcome], None] = lambda outcome: None, retry_rejected: bool = False) -> EnrolSummary:
         """Enrol photographs into a gallery (admins only; the run's start, and its counts and sources at the end,
-        are audited)."""
+        are audited). A run naming an unusable subject id is refused as a whole, before anything is enrolled."""
         require(by, "enrol")
         target = self.galleries.get(gallery)
         settings = self.galleries.settings
         sources = sorted({item.source for item in items})
+        problems = []
+        for subject_id in sorted({item.subject_id for item in items}):
+            try:
+                check_subject_id(subject_id)
+            except GalleryError as exc:
+                problems.append(str(exc))
+        if problems:
+            self.audit.append(by.username, "enrolment_refused", gallery, {
+                "reason": problems[0], "items": len(items), "unusable_subject_ids": len(problems)})
+            raise GalleryError(f"enrolment refused, nothing enrolled: {len(problems)} unusable subject id(s); {problems[0]}")
         # a run cut short (a killed process) keeps what it committed: this entry shows it began
         self.audit.append(by.username, "enrolment_started", gallery, {"items": len(items), "sources": sources})
         summary = enrol(target, items, settings.engine, rules or settings.enrolment, on_outcome, retry_rejected)
@@ -311,10 +322,14 @@ class Facetrail:
         return summary
 
     def remove_subject(self, by: Actor, gallery: str, subject_id: str):
+        """Expunge a subject (admins): the deletion and its audit entry are committed together, or neither is."""
         require(by, "manage_galleries")
-        report = self.galleries.get(gallery).remove_subject(subject_id)
-        self.audit.append(by.username, "subject_removed", f"{gallery}/{subject_id}", report.to_dict())
-        return report
+
+        def audit_removal(session, report) -> None:
+            self.audit.record(session, by.username, "subject_removed", _clipped(f"{gallery}/{subject_id}", 200), {
+                "gallery": gallery, "subject_id": subject_id, "images": report.images, "templates": report.templates})
+
+        return self.galleries.get(gallery).remove_subject(subject_id, self.audit.transaction, audit_removal)
 
     # --- searching ------------------------------------------------------------------------------
 
@@ -982,6 +997,11 @@ def _visible_override(session, actor: Actor, request_id: int) -> OverrideRequest
         raise PermissionDeniedError(f"override request {request_id} is for its investigator and the supervisors of "
                                     f"unit {record.unit or '(none)'!r}")
     return record
+
+
+def _clipped(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, marked with an ellipsis when cut (the full value goes in the details)."""
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
 
 
 def _check_decision(decision: str) -> None:

@@ -28,12 +28,12 @@ from facetrail.api.schemas import (
 )
 from facetrail.errors import FacetrailError
 from facetrail.gallery.enrol import EnrolItem, EnrolOutcome, EnrolSummary
+from facetrail.gallery.gallery import SUBJECT_ID_MAX, check_subject_id
 
 router = APIRouter(prefix="/galleries", tags=["galleries"], responses=COMMON_ERRORS)
 
 MANIFEST_COLUMNS = ("file", "subject_id")
 MANIFEST_OPTIONAL = ("source", "capture_date")
-SUBJECT_ID_MAX = 200
 
 
 @router.get("", summary="List galleries", response_model=list[GalleryOut])
@@ -155,8 +155,10 @@ def _manifest(text: str, default_source: str | None) -> dict[str, tuple]:
             row_source = (row.get("source") or default_source or "").strip()
             if not file_name or not subject or not row_source:
                 raise FacetrailError(f"manifest line {line}: file, subject_id and source (a column or the source field) are required")
-            if len(subject) > SUBJECT_ID_MAX:
-                raise FacetrailError(f"manifest line {line}: subject_id has more than {SUBJECT_ID_MAX} characters")
+            try:
+                check_subject_id(subject)
+            except FacetrailError as exc:
+                raise FacetrailError(f"manifest line {line}: {exc}") from None
             if file_name in rows:
                 raise FacetrailError(f"manifest line {line}: {file_name!r} is named twice")
             try:

@@ -15,8 +15,9 @@ from facetrail.accountability.service import Facetrail
 from facetrail.accountability.users import Actor, require
 from facetrail.api.deps import MAX_ID, SystemDep
 from facetrail.api.files import read_upload, upload_name
-from facetrail.api.routes.galleries import SUBJECT_ID_MAX, manifest_files
+from facetrail.api.routes.galleries import manifest_files
 from facetrail.errors import FacetrailError, NotFoundError
+from facetrail.gallery.gallery import SUBJECT_ID_MAX
 from facetrail.web.jobs import EnrolmentJob, EnrolmentJobs, Jobs
 from facetrail.web.pages import error_of, render
 from facetrail.web.session import FormActor, WebActor
