@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 from sqlalchemy import delete, func, select
@@ -30,10 +30,11 @@ from facetrail.accountability.schema import (
     ProbeRecord,
     ResolutionRecord,
     ReviewRecord,
+    RoleChangeRecord,
     SearchRecord,
     UserRecord,
 )
-from facetrail.accountability.users import Actor, UserDirectory, require
+from facetrail.accountability.users import LOCAL_ADDRESS, ROLE_ACTIONS, Actor, UserDirectory, require
 from facetrail.datadir import DataDir
 from facetrail.engine.geometry import Box
 from facetrail.engine.pipeline import FaceEngine, FoundFace
@@ -60,6 +61,23 @@ NOTICE = (
     "Candidates are investigative leads, not identifications. The system never declares a match: a candidate "
     "becomes a lead only after two trained examiners verify it independently, and a lead is not probable cause."
 )
+
+ANONYMOUS = "anonymous"
+"""The actor of audit entries about attempts by no known user (failed logins)."""
+PHOTO_ROLES = ROLE_ACTIONS["view_candidate_images"]
+"""The roles that see photographs."""
+ROLE_CHANGE_HOURS = 24
+"""How long a role change waiting for a second admin stays open."""
+MAX_NOTES = 10_000
+"""Longest note a decision, resolution or override decision may carry (characters)."""
+
+
+@dataclass(frozen=True)
+class RoleChange:
+    """The outcome of a role change: the user as they are now, and whether the change waits for a second admin."""
+
+    user: Actor
+    pending: bool
 
 
 @dataclass(frozen=True)
@@ -181,14 +199,17 @@ class Facetrail:
 
     # --- authentication and users -------------------------------------------------------------
 
-    def login(self, username: str, password: str, label: str = "cli") -> tuple[Actor, str]:
-        """Log in (audited, failures too) and return the actor and a new API token."""
+    def login(self, username: str, password: str, label: str = "cli", address: str = LOCAL_ADDRESS) -> tuple[Actor, str]:
+        """Log in (audited, failures too) and return the actor and a new API token. ``address`` is the client's
+        (failed logins are counted per username and address). A failure is recorded as done by no one
+        (ANONYMOUS), with the name tried kept as data: it is not an actor the system knows."""
         try:
-            actor, token = self.users.login(username, password, label)
+            actor, token = self.users.login(username, password, label, address)
         except AuthenticationError as exc:
-            self.audit.append(username or "(none)", "login_failed", username, {"reason": str(exc), "via": label})
+            self.audit.append(ANONYMOUS, "login_failed", "", {
+                "username_tried": username[:100], "reason": str(exc), "via": label, "address": address[:100]})
             raise
-        self.audit.append(actor.username, "login", actor.username, {"via": label})
+        self.audit.append(actor.username, "login", actor.username, {"via": label, "address": address[:100]})
         return actor, token
 
     def authenticate(self, token: str | None) -> Actor:
@@ -203,31 +224,68 @@ class Facetrail:
         self.audit.append(actor.username, "logout", actor.username)
 
     def create_user(self, by: Actor, username: str, password: str, roles: list[str], unit: str = "", display_name: str = "") -> Actor:
-        require(by, "manage_users")
+        """Create an account (admins; audited with it). An account that would be an admin and see photographs
+        cannot be created by one admin: create it without one of the two, then change its roles (set_roles), which
+        needs a second admin."""
+        self.require(by, "manage_users", username)
         self._check_roles(roles)
-        created = self.users.create_user(username, password, roles, unit, display_name)
-        self.audit.append(by.username, "user_created", username, {"roles": sorted(roles), "unit": unit})
+        if _admin_with_photographs(set(roles)):
+            self._deny(by, "manage_users", username, "an account that is both an admin and sees photographs needs a "
+                                                     "second admin: create it without one of the two, then change its roles")
+        with self.audit.transaction() as session:
+            created = self.users.create_user(username, password, roles, unit, display_name, session=session)
+            self.audit.record(session, by.username, "user_created", username, {"roles": sorted(roles), "unit": unit})
         return created
 
-    def set_roles(self, by: Actor, username: str, roles: list[str]) -> Actor:
-        require(by, "manage_users")
+    def set_roles(self, by: Actor, username: str, roles: list[str]) -> RoleChange:
+        """Replace a user's roles (admins; audited). No one changes their own roles. A change that makes an admin
+        see photographs (or gives a photograph-viewing user admin), where the policy allows that at all, waits for a
+        second admin: the first admin's request is recorded (``pending``), and it takes effect when a different admin
+        asks for the same roles within ROLE_CHANGE_HOURS."""
+        self.require(by, "manage_users", username)
+        target = self.users.user(username)
+        if target.id == by.id:
+            self._deny(by, "manage_users", username, "no one may change their own roles; ask another admin")
         self._check_roles(roles)
-        changed = self.users.set_roles(username, roles)
-        self.audit.append(by.username, "roles_changed", username, {"roles": sorted(roles)})
-        return changed
+        wanted = sorted(set(roles))
+        with self.audit.transaction() as session:
+            requester = None
+            if _admin_with_photographs(set(wanted)) and not set(wanted) <= target.roles:
+                since = utcnow() - dt.timedelta(hours=ROLE_CHANGE_HOURS)
+                pending = session.scalar(select(RoleChangeRecord).where(
+                    RoleChangeRecord.user_id == target.id, RoleChangeRecord.approved_by.is_(None),
+                    RoleChangeRecord.requested_at >= since).order_by(RoleChangeRecord.id.desc()).limit(1))
+                if pending is None or sorted(pending.roles) != wanted or pending.requested_by == by.id:
+                    session.add(RoleChangeRecord(user_id=target.id, roles=wanted, requested_by=by.id))
+                    self.audit.record(session, by.username, "roles_change_requested", username, {
+                        "roles": wanted, "from": sorted(target.roles), "waits_for": "a second admin"})
+                    return RoleChange(target, pending=True)
+                pending.approved_by, pending.approved_at = by.id, utcnow()
+                requester = self.user_names(session).get(pending.requested_by)
+            changed = self.users.set_roles(username, wanted, session=session)
+            self.audit.record(session, by.username, "roles_changed", username, {
+                "roles": wanted, "from": sorted(target.roles), "requested_by": requester})
+        return RoleChange(changed, pending=False)
 
     def set_active(self, by: Actor, username: str, active: bool) -> Actor:
-        require(by, "manage_users")
-        changed = self.users.set_active(username, active)
+        """Enable or disable an account (admins; audited with it); disabling revokes its tokens. No one disables
+        themselves."""
+        self.require(by, "manage_users", username)
+        if username == by.username and not active:
+            self._deny(by, "manage_users", username, "no one may disable their own account; ask another admin")
+        with self.audit.transaction() as session:
+            changed = self.users.set_active(username, active, session=session)
+            self.audit.record(session, by.username, "user_enabled" if active else "user_disabled", username)
         if not active:
             self.users.revoke_all(username)
-        self.audit.append(by.username, "user_enabled" if active else "user_disabled", username)
         return changed
 
     def unlock(self, by: Actor, username: str) -> Actor:
-        require(by, "manage_users")
-        unlocked = self.users.unlock(username)
-        self.audit.append(by.username, "user_unlocked", username)
+        """Lift every login lockout of an account (admins; audited with it)."""
+        self.require(by, "manage_users", username)
+        with self.audit.transaction() as session:
+            unlocked = self.users.unlock(username, session=session)
+            self.audit.record(session, by.username, "user_unlocked", username)
         return unlocked
 
     def _check_roles(self, roles: list[str]) -> None:
@@ -236,11 +294,25 @@ class Facetrail:
         if problems:
             raise PermissionDeniedError("; ".join(problems))
 
+    # --- permissions, refusals audited ----------------------------------------------------------
+
+    def require(self, actor: Actor, action: str, target: str = "") -> None:
+        """``users.require``, with a refusal audited (``access_denied``) before it is raised."""
+        try:
+            require(actor, action)
+        except PermissionDeniedError as exc:
+            self._deny(actor, action, target, str(exc))
+
+    def _deny(self, actor: Actor, action: str, target: str, reason: str) -> NoReturn:
+        """Audit a refused attempt (``access_denied``) and raise PermissionDeniedError with ``reason``."""
+        self.audit.append(actor.username, "access_denied", _clipped(target, 200), {"action": action, "reason": reason})
+        raise PermissionDeniedError(reason)
+
     # --- policy -------------------------------------------------------------------------------
 
     def load_policy(self, by: Actor, text: str) -> int:
         """Load a new policy version (refused with line-level errors, keeping the old one, if invalid)."""
-        require(by, "manage_policy")
+        self.require(by, "manage_policy")
         before, _ = self.policies.active()
         try:
             version = self.policies.load(text, by.id)
@@ -252,7 +324,7 @@ class Facetrail:
         return version
 
     def list_users(self, by: Actor) -> list[dict[str, Any]]:
-        require(by, "manage_users")
+        self.require(by, "manage_users")
         return self.users.list_users()
 
     def policy_in_force(self, by: Actor) -> tuple[int, str]:
@@ -271,7 +343,7 @@ class Facetrail:
         """Re-encrypt all biometric data under a new key (audited)."""
         from facetrail.crypto import rotate_data_key
 
-        require(by, "rotate_keys")
+        self.require(by, "rotate_keys")
         report = rotate_data_key(self.galleries)
         self.audit.append(by.username, "keys_rotated", "data-keys", asdict(report))
         return report
@@ -279,19 +351,19 @@ class Facetrail:
     # --- galleries (administration, audited) ----------------------------------------------------
 
     def create_gallery(self, by: Actor, name: str, allowed_sources: list[str], description: str = ""):
-        require(by, "manage_galleries")
+        self.require(by, "manage_galleries")
         info = self.galleries.create(name, allowed_sources, description)
         self.audit.append(by.username, "gallery_created", name, {"allowed_sources": info.allowed_sources})
         return info
 
     def grant_gallery(self, by: Actor, name: str, unit: str) -> None:
-        require(by, "manage_galleries")
+        self.require(by, "manage_galleries")
         gallery = self.galleries.get(name)
         self.users.grant_gallery(gallery.id, unit, by)
         self.audit.append(by.username, "gallery_granted", name, {"unit": unit})
 
     def revoke_gallery(self, by: Actor, name: str, unit: str) -> None:
-        require(by, "manage_galleries")
+        self.require(by, "manage_galleries")
         gallery = self.galleries.get(name)
         self.users.revoke_gallery(gallery.id, unit)
         self.audit.append(by.username, "gallery_grant_revoked", name, {"unit": unit})
@@ -300,7 +372,7 @@ class Facetrail:
               on_outcome: Callable[[EnrolOutcome], None] = lambda outcome: None, retry_rejected: bool = False) -> EnrolSummary:
         """Enrol photographs into a gallery (admins only; the run's start, and its counts and sources at the end,
         are audited). A run naming an unusable subject id is refused as a whole, before anything is enrolled."""
-        require(by, "enrol")
+        self.require(by, "enrol")
         target = self.galleries.get(gallery)
         settings = self.galleries.settings
         sources = sorted({item.source for item in items})
@@ -323,7 +395,7 @@ class Facetrail:
 
     def remove_subject(self, by: Actor, gallery: str, subject_id: str):
         """Expunge a subject (admins): the deletion and its audit entry are committed together, or neither is."""
-        require(by, "manage_galleries")
+        self.require(by, "manage_galleries")
 
         def audit_removal(session, report) -> None:
             self.audit.record(session, by.username, "subject_removed", _clipped(f"{gallery}/{subject_id}", 200), {
@@ -518,7 +590,7 @@ class Facetrail:
     def review_queue(self, actor: Actor) -> list[dict[str, Any]]:
         """Searches waiting for this examiner: not run by them, not yet decided by them, still open. Blind: no one
         else's decisions are shown."""
-        require(actor, "review")
+        self.require(actor, "review")
         with self.galleries.sessions() as session:
             searches = session.scalars(
                 select(SearchRecord).where(SearchRecord.kind == "search", SearchRecord.status == "completed",
@@ -558,20 +630,21 @@ class Facetrail:
 
     def show_search(self, actor: Actor, search_id: int) -> dict[str, Any]:
         """A search and its candidate list (audited). The investigator who ran it sees the outcome; an examiner sees
-        only their own decisions (blind review); a supervisor sees every decision."""
-        require(actor, "view_candidate_images")
+        only their own decisions (blind review), even one who is a supervisor too; a supervisor sees every
+        decision."""
         with self.galleries.sessions() as session:
             search = self.viewable_search(session, actor, search_id)
+            sees_all = _sees_every_decision(actor)
             owner = search.user_id == actor.id
             reviews = session.scalars(select(ReviewRecord).where(ReviewRecord.search_id == search_id)).all()
-            visible = [r for r in reviews if actor.has("supervisor") or r.examiner_id == actor.id]
+            visible = [r for r in reviews if sees_all or r.examiner_id == actor.id]
             names = self.user_names(session)
             shown = {
                 "search_id": search.id, "investigator": names.get(search.user_id, ""), "case_number": search.case_number,
                 "gallery": search.gallery_name, "gallery_version": search.gallery_version, "policy_version": search.policy_version,
                 "purpose": search.purpose, "offence": search.offence, "face_box": search.face_box, "quality": search.quality,
                 "started_at": search.started_at.isoformat(),
-                "outcome": self.search_outcome(session, search_id) if owner or actor.has("supervisor") else None,
+                "outcome": self.search_outcome(session, search_id) if owner or sees_all else None,
                 "candidates": [
                     {"rank": c.rank, "subject_id": c.subject_external_id, "image_id": c.image_id, "distance": c.distance,
                      "false_match_rate": c.false_match_rate,
@@ -586,8 +659,9 @@ class Facetrail:
 
     def decide(self, actor: Actor, search_id: int, rank: int, decision: str, notes: str = "") -> str:
         """Record an examiner's decision on one candidate; returns the search's outcome afterwards."""
-        require(actor, "review")
+        self.require(actor, "review", f"search:{search_id}")
         _check_decision(decision)
+        _check_notes(notes)
         with self.audit.transaction() as session:
             search = self.completed_search(session, search_id)
             if search.user_id == actor.id:
@@ -605,15 +679,23 @@ class Facetrail:
         return result
 
     def disputes(self, actor: Actor) -> list[dict[str, Any]]:
-        """Candidates on which examiners disagree, for a supervisor to resolve."""
-        require(actor, "resolve_dispute")
+        """Candidates on which examiners disagree and no supervisor has ruled, for a supervisor to resolve: those of
+        searches of the supervisor's unit (of every unit for the policy's oversight unit), whatever the rest of the
+        search's outcome. None for a supervisor who is an examiner too (where the policy allows it): they would see
+        other examiners' decisions before their own."""
+        self.require(actor, "resolve_dispute")
+        if actor.has("examiner"):
+            return []
         with self.galleries.sessions() as session:
-            searches = session.scalars(select(SearchRecord).where(SearchRecord.kind == "search", SearchRecord.status == "completed")).all()
+            query = select(SearchRecord).options(selectinload(SearchRecord.candidates)).where(
+                SearchRecord.kind == "search", SearchRecord.status == "completed")
+            if not self._oversees_every_unit(actor):
+                query = query.where(SearchRecord.unit == actor.unit)
+            searches = session.scalars(query.order_by(SearchRecord.started_at, SearchRecord.id)).all()
             names = self.user_names(session)
             required = self.examiners_required()
-            status = outcomes.outcomes_for(session, [s.id for s in searches], required)
             found = []
-            for search in (s for s in searches if status[s.id] == "disputed"):
+            for search in searches:
                 for candidate in search.candidates:
                     reviews = session.scalars(select(ReviewRecord).where(ReviewRecord.candidate_id == candidate.id)).all()
                     resolution = session.scalar(select(ResolutionRecord).where(ResolutionRecord.candidate_id == candidate.id))
@@ -625,13 +707,24 @@ class Facetrail:
             return found
 
     def resolve(self, actor: Actor, search_id: int, rank: int, decision: str, notes: str = "") -> str:
-        """A supervisor settles a disagreement on one candidate; returns the search's outcome afterwards."""
-        require(actor, "resolve_dispute")
+        """A supervisor of the search's unit (or of the oversight unit) who neither ran nor reviewed it, and is not
+        an examiner, settles a disagreement on one candidate, once; returns the search's outcome afterwards."""
+        self.require(actor, "resolve_dispute", f"search:{search_id}")
         _check_decision(decision)
+        _check_notes(notes)
+        if actor.has("examiner"):
+            self._deny(actor, "resolve_dispute", f"search:{search_id}",
+                       "an examiner may not settle examiners' disputes (blind review)")
+        with self.galleries.sessions() as session:
+            if not self._oversees(actor, self.completed_search(session, search_id)):
+                raise self._scope_refusal(actor, "resolve_dispute", self.completed_search(session, search_id))
         with self.audit.transaction() as session:
             search = self.completed_search(session, search_id)
             candidate = _candidate_at(search, rank)
             reviews = session.scalars(select(ReviewRecord).where(ReviewRecord.candidate_id == candidate.id)).all()
+            if session.scalar(select(ResolutionRecord.id).where(ResolutionRecord.candidate_id == candidate.id)):
+                raise DuplicateError(f"the dispute on candidate {rank} of search {search_id} is already resolved; "
+                                     "resolutions are final")
             if outcomes.candidate_status(list(reviews), None, self.examiners_required()) != "disputed":
                 raise FacetrailError(f"candidate {rank} of search {search_id} is not in dispute")
             if search.user_id == actor.id or any(r.examiner_id == actor.id for r in reviews):
@@ -639,7 +732,7 @@ class Facetrail:
             session.add(ResolutionRecord(candidate_id=candidate.id, supervisor_id=actor.id, decision=decision, notes=notes))
             session.flush()
             self.audit.record(session, actor.username, "dispute_resolved", f"search:{search_id}",
-                              {"rank": rank, "decision": decision, "notes": notes})
+                              {"rank": rank, "decision": decision, "notes": notes, "unit": search.unit})
             return self.search_outcome(session, search_id)
 
     def outcome(self, search_id: int) -> str:
@@ -656,12 +749,31 @@ class Facetrail:
         return 2 if policy.two_person_verification else 1
 
     def viewable_search(self, session, actor: Actor, search_id: int) -> SearchRecord:
-        """A completed search the actor may look at: their own, or any as an examiner or supervisor."""
-        require(actor, "view_candidate_images")
+        """A completed search the actor may look at: their own; any as an examiner (examiners review every unit's
+        searches); as a supervisor, their unit's (every unit's for the policy's oversight unit). A refusal is
+        audited."""
+        self.require(actor, "view_candidate_images", f"search:{search_id}")
         search = self.completed_search(session, search_id)
-        if not (search.user_id == actor.id or actor.has("examiner") or actor.has("supervisor")):
-            raise PermissionDeniedError(f"{actor.username} may only view searches they ran")
+        if not (search.user_id == actor.id or actor.has("examiner") or self._oversees(actor, search)):
+            raise self._scope_refusal(actor, "view_candidate_images", search)
         return search
+
+    def _oversees(self, actor: Actor, search: SearchRecord) -> bool:
+        """Whether ``actor`` is a supervisor of the search's unit, or of the oversight unit."""
+        return actor.has("supervisor") and ((bool(actor.unit) and actor.unit == search.unit)
+                                            or self._oversees_every_unit(actor))
+
+    def _oversees_every_unit(self, actor: Actor) -> bool:
+        """Whether ``actor`` belongs to the unit the policy lets oversee every unit."""
+        oversight_unit = self.policies.active()[1].roles.oversight_unit
+        return bool(oversight_unit) and actor.unit == oversight_unit
+
+    def _scope_refusal(self, actor: Actor, action: str, search: SearchRecord) -> PermissionDeniedError:
+        """The audited refusal of a look at another unit's search."""
+        reason = (f"search {search.id} belongs to unit {search.unit or '(none)'!r}: only its investigator, examiners "
+                  f"and that unit's supervisors may see it")
+        self.audit.append(actor.username, "access_denied", f"search:{search.id}", {"action": action, "reason": reason})
+        return PermissionDeniedError(reason)
 
     @staticmethod
     def completed_search(session, search_id: int) -> SearchRecord:
@@ -677,7 +789,7 @@ class Facetrail:
     def unit_activity(self, supervisor: Actor, limit: int = 100) -> list[dict[str, Any]]:
         """Recent searches and comparisons run by members of the supervisor's unit, newest first, completed or
         refused, each with who ran it, any quality override and its outcome."""
-        require(supervisor, "view_unit_activity")
+        self.require(supervisor, "view_unit_activity")
         with self.galleries.sessions() as session:
             return self._listed_searches(session, SearchRecord.unit == supervisor.unit, limit)
 
@@ -748,14 +860,14 @@ class Facetrail:
     def pending_overrides(self, supervisor: Actor) -> list[dict[str, Any]]:
         """Override requests from the supervisor's unit still waiting for a decision, oldest first, with the
         reasons the probe's quality is poor."""
-        require(supervisor, "override_quality")
+        self.require(supervisor, "override_quality")
         with self.galleries.sessions() as session:
             return self._listed_overrides(session, (OverrideRequestRecord.unit == supervisor.unit,
                                                     OverrideRequestRecord.status == "pending"), newest_first=False)
 
     def my_override_requests(self, actor: Actor, limit: int = 50) -> list[dict[str, Any]]:
         """The actor's own override requests, newest first, with each one's decision and the search it ran."""
-        require(actor, "search")
+        self.require(actor, "search")
         with self.galleries.sessions() as session:
             return self._listed_overrides(session, (OverrideRequestRecord.user_id == actor.id,), limit=limit)
 
@@ -798,7 +910,8 @@ class Facetrail:
         once (audited). Approved, the search runs at once as the investigator's, marked as overridden by this
         supervisor, under the policy in force now, and its id is returned; declined, None. A search refused at that
         point leaves the request 'refused', with the reason, and raises the refusal."""
-        require(supervisor, "override_quality")
+        self.require(supervisor, "override_quality")
+        _check_notes(notes)
         with self.audit.transaction() as session:
             record = _visible_override(session, supervisor, request_id)
             if record.user_id == supervisor.id:
@@ -849,7 +962,7 @@ class Facetrail:
         a web page). Audited, with its filters."""
         from facetrail.accountability import reports
 
-        require(actor, "view_reports")
+        self.require(actor, "view_reports")
         if by not in reports.GROUPINGS:
             raise FacetrailError(f"--by must be one of {', '.join(reports.GROUPINGS)}")
         renderers = {"html": reports.render_html, "csv": reports.render_csv, "json": reports.render_json,
@@ -866,7 +979,7 @@ class Facetrail:
 
     def verify_audit(self, actor: Actor):
         """Recompute the audit chain and check the signed checkpoints (the check itself is audited)."""
-        require(actor, "verify_audit")
+        self.require(actor, "verify_audit")
         result = self.audit.verify()
         self.audit.append(actor.username, "audit_verified", "audit", {"ok": result.ok, "entries": result.entries,
                                                                        "first_bad_seq": result.first_bad_seq})
@@ -876,18 +989,18 @@ class Facetrail:
 
     def export_audit(self, actor: Actor, folder):
         """Export the audit trail with what an outside party needs to verify it (audited first, so it is included)."""
-        require(actor, "export_audit")
+        self.require(actor, "export_audit")
         self.audit.append(actor.username, "audit_exported", str(folder))
         return self.audit.export(folder)
 
     def last_audit_verification(self, actor: Actor) -> tuple[dict[str, Any] | None, int]:
         """The newest ``audit_verified`` entry (None if the trail was never verified), and the trail's length now."""
-        require(actor, "view_audit")
+        self.require(actor, "view_audit")
         newest = self.audit.entries(action="audit_verified", limit=1, newest_first=True)
         return (newest[0] if newest else None), self.audit.length()
 
     def audit_entries(self, actor: Actor, since_seq: int = 0, limit: int = 50, who: str | None = None, action: str | None = None) -> list[dict]:
-        require(actor, "view_audit")
+        self.require(actor, "view_audit")
         return self.audit.entries(since_seq=since_seq, limit=limit, actor=who, action=action)
 
     # --- retention ----------------------------------------------------------------------------
@@ -896,7 +1009,7 @@ class Facetrail:
         """Apply the policy's retention periods: delete probe images (keeping their hashes), and search records with
         their candidates and reviews and quality-override requests (the audit trail keeps its entries about them)."""
         if by is not None:
-            require(by, "purge")
+            self.require(by, "purge")
         _, policy = self.policies.active()
         now = utcnow()
         probe_cutoff = now - dt.timedelta(days=policy.retention.probe_images_days)
@@ -997,6 +1110,21 @@ def _visible_override(session, actor: Actor, request_id: int) -> OverrideRequest
         raise PermissionDeniedError(f"override request {request_id} is for its investigator and the supervisors of "
                                     f"unit {record.unit or '(none)'!r}")
     return record
+
+
+def _sees_every_decision(actor: Actor) -> bool:
+    """Whether ``actor`` sees every examiner's decisions: a supervisor who is not an examiner too (blind review)."""
+    return actor.has("supervisor") and not actor.has("examiner")
+
+
+def _admin_with_photographs(roles: set[str]) -> bool:
+    """Whether ``roles`` make one person both an administrator and someone who sees photographs."""
+    return "admin" in roles and bool(roles & PHOTO_ROLES)
+
+
+def _check_notes(notes: str) -> None:
+    if len(notes) > MAX_NOTES:
+        raise FacetrailError(f"notes: at most {MAX_NOTES:,} characters (got {len(notes):,})")
 
 
 def _clipped(text: str, limit: int) -> str:

@@ -91,6 +91,13 @@ class RolesUpdate(BaseModel):
     roles: list[Role] = Field(min_length=1)
 
 
+class RolesChanged(Account):
+    """The user after a role change, with whether the change waits for a second admin (the roles shown are then
+    still the old ones)."""
+
+    pending_second_admin: bool = False
+
+
 # --- policy ---------------------------------------------------------------------------------------
 
 

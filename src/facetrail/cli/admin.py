@@ -104,9 +104,14 @@ def user_list(data: DataOption = None, as_json: JsonOption = False) -> None:
 
 @user_app.command("set-roles")
 def user_set_roles(username: str, role: Annotated[list[str], typer.Option("--role")], data: DataOption = None) -> None:
-    """Replace a user's roles."""
-    changed = acting(data, lambda system, actor: system.set_roles(actor, username, role))
-    console.print(f"{changed.username}: {', '.join(sorted(changed.roles))}")
+    """Replace a user's roles (not your own). A change that makes an admin see photographs, where the policy allows
+    it, waits until a second admin runs the same command."""
+    change = acting(data, lambda system, actor: system.set_roles(actor, username, role))
+    if change.pending:
+        console.print(f"{username}: the change to {', '.join(sorted(set(role)))} waits for a second admin to run the "
+                      "same command; the roles are unchanged until then")
+    else:
+        console.print(f"{change.user.username}: {', '.join(sorted(change.user.roles))}")
 
 
 @user_app.command("disable")

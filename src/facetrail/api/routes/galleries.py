@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 
 from facetrail.accountability.service import Facetrail
-from facetrail.accountability.users import Actor, require
+from facetrail.accountability.users import Actor
 from facetrail.api.deps import CurrentActor, SystemDep
 from facetrail.api.errors import COMMON_ERRORS, UPLOAD_ERRORS, ApiError, documented
 from facetrail.api.files import read_upload, saved, upload_name
@@ -95,7 +95,7 @@ def enrol_image(
 ) -> EnrolOutcomeOut:
     """Enrol one photograph of a subject (admin; audited). 201 when enrolled, 200 when the same bytes are already
     enrolled; a photograph refused (no single acceptable face, a source not allowed, not an image) is 422."""
-    require(actor, "enrol")  # before the upload touches the disk; the service checks again
+    system.require(actor, "enrol")  # before the upload touches the disk; the service checks again
     file_name = upload_name(image, "image")
     _, (enrolled,) = enrol_uploads(system, actor, name, [(file_name, read_upload(image), subject_id, source, capture_date, {})])
     outcome = _outcome_out(file_name, enrolled)
@@ -119,7 +119,7 @@ def enrol_batch(
 ) -> EnrolBatchOut:
     """Enrol several photographs (admin; audited). Each gets its own outcome: one bad photograph never stops the
     batch, and photographs already enrolled are skipped."""
-    require(actor, "enrol")  # before the uploads touch the disk; the service checks again
+    system.require(actor, "enrol")  # before the uploads touch the disk; the service checks again
     files = manifest_files(images, manifest, source)
     summary, outcomes = enrol_uploads(system, actor, name, files)
     return EnrolBatchOut(**summary.to_dict(), outcomes=[_outcome_out(f[0], o) for f, o in zip(files, outcomes)])

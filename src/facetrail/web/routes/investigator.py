@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from facetrail.accountability.service import Facetrail
-from facetrail.accountability.users import Actor, require
+from facetrail.accountability.users import Actor
 from facetrail.api.deps import MAX_ID, EngineLock, SearchId, SystemDep
 from facetrail.api.files import picture_bytes, read_upload
 from facetrail.api.routes.faces import describe_faces
@@ -37,7 +37,7 @@ def _form(request: Request, system: Facetrail, actor: Actor, values: dict[str, A
 @router.get("/search", response_class=HTMLResponse)
 def search_form(request: Request, actor: WebActor, system: SystemDep) -> HTMLResponse:
     """A new search: upload a still, choose the face, give case, purpose and offence."""
-    require(actor, "search")
+    system.require(actor, "search")
     return _form(request, system, actor)
 
 
@@ -51,7 +51,7 @@ def faces(
 ) -> JSONResponse:
     """For the search form's script: the faces in the chosen still with their quality, and a JPEG preview of the still
     as decoded (any format facetrail reads, turned the way its EXIF says) to draw them on. Nothing is stored."""
-    require(actor, "search")
+    system.require(actor, "search")
     data = read_upload(image)
     with lock:
         decoded = system.face_engine.decode(data)
@@ -109,7 +109,7 @@ def my_searches(request: Request, actor: WebActor, system: SystemDep,
                 override_requested: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> HTMLResponse:
     """The user's own searches, newest first, with each one's review status, and their requests for a supervisor's
     approval of a poor-quality probe."""
-    require(actor, "search")
+    system.require(actor, "search")
     message = f"Sent to a supervisor for approval (request #{override_requested})." if override_requested else None
     return render(request, "my_searches.html", {"searches": system.my_searches(actor, limit=200),
                                                 "overrides": system.my_override_requests(actor), "message": message})
