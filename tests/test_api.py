@@ -145,7 +145,7 @@ def matrix(photos: dict[str, bytes]) -> list[tuple[str, str, dict, frozenset[str
         ("DELETE", "/galleries/county/subjects/B-4004", {}, ADMIN),
         ("POST", "/galleries/county/batches", {"data": {"manifest": manifest}, "files": [
             ("images", ("b.jpg", photos["batch1"], "image/jpeg")), ("images", ("c.jpg", photos["batch2"], "image/jpeg"))]}, ADMIN),
-        ("POST", "/faces", {"files": {"image": probe}}, ALL),
+        ("POST", "/faces", {"files": {"image": probe}}, frozenset({"investigator"})),
         ("POST", "/searches", search_form, frozenset({"investigator"})),
         ("GET", "/searches?mine=true", {}, ALL),
         ("GET", "/searches/{lead}", {}, VIEWERS),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, NoReturn
@@ -36,10 +37,12 @@ from facetrail.accountability.schema import (
 )
 from facetrail.accountability.users import LOCAL_ADDRESS, ROLE_ACTIONS, Actor, UserDirectory, require
 from facetrail.datadir import DataDir
+from facetrail.engine.decode import DecodedImage, decode_image
 from facetrail.engine.geometry import Box
 from facetrail.engine.pipeline import FaceEngine, FoundFace
 from facetrail.errors import (
     AuthenticationError,
+    BusyError,
     DuplicateError,
     FacetrailError,
     GalleryError,
@@ -68,6 +71,8 @@ PHOTO_ROLES = ROLE_ACTIONS["view_candidate_images"]
 """The roles that see photographs."""
 ROLE_CHANGE_HOURS = 24
 """How long a role change waiting for a second admin stays open."""
+INSPECTION_WAIT_SECONDS = 10
+"""How long finding the faces in a photograph waits for the inspection engine before answering 'busy'."""
 MAX_NOTES = 10_000
 """Longest note a decision, resolution or override decision may carry (characters)."""
 
@@ -165,6 +170,8 @@ class Facetrail:
         self.users = UserDirectory(galleries.sessions)
         self.probes = BlobStore(self.datadir.probes_dir, galleries.keyring, "probe")
         self._face_engine: FaceEngine | None = None
+        self._inspection_engine: FaceEngine | None = None
+        self._inspection_lock = threading.Lock()
 
     @classmethod
     def open(cls, datadir: DataDir, purge: bool = True) -> Facetrail:
@@ -193,9 +200,38 @@ class Facetrail:
 
     @property
     def face_engine(self) -> FaceEngine:
+        """The engine of searches, comparisons and the pictures pages show (callers serialise its use)."""
         if self._face_engine is None:
             self._face_engine = FaceEngine(self.galleries.settings.engine)
         return self._face_engine
+
+    def inspect_faces(self, actor: Actor, data: bytes, face_box: Box | str | None = None) -> tuple[DecodedImage, list[FoundFace]]:
+        """The photograph decoded and the faces in it (or the one in ``face_box``), largest first, with their
+        quality, for choosing one before a search (investigators; audited, refusals and failures too; nothing is
+        stored). Runs on an engine of its own, one photograph at a time, for photographs up to
+        ``limits.max_interactive_pixels``, so it never holds up a search; BusyError when no turn comes within
+        INSPECTION_WAIT_SECONDS."""
+        details: dict[str, Any] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        try:
+            self.require(actor, "search")
+            box = _box(face_box)
+            if not self._inspection_lock.acquire(timeout=INSPECTION_WAIT_SECONDS):
+                raise BusyError(f"finding faces is busy with other photographs; try again in a few seconds")
+            try:
+                if self._inspection_engine is None:
+                    self._inspection_engine = FaceEngine(self.galleries.settings.interactive_engine)
+                decoded = self._inspection_engine.decode(data)
+                faces = self._inspection_engine.find_faces(decoded.pixels, box)
+            finally:
+                self._inspection_lock.release()
+        except PermissionDeniedError:
+            raise  # audited as access_denied
+        except Exception as exc:
+            self.audit.append(actor.username, "faces_inspection_refused", "", {**details, "reason": _reason(exc)})
+            raise
+        self.audit.append(actor.username, "faces_inspected", "", {
+            **details, "width": int(decoded.pixels.shape[1]), "height": int(decoded.pixels.shape[0]), "faces": len(faces)})
+        return decoded, faces
 
     # --- authentication and users -------------------------------------------------------------
 
@@ -415,11 +451,13 @@ class Facetrail:
         offence: str,
         authorization_ref: str = "",
         note: str = "",
-        face_box: Box | None = None,
+        face_box: Box | str | None = None,
         face_number: int | None = None,
         quality_override: Actor | None = None,
     ) -> SearchResult:
-        """Search a gallery with a probe photograph for an authorized, policy-compliant request (see module docstring)."""
+        """Search a gallery with a probe photograph for an authorized, policy-compliant request (see module docstring).
+        ``face_box`` may be given as the text "x,y,w,h". Any failure after the request arrives is audited: a refusal
+        as such, an unexpected error as a refused search naming it."""
         started = utcnow()
         request = _Request(actor, "search", case_number, purpose, offence, authorization_ref, note, gallery)
         probe_sha = hashlib.sha256(probe_bytes).hexdigest()
@@ -428,12 +466,15 @@ class Facetrail:
             require(actor, "search")
             target = self._searchable(actor, gallery)
             self._check_request(policy, request)
-            probe = self._probe(probe_bytes, face_box, face_number, policy, quality_override)
+            probe = self._probe(probe_bytes, _box(face_box), face_number, policy, quality_override)
             template = self.face_engine.template(probe.face)
             hits = target.search(template.embedding, policy.max_candidates)
         except (FacetrailError, ValueError) as exc:
             self._refuse(request, policy_version, probe_sha, started, str(exc))
             raise RefusedError(f"search refused: {exc}") from exc
+        except Exception as exc:
+            self._refuse(request, policy_version, probe_sha, started, _reason(exc))
+            raise
         found = hits.candidates
         if policy.max_distance is not None:
             found = [c for c in found if c.distance <= policy.max_distance]
@@ -487,6 +528,9 @@ class Facetrail:
         except (FacetrailError, ValueError) as exc:
             self._refuse(request, policy_version, first_sha, started, str(exc))
             raise RefusedError(f"comparison refused: {exc}") from exc
+        except Exception as exc:
+            self._refuse(request, policy_version, first_sha, started, _reason(exc))
+            raise
         distance = float(np.linalg.norm(a - b))
         calibration = load_calibration(self.datadir, self.face_engine.model.name)
         fmr = calibration.false_match_rate(distance) if calibration else None
@@ -543,9 +587,10 @@ class Facetrail:
         return probe
 
     def _find_face(self, data: bytes, face_box: Box | None, face_number: int | None) -> Probe:
-        """The probe decoded, with the face chosen by hand (``face_box``), by number, or as the only one found."""
+        """The probe decoded (up to ``limits.max_interactive_pixels``), with the face chosen by hand (``face_box``),
+        by number, or as the only one found."""
         engine = self.face_engine
-        image = engine.decode(data)
+        image = decode_image(data, self.galleries.settings.interactive_engine.limits)
         faces = engine.find_faces(image.pixels, face_box)
         if not faces:
             raise FacetrailError("no face found in the probe; draw the face box by hand (--face-box x,y,w,h)")
@@ -803,7 +848,7 @@ class Facetrail:
         offence: str,
         authorization_ref: str = "",
         note: str = "",
-        face_box: Box | None = None,
+        face_box: Box | str | None = None,
         face_number: int | None = None,
     ) -> int:
         """Ask a supervisor of the actor's unit to approve a search whose probe is of poor quality; returns the
@@ -818,14 +863,17 @@ class Facetrail:
                 raise FacetrailError("the policy refuses poor-quality probes: a supervisor cannot approve them")
             self._searchable(actor, gallery)
             self._check_request(policy, request)
+            face_box = _box(face_box)
             probe = self._find_face(probe_bytes, face_box, face_number)
             if probe.face.quality.acceptable:
                 raise FacetrailError("the probe's quality is acceptable: run the search itself, no approval is needed")
             self._check_not_pending(actor, probe.sha256, gallery, case_number)
-        except (FacetrailError, ValueError) as exc:
-            self.audit.append(actor.username, "override_request_refused", gallery, {
+        except Exception as exc:
+            self.audit.append(actor.username, "override_request_refused", gallery[:200], {
                 "reason": str(exc), "policy_version": policy_version, "case_number": case_number, "purpose": purpose,
                 "offence": offence, "probe_sha256": hashlib.sha256(probe_bytes).hexdigest()})
+            if not isinstance(exc, (FacetrailError, ValueError)):
+                raise
             raise RefusedError(f"override request refused: {exc}") from exc
         quality = probe.face.quality
         with self.audit.transaction() as session:
@@ -1000,8 +1048,12 @@ class Facetrail:
         return (newest[0] if newest else None), self.audit.length()
 
     def audit_entries(self, actor: Actor, since_seq: int = 0, limit: int = 50, who: str | None = None, action: str | None = None) -> list[dict]:
+        """A page of audit entries (auditors and supervisors); reading the trail is audited too, with the filters."""
         self.require(actor, "view_audit")
-        return self.audit.entries(since_seq=since_seq, limit=limit, actor=who, action=action)
+        entries = self.audit.entries(since_seq=since_seq, limit=limit, actor=who, action=action)
+        self.audit.append(actor.username, "audit_viewed", "audit", {
+            "since_seq": since_seq, "limit": limit, "actor": who, "action": action, "entries": len(entries)})
+        return entries
 
     # --- retention ----------------------------------------------------------------------------
 
@@ -1115,6 +1167,17 @@ def _visible_override(session, actor: Actor, request_id: int) -> OverrideRequest
 def _sees_every_decision(actor: Actor) -> bool:
     """Whether ``actor`` sees every examiner's decisions: a supervisor who is not an examiner too (blind review)."""
     return actor.has("supervisor") and not actor.has("examiner")
+
+
+def _box(face_box: Box | str | None) -> Box | None:
+    """A face box given as a Box or as the text "x,y,w,h" (checked: FacetrailError naming the problem)."""
+    return Box.parse(face_box) if isinstance(face_box, str) else face_box
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as the reason an audit entry gives: its message, or its kind when it has none (at most 500
+    characters)."""
+    return (str(exc) or type(exc).__name__)[:500] if isinstance(exc, FacetrailError) else f"failed: {type(exc).__name__}: {exc}"[:500]
 
 
 def _admin_with_photographs(roles: set[str]) -> bool:
