@@ -64,9 +64,10 @@ def grant(name: str, body: GrantCreate, actor: CurrentActor, system: SystemDep) 
     return Grant(gallery=name, unit=body.unit.strip())
 
 
-@router.delete("/{name}/grants/{unit}", summary="Withdraw a unit's grant", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{name}/grants/{unit:path}", summary="Withdraw a unit's grant", status_code=status.HTTP_204_NO_CONTENT)
 def revoke(name: str, unit: str, actor: CurrentActor, system: SystemDep) -> Response:
-    """Withdraw a unit's authorization to search the gallery (admin; audited)."""
+    """Withdraw a unit's authorization to search the gallery (admin; audited). The unit is the rest of the path, so
+    a unit name holding '/' is written as it is."""
     system.revoke_gallery(actor, name, unit)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
