@@ -375,6 +375,18 @@ class Facetrail:
             raise PermissionDeniedError(f"{by.username} may not read the policy history (admin or auditor)")
         return self.policies.history()
 
+    def back_up(self, by: Actor, folder) -> dict[str, Any]:
+        """Write a backup of the data directory, without its keys, to a new folder (admins; audited before and after,
+        so the backup holds its own start). See ``accountability.backup``."""
+        from facetrail.accountability.backup import back_up
+
+        self.require(by, "backup", str(folder)[:200])
+        self.audit.append(by.username, "backup_started", str(folder)[:200])
+        manifest = back_up(self.galleries, self.audit, folder)
+        self.audit.append(by.username, "backup_created", str(folder)[:200], {
+            "rows": manifest["rows"], "files": len(manifest["files"]), "schema_revision": manifest["schema_revision"]})
+        return manifest
+
     def rotate_keys(self, by: Actor):
         """Re-encrypt all biometric data under a new key (audited)."""
         from facetrail.crypto import rotate_data_key

@@ -70,6 +70,7 @@ ROLE_ACTIONS: dict[str, frozenset[str]] = {
     "manage_policy": frozenset({"admin"}),
     "rotate_keys": frozenset({"admin"}),
     "purge": frozenset({"admin"}),
+    "backup": frozenset({"admin"}),
     "export_lead": frozenset({"investigator", "examiner", "supervisor"}),
     "view_candidate_images": frozenset({"investigator", "examiner", "supervisor"}),
     "evaluate": frozenset({"admin", "auditor"}),
