@@ -407,14 +407,16 @@ class Facetrail:
     def grant_gallery(self, by: Actor, name: str, unit: str) -> None:
         self.require(by, "manage_galleries")
         gallery = self.galleries.get(name)
-        self.users.grant_gallery(gallery.id, unit, by)
-        self.audit.append(by.username, "gallery_granted", name, {"unit": unit})
+        with self.audit.transaction() as session:
+            self.users.grant_gallery(gallery.id, unit, by, session=session)
+            self.audit.record(session, by.username, "gallery_granted", name, {"unit": unit})
 
     def revoke_gallery(self, by: Actor, name: str, unit: str) -> None:
         self.require(by, "manage_galleries")
         gallery = self.galleries.get(name)
-        self.users.revoke_gallery(gallery.id, unit)
-        self.audit.append(by.username, "gallery_grant_revoked", name, {"unit": unit})
+        with self.audit.transaction() as session:
+            self.users.revoke_gallery(gallery.id, unit, session=session)
+            self.audit.record(session, by.username, "gallery_grant_revoked", name, {"unit": unit})
 
     def enrol(self, by: Actor, gallery: str, items: list[EnrolItem], rules: EnrolmentConfig | None = None,
               on_outcome: Callable[[EnrolOutcome], None] = lambda outcome: None, retry_rejected: bool = False) -> EnrolSummary:

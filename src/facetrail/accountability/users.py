@@ -315,32 +315,30 @@ class UserDirectory:
 
     # --- gallery grants -------------------------------------------------------
 
-    def grant_gallery(self, gallery_id: int, unit: str, granted_by: Actor) -> None:
+    def grant_gallery(self, gallery_id: int, unit: str, granted_by: Actor, session: Session | None = None) -> None:
         """Let investigators of ``unit`` ('*' for every unit) search the gallery; ``granted_by`` must be an admin."""
         require(granted_by, "manage_galleries")
         unit = _check_grant_unit(unit)
-        with self.sessions() as session:
-            name = _gallery(session, gallery_id).name
-            session.add(GalleryGrantRecord(gallery_id=gallery_id, unit=unit, granted_by=granted_by.id))
-            try:
-                session.commit()
-            except IntegrityError:
-                raise DuplicateError(f"unit {unit!r} already has a grant for gallery {name!r}") from None
+        try:
+            with self._writing(session) as writing:
+                name = _gallery(writing, gallery_id).name
+                writing.add(GalleryGrantRecord(gallery_id=gallery_id, unit=unit, granted_by=granted_by.id))
+        except IntegrityError:
+            raise DuplicateError(f"unit {unit!r} already has a grant for gallery {name!r}") from None
 
-    def revoke_gallery(self, gallery_id: int, unit: str) -> None:
+    def revoke_gallery(self, gallery_id: int, unit: str, session: Session | None = None) -> None:
         """Withdraw the grant of the gallery to ``unit``."""
         unit = unit.strip()
-        with self.sessions() as session:
-            gallery = _gallery(session, gallery_id)
-            grant = session.scalar(
+        with self._writing(session) as writing:
+            gallery = _gallery(writing, gallery_id)
+            grant = writing.scalar(
                 select(GalleryGrantRecord).where(
                     GalleryGrantRecord.gallery_id == gallery_id, GalleryGrantRecord.unit == unit
                 )
             )
             if grant is None:
                 raise NotFoundError(f"unit {unit!r} has no grant for gallery {gallery.name!r}")
-            session.delete(grant)
-            session.commit()
+            writing.delete(grant)
 
     def may_search(self, actor: Actor, gallery_id: int) -> bool:
         """Whether the actor is an investigator whose unit (or every unit) has a grant for the gallery."""
