@@ -46,6 +46,7 @@ EXPECTED_ACTIONS = {
     "manage_policy": {"admin"},
     "rotate_keys": {"admin"},
     "purge": {"admin"},
+    "backup": {"admin"},
     "export_lead": {"investigator", "examiner", "supervisor"},
     "view_candidate_images": {"investigator", "examiner", "supervisor"},
     "evaluate": {"admin", "auditor"},
