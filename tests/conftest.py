@@ -100,7 +100,7 @@ def datadir(request, tmp_path, monkeypatch):
         yield root
 
 
-ADMIN_PASSWORD = "test admin password 1"
+ADMIN_PASSWORD = "test keeper password 1"
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ def test_gallery_lifecycle_through_the_cli(datadir, admin_token, booking_folder,
     assert json.loads(invoke("gallery", "show", "county", "--json").stdout)["subjects"] == 1
 
 
-def test_errors_are_one_clear_line_with_status_2(datadir, admin_token, booking_folder, tmp_path):
+def test_errors_are_one_clear_line_with_status_2(datadir, admin_token, booking_folder, tmp_path, monkeypatch):
     invoke("gallery", "create", "county", "--allowed-source", "booking")
     cases = [
         (("gallery", "show", "nowhere"), "no gallery named 'nowhere'"),
@@ -66,11 +66,16 @@ def test_errors_are_one_clear_line_with_status_2(datadir, admin_token, booking_f
         (("enroll", str(booking_folder), "--gallery", "county", "--source", "web-scrape"), "not allowed for gallery 'county'"),
         (("enroll", str(booking_folder), "--gallery", "county"), "give a folder and --source, or --manifest"),
         (("enroll", str(tmp_path / "missing"), "--gallery", "county", "--source", "booking"), "not a folder"),
+        (("inspect", str(booking_folder / "B-1" / "front.jpg")), "only investigator may"),
+    ]
+    inspections = [  # finding faces is for investigators
         (("inspect", str(tmp_path / "missing.jpg")), "missing.jpg"),
         (("inspect", str(booking_folder / "B-2" / "empty.jpg")), "empty"),
         (("inspect", str(booking_folder / "B-1" / "front.jpg"), "--face-box", "1,2,3"), "face box"),
     ]
-    for args, message in cases:
+    for args, message in cases + inspections:
+        if args[0] == "inspect" and message != "only investigator may":
+            log_in_investigator(datadir, admin_token, monkeypatch)
         result = invoke(*args)
         assert result.exit_code == 2, (args, result.output)
         assert message in " ".join(result.output.split()), (args, result.output)
@@ -98,7 +103,21 @@ def test_bad_configuration_names_the_key(datadir):
     assert result.exit_code == 2 and "detection.max_working_side: no longer used (detection.max_scanned_pixels" in result.output
 
 
-def test_inspect_shows_faces_and_quality(datadir, admin_token, faces):
+def log_in_investigator(datadir, admin_token: str, monkeypatch) -> None:
+    """Create the investigator 'ivan' (once) and act as him in the commands that follow (FACETRAIL_TOKEN)."""
+    from facetrail.accountability.service import Facetrail
+
+    system = Facetrail.open(datadir)
+    try:
+        if "ivan" not in {user["username"] for user in system.users.list_users()}:
+            system.create_user(system.authenticate(admin_token), "ivan", "correct horse battery staple", ["investigator"], "RHD")
+        monkeypatch.setenv("FACETRAIL_TOKEN", system.login("ivan", "correct horse battery staple")[1])
+    finally:
+        system.close()
+
+
+def test_inspect_shows_faces_and_quality(datadir, admin_token, faces, monkeypatch):
+    log_in_investigator(datadir, admin_token, monkeypatch)
     result = invoke("inspect", str(faces["obama.jpg"]), "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)

@@ -13,7 +13,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select, update
 
-from facetrail.accountability.schema import ROLES, TokenRecord, UserRecord
+from facetrail.accountability.schema import ROLES, LoginThrottleRecord, TokenRecord, UserRecord
 from facetrail.accountability.users import ROLE_ACTIONS, Actor, UserDirectory, require
 from facetrail.errors import (
     AccountabilityError,
@@ -46,6 +46,7 @@ EXPECTED_ACTIONS = {
     "manage_policy": {"admin"},
     "rotate_keys": {"admin"},
     "purge": {"admin"},
+    "backup": {"admin"},
     "export_lead": {"investigator", "examiner", "supervisor"},
     "view_candidate_images": {"investigator", "examiner", "supervisor"},
     "evaluate": {"admin", "auditor"},
@@ -165,7 +166,8 @@ def test_lock_expires_and_counting_starts_afresh(galleries):
         users.login("alice", PASSWORD)
     assert users.authenticate(token).username == "alice"  # a lock stops guessing, not the signed-in user
 
-    set_column(users, UserRecord, UserRecord.username == "alice", locked_until=utcnow() - dt.timedelta(seconds=1))
+    set_column(users, LoginThrottleRecord, LoginThrottleRecord.username == "alice",
+               locked_until=utcnow() - dt.timedelta(seconds=1))
     with pytest.raises(AuthenticationError, match="invalid username or password"):
         users.login("alice", WRONG)  # one failure after the lock expired does not lock again
     row = user_row(users, "alice")
@@ -248,7 +250,7 @@ def test_bad_roles_passwords_units_and_duplicates_are_rejected(users):
         users.create_user("alice", PASSWORD, ["investigator"], unit="*")
     assert users.count() == 0
 
-    users.create_user("a.b_c-9", "x" * 12, ["investigator", "investigator"])
+    users.create_user("a.b_c-9", PASSWORD, ["investigator", "investigator"])
     assert user_row(users, "a.b_c-9")["roles"] == ["investigator"]
     with pytest.raises(DuplicateError):
         users.create_user("a.b_c-9", PASSWORD, ["examiner"])

@@ -24,7 +24,10 @@ class DecodeLimits:
     max_bytes: int = 50 * 1024 * 1024
     """Largest accepted file, in bytes."""
     max_pixels: int = 80_000_000
-    """Largest accepted width × height (per frame)."""
+    """Largest accepted width × height (per frame) of a photograph being enrolled."""
+    max_interactive_pixels: int = 24_000_000
+    """Largest width × height of a photograph analysed while a user waits (finding faces, a search's probe, a
+    comparison): far below ``max_pixels``, so no one request holds a face engine for long."""
 
 
 @dataclass(frozen=True)
@@ -168,8 +171,14 @@ class Settings:
 
     @property
     def engine(self) -> EngineConfig:
-        """The sections the face engine uses."""
+        """The sections the face engine uses (enrolment's limits)."""
         return EngineConfig(self.limits, self.detection, self.embedding, self.quality)
+
+    @property
+    def interactive_engine(self) -> EngineConfig:
+        """The engine's sections for work a user waits for: images up to ``limits.max_interactive_pixels``."""
+        limits = dataclasses.replace(self.limits, max_pixels=min(self.limits.max_pixels, self.limits.max_interactive_pixels))
+        return EngineConfig(limits, self.detection, self.embedding, self.quality)
 
 
 RETIRED_KEYS = {

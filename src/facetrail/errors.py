@@ -125,3 +125,7 @@ class RefusedError(AccountabilityError):
 
 class AuditError(AccountabilityError):
     """The audit trail could not be written or its signing key is unusable."""
+
+
+class BusyError(FacetrailError):
+    """The work cannot start now (e.g. every face engine for it is busy); try again shortly."""

@@ -166,9 +166,12 @@ class RetentionRules:
 
 @dataclass(frozen=True)
 class RoleRules:
-    """Which roles one user may not hold together."""
+    """Which roles one user may not hold together, and which unit's supervisors oversee every unit."""
 
     forbidden_combinations: tuple[tuple[str, ...], ...] = ()
+    oversight_unit: str = ""
+    """Supervisors of this unit may view and settle the searches of every unit (each view is audited, as always);
+    empty: every supervisor sees only their own unit's searches."""
 
 
 @dataclass(frozen=True)
@@ -669,7 +672,10 @@ class _Parser:
 
     def roles(self, raw: dict[str, Any]) -> RoleRules:
         path = ("roles", "forbidden_combinations")
-        section = self.section(raw, "roles", ("forbidden_combinations",))
+        section = self.section(raw, "roles", ("forbidden_combinations", "oversight_unit"))
+        oversight_unit = self.value(section, ("roles",), "oversight_unit", "",
+                                    lambda v: None if isinstance(v, str) and len(v.strip()) <= 100 else "",
+                                    "a unit name of at most 100 characters").strip()
         value = self.value(section, ("roles",), "forbidden_combinations", [],
                            lambda v: None if isinstance(v, list) else "", "a list of lists of roles")
         found = []
@@ -687,7 +693,7 @@ class _Parser:
                              "different roles, each once", *combination)
             elif not unknown:
                 found.append(tuple(combination))
-        return RoleRules(tuple(found))
+        return RoleRules(tuple(found), oversight_unit)
 
     def api(self, raw: dict[str, Any]) -> ApiRules:
         section = self.section(raw, "api", ("requests_per_minute_per_user",))

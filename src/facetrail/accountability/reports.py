@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from facetrail.accountability.outcomes import OUTCOMES, outcomes_of
 from facetrail.accountability.schema import SearchRecord, UserRecord
+from facetrail.csvcells import safe_cell
 from facetrail.errors import FacetrailError
 from facetrail.store import as_utc
 
@@ -470,14 +471,15 @@ _COUNT_FIELDS = [f.name for f in fields(Counts)]
 
 def render_csv(report: TransparencyReport) -> str:
     """The grouped table as CSV: a header row, one row per group, then an '(all)' row with the totals. A filtered
-    report has a column 'filter_<name>' per filter after the counts, holding its value on every row."""
+    report has a column 'filter_<name>' per filter after the counts, holding its value on every row. Text that a
+    spreadsheet would run as a formula is marked as text (``safe_cell``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     filters = list(report.filters.values())
-    writer.writerow([report.grouped_by, *_COUNT_FIELDS, *(f"filter_{name}" for name in report.filters)])
-    for row in report.groups:
-        writer.writerow([row.key, *(getattr(row.counts, name) for name in _COUNT_FIELDS), *filters])
-    writer.writerow(["(all)", *(getattr(report.totals, name) for name in _COUNT_FIELDS), *filters])
+    rows = [[report.grouped_by, *_COUNT_FIELDS, *(f"filter_{name}" for name in report.filters)]]
+    rows += [[row.key, *(getattr(row.counts, name) for name in _COUNT_FIELDS), *filters] for row in report.groups]
+    rows.append(["(all)", *(getattr(report.totals, name) for name in _COUNT_FIELDS), *filters])
+    writer.writerows([[safe_cell(cell) for cell in row] for row in rows])
     return buffer.getvalue()
 
 

@@ -29,8 +29,6 @@ class UserRecord(Base):
     password_hash: Mapped[str] = mapped_column(Text)
     """argon2id hash (argon2-cffi)."""
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -48,6 +46,36 @@ class TokenRecord(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
 
     user: Mapped[UserRecord] = relationship()
+
+
+class LoginThrottleRecord(Base):
+    """Failed logins to one account from one client address: reaching the limit locks that account for that address
+    only, so no one can lock another person out from elsewhere."""
+
+    __tablename__ = "login_throttles"
+    __table_args__ = (UniqueConstraint("username", "address"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), index=True)
+    """The name tried (an account's or not: unknown names are throttled alike, so the answers do not differ)."""
+    address: Mapped[str] = mapped_column(String(100))
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class RoleChangeRecord(Base):
+    """A role change that needs a second administrator (one giving an admin a role that sees photographs, or the
+    reverse): it takes effect when a different admin asks for the same roles."""
+
+    __tablename__ = "role_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    roles: Mapped[list[str]]
+    requested_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    requested_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    approved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    approved_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
 
 
 class GalleryGrantRecord(Base):

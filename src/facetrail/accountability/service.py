@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import threading
 from collections.abc import Callable
-from pathlib import Path
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import numpy as np
 from sqlalchemy import delete, func, select
@@ -31,17 +32,21 @@ from facetrail.accountability.schema import (
     ProbeRecord,
     ResolutionRecord,
     ReviewRecord,
+    RoleChangeRecord,
     SearchRecord,
     UserRecord,
 )
-from facetrail.accountability.users import Actor, UserDirectory, require
+from facetrail.accountability.users import LOCAL_ADDRESS, ROLE_ACTIONS, Actor, UserDirectory, require
 from facetrail.datadir import DataDir
+from facetrail.engine.decode import DecodedImage, decode_image
 from facetrail.engine.geometry import Box
 from facetrail.engine.pipeline import FaceEngine, FoundFace
 from facetrail.errors import (
     AuthenticationError,
+    BusyError,
     DuplicateError,
     FacetrailError,
+    GalleryError,
     NotFoundError,
     PermissionDeniedError,
     PolicyError,
@@ -54,7 +59,7 @@ from facetrail.evaluation.published import published_figures
 from facetrail.config import EnrolmentConfig
 from facetrail.gallery.blobs import BlobStore
 from facetrail.gallery.enrol import EnrolItem, EnrolOutcome, EnrolSummary, enrol
-from facetrail.gallery.gallery import Galleries, Gallery
+from facetrail.gallery.gallery import Galleries, Gallery, check_subject_id
 from facetrail.gallery.schema import ImageRecord, TemplateRecord
 from facetrail.store import as_utc, utcnow
 
@@ -62,6 +67,25 @@ NOTICE = (
     "Candidates are investigative leads, not identifications. The system never declares a match: a candidate "
     "becomes a lead only after two trained examiners verify it independently, and a lead is not probable cause."
 )
+
+ANONYMOUS = "anonymous"
+"""The actor of audit entries about attempts by no known user (failed logins)."""
+PHOTO_ROLES = ROLE_ACTIONS["view_candidate_images"]
+"""The roles that see photographs."""
+ROLE_CHANGE_HOURS = 24
+"""How long a role change waiting for a second admin stays open."""
+INSPECTION_WAIT_SECONDS = 10
+"""How long finding the faces in a photograph waits for the inspection engine before answering 'busy'."""
+MAX_NOTES = 10_000
+"""Longest note a decision, resolution or override decision may carry (characters)."""
+
+
+@dataclass(frozen=True)
+class RoleChange:
+    """The outcome of a role change: the user as they are now, and whether the change waits for a second admin."""
+
+    user: Actor
+    pending: bool
 
 
 @dataclass(frozen=True)
@@ -149,6 +173,8 @@ class Facetrail:
         self.users = UserDirectory(galleries.sessions)
         self.probes = BlobStore(self.datadir.probes_dir, galleries.keyring, "probe")
         self._face_engine: FaceEngine | None = None
+        self._inspection_engine: FaceEngine | None = None
+        self._inspection_lock = threading.Lock()
 
     @classmethod
     def open(cls, datadir: DataDir, purge: bool = True) -> Facetrail:
@@ -187,20 +213,52 @@ class Facetrail:
 
     @property
     def face_engine(self) -> FaceEngine:
+        """The engine of searches, comparisons and the pictures pages show (callers serialise its use)."""
         if self._face_engine is None:
             self._face_engine = FaceEngine(self.galleries.settings.engine)
         return self._face_engine
 
+    def inspect_faces(self, actor: Actor, data: bytes, face_box: Box | str | None = None) -> tuple[DecodedImage, list[FoundFace]]:
+        """The photograph decoded and the faces in it (or the one in ``face_box``), largest first, with their
+        quality, for choosing one before a search (investigators; audited, refusals and failures too; nothing is
+        stored). Runs on an engine of its own, one photograph at a time, for photographs up to
+        ``limits.max_interactive_pixels``, so it never holds up a search; BusyError when no turn comes within
+        INSPECTION_WAIT_SECONDS."""
+        details: dict[str, Any] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        try:
+            self.require(actor, "search")
+            box = _box(face_box)
+            if not self._inspection_lock.acquire(timeout=INSPECTION_WAIT_SECONDS):
+                raise BusyError(f"finding faces is busy with other photographs; try again in a few seconds")
+            try:
+                if self._inspection_engine is None:
+                    self._inspection_engine = FaceEngine(self.galleries.settings.interactive_engine)
+                decoded = self._inspection_engine.decode(data)
+                faces = self._inspection_engine.find_faces(decoded.pixels, box)
+            finally:
+                self._inspection_lock.release()
+        except PermissionDeniedError:
+            raise  # audited as access_denied
+        except Exception as exc:
+            self.audit.append(actor.username, "faces_inspection_refused", "", {**details, "reason": _reason(exc)})
+            raise
+        self.audit.append(actor.username, "faces_inspected", "", {
+            **details, "width": int(decoded.pixels.shape[1]), "height": int(decoded.pixels.shape[0]), "faces": len(faces)})
+        return decoded, faces
+
     # --- authentication and users -------------------------------------------------------------
 
-    def login(self, username: str, password: str, label: str = "cli") -> tuple[Actor, str]:
-        """Log in (audited, failures too) and return the actor and a new API token."""
+    def login(self, username: str, password: str, label: str = "cli", address: str = LOCAL_ADDRESS) -> tuple[Actor, str]:
+        """Log in (audited, failures too) and return the actor and a new API token. ``address`` is the client's
+        (failed logins are counted per username and address). A failure is recorded as done by no one
+        (ANONYMOUS), with the name tried kept as data: it is not an actor the system knows."""
         try:
-            actor, token = self.users.login(username, password, label)
+            actor, token = self.users.login(username, password, label, address)
         except AuthenticationError as exc:
-            self.audit.append(username or "(none)", "login_failed", username, {"reason": str(exc), "via": label})
+            self.audit.append(ANONYMOUS, "login_failed", "", {
+                "username_tried": username[:100], "reason": str(exc), "via": label, "address": address[:100]})
             raise
-        self.audit.append(actor.username, "login", actor.username, {"via": label})
+        self.audit.append(actor.username, "login", actor.username, {"via": label, "address": address[:100]})
         return actor, token
 
     def authenticate(self, token: str | None) -> Actor:
@@ -215,31 +273,68 @@ class Facetrail:
         self.audit.append(actor.username, "logout", actor.username)
 
     def create_user(self, by: Actor, username: str, password: str, roles: list[str], unit: str = "", display_name: str = "") -> Actor:
-        require(by, "manage_users")
+        """Create an account (admins; audited with it). An account that would be an admin and see photographs
+        cannot be created by one admin: create it without one of the two, then change its roles (set_roles), which
+        needs a second admin."""
+        self.require(by, "manage_users", username)
         self._check_roles(roles)
-        created = self.users.create_user(username, password, roles, unit, display_name)
-        self.audit.append(by.username, "user_created", username, {"roles": sorted(roles), "unit": unit})
+        if _admin_with_photographs(set(roles)):
+            self._deny(by, "manage_users", username, "an account that is both an admin and sees photographs needs a "
+                                                     "second admin: create it without one of the two, then change its roles")
+        with self.audit.transaction() as session:
+            created = self.users.create_user(username, password, roles, unit, display_name, session=session)
+            self.audit.record(session, by.username, "user_created", username, {"roles": sorted(roles), "unit": unit})
         return created
 
-    def set_roles(self, by: Actor, username: str, roles: list[str]) -> Actor:
-        require(by, "manage_users")
+    def set_roles(self, by: Actor, username: str, roles: list[str]) -> RoleChange:
+        """Replace a user's roles (admins; audited). No one changes their own roles. A change that makes an admin
+        see photographs (or gives a photograph-viewing user admin), where the policy allows that at all, waits for a
+        second admin: the first admin's request is recorded (``pending``), and it takes effect when a different admin
+        asks for the same roles within ROLE_CHANGE_HOURS."""
+        self.require(by, "manage_users", username)
+        target = self.users.user(username)
+        if target.id == by.id:
+            self._deny(by, "manage_users", username, "no one may change their own roles; ask another admin")
         self._check_roles(roles)
-        changed = self.users.set_roles(username, roles)
-        self.audit.append(by.username, "roles_changed", username, {"roles": sorted(roles)})
-        return changed
+        wanted = sorted(set(roles))
+        with self.audit.transaction() as session:
+            requester = None
+            if _admin_with_photographs(set(wanted)) and not set(wanted) <= target.roles:
+                since = utcnow() - dt.timedelta(hours=ROLE_CHANGE_HOURS)
+                pending = session.scalar(select(RoleChangeRecord).where(
+                    RoleChangeRecord.user_id == target.id, RoleChangeRecord.approved_by.is_(None),
+                    RoleChangeRecord.requested_at >= since).order_by(RoleChangeRecord.id.desc()).limit(1))
+                if pending is None or sorted(pending.roles) != wanted or pending.requested_by == by.id:
+                    session.add(RoleChangeRecord(user_id=target.id, roles=wanted, requested_by=by.id))
+                    self.audit.record(session, by.username, "roles_change_requested", username, {
+                        "roles": wanted, "from": sorted(target.roles), "waits_for": "a second admin"})
+                    return RoleChange(target, pending=True)
+                pending.approved_by, pending.approved_at = by.id, utcnow()
+                requester = self.user_names(session).get(pending.requested_by)
+            changed = self.users.set_roles(username, wanted, session=session)
+            self.audit.record(session, by.username, "roles_changed", username, {
+                "roles": wanted, "from": sorted(target.roles), "requested_by": requester})
+        return RoleChange(changed, pending=False)
 
     def set_active(self, by: Actor, username: str, active: bool) -> Actor:
-        require(by, "manage_users")
-        changed = self.users.set_active(username, active)
+        """Enable or disable an account (admins; audited with it); disabling revokes its tokens. No one disables
+        themselves."""
+        self.require(by, "manage_users", username)
+        if username == by.username and not active:
+            self._deny(by, "manage_users", username, "no one may disable their own account; ask another admin")
+        with self.audit.transaction() as session:
+            changed = self.users.set_active(username, active, session=session)
+            self.audit.record(session, by.username, "user_enabled" if active else "user_disabled", username)
         if not active:
             self.users.revoke_all(username)
-        self.audit.append(by.username, "user_enabled" if active else "user_disabled", username)
         return changed
 
     def unlock(self, by: Actor, username: str) -> Actor:
-        require(by, "manage_users")
-        unlocked = self.users.unlock(username)
-        self.audit.append(by.username, "user_unlocked", username)
+        """Lift every login lockout of an account (admins; audited with it)."""
+        self.require(by, "manage_users", username)
+        with self.audit.transaction() as session:
+            unlocked = self.users.unlock(username, session=session)
+            self.audit.record(session, by.username, "user_unlocked", username)
         return unlocked
 
     def _check_roles(self, roles: list[str]) -> None:
@@ -248,11 +343,25 @@ class Facetrail:
         if problems:
             raise PermissionDeniedError("; ".join(problems))
 
+    # --- permissions, refusals audited ----------------------------------------------------------
+
+    def require(self, actor: Actor, action: str, target: str = "") -> None:
+        """``users.require``, with a refusal audited (``access_denied``) before it is raised."""
+        try:
+            require(actor, action)
+        except PermissionDeniedError as exc:
+            self._deny(actor, action, target, str(exc))
+
+    def _deny(self, actor: Actor, action: str, target: str, reason: str) -> NoReturn:
+        """Audit a refused attempt (``access_denied``) and raise PermissionDeniedError with ``reason``."""
+        self.audit.append(actor.username, "access_denied", _clipped(target, 200), {"action": action, "reason": reason})
+        raise PermissionDeniedError(reason)
+
     # --- policy -------------------------------------------------------------------------------
 
     def load_policy(self, by: Actor, text: str) -> int:
         """Load a new policy version (refused with line-level errors, keeping the old one, if invalid)."""
-        require(by, "manage_policy")
+        self.require(by, "manage_policy")
         before, _ = self.policies.active()
         try:
             version = self.policies.load(text, by.id)
@@ -264,7 +373,7 @@ class Facetrail:
         return version
 
     def list_users(self, by: Actor) -> list[dict[str, Any]]:
-        require(by, "manage_users")
+        self.require(by, "manage_users")
         return self.users.list_users()
 
     def policy_in_force(self, by: Actor) -> tuple[int, str]:
@@ -279,11 +388,23 @@ class Facetrail:
             raise PermissionDeniedError(f"{by.username} may not read the policy history (admin or auditor)")
         return self.policies.history()
 
+    def back_up(self, by: Actor, folder) -> dict[str, Any]:
+        """Write a backup of the data directory, without its keys, to a new folder (admins; audited before and after,
+        so the backup holds its own start). See ``accountability.backup``."""
+        from facetrail.accountability.backup import back_up
+
+        self.require(by, "backup", str(folder)[:200])
+        self.audit.append(by.username, "backup_started", str(folder)[:200])
+        manifest = back_up(self.galleries, self.audit, folder)
+        self.audit.append(by.username, "backup_created", str(folder)[:200], {
+            "rows": manifest["rows"], "files": len(manifest["files"]), "schema_revision": manifest["schema_revision"]})
+        return manifest
+
     def rotate_keys(self, by: Actor):
         """Re-encrypt all biometric data under a new key (audited)."""
         from facetrail.crypto import rotate_data_key
 
-        require(by, "rotate_keys")
+        self.require(by, "rotate_keys")
         report = rotate_data_key(self.galleries)
         self.audit.append(by.username, "keys_rotated", "data-keys", asdict(report))
         return report
@@ -291,31 +412,43 @@ class Facetrail:
     # --- galleries (administration, audited) ----------------------------------------------------
 
     def create_gallery(self, by: Actor, name: str, allowed_sources: list[str], description: str = ""):
-        require(by, "manage_galleries")
+        self.require(by, "manage_galleries")
         info = self.galleries.create(name, allowed_sources, description)
         self.audit.append(by.username, "gallery_created", name, {"allowed_sources": info.allowed_sources})
         return info
 
     def grant_gallery(self, by: Actor, name: str, unit: str) -> None:
-        require(by, "manage_galleries")
+        self.require(by, "manage_galleries")
         gallery = self.galleries.get(name)
-        self.users.grant_gallery(gallery.id, unit, by)
-        self.audit.append(by.username, "gallery_granted", name, {"unit": unit})
+        with self.audit.transaction() as session:
+            self.users.grant_gallery(gallery.id, unit, by, session=session)
+            self.audit.record(session, by.username, "gallery_granted", name, {"unit": unit})
 
     def revoke_gallery(self, by: Actor, name: str, unit: str) -> None:
-        require(by, "manage_galleries")
+        self.require(by, "manage_galleries")
         gallery = self.galleries.get(name)
-        self.users.revoke_gallery(gallery.id, unit)
-        self.audit.append(by.username, "gallery_grant_revoked", name, {"unit": unit})
+        with self.audit.transaction() as session:
+            self.users.revoke_gallery(gallery.id, unit, session=session)
+            self.audit.record(session, by.username, "gallery_grant_revoked", name, {"unit": unit})
 
     def enrol(self, by: Actor, gallery: str, items: list[EnrolItem], rules: EnrolmentConfig | None = None,
               on_outcome: Callable[[EnrolOutcome], None] = lambda outcome: None, retry_rejected: bool = False) -> EnrolSummary:
         """Enrol photographs into a gallery (admins only; the run's start, and its counts and sources at the end,
-        are audited)."""
-        require(by, "enrol")
+        are audited). A run naming an unusable subject id is refused as a whole, before anything is enrolled."""
+        self.require(by, "enrol")
         target = self.galleries.get(gallery)
         settings = self.galleries.settings
         sources = sorted({item.source for item in items})
+        problems = []
+        for subject_id in sorted({item.subject_id for item in items}):
+            try:
+                check_subject_id(subject_id)
+            except GalleryError as exc:
+                problems.append(str(exc))
+        if problems:
+            self.audit.append(by.username, "enrolment_refused", gallery, {
+                "reason": problems[0], "items": len(items), "unusable_subject_ids": len(problems)})
+            raise GalleryError(f"enrolment refused, nothing enrolled: {len(problems)} unusable subject id(s); {problems[0]}")
         # a run cut short (a killed process) keeps what it committed: this entry shows it began
         self.audit.append(by.username, "enrolment_started", gallery, {"items": len(items), "sources": sources})
         summary = enrol(target, items, settings.engine, rules or settings.enrolment, on_outcome, retry_rejected)
@@ -324,10 +457,14 @@ class Facetrail:
         return summary
 
     def remove_subject(self, by: Actor, gallery: str, subject_id: str):
-        require(by, "manage_galleries")
-        report = self.galleries.get(gallery).remove_subject(subject_id)
-        self.audit.append(by.username, "subject_removed", f"{gallery}/{subject_id}", report.to_dict())
-        return report
+        """Expunge a subject (admins): the deletion and its audit entry are committed together, or neither is."""
+        self.require(by, "manage_galleries")
+
+        def audit_removal(session, report) -> None:
+            self.audit.record(session, by.username, "subject_removed", _clipped(f"{gallery}/{subject_id}", 200), {
+                "gallery": gallery, "subject_id": subject_id, "images": report.images, "templates": report.templates})
+
+        return self.galleries.get(gallery).remove_subject(subject_id, self.audit.transaction, audit_removal)
 
     # --- searching ------------------------------------------------------------------------------
 
@@ -341,11 +478,13 @@ class Facetrail:
         offence: str,
         authorization_ref: str = "",
         note: str = "",
-        face_box: Box | None = None,
+        face_box: Box | str | None = None,
         face_number: int | None = None,
         quality_override: Actor | None = None,
     ) -> SearchResult:
-        """Search a gallery with a probe photograph for an authorized, policy-compliant request (see module docstring)."""
+        """Search a gallery with a probe photograph for an authorized, policy-compliant request (see module docstring).
+        ``face_box`` may be given as the text "x,y,w,h". Any failure after the request arrives is audited: a refusal
+        as such, an unexpected error as a refused search naming it."""
         started = utcnow()
         request = _Request(actor, "search", case_number, purpose, offence, authorization_ref, note, gallery)
         probe_sha = hashlib.sha256(probe_bytes).hexdigest()
@@ -354,12 +493,15 @@ class Facetrail:
             require(actor, "search")
             target = self._searchable(actor, gallery)
             self._check_request(policy, request)
-            probe = self._probe(probe_bytes, face_box, face_number, policy, quality_override)
+            probe = self._probe(probe_bytes, _box(face_box), face_number, policy, quality_override)
             template = self.face_engine.template(probe.face)
             hits = target.search(template.embedding, policy.max_candidates)
         except (FacetrailError, ValueError) as exc:
             self._refuse(request, policy_version, probe_sha, started, str(exc))
             raise RefusedError(f"search refused: {exc}") from exc
+        except Exception as exc:
+            self._refuse(request, policy_version, probe_sha, started, _reason(exc))
+            raise
         found = hits.candidates
         if policy.max_distance is not None:
             found = [c for c in found if c.distance <= policy.max_distance]
@@ -413,6 +555,9 @@ class Facetrail:
         except (FacetrailError, ValueError) as exc:
             self._refuse(request, policy_version, first_sha, started, str(exc))
             raise RefusedError(f"comparison refused: {exc}") from exc
+        except Exception as exc:
+            self._refuse(request, policy_version, first_sha, started, _reason(exc))
+            raise
         distance = float(np.linalg.norm(a - b))
         calibration = load_calibration(self.datadir, self.face_engine.model.name)
         fmr = calibration.false_match_rate(distance) if calibration else None
@@ -469,9 +614,10 @@ class Facetrail:
         return probe
 
     def _find_face(self, data: bytes, face_box: Box | None, face_number: int | None) -> Probe:
-        """The probe decoded, with the face chosen by hand (``face_box``), by number, or as the only one found."""
+        """The probe decoded (up to ``limits.max_interactive_pixels``), with the face chosen by hand (``face_box``),
+        by number, or as the only one found."""
         engine = self.face_engine
-        image = engine.decode(data)
+        image = decode_image(data, self.galleries.settings.interactive_engine.limits)
         faces = engine.find_faces(image.pixels, face_box)
         if not faces:
             raise FacetrailError("no face found in the probe; draw the face box by hand (--face-box x,y,w,h)")
@@ -516,7 +662,7 @@ class Facetrail:
     def review_queue(self, actor: Actor) -> list[dict[str, Any]]:
         """Searches waiting for this examiner: not run by them, not yet decided by them, still open. Blind: no one
         else's decisions are shown."""
-        require(actor, "review")
+        self.require(actor, "review")
         with self.galleries.sessions() as session:
             searches = session.scalars(
                 select(SearchRecord).where(SearchRecord.kind == "search", SearchRecord.status == "completed",
@@ -556,20 +702,21 @@ class Facetrail:
 
     def show_search(self, actor: Actor, search_id: int) -> dict[str, Any]:
         """A search and its candidate list (audited). The investigator who ran it sees the outcome; an examiner sees
-        only their own decisions (blind review); a supervisor sees every decision."""
-        require(actor, "view_candidate_images")
+        only their own decisions (blind review), even one who is a supervisor too; a supervisor sees every
+        decision."""
         with self.galleries.sessions() as session:
             search = self.viewable_search(session, actor, search_id)
+            sees_all = _sees_every_decision(actor)
             owner = search.user_id == actor.id
             reviews = session.scalars(select(ReviewRecord).where(ReviewRecord.search_id == search_id)).all()
-            visible = [r for r in reviews if actor.has("supervisor") or r.examiner_id == actor.id]
+            visible = [r for r in reviews if sees_all or r.examiner_id == actor.id]
             names = self.user_names(session)
             shown = {
                 "search_id": search.id, "investigator": names.get(search.user_id, ""), "case_number": search.case_number,
                 "gallery": search.gallery_name, "gallery_version": search.gallery_version, "policy_version": search.policy_version,
                 "purpose": search.purpose, "offence": search.offence, "face_box": search.face_box, "quality": search.quality,
                 "started_at": search.started_at.isoformat(), "calibration": self.calibration_source(search.model_name),
-                "outcome": self.search_outcome(session, search_id) if owner or actor.has("supervisor") else None,
+                "outcome": self.search_outcome(session, search_id) if owner or sees_all else None,
                 "candidates": [
                     {"rank": c.rank, "subject_id": c.subject_external_id, "image_id": c.image_id, "distance": c.distance,
                      "false_match_rate": c.false_match_rate,
@@ -584,8 +731,9 @@ class Facetrail:
 
     def decide(self, actor: Actor, search_id: int, rank: int, decision: str, notes: str = "") -> str:
         """Record an examiner's decision on one candidate; returns the search's outcome afterwards."""
-        require(actor, "review")
+        self.require(actor, "review", f"search:{search_id}")
         _check_decision(decision)
+        _check_notes(notes)
         with self.audit.transaction() as session:
             search = self.completed_search(session, search_id)
             if search.user_id == actor.id:
@@ -603,15 +751,23 @@ class Facetrail:
         return result
 
     def disputes(self, actor: Actor) -> list[dict[str, Any]]:
-        """Candidates on which examiners disagree, for a supervisor to resolve."""
-        require(actor, "resolve_dispute")
+        """Candidates on which examiners disagree and no supervisor has ruled, for a supervisor to resolve: those of
+        searches of the supervisor's unit (of every unit for the policy's oversight unit), whatever the rest of the
+        search's outcome. None for a supervisor who is an examiner too (where the policy allows it): they would see
+        other examiners' decisions before their own."""
+        self.require(actor, "resolve_dispute")
+        if actor.has("examiner"):
+            return []
         with self.galleries.sessions() as session:
-            searches = session.scalars(select(SearchRecord).where(SearchRecord.kind == "search", SearchRecord.status == "completed")).all()
+            query = select(SearchRecord).options(selectinload(SearchRecord.candidates)).where(
+                SearchRecord.kind == "search", SearchRecord.status == "completed")
+            if not self._oversees_every_unit(actor):
+                query = query.where(SearchRecord.unit == actor.unit)
+            searches = session.scalars(query.order_by(SearchRecord.started_at, SearchRecord.id)).all()
             names = self.user_names(session)
             required = self.examiners_required()
-            status = outcomes.outcomes_for(session, [s.id for s in searches], required)
             found = []
-            for search in (s for s in searches if status[s.id] == "disputed"):
+            for search in searches:
                 for candidate in search.candidates:
                     reviews = session.scalars(select(ReviewRecord).where(ReviewRecord.candidate_id == candidate.id)).all()
                     resolution = session.scalar(select(ResolutionRecord).where(ResolutionRecord.candidate_id == candidate.id))
@@ -623,13 +779,24 @@ class Facetrail:
             return found
 
     def resolve(self, actor: Actor, search_id: int, rank: int, decision: str, notes: str = "") -> str:
-        """A supervisor settles a disagreement on one candidate; returns the search's outcome afterwards."""
-        require(actor, "resolve_dispute")
+        """A supervisor of the search's unit (or of the oversight unit) who neither ran nor reviewed it, and is not
+        an examiner, settles a disagreement on one candidate, once; returns the search's outcome afterwards."""
+        self.require(actor, "resolve_dispute", f"search:{search_id}")
         _check_decision(decision)
+        _check_notes(notes)
+        if actor.has("examiner"):
+            self._deny(actor, "resolve_dispute", f"search:{search_id}",
+                       "an examiner may not settle examiners' disputes (blind review)")
+        with self.galleries.sessions() as session:
+            if not self._oversees(actor, self.completed_search(session, search_id)):
+                raise self._scope_refusal(actor, "resolve_dispute", self.completed_search(session, search_id))
         with self.audit.transaction() as session:
             search = self.completed_search(session, search_id)
             candidate = _candidate_at(search, rank)
             reviews = session.scalars(select(ReviewRecord).where(ReviewRecord.candidate_id == candidate.id)).all()
+            if session.scalar(select(ResolutionRecord.id).where(ResolutionRecord.candidate_id == candidate.id)):
+                raise DuplicateError(f"the dispute on candidate {rank} of search {search_id} is already resolved; "
+                                     "resolutions are final")
             if outcomes.candidate_status(list(reviews), None, self.examiners_required()) != "disputed":
                 raise FacetrailError(f"candidate {rank} of search {search_id} is not in dispute")
             if search.user_id == actor.id or any(r.examiner_id == actor.id for r in reviews):
@@ -637,7 +804,7 @@ class Facetrail:
             session.add(ResolutionRecord(candidate_id=candidate.id, supervisor_id=actor.id, decision=decision, notes=notes))
             session.flush()
             self.audit.record(session, actor.username, "dispute_resolved", f"search:{search_id}",
-                              {"rank": rank, "decision": decision, "notes": notes})
+                              {"rank": rank, "decision": decision, "notes": notes, "unit": search.unit})
             return self.search_outcome(session, search_id)
 
     def outcome(self, search_id: int) -> str:
@@ -654,12 +821,31 @@ class Facetrail:
         return 2 if policy.two_person_verification else 1
 
     def viewable_search(self, session, actor: Actor, search_id: int) -> SearchRecord:
-        """A completed search the actor may look at: their own, or any as an examiner or supervisor."""
-        require(actor, "view_candidate_images")
+        """A completed search the actor may look at: their own; any as an examiner (examiners review every unit's
+        searches); as a supervisor, their unit's (every unit's for the policy's oversight unit). A refusal is
+        audited."""
+        self.require(actor, "view_candidate_images", f"search:{search_id}")
         search = self.completed_search(session, search_id)
-        if not (search.user_id == actor.id or actor.has("examiner") or actor.has("supervisor")):
-            raise PermissionDeniedError(f"{actor.username} may only view searches they ran")
+        if not (search.user_id == actor.id or actor.has("examiner") or self._oversees(actor, search)):
+            raise self._scope_refusal(actor, "view_candidate_images", search)
         return search
+
+    def _oversees(self, actor: Actor, search: SearchRecord) -> bool:
+        """Whether ``actor`` is a supervisor of the search's unit, or of the oversight unit."""
+        return actor.has("supervisor") and ((bool(actor.unit) and actor.unit == search.unit)
+                                            or self._oversees_every_unit(actor))
+
+    def _oversees_every_unit(self, actor: Actor) -> bool:
+        """Whether ``actor`` belongs to the unit the policy lets oversee every unit."""
+        oversight_unit = self.policies.active()[1].roles.oversight_unit
+        return bool(oversight_unit) and actor.unit == oversight_unit
+
+    def _scope_refusal(self, actor: Actor, action: str, search: SearchRecord) -> PermissionDeniedError:
+        """The audited refusal of a look at another unit's search."""
+        reason = (f"search {search.id} belongs to unit {search.unit or '(none)'!r}: only its investigator, examiners "
+                  f"and that unit's supervisors may see it")
+        self.audit.append(actor.username, "access_denied", f"search:{search.id}", {"action": action, "reason": reason})
+        return PermissionDeniedError(reason)
 
     @staticmethod
     def completed_search(session, search_id: int) -> SearchRecord:
@@ -675,7 +861,7 @@ class Facetrail:
     def unit_activity(self, supervisor: Actor, limit: int = 100) -> list[dict[str, Any]]:
         """Recent searches and comparisons run by members of the supervisor's unit, newest first, completed or
         refused, each with who ran it, any quality override and its outcome."""
-        require(supervisor, "view_unit_activity")
+        self.require(supervisor, "view_unit_activity")
         with self.galleries.sessions() as session:
             return self._listed_searches(session, SearchRecord.unit == supervisor.unit, limit)
 
@@ -689,7 +875,7 @@ class Facetrail:
         offence: str,
         authorization_ref: str = "",
         note: str = "",
-        face_box: Box | None = None,
+        face_box: Box | str | None = None,
         face_number: int | None = None,
     ) -> int:
         """Ask a supervisor of the actor's unit to approve a search whose probe is of poor quality; returns the
@@ -704,14 +890,17 @@ class Facetrail:
                 raise FacetrailError("the policy refuses poor-quality probes: a supervisor cannot approve them")
             self._searchable(actor, gallery)
             self._check_request(policy, request)
+            face_box = _box(face_box)
             probe = self._find_face(probe_bytes, face_box, face_number)
             if probe.face.quality.acceptable:
                 raise FacetrailError("the probe's quality is acceptable: run the search itself, no approval is needed")
             self._check_not_pending(actor, probe.sha256, gallery, case_number)
-        except (FacetrailError, ValueError) as exc:
-            self.audit.append(actor.username, "override_request_refused", gallery, {
+        except Exception as exc:
+            self.audit.append(actor.username, "override_request_refused", gallery[:200], {
                 "reason": str(exc), "policy_version": policy_version, "case_number": case_number, "purpose": purpose,
                 "offence": offence, "probe_sha256": hashlib.sha256(probe_bytes).hexdigest()})
+            if not isinstance(exc, (FacetrailError, ValueError)):
+                raise
             raise RefusedError(f"override request refused: {exc}") from exc
         quality = probe.face.quality
         with self.audit.transaction() as session:
@@ -746,14 +935,14 @@ class Facetrail:
     def pending_overrides(self, supervisor: Actor) -> list[dict[str, Any]]:
         """Override requests from the supervisor's unit still waiting for a decision, oldest first, with the
         reasons the probe's quality is poor."""
-        require(supervisor, "override_quality")
+        self.require(supervisor, "override_quality")
         with self.galleries.sessions() as session:
             return self._listed_overrides(session, (OverrideRequestRecord.unit == supervisor.unit,
                                                     OverrideRequestRecord.status == "pending"), newest_first=False)
 
     def my_override_requests(self, actor: Actor, limit: int = 50) -> list[dict[str, Any]]:
         """The actor's own override requests, newest first, with each one's decision and the search it ran."""
-        require(actor, "search")
+        self.require(actor, "search")
         with self.galleries.sessions() as session:
             return self._listed_overrides(session, (OverrideRequestRecord.user_id == actor.id,), limit=limit)
 
@@ -796,7 +985,8 @@ class Facetrail:
         once (audited). Approved, the search runs at once as the investigator's, marked as overridden by this
         supervisor, under the policy in force now, and its id is returned; declined, None. A search refused at that
         point leaves the request 'refused', with the reason, and raises the refusal."""
-        require(supervisor, "override_quality")
+        self.require(supervisor, "override_quality")
+        _check_notes(notes)
         with self.audit.transaction() as session:
             record = _visible_override(session, supervisor, request_id)
             if record.user_id == supervisor.id:
@@ -859,7 +1049,7 @@ class Facetrail:
         a web page). Audited, with its filters."""
         from facetrail.accountability import reports
 
-        require(actor, "view_reports")
+        self.require(actor, "view_reports")
         if by not in reports.GROUPINGS:
             raise FacetrailError(f"--by must be one of {', '.join(reports.GROUPINGS)}")
         renderers = {"html": reports.render_html, "csv": reports.render_csv, "json": reports.render_json,
@@ -876,7 +1066,7 @@ class Facetrail:
 
     def verify_audit(self, actor: Actor):
         """Recompute the audit chain and check the signed checkpoints (the check itself is audited)."""
-        require(actor, "verify_audit")
+        self.require(actor, "verify_audit")
         result = self.audit.verify()
         self.audit.append(actor.username, "audit_verified", "audit", {"ok": result.ok, "entries": result.entries,
                                                                        "first_bad_seq": result.first_bad_seq})
@@ -886,19 +1076,23 @@ class Facetrail:
 
     def export_audit(self, actor: Actor, folder):
         """Export the audit trail with what an outside party needs to verify it (audited first, so it is included)."""
-        require(actor, "export_audit")
+        self.require(actor, "export_audit")
         self.audit.append(actor.username, "audit_exported", str(folder))
         return self.audit.export(folder)
 
     def last_audit_verification(self, actor: Actor) -> tuple[dict[str, Any] | None, int]:
         """The newest ``audit_verified`` entry (None if the trail was never verified), and the trail's length now."""
-        require(actor, "view_audit")
+        self.require(actor, "view_audit")
         newest = self.audit.entries(action="audit_verified", limit=1, newest_first=True)
         return (newest[0] if newest else None), self.audit.length()
 
     def audit_entries(self, actor: Actor, since_seq: int = 0, limit: int = 50, who: str | None = None, action: str | None = None) -> list[dict]:
-        require(actor, "view_audit")
-        return self.audit.entries(since_seq=since_seq, limit=limit, actor=who, action=action)
+        """A page of audit entries (auditors and supervisors); reading the trail is audited too, with the filters."""
+        self.require(actor, "view_audit")
+        entries = self.audit.entries(since_seq=since_seq, limit=limit, actor=who, action=action)
+        self.audit.append(actor.username, "audit_viewed", "audit", {
+            "since_seq": since_seq, "limit": limit, "actor": who, "action": action, "entries": len(entries)})
+        return entries
 
     # --- retention ----------------------------------------------------------------------------
 
@@ -906,7 +1100,7 @@ class Facetrail:
         """Apply the policy's retention periods: delete probe images (keeping their hashes), and search records with
         their candidates and reviews and quality-override requests (the audit trail keeps its entries about them)."""
         if by is not None:
-            require(by, "purge")
+            self.require(by, "purge")
         _, policy = self.policies.active()
         now = utcnow()
         probe_cutoff = now - dt.timedelta(days=policy.retention.probe_images_days)
@@ -1007,6 +1201,37 @@ def _visible_override(session, actor: Actor, request_id: int) -> OverrideRequest
         raise PermissionDeniedError(f"override request {request_id} is for its investigator and the supervisors of "
                                     f"unit {record.unit or '(none)'!r}")
     return record
+
+
+def _sees_every_decision(actor: Actor) -> bool:
+    """Whether ``actor`` sees every examiner's decisions: a supervisor who is not an examiner too (blind review)."""
+    return actor.has("supervisor") and not actor.has("examiner")
+
+
+def _box(face_box: Box | str | None) -> Box | None:
+    """A face box given as a Box or as the text "x,y,w,h" (checked: FacetrailError naming the problem)."""
+    return Box.parse(face_box) if isinstance(face_box, str) else face_box
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as the reason an audit entry gives: its message, or its kind when it has none (at most 500
+    characters)."""
+    return (str(exc) or type(exc).__name__)[:500] if isinstance(exc, FacetrailError) else f"failed: {type(exc).__name__}: {exc}"[:500]
+
+
+def _admin_with_photographs(roles: set[str]) -> bool:
+    """Whether ``roles`` make one person both an administrator and someone who sees photographs."""
+    return "admin" in roles and bool(roles & PHOTO_ROLES)
+
+
+def _check_notes(notes: str) -> None:
+    if len(notes) > MAX_NOTES:
+        raise FacetrailError(f"notes: at most {MAX_NOTES:,} characters (got {len(notes):,})")
+
+
+def _clipped(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, marked with an ellipsis when cut (the full value goes in the details)."""
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
 
 
 def _check_decision(decision: str) -> None:

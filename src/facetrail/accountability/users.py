@@ -1,9 +1,15 @@
 """Users, roles, passwords, API tokens and gallery grants: who is acting, and what they may do.
 
 Passwords are kept only as argon2id hashes and tokens only as their SHA-256, so neither can be read back from
-the store. Repeated wrong passwords lock an account for a while; an account's existing tokens keep working
+the store; a password must be long, not common or guessable (zxcvbn's bundled lists of common passwords, words and
+patterns) and must not contain the username. Repeated wrong passwords for one account from one client address lock
+that account for that address for a while (others can still log in from elsewhere; unknown usernames are counted
+and answered alike, so the answers do not tell which accounts exist); an account's existing tokens keep working
 while it is locked (the lock stops password guessing, it does not sign the real user out). Whether a role
 *combination* is allowed is the policy's business and is checked by the service layer, not here.
+
+Methods that change something take an optional ``session``: given one (the audit trail's transaction, say), they
+only flush, and the change commits with whatever else that transaction records; otherwise they commit on their own.
 """
 
 from __future__ import annotations
@@ -12,16 +18,17 @@ import datetime as dt
 import hashlib
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from facetrail.accountability.schema import ROLES, GalleryGrantRecord, TokenRecord, UserRecord
+from facetrail.accountability.schema import ROLES, GalleryGrantRecord, LoginThrottleRecord, TokenRecord, UserRecord
 from facetrail.errors import (
     AccountabilityError,
     AuthenticationError,
@@ -38,6 +45,13 @@ MAX_PASSWORD_LENGTH = 1024
 ALL_UNITS = "*"
 TOKEN_PREFIX = "ft_"
 BAD_CREDENTIALS = "invalid username or password"
+LOCKED = ("account is locked for logins from this address after repeated failures; try again later or ask an "
+          "administrator to unlock it")
+LOCAL_ADDRESS = "local"
+"""The address a login from the command line counts against."""
+MIN_PASSWORD_SCORE = 3
+"""The least zxcvbn score (0-4) a password needs: 3 is 'safely unguessable: moderate protection from offline
+slow-hash scenarios'."""
 
 ROLE_ACTIONS: dict[str, frozenset[str]] = {
     "search": frozenset({"investigator"}),
@@ -56,6 +70,7 @@ ROLE_ACTIONS: dict[str, frozenset[str]] = {
     "manage_policy": frozenset({"admin"}),
     "rotate_keys": frozenset({"admin"}),
     "purge": frozenset({"admin"}),
+    "backup": frozenset({"admin"}),
     "export_lead": frozenset({"investigator", "examiner", "supervisor"}),
     "view_candidate_images": frozenset({"investigator", "examiner", "supervisor"}),
     "evaluate": frozenset({"admin", "auditor"}),
@@ -107,8 +122,20 @@ class UserDirectory:
 
     # --- accounts -------------------------------------------------------------
 
+    @contextmanager
+    def _writing(self, session: Session | None) -> Iterator[Session]:
+        """``session`` (flushed at the end; its owner commits), or a session of our own, committed at the end."""
+        if session is not None:
+            yield session
+            session.flush()
+            return
+        with self.sessions() as own:
+            yield own
+            own.commit()
+
     def create_user(
-        self, username: str, password: str, roles: list[str], unit: str = "", display_name: str = ""
+        self, username: str, password: str, roles: list[str], unit: str = "", display_name: str = "",
+        session: Session | None = None,
     ) -> Actor:
         """Create an active account; the password is stored only as an argon2id hash."""
         _check_username(username)
@@ -116,78 +143,76 @@ class UserDirectory:
         unit = _check_unit(unit)
         if len(display_name) > 200:
             raise AccountabilityError("display name: at most 200 characters")
-        _check_password(password)
-        record = UserRecord(
-            username=username,
-            display_name=display_name,
-            unit=unit,
-            roles=stored_roles,
-            password_hash=self._hasher.hash(password),
-            active=True,
-            failed_logins=0,
-        )
-        with self.sessions() as session:
-            session.add(record)
-            try:
-                session.commit()
-            except IntegrityError:
-                raise DuplicateError(f"a user named {username!r} already exists") from None
-            return _actor(record)
+        check_password(password, username, display_name)
+        record = UserRecord(username=username, display_name=display_name, unit=unit, roles=stored_roles,
+                            password_hash=self._hasher.hash(password), active=True)
+        try:
+            with self._writing(session) as writing:
+                writing.add(record)
+        except IntegrityError:
+            raise DuplicateError(f"a user named {username!r} already exists") from None
+        return _actor(record)
 
-    def set_roles(self, username: str, roles: list[str]) -> Actor:
+    def set_roles(self, username: str, roles: list[str], session: Session | None = None) -> Actor:
         """Replace the user's roles (takes effect on the user's next request, tokens included)."""
         stored_roles = _check_roles(roles)
-        with self.sessions() as session:
-            user = _user(session, username)
+        with self._writing(session) as writing:
+            user = _user(writing, username)
             user.roles = stored_roles
-            session.commit()
-            return _actor(user)
+        return _actor(user)
 
-    def set_active(self, username: str, active: bool) -> Actor:
+    def set_active(self, username: str, active: bool, session: Session | None = None) -> Actor:
         """Activate or deactivate an account; a deactivated account can neither log in nor use its tokens."""
-        with self.sessions() as session:
-            user = _user(session, username)
+        with self._writing(session) as writing:
+            user = _user(writing, username)
             user.active = active
-            session.commit()
-            return _actor(user)
+        return _actor(user)
 
-    def set_password(self, username: str, password: str) -> None:
+    def set_password(self, username: str, password: str, session: Session | None = None) -> None:
         """Replace the user's password."""
-        _check_password(password)
-        password_hash = self._hasher.hash(password)
-        with self.sessions() as session:
-            _user(session, username).password_hash = password_hash
-            session.commit()
+        with self._writing(session) as writing:
+            user = _user(writing, username)
+            check_password(password, username, user.display_name)
+            user.password_hash = self._hasher.hash(password)
 
-    def unlock(self, username: str) -> Actor:
-        """Lift a lockout and clear the count of failed logins."""
+    def user(self, username: str) -> Actor:
+        """The account called ``username`` (NotFoundError if there is none)."""
         with self.sessions() as session:
-            user = _user(session, username)
-            user.failed_logins = 0
-            user.locked_until = None
-            session.commit()
-            return _actor(user)
+            return _actor(_user(session, username))
+
+    def unlock(self, username: str, session: Session | None = None) -> Actor:
+        """Lift every lockout of the account and clear its counts of failed logins."""
+        with self._writing(session) as writing:
+            user = _user(writing, username)
+            writing.execute(delete(LoginThrottleRecord).where(LoginThrottleRecord.username == username))
+        return _actor(user)
 
     def list_users(self) -> list[dict]:
-        """Every account, by username, without password hashes."""
+        """Every account, by username, without password hashes; ``failed_logins`` counts the current failures from
+        every address, ``locked_until`` is the latest lock still in force on any address."""
         now = utcnow()
         with self.sessions() as session:
             users = session.scalars(select(UserRecord).order_by(UserRecord.username)).all()
-            return [
-                {
+            throttles: dict[str, list[LoginThrottleRecord]] = {}
+            for throttle in session.scalars(select(LoginThrottleRecord)):
+                throttles.setdefault(throttle.username, []).append(throttle)
+            rows = []
+            for user in users:
+                mine = throttles.get(user.username, [])
+                locks = [_aware(t.locked_until) for t in mine if _is_locked(t, now)]
+                rows.append({
                     "id": user.id,
                     "username": user.username,
                     "display_name": user.display_name,
                     "unit": user.unit,
                     "roles": sorted(user.roles),
                     "active": user.active,
-                    "failed_logins": user.failed_logins,
-                    "locked": _is_locked(user, now),
-                    "locked_until": _iso(user.locked_until),
+                    "failed_logins": sum(t.failed_logins for t in mine if t.locked_until is None or _is_locked(t, now)),
+                    "locked": bool(locks),
+                    "locked_until": _iso(max(locks)) if locks else None,
                     "created_at": _iso(user.created_at),
-                }
-                for user in users
-            ]
+                })
+            return rows
 
     def active_actor(self, user_id: int) -> Actor:
         """The actor of an active account, by id, with the roles it holds now (to act on a request the user made
@@ -207,35 +232,34 @@ class UserDirectory:
 
     # --- logins and tokens ----------------------------------------------------
 
-    def login(self, username: str, password: str, label: str = "cli") -> tuple[Actor, str]:
+    def login(self, username: str, password: str, label: str = "cli", address: str = LOCAL_ADDRESS) -> tuple[Actor, str]:
         """Check the password and issue a new token (returned once; only its SHA-256 is kept).
 
-        A wrong password counts against the account (committed although the login fails); reaching
-        ``max_failed_logins`` locks it for ``lockout_minutes``. Unknown usernames, wrong passwords and
-        deactivated accounts get the same message; only an account already locked says so.
+        A wrong password counts against the username tried *from this client address* (committed although the
+        login fails); reaching ``max_failed_logins`` locks that username for that address for ``lockout_minutes``.
+        Unknown usernames are counted and locked exactly like accounts, and unknown usernames, wrong passwords and
+        deactivated accounts get the same message, so no answer tells whether an account exists.
         """
         if len(label) > 200:
             raise AccountabilityError("token label: at most 200 characters")
+        username, address = username[:100], (address or LOCAL_ADDRESS)[:100]
         now = utcnow()
         with self.sessions() as session:
+            throttle = session.scalar(select(LoginThrottleRecord).where(
+                LoginThrottleRecord.username == username, LoginThrottleRecord.address == address))
+            if throttle is not None and _is_locked(throttle, now):
+                raise AuthenticationError(LOCKED)
             user = session.scalar(select(UserRecord).where(UserRecord.username == username))
-            if user is None:
-                self._verify(self._dummy(), password)  # the same work as for a real account
-                raise AuthenticationError(BAD_CREDENTIALS)
-            if _is_locked(user, now):
-                raise AuthenticationError("account is locked; try again later or ask an administrator to unlock it")
-            if user.locked_until is not None:  # an expired lock: start counting afresh
-                user.failed_logins = 0
-                user.locked_until = None
-                session.flush()
-            if not self._verify(user.password_hash, password):
-                self._count_failure(session, user.id, now)
+            if user is None or not self._verify(user.password_hash, password):
+                if user is None:
+                    self._verify(self._dummy(), password)  # the same work as for a real account
+                self._count_failure(session, username, address, now)
                 session.commit()
                 raise AuthenticationError(BAD_CREDENTIALS)
             if not user.active:
-                session.commit()
                 raise AuthenticationError(BAD_CREDENTIALS)
-            user.failed_logins = 0
+            if throttle is not None:
+                session.delete(throttle)
             if self._hasher.check_needs_rehash(user.password_hash):
                 user.password_hash = self._hasher.hash(password)
             token = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -291,32 +315,30 @@ class UserDirectory:
 
     # --- gallery grants -------------------------------------------------------
 
-    def grant_gallery(self, gallery_id: int, unit: str, granted_by: Actor) -> None:
+    def grant_gallery(self, gallery_id: int, unit: str, granted_by: Actor, session: Session | None = None) -> None:
         """Let investigators of ``unit`` ('*' for every unit) search the gallery; ``granted_by`` must be an admin."""
         require(granted_by, "manage_galleries")
         unit = _check_grant_unit(unit)
-        with self.sessions() as session:
-            name = _gallery(session, gallery_id).name
-            session.add(GalleryGrantRecord(gallery_id=gallery_id, unit=unit, granted_by=granted_by.id))
-            try:
-                session.commit()
-            except IntegrityError:
-                raise DuplicateError(f"unit {unit!r} already has a grant for gallery {name!r}") from None
+        try:
+            with self._writing(session) as writing:
+                name = _gallery(writing, gallery_id).name
+                writing.add(GalleryGrantRecord(gallery_id=gallery_id, unit=unit, granted_by=granted_by.id))
+        except IntegrityError:
+            raise DuplicateError(f"unit {unit!r} already has a grant for gallery {name!r}") from None
 
-    def revoke_gallery(self, gallery_id: int, unit: str) -> None:
+    def revoke_gallery(self, gallery_id: int, unit: str, session: Session | None = None) -> None:
         """Withdraw the grant of the gallery to ``unit``."""
         unit = unit.strip()
-        with self.sessions() as session:
-            gallery = _gallery(session, gallery_id)
-            grant = session.scalar(
+        with self._writing(session) as writing:
+            gallery = _gallery(writing, gallery_id)
+            grant = writing.scalar(
                 select(GalleryGrantRecord).where(
                     GalleryGrantRecord.gallery_id == gallery_id, GalleryGrantRecord.unit == unit
                 )
             )
             if grant is None:
                 raise NotFoundError(f"unit {unit!r} has no grant for gallery {gallery.name!r}")
-            session.delete(grant)
-            session.commit()
+            writing.delete(grant)
 
     def may_search(self, actor: Actor, gallery_id: int) -> bool:
         """Whether the actor is an investigator whose unit (or every unit) has a grant for the gallery."""
@@ -366,22 +388,25 @@ class UserDirectory:
             self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
         return self._dummy_hash
 
-    def _count_failure(self, session: Session, user_id: int, now: dt.datetime) -> None:
-        """Add one failed login atomically (concurrent guesses all count) and lock the account at the limit."""
-        session.execute(
-            update(UserRecord)
-            .where(UserRecord.id == user_id)
-            .values(failed_logins=UserRecord.failed_logins + 1)
-            .execution_options(synchronize_session=False)
-        )
-        failed = session.scalar(select(UserRecord.failed_logins).where(UserRecord.id == user_id))
+    def _count_failure(self, session: Session, username: str, address: str, now: dt.datetime) -> None:
+        """Add one failed login for ``username`` from ``address`` (concurrent guesses all count; an expired lock
+        starts the count afresh) and lock that pair at the limit."""
+        values = {"username": username, "address": address}
+        if session.get_bind().dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        session.execute(insert(LoginThrottleRecord).values(**values, failed_logins=0).on_conflict_do_nothing())
+        where = (LoginThrottleRecord.username == username, LoginThrottleRecord.address == address)
+        session.execute(update(LoginThrottleRecord).where(*where, LoginThrottleRecord.locked_until <= now)
+                        .values(failed_logins=0, locked_until=None).execution_options(synchronize_session=False))
+        session.execute(update(LoginThrottleRecord).where(*where)
+                        .values(failed_logins=LoginThrottleRecord.failed_logins + 1)
+                        .execution_options(synchronize_session=False))
+        failed = session.scalar(select(LoginThrottleRecord.failed_logins).where(*where))
         if failed >= self.max_failed_logins:
-            session.execute(
-                update(UserRecord)
-                .where(UserRecord.id == user_id)
-                .values(locked_until=now + self.lockout)
-                .execution_options(synchronize_session=False)
-            )
+            session.execute(update(LoginThrottleRecord).where(*where).values(locked_until=now + self.lockout)
+                            .execution_options(synchronize_session=False))
 
 
 def _actor(user: UserRecord) -> Actor:
@@ -438,11 +463,22 @@ def _check_grant_unit(unit: str) -> str:
     return unit
 
 
-def _check_password(password: str) -> None:
+def check_password(password: str, username: str = "", display_name: str = "") -> None:
+    """Refuse (AccountabilityError, saying why) a password of the wrong length, one containing the username, and one
+    that zxcvbn's bundled lists of common passwords, words, names and keyboard patterns make guessable."""
+    from zxcvbn import zxcvbn
+
     if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
         raise AccountabilityError(
             f"a password needs {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters (got {len(password)})"
         )
+    if username and username.casefold() in password.casefold():
+        raise AccountabilityError("a password may not contain the username")
+    strength = zxcvbn(password[:100], user_inputs=[part for part in (username, display_name, "facetrail") if part])
+    if strength["score"] < MIN_PASSWORD_SCORE:
+        advice = " ".join(filter(None, [strength["feedback"].get("warning"), *strength["feedback"].get("suggestions", [])]))
+        raise AccountabilityError(f"this password is too easy to guess (common words, names, dates or patterns)"
+                                  f"{': ' + advice if advice else ''}")
 
 
 def _token_hash(token: str) -> str:
@@ -454,8 +490,8 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
 
 
-def _is_locked(user: UserRecord, now: dt.datetime) -> bool:
-    return user.locked_until is not None and _aware(user.locked_until) > now
+def _is_locked(throttle: LoginThrottleRecord, now: dt.datetime) -> bool:
+    return throttle.locked_until is not None and _aware(throttle.locked_until) > now
 
 
 def _iso(value: dt.datetime | None) -> str | None:

@@ -118,4 +118,15 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | os.PathLike | N
     datadir = DataDir.locate(settings.data_dir)
     Facetrail.open(datadir, purge=False).close()
     configure_logging()
-    uvicorn.run(create_app(datadir, settings), host=host, port=port, access_log=False, server_header=False)
+    uvicorn.Server(server_config(create_app(datadir, settings), settings, host, port)).run()
+
+
+def server_config(app: FastAPI, settings: ApiSettings, host: str = "127.0.0.1", port: int = 8000):
+    """uvicorn's configuration for ``app``: forwarded headers are believed only from ``settings.trusted_proxies``
+    (uvicorn's own default trusts them from 127.0.0.1, which lets any local client, or a proxy that passes the
+    header through, choose its address)."""
+    import uvicorn
+
+    proxies = list(settings.trusted_proxies)
+    return uvicorn.Config(app, host=host, port=port, access_log=False, server_header=False,
+                          proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None)

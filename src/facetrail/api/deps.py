@@ -66,15 +66,30 @@ def csrf_token_for(session_token: str) -> str:
 
 LOGIN_ATTEMPTS_PER_MINUTE = 20
 """Login attempts allowed from one client address per minute (beside the per-account lockout)."""
+LOGIN_ATTEMPTS_PER_ACCOUNT_PER_MINUTE = 10
+"""Login attempts allowed for one username, from all addresses together, per minute."""
 
 
-def limit_login_attempts(request: Request) -> None:
-    """Count a login attempt against the client's address; over the limit, 429 before the password is checked."""
+def client_address(request: Request) -> str:
+    """The client's address as the server saw the connection: a proxy's X-Forwarded-For is believed only when the
+    connection comes from one of FACETRAIL_API_TRUSTED_PROXIES (uvicorn applies it; see ``server_config``)."""
+    return request.client.host if request.client else "unknown"
+
+
+def log_in(request: Request, system: Facetrail, username: str, password: str, label: str) -> tuple[Actor, str]:
+    """Count a login attempt against the client's address and against the username tried (429 over either limit,
+    before the password is checked), then log in through the service, which counts failures per username and
+    address."""
     limiter: SlidingWindowLimiter = request.app.state.limiter
-    address = request.client.host if request.client else "unknown"
-    retry_after = limiter.hit(("login", address), LOGIN_ATTEMPTS_PER_MINUTE)
-    if retry_after:
-        raise rate_limited(retry_after, LOGIN_ATTEMPTS_PER_MINUTE)
+    address = client_address(request)
+    for key, limit in ((("login", address), LOGIN_ATTEMPTS_PER_MINUTE),
+                       (("login-account", username.casefold()[:100]), LOGIN_ATTEMPTS_PER_ACCOUNT_PER_MINUTE)):
+        retry_after = limiter.hit(key, limit)
+        if retry_after:
+            raise rate_limited(retry_after, limit)
+    actor, token = system.login(username, password, label, address)
+    request.state.username = actor.username
+    return actor, token
 
 
 def authenticate_request(request: Request, system: Facetrail, token: str) -> Actor:

@@ -18,6 +18,7 @@ from facetrail.errors import (
     AccountabilityError,
     AuthenticationError,
     CorruptImageError,
+    BusyError,
     DuplicateError,
     EmptyImageError,
     FacetrailError,
@@ -39,6 +40,7 @@ STATUS_OF: dict[type[FacetrailError], int] = {
     RefusedError: 422,
     PolicyError: 422,
     ImageTooLargeError: 413,
+    BusyError: 503,
     UnsupportedImageError: 415,
     EmptyImageError: 415,
     CorruptImageError: 400,
@@ -139,7 +141,7 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
         400: "Bad request (e.g. a corrupt image or a malformed field)", 401: "Not authenticated",
         403: "Not permitted (role, grant or CSRF check)", 404: "Not found", 409: "Already exists or already decided",
         413: "Upload or image too large", 415: "Not an accepted image", 422: "Invalid request, policy or refused search",
-        429: "Rate limit reached (see Retry-After)",
+        429: "Rate limit reached (see Retry-After)", 503: "Busy: try again in a few seconds",
     }
     return {status: {"model": ErrorResponse, "description": descriptions[status]} for status in statuses}
 

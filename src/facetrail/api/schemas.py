@@ -80,15 +80,22 @@ class UserSummary(BaseModel):
 
 
 class UserCreate(BaseModel):
-    username: str
+    username: str = Field(max_length=64)
     password: str = Field(max_length=1024)
-    roles: list[Role] = Field(min_length=1)
-    unit: str = ""
-    display_name: str = ""
+    roles: list[Role] = Field(min_length=1, max_length=5)
+    unit: str = Field("", max_length=100)
+    display_name: str = Field("", max_length=200)
 
 
 class RolesUpdate(BaseModel):
     roles: list[Role] = Field(min_length=1)
+
+
+class RolesChanged(Account):
+    """The user after a role change, with whether the change waits for a second admin (the roles shown are then
+    still the old ones)."""
+
+    pending_second_admin: bool = False
 
 
 # --- policy ---------------------------------------------------------------------------------------
@@ -118,8 +125,8 @@ class PolicyVersion(BaseModel):
 class GalleryCreate(BaseModel):
     name: str = Field(max_length=100)
     allowed_sources: list[Annotated[str, Field(max_length=100)]] = Field(
-        min_length=1, description="Provenance sources the gallery accepts, e.g. 'booking'.")
-    description: str = ""
+        min_length=1, max_length=50, description="Provenance sources the gallery accepts, e.g. 'booking'.")
+    description: str = Field("", max_length=2000)
 
 
 class GalleryOut(BaseModel):
@@ -139,7 +146,7 @@ class GalleryDetail(GalleryOut):
 
 
 class GrantCreate(BaseModel):
-    unit: str = Field(description="A unit whose investigators may search the gallery, or '*' for every unit.")
+    unit: str = Field(max_length=100, description="A unit whose investigators may search the gallery, or '*' for every unit.")
 
 
 class Grant(BaseModel):
@@ -288,7 +295,7 @@ class QueueItem(BaseModel):
 class DecisionIn(BaseModel):
     rank: int = Field(ge=1, le=1000)
     decision: Decision
-    notes: str = ""
+    notes: str = Field("", max_length=10_000)
 
 
 class DecisionRecorded(BaseModel):

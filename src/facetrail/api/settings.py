@@ -31,6 +31,10 @@ class ApiSettings(BaseModel):
     """Send cookies over HTTPS only (turn off only for local development over plain HTTP)."""
     allowed_hosts: tuple[str, ...] = ("*",)
     """Host names the API answers to (comma-separated in the environment); ``*`` accepts any."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto headers are believed (comma-separated in
+    the environment). Empty: those headers are ignored, and the connection's own address is the client's (so no one
+    can dodge the per-address login limit by sending the header)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
@@ -42,9 +46,10 @@ class ApiSettings(BaseModel):
         for name in ("max_upload_bytes", "session_cookie", "cookie_secure"):
             if env.get(ENV_PREFIX + name.upper()):
                 values[name] = env[ENV_PREFIX + name.upper()]
-        hosts = env.get(ENV_PREFIX + "ALLOWED_HOSTS")
-        if hosts:
-            values["allowed_hosts"] = tuple(h.strip() for h in hosts.split(",") if h.strip())
+        for name in ("allowed_hosts", "trusted_proxies"):
+            listed = env.get(ENV_PREFIX + name.upper())
+            if listed:
+                values[name] = tuple(item.strip() for item in listed.split(",") if item.strip())
         try:
             return cls.model_validate(values)
         except ValidationError as exc:

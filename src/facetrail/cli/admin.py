@@ -116,9 +116,14 @@ def user_list(data: DataOption = None, as_json: JsonOption = False) -> None:
 
 @user_app.command("set-roles")
 def user_set_roles(username: str, role: Annotated[list[str], typer.Option("--role")], data: DataOption = None) -> None:
-    """Replace a user's roles."""
-    changed = acting(data, lambda system, actor: system.set_roles(actor, username, role))
-    console.print(f"{changed.username}: {', '.join(sorted(changed.roles))}")
+    """Replace a user's roles (not your own). A change that makes an admin see photographs, where the policy allows
+    it, waits until a second admin runs the same command."""
+    change = acting(data, lambda system, actor: system.set_roles(actor, username, role))
+    if change.pending:
+        console.print(f"{username}: the change to {', '.join(sorted(set(role)))} waits for a second admin to run the "
+                      "same command; the roles are unchanged until then")
+    else:
+        console.print(f"{change.user.username}: {', '.join(sorted(change.user.roles))}")
 
 
 @user_app.command("disable")
@@ -207,6 +212,30 @@ def purge(data: DataOption = None, as_json: JsonOption = False) -> None:
         console.print(f"purged {result['probe_images']} probe image(s) and {result['search_records']} search record(s)")
 
 
+def backup(
+    folder: Annotated[Path, typer.Argument(help="A new (or empty) folder for the backup.")],
+    data: DataOption = None,
+) -> None:
+    """Back up the data directory (the store, photographs, probes and config) without its keys (admin; audited).
+    Back up the data key file and the audit signing key separately (docs/security.md)."""
+    manifest = acting(data, lambda system, actor: system.back_up(actor, folder))
+    console.print(f"backed up {sum(manifest['rows'].values())} rows and {len(manifest['files'])} files to {folder}; "
+                  "keys are not included: back up DATA/keys (or FACETRAIL_KEY_FILE, FACETRAIL_AUDIT_KEY_FILE) separately")
+
+
+def restore(
+    folder: Annotated[Path, typer.Argument(help="A folder written by 'facetrail backup'.")],
+    data: DataOption = None,
+) -> None:
+    """Restore a backup into a fresh data directory that holds only its keys (put the backed-up keys in DATA/keys
+    first, or set FACETRAIL_KEY_FILE and FACETRAIL_AUDIT_KEY_FILE). Then run 'facetrail audit verify'."""
+    from facetrail.accountability.backup import restore as restore_backup
+
+    datadir = DataDir.locate(data)
+    rows = run(lambda: restore_backup(folder, datadir))
+    console.print(f"restored {sum(rows.values())} rows into {datadir.root}; run 'facetrail audit verify' next")
+
+
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
@@ -224,6 +253,8 @@ def register(app: typer.Typer) -> None:
     app.command()(login)
     app.command()(logout)
     app.command()(purge)
+    app.command()(backup)
+    app.command()(restore)
     app.add_typer(user_app, name="user")
     app.add_typer(policy_app, name="policy")
     app.add_typer(keys_app, name="keys")

@@ -139,14 +139,12 @@ def inspect(
     data: DataOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show the faces found in an image with their quality (no search is run)."""
+    """Show the faces found in an image with their quality (investigators; audited; no search is run)."""
     from facetrail.engine.decode import read_image_bytes
-    from facetrail.engine.geometry import Box
 
     def body(system, actor):
-        engine = system.face_engine
-        decoded = engine.decode(read_image_bytes(image, engine.config.limits))
-        return decoded, engine.find_faces(decoded.pixels, Box.parse(face_box) if face_box else None)
+        limits = system.galleries.settings.interactive_engine.limits
+        return system.inspect_faces(actor, read_image_bytes(image, limits), face_box)
 
     decoded, faces = acting(data, body)
     rows = [

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from facetrail.errors import FacetrailError
 
+MAX_COORDINATE = 1_000_000
+"""Largest x, y, width or height a hand-drawn box may give (no accepted image is that large)."""
+
 
 @dataclass(frozen=True)
 class Box:
@@ -59,4 +62,6 @@ class Box:
             raise FacetrailError(f"face box {text!r}: expected four whole numbers x,y,w,h") from None
         if w <= 0 or h <= 0 or x < 0 or y < 0:
             raise FacetrailError(f"face box {text!r}: x and y must be >= 0, width and height > 0")
+        if max(x, y, w, h) > MAX_COORDINATE:
+            raise FacetrailError(f"face box {text[:80]!r}: each number must be at most {MAX_COORDINATE:,}")
         return cls(x, y, w, h)

@@ -24,6 +24,7 @@ import numpy as np
 from sqlalchemy import select
 
 from facetrail.config import EngineConfig, EnrolmentConfig
+from facetrail.csvcells import safe_cell
 from facetrail.engine.decode import read_image_bytes
 from facetrail.engine.parallel import analyse_many
 from facetrail.engine.pipeline import FaceEngine, gallery_face
@@ -343,9 +344,9 @@ def _commit(gallery: Gallery, batch: list[tuple[_Pending, dict[str, Any]]]) -> l
 
 
 def write_report(path: Path, outcomes: Iterable[EnrolOutcome]) -> None:
-    """Write every outcome to a CSV report (one row per item, with its reason)."""
+    """Write every outcome to a CSV report (one row per item, with its reason; formula-like text marked as text)."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=REPORT_COLUMNS)
         writer.writeheader()
         for outcome in outcomes:
-            writer.writerow(outcome.to_row())
+            writer.writerow({column: safe_cell(value) for column, value in outcome.to_row().items()})

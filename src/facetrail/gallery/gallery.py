@@ -24,8 +24,8 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +47,8 @@ from facetrail.store import check_schema, create_store_engine, erase_deleted_row
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 SOURCE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+SUBJECT_ID_MAX = 64
+SUBJECT_ID_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{SUBJECT_ID_MAX - 1}}}")
 _REENCRYPT_BATCH = 500
 _REBUILD_BATCH = 10_000
 WRITER_WAIT_S = 30.0
@@ -436,35 +438,60 @@ class Gallery:
 
     # --- expungement --------------------------------------------------------------
 
-    def remove_subject(self, external_id: str) -> RemovalReport:
-        """Expunge a subject: its images, templates, stored photographs and index entries."""
+    def remove_subject(self, external_id: str, transaction: Callable[[], AbstractContextManager[Session]] | None = None,
+                       before_commit: Callable[[Session, RemovalReport], None] | None = None) -> RemovalReport:
+        """Expunge a subject: its images, templates, stored photographs and index entries.
+
+        The rows are deleted in a session from ``transaction`` (default: a plain one), which commits when it ends;
+        ``before_commit`` is called in it with what will be removed (to audit the change in the same transaction: if
+        it raises, nothing is removed). The stored photographs and index entries go once the deletion is committed.
+        """
         with self.write_lock():
             self.index()  # bring the in-memory index to the current version before changing it
-            with self.session() as session:
-                subject = session.scalar(
-                    select(SubjectRecord).where(SubjectRecord.gallery_id == self.id, SubjectRecord.external_id == external_id)
-                )
-                if subject is None:
-                    raise NotFoundError(f"no subject {external_id!r} in gallery {self.name!r}")
-                images = session.execute(
-                    select(ImageRecord.id, ImageRecord.content_hash).where(ImageRecord.subject_id == subject.id)
-                ).all()
-                template_ids = np.array(
-                    session.scalars(select(TemplateRecord.id).where(TemplateRecord.image_id.in_([i.id for i in images]))).all(),
-                    dtype=np.int64,
-                )
-                session.execute(delete(TemplateRecord).where(TemplateRecord.id.in_(template_ids.tolist())))
-                session.execute(delete(ImageRecord).where(ImageRecord.subject_id == subject.id))
-                session.delete(subject)
-                record = self.record(session)
-                record.version += 1
-                version = record.version
-                with self.index_guard:
-                    session.commit()
-                    removed = self.apply_to_index(version, remove=template_ids)
+            with self.index_guard:  # from the commit until the in-memory index has the change
+                with (transaction or self._transaction)() as session:
+                    subject = session.scalar(
+                        select(SubjectRecord).where(SubjectRecord.gallery_id == self.id, SubjectRecord.external_id == external_id)
+                    )
+                    if subject is None:
+                        raise NotFoundError(f"no subject {external_id!r} in gallery {self.name!r}")
+                    images = session.execute(
+                        select(ImageRecord.id, ImageRecord.content_hash).where(ImageRecord.subject_id == subject.id)
+                    ).all()
+                    template_ids = np.array(
+                        session.scalars(select(TemplateRecord.id).where(TemplateRecord.image_id.in_([i.id for i in images]))).all(),
+                        dtype=np.int64,
+                    )
+                    session.execute(delete(TemplateRecord).where(TemplateRecord.id.in_(template_ids.tolist())))
+                    session.execute(delete(ImageRecord).where(ImageRecord.subject_id == subject.id))
+                    session.delete(subject)
+                    record = self.record(session)
+                    record.version += 1
+                    version = record.version
+                    session.flush()
+                    if before_commit is not None:
+                        before_commit(session, RemovalReport(self.name, external_id, len(images), len(template_ids),
+                                                             len(images), len(template_ids)))
+                removed = self.apply_to_index(version, remove=template_ids)
             files = sum(self.blobs.delete(image.content_hash) for image in images)
             erase_deleted_rows(self.galleries.engine)
         return RemovalReport(self.name, external_id, len(images), len(template_ids), files, removed)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        """A session whose transaction commits when the block ends (rolls back on an exception)."""
+        with self.session() as session, session.begin():
+            yield session
+
+
+def check_subject_id(subject_id: str) -> str:
+    """A subject's external id (a booking number, say) as enrolment accepts it: 1 to SUBJECT_ID_MAX letters, digits,
+    '.', '_' or '-', starting with a letter or digit; otherwise GalleryError naming the problem."""
+    if not isinstance(subject_id, str) or not SUBJECT_ID_PATTERN.fullmatch(subject_id):
+        shown = subject_id if len(subject_id) <= 80 else subject_id[:80] + f"... ({len(subject_id)} characters)"
+        raise GalleryError(f"subject id {shown!r}: use 1 to {SUBJECT_ID_MAX} letters, digits, '.', '_' or '-', "
+                           "starting with a letter or digit")
+    return subject_id
 
 
 def _check_source_name(source: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from facetrail.api.deps import (
     CurrentActor,
@@ -10,7 +10,7 @@ from facetrail.api.deps import (
     SettingsDep,
     SystemDep,
     clear_session_cookies,
-    limit_login_attempts,
+    log_in,
     set_session_cookies,
 )
 from facetrail.api.errors import COMMON_ERRORS, documented
@@ -19,14 +19,13 @@ from facetrail.api.schemas import Account, LoginRequest, LoginResponse
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-@router.post("/login", summary="Log in", response_model=LoginResponse, responses=documented(400, 401, 422, 429),
-             dependencies=[Depends(limit_login_attempts)])
+@router.post("/login", summary="Log in", response_model=LoginResponse, responses=documented(400, 401, 422, 429))
 def login(body: LoginRequest, request: Request, response: Response, system: SystemDep, settings: SettingsDep) -> LoginResponse:
     """Check the password (failures are audited; repeated failures lock the account) and return a new token. The
     token is also set as an HttpOnly session cookie, with a CSRF cookie for browser clients. More than 20 attempts a
-    minute from one address get 429."""
-    actor, token = system.login(body.username, body.password, label="api")
-    request.state.username = actor.username
+    minute from one address, or 10 for one username, get 429; five failures for one username from one address lock
+    that username for that address for 15 minutes (the same answer whether the account exists or not)."""
+    actor, token = log_in(request, system, body.username, body.password, "api")
     csrf = set_session_cookies(response, token, settings, int(system.users.token_lifetime.total_seconds()))
     return LoginResponse(token=token, csrf_token=csrf, user=Account.of(actor))
 

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 
 from facetrail.accountability.service import Facetrail
-from facetrail.accountability.users import Actor, require
+from facetrail.accountability.users import Actor
 from facetrail.api.deps import CurrentActor, SystemDep
 from facetrail.api.errors import COMMON_ERRORS, UPLOAD_ERRORS, ApiError, documented
 from facetrail.api.files import read_upload, saved, upload_name
@@ -28,12 +28,12 @@ from facetrail.api.schemas import (
 )
 from facetrail.errors import FacetrailError
 from facetrail.gallery.enrol import EnrolItem, EnrolOutcome, EnrolSummary
+from facetrail.gallery.gallery import SUBJECT_ID_MAX, check_subject_id
 
 router = APIRouter(prefix="/galleries", tags=["galleries"], responses=COMMON_ERRORS)
 
 MANIFEST_COLUMNS = ("file", "subject_id")
 MANIFEST_OPTIONAL = ("source", "capture_date")
-SUBJECT_ID_MAX = 200
 
 
 @router.get("", summary="List galleries", response_model=list[GalleryOut])
@@ -64,9 +64,10 @@ def grant(name: str, body: GrantCreate, actor: CurrentActor, system: SystemDep) 
     return Grant(gallery=name, unit=body.unit.strip())
 
 
-@router.delete("/{name}/grants/{unit}", summary="Withdraw a unit's grant", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{name}/grants/{unit:path}", summary="Withdraw a unit's grant", status_code=status.HTTP_204_NO_CONTENT)
 def revoke(name: str, unit: str, actor: CurrentActor, system: SystemDep) -> Response:
-    """Withdraw a unit's authorization to search the gallery (admin; audited)."""
+    """Withdraw a unit's authorization to search the gallery (admin; audited). The unit is the rest of the path, so
+    a unit name holding '/' is written as it is."""
     system.revoke_gallery(actor, name, unit)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -95,7 +96,7 @@ def enrol_image(
 ) -> EnrolOutcomeOut:
     """Enrol one photograph of a subject (admin; audited). 201 when enrolled, 200 when the same bytes are already
     enrolled; a photograph refused (no single acceptable face, a source not allowed, not an image) is 422."""
-    require(actor, "enrol")  # before the upload touches the disk; the service checks again
+    system.require(actor, "enrol")  # before the upload touches the disk; the service checks again
     file_name = upload_name(image, "image")
     _, (enrolled,) = enrol_uploads(system, actor, name, [(file_name, read_upload(image), subject_id, source, capture_date, {})])
     outcome = _outcome_out(file_name, enrolled)
@@ -119,7 +120,7 @@ def enrol_batch(
 ) -> EnrolBatchOut:
     """Enrol several photographs (admin; audited). Each gets its own outcome: one bad photograph never stops the
     batch, and photographs already enrolled are skipped."""
-    require(actor, "enrol")  # before the uploads touch the disk; the service checks again
+    system.require(actor, "enrol")  # before the uploads touch the disk; the service checks again
     files = manifest_files(images, manifest, source)
     summary, outcomes = enrol_uploads(system, actor, name, files)
     return EnrolBatchOut(**summary.to_dict(), outcomes=[_outcome_out(f[0], o) for f, o in zip(files, outcomes)])
@@ -155,8 +156,10 @@ def _manifest(text: str, default_source: str | None) -> dict[str, tuple]:
             row_source = (row.get("source") or default_source or "").strip()
             if not file_name or not subject or not row_source:
                 raise FacetrailError(f"manifest line {line}: file, subject_id and source (a column or the source field) are required")
-            if len(subject) > SUBJECT_ID_MAX:
-                raise FacetrailError(f"manifest line {line}: subject_id has more than {SUBJECT_ID_MAX} characters")
+            try:
+                check_subject_id(subject)
+            except FacetrailError as exc:
+                raise FacetrailError(f"manifest line {line}: {exc}") from None
             if file_name in rows:
                 raise FacetrailError(f"manifest line {line}: {file_name!r} is named twice")
             try:

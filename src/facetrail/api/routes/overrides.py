@@ -12,7 +12,6 @@ from facetrail.api.errors import COMMON_ERRORS, UPLOAD_ERRORS, documented
 from facetrail.api.files import IMAGE_RESPONSE, image_response, read_upload
 from facetrail.api.routes.searches import AuthorizationRef, CaseNumber, Note, Offence, Purpose
 from facetrail.api.schemas import OverrideDecided, OverrideDecisionIn, OverrideRequested, OverrideRequestOut
-from facetrail.engine.geometry import Box
 
 router = APIRouter(prefix="/overrides", tags=["overrides"], responses=COMMON_ERRORS)
 
@@ -32,7 +31,7 @@ def request_override(
     lock: EngineLock,
     authorization_ref: AuthorizationRef = "",
     note: Note = "",
-    face_box: Annotated[str | None, Form(description="x,y,w,h of the face, drawn by hand.")] = None,
+    face_box: Annotated[str | None, Form(max_length=100, description="x,y,w,h of the face, drawn by hand.")] = None,
     face: Annotated[int | None, Form(ge=1, le=1000,
                                      description="Which face (1 = largest) when the probe shows several.")] = None,
 ) -> OverrideRequested:
@@ -40,11 +39,10 @@ def request_override(
     a search (investigators). The request must pass every other check a search makes; it waits for a supervisor of
     your unit. Refused (422) for an acceptable probe, under a policy that refuses poor probes, or while the same
     probe already waits."""
-    box = Box.parse(face_box) if face_box else None
     data = read_upload(probe)
     with lock:
         request_id = system.request_override(actor, data, gallery, case_number, purpose, offence, authorization_ref, note,
-                                             box, face)
+                                             face_box or None, face)
     return OverrideRequested(request_id=request_id)
 
 

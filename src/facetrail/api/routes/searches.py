@@ -10,7 +10,6 @@ from facetrail.api.deps import CurrentActor, EngineLock, Rank, SearchId, SystemD
 from facetrail.api.errors import COMMON_ERRORS, UPLOAD_ERRORS, ApiError
 from facetrail.api.files import IMAGE_RESPONSE, image_response, read_upload
 from facetrail.api.schemas import MySearch, SearchDetail, SearchResultOut
-from facetrail.engine.geometry import Box
 
 router = APIRouter(prefix="/searches", tags=["searches"], responses=COMMON_ERRORS)
 
@@ -34,16 +33,16 @@ def search(
     lock: EngineLock,
     authorization_ref: AuthorizationRef = "",
     note: Note = "",
-    face_box: Annotated[str | None, Form(description="x,y,w,h of the face, drawn by hand.")] = None,
+    face_box: Annotated[str | None, Form(max_length=100, description="x,y,w,h of the face, drawn by hand.")] = None,
     face: Annotated[int | None, Form(ge=1, le=1000, description="Which face (1 = largest) when the probe shows several.")] = None,
 ) -> SearchResultOut:
     """Search a gallery with a probe photograph for a case, a permitted purpose and an offence (investigators). The
     result is a ranked list of investigative leads, never an identification. A refused request is audited and
     answered with its reason: 403 (role or grant), 404 (gallery), 413/415/400 (image) or 422 (policy, face)."""
-    box = Box.parse(face_box) if face_box else None
     data = read_upload(probe)
     with lock:
-        result = system.search(actor, data, gallery, case_number, purpose, offence, authorization_ref, note, box, face)
+        result = system.search(actor, data, gallery, case_number, purpose, offence, authorization_ref, note,
+                               face_box or None, face)
     return SearchResultOut.model_validate(result.to_dict())
 
 

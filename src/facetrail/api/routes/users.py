@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 
 from facetrail.api.deps import CurrentActor, SystemDep
 from facetrail.api.errors import COMMON_ERRORS, documented
-from facetrail.api.schemas import Account, RolesUpdate, UserCreate, UserSummary
+from facetrail.api.schemas import Account, RolesChanged, RolesUpdate, UserCreate, UserSummary
 
 router = APIRouter(prefix="/users", tags=["users"], responses=COMMON_ERRORS)
 
@@ -25,10 +25,17 @@ def create_user(body: UserCreate, actor: CurrentActor, system: SystemDep) -> Acc
     return Account.of(created)
 
 
-@router.put("/{username}/roles", summary="Replace a user's roles", response_model=Account)
-def set_roles(username: str, body: RolesUpdate, actor: CurrentActor, system: SystemDep) -> Account:
-    """Replace the roles (effective on the user's next request; audited)."""
-    return Account.of(system.set_roles(actor, username, list(body.roles)))
+@router.put("/{username}/roles", summary="Replace a user's roles", response_model=RolesChanged,
+            responses={202: {"model": RolesChanged, "description": "Recorded; waits for a second admin"}})
+def set_roles(username: str, body: RolesUpdate, actor: CurrentActor, system: SystemDep, response: Response) -> RolesChanged:
+    """Replace the roles of another user (effective on the user's next request; audited). No one changes their own
+    roles (403). A change that makes an admin see photographs, where the policy allows it, answers 202 with
+    ``pending_second_admin`` true and the roles unchanged: it takes effect when a different admin makes the same
+    change within 24 hours."""
+    change = system.set_roles(actor, username, list(body.roles))
+    if change.pending:
+        response.status_code = status.HTTP_202_ACCEPTED
+    return RolesChanged(**Account.of(change.user).model_dump(), pending_second_admin=change.pending)
 
 
 @router.post("/{username}/disable", summary="Disable a user", response_model=Account)

@@ -11,12 +11,13 @@ from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from facetrail.accountability.schema import ROLES
-from facetrail.accountability.service import Facetrail
-from facetrail.accountability.users import Actor, require
+from facetrail.accountability.service import Facetrail, RoleChange
+from facetrail.accountability.users import Actor
 from facetrail.api.deps import MAX_ID, SystemDep
 from facetrail.api.files import read_upload, upload_name
-from facetrail.api.routes.galleries import SUBJECT_ID_MAX, manifest_files
+from facetrail.api.routes.galleries import manifest_files
 from facetrail.errors import FacetrailError, NotFoundError
+from facetrail.gallery.gallery import SUBJECT_ID_MAX
 from facetrail.web.jobs import EnrolmentJob, EnrolmentJobs, Jobs
 from facetrail.web.pages import error_of, render
 from facetrail.web.session import FormActor, WebActor
@@ -35,6 +36,8 @@ ENROL_BADGES = {"enrolled": "good", "duplicate": "", "rejected": "bad", "previou
 USER_CHANGES = {
     "created": "Account {} created.",
     "roles": "The roles of {} are changed; they apply from the user's next request.",
+    "roles_pending": ("The change of the roles of {} is recorded and waits for a second admin to make the same change "
+                      "within 24 hours; the roles are unchanged until then."),
     "enabled": "{} may log in again.",
     "disabled": "{} is deactivated and logged out everywhere.",
     "unlocked": "{} is unlocked.",
@@ -67,7 +70,7 @@ def _users_page(request: Request, users: list[dict], status: int = 200, **contex
 def users(request: Request, actor: WebActor, system: SystemDep, done: Done = "",
           user: Annotated[str, Query(max_length=100)] = "") -> HTMLResponse:
     """Every account with its roles and state, a form per account to change them, and a form to create one."""
-    require(actor, "manage_users")
+    system.require(actor, "manage_users")
     accounts = system.list_users(actor)
     known = any(account["username"] == user for account in accounts)
     return _users_page(request, accounts, message=_done(USER_CHANGES, done, user) if known else None)
@@ -76,12 +79,14 @@ def users(request: Request, actor: WebActor, system: SystemDep, done: Done = "",
 def _change_user(request: Request, system: Facetrail, actor: Actor, change: Callable[[], object], done: str,
                  username: str, values: dict[str, Any] | None = None):
     """Make an account change through the service, then back to the list; a refusal shows the list with why."""
-    require(actor, "manage_users")
+    system.require(actor, "manage_users")
     try:
-        change()
+        result = change()
     except FacetrailError as exc:
         status, message, _ = error_of(exc)
         return _users_page(request, system.list_users(actor), status, error=message, values=values or {})
+    if isinstance(result, RoleChange) and result.pending:
+        done = "roles_pending"
     return RedirectResponse("/admin/users?" + urlencode({"done": done, "user": username}), status_code=303)
 
 
@@ -139,7 +144,7 @@ def _galleries_page(request: Request, system: Facetrail, status: int = 200, **co
 @router.get("/galleries", response_class=HTMLResponse)
 def galleries(request: Request, actor: WebActor, system: SystemDep) -> HTMLResponse:
     """Every gallery with its allowed sources, counts and the units that may search it; a form to create one."""
-    require(actor, "manage_galleries")
+    system.require(actor, "manage_galleries")
     return _galleries_page(request, system)
 
 
@@ -153,7 +158,7 @@ def create_gallery(
     allowed_sources: Annotated[str, Form(max_length=2000)] = "",
 ):
     """Create a gallery accepting photographs from the given provenance sources (comma-separated; audited)."""
-    require(actor, "manage_galleries")
+    system.require(actor, "manage_galleries")
     sources = [source.strip() for source in allowed_sources.split(",") if source.strip()]
     try:
         system.create_gallery(actor, name.strip(), sources, description.strip())
@@ -175,14 +180,14 @@ def _gallery_page(request: Request, system: Facetrail, name: str, status: int = 
 @router.get("/galleries/{name}", response_class=HTMLResponse)
 def gallery(request: Request, name: GalleryName, actor: WebActor, system: SystemDep, done: Done = "") -> HTMLResponse:
     """One gallery: its grants, expunging a subject, and enrolling photographs."""
-    require(actor, "manage_galleries")
+    system.require(actor, "manage_galleries")
     return _gallery_page(request, system, name, message=_done(GALLERY_CHANGES, done))
 
 
 def _change_gallery(request: Request, system: Facetrail, actor: Actor, name: str, change: Callable[[], object],
                     done: str):
     """Make a gallery change through the service, then back to its page; a refusal shows the page with why."""
-    require(actor, "manage_galleries")
+    system.require(actor, "manage_galleries")
     try:
         change()
     except FacetrailError as exc:
@@ -233,7 +238,7 @@ def start_enrolment(
 ):
     """Start enrolling the uploaded photographs in the background, each by its manifest row or all as one subject;
     then follow the job's progress."""
-    require(actor, "enrol")
+    system.require(actor, "enrol")
     try:
         system.galleries.get(name)
         files = _uploaded_files([i for i in images or [] if i.filename], manifest, subject_id.strip(), source.strip())
@@ -274,23 +279,23 @@ def _job(jobs: EnrolmentJobs, job_id: int) -> EnrolmentJob:
 
 
 @router.get("/jobs", response_class=HTMLResponse)
-def job_list(request: Request, actor: WebActor, jobs: Jobs) -> HTMLResponse:
+def job_list(request: Request, actor: WebActor, jobs: Jobs, system: SystemDep) -> HTMLResponse:
     """The enrolment jobs this server process has run, newest first."""
-    require(actor, "enrol")
+    system.require(actor, "enrol")
     return render(request, "admin_jobs.html", {"jobs": [job.to_dict() for job in jobs.all()]})
 
 
 @router.get("/jobs/{job_id}.json")
-def job_json(job_id: JobId, actor: WebActor, jobs: Jobs) -> JSONResponse:
+def job_json(job_id: JobId, actor: WebActor, jobs: Jobs, system: SystemDep) -> JSONResponse:
     """An enrolment job's progress, for the job page's script."""
-    require(actor, "enrol")
+    system.require(actor, "enrol")
     return JSONResponse(_job(jobs, job_id).to_dict())
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-def job_page(request: Request, job_id: JobId, actor: WebActor, jobs: Jobs) -> HTMLResponse:
+def job_page(request: Request, job_id: JobId, actor: WebActor, jobs: Jobs, system: SystemDep) -> HTMLResponse:
     """An enrolment job's progress, counts per outcome and each file's outcome with its reason."""
-    require(actor, "enrol")
+    system.require(actor, "enrol")
     return render(request, "admin_job.html", {"job": _job(jobs, job_id).to_dict(), "badges": ENROL_BADGES})
 
 
@@ -312,7 +317,7 @@ def _policy_page(request: Request, system: Facetrail, actor: Actor, text: str | 
 @router.get("/policy", response_class=HTMLResponse)
 def policy(request: Request, actor: WebActor, system: SystemDep, done: Done = "") -> HTMLResponse:
     """The policy in force, every version loaded, and a form to load a new one."""
-    require(actor, "manage_policy")
+    system.require(actor, "manage_policy")
     return _policy_page(request, system, actor, message=_done(POLICY_CHANGES, done, system.policy_in_force(actor)[0]))
 
 
@@ -326,7 +331,7 @@ def load_policy(
 ):
     """Load the text (or the uploaded file) as the next policy version; an invalid one is refused with every problem
     and its line, and the policy in force stays (both audited)."""
-    require(actor, "manage_policy")
+    system.require(actor, "manage_policy")
     before, _ = system.policy_in_force(actor)
     text = text.replace("\r\n", "\n")
     try:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from facetrail.api.deps import SettingsDep, SystemDep, clear_session_cookies, limit_login_attempts, set_session_cookies
+from facetrail.api.deps import SettingsDep, SystemDep, clear_session_cookies, log_in, set_session_cookies
 from facetrail.errors import FacetrailError
 from facetrail.web.pages import error_of, may, render
 from facetrail.web.session import FormActor, WebActor, safe_next
@@ -21,7 +21,7 @@ def login_form(request: Request, next: str = "/", reason: str = "") -> HTMLRespo
     return render(request, "login.html", {"next": safe_next(next), "error": reason[:300] or None})
 
 
-@router.post("/login", dependencies=[Depends(limit_login_attempts)])
+@router.post("/login")
 def login(
     request: Request,
     system: SystemDep,
@@ -32,11 +32,10 @@ def login(
 ):
     """Check the password (failures are audited and lock the account after repeated tries), then start a session."""
     try:
-        actor, token = system.login(username, password, label="web")
+        actor, token = log_in(request, system, username, password, "web")
     except FacetrailError as exc:
         status, message, _ = error_of(exc)
         return render(request, "login.html", {"next": safe_next(next), "username": username, "error": message}, status)
-    request.state.username = actor.username
     response = RedirectResponse(safe_next(next), status_code=303)
     set_session_cookies(response, token, settings, int(system.users.token_lifetime.total_seconds()))
     return response

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from facetrail.accountability.schema import DECISIONS
-from facetrail.accountability.users import require
+
 from facetrail.api.deps import Rank, SearchId, SystemDep
 from facetrail.errors import FacetrailError
 from facetrail.web.pages import error_of, render
@@ -25,7 +25,7 @@ def queue(request: Request, actor: WebActor, system: SystemDep) -> HTMLResponse:
 
 def _review_page(request: Request, system, actor, search_id: int, rank: int | None, recorded: int | None = None,
                  error: str | None = None, status: int = 200) -> HTMLResponse:
-    require(actor, "review")
+    system.require(actor, "review")
     search = system.show_search(actor, search_id)
     ranks = [c["rank"] for c in search["candidates"]]
     undecided = [c["rank"] for c in search["candidates"] if not c["decisions"]]

@@ -9,11 +9,10 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from facetrail.accountability.service import Facetrail
-from facetrail.accountability.users import Actor, require
+from facetrail.accountability.users import Actor
 from facetrail.api.deps import MAX_ID, EngineLock, SearchId, SystemDep
 from facetrail.api.files import picture_bytes, read_upload
 from facetrail.api.routes.faces import describe_faces
-from facetrail.engine.geometry import Box
 from facetrail.errors import FacetrailError, PoorQualityError
 from facetrail.web.pages import error_of, render
 from facetrail.web.session import FormActor, WebActor
@@ -37,7 +36,7 @@ def _form(request: Request, system: Facetrail, actor: Actor, values: dict[str, A
 @router.get("/search", response_class=HTMLResponse)
 def search_form(request: Request, actor: WebActor, system: SystemDep) -> HTMLResponse:
     """A new search: upload a still, choose the face, give case, purpose and offence."""
-    require(actor, "search")
+    system.require(actor, "search")
     return _form(request, system, actor)
 
 
@@ -45,17 +44,14 @@ def search_form(request: Request, actor: WebActor, system: SystemDep) -> HTMLRes
 def faces(
     actor: FormActor,
     system: SystemDep,
-    lock: EngineLock,
     image: Annotated[UploadFile, File()],
     face_box: Annotated[str, Form(max_length=100)] = "",
 ) -> JSONResponse:
     """For the search form's script: the faces in the chosen still with their quality, and a JPEG preview of the still
-    as decoded (any format facetrail reads, turned the way its EXIF says) to draw them on. Nothing is stored."""
-    require(actor, "search")
-    data = read_upload(image)
-    with lock:
-        decoded = system.face_engine.decode(data)
-        found = describe_faces(system.face_engine, decoded, Box.parse(face_box) if face_box else None)
+    as decoded (any format facetrail reads, turned the way its EXIF says) to draw them on. Nothing is stored; the
+    inspection is audited and runs on its own engine (``Facetrail.inspect_faces``)."""
+    decoded, faces = system.inspect_faces(actor, read_upload(image), face_box or None)
+    found = describe_faces(decoded, faces)
     preview = "data:image/jpeg;base64," + base64.b64encode(picture_bytes(decoded.pixels, max_side=PREVIEW_SIDE)).decode()
     return JSONResponse({**found.model_dump(), "preview": preview})
 
@@ -84,7 +80,7 @@ def search(
     try:
         if face.strip() and not face.strip().isdigit():
             raise FacetrailError(f"face {face!r}: expected the number of a face found in the photograph")
-        box = Box.parse(face_box) if face_box.strip() else None
+        box = face_box.strip() or None
         number = int(face) if face.strip() else None
         data = read_upload(probe)
         with lock:
@@ -109,7 +105,7 @@ def my_searches(request: Request, actor: WebActor, system: SystemDep,
                 override_requested: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> HTMLResponse:
     """The user's own searches, newest first, with each one's review status, and their requests for a supervisor's
     approval of a poor-quality probe."""
-    require(actor, "search")
+    system.require(actor, "search")
     message = f"Sent to a supervisor for approval (request #{override_requested})." if override_requested else None
     return render(request, "my_searches.html", {"searches": system.my_searches(actor, limit=200),
                                                 "overrides": system.my_override_requests(actor), "message": message})

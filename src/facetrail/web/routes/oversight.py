@@ -17,7 +17,7 @@ from facetrail.accountability.audit import AuditVerification
 from facetrail.accountability.outcomes import OUTCOMES
 from facetrail.accountability.reports import GROUPINGS
 from facetrail.accountability.service import Facetrail
-from facetrail.accountability.users import Actor, require
+from facetrail.accountability.users import Actor
 from facetrail.api.deps import MAX_ID, SystemDep
 from facetrail.api.routes import API_PREFIX
 from facetrail.api.routes.audit import export_response
@@ -58,7 +58,7 @@ def report(
 ) -> HTMLResponse:
     """The transparency report for a period, narrowed by unit, purpose or outcome, with download links for the same
     report as CSV, JSON or a self-contained HTML page (generating it is audited)."""
-    require(actor, "view_reports")
+    system.require(actor, "view_reports")
     chosen = {"since": since, "until": until, "by": by, "unit": unit, "purpose": purpose, "outcome": outcome}
     fragment, error, status = None, None, 200
     try:

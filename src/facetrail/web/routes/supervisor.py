@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from facetrail.accountability.schema import DECISIONS
 from facetrail.accountability.service import Facetrail
-from facetrail.accountability.users import Actor, require
+from facetrail.accountability.users import Actor
 from facetrail.api.deps import MAX_ID, EngineLock, Rank, SearchId, SystemDep
 from facetrail.api.files import picture_bytes
 from facetrail.errors import FacetrailError
@@ -30,7 +30,7 @@ Notes = Annotated[str, Form(max_length=10_000)]
 def _page(request: Request, system: Facetrail, actor: Actor, message: str | None = None, error: str | None = None,
           status: int = 200) -> HTMLResponse:
     """The supervision page: override requests waiting, disagreements to resolve, and the unit's recent activity."""
-    require(actor, "view_unit_activity")
+    system.require(actor, "view_unit_activity")
     return render(request, "supervision.html", {
         "overrides": system.pending_overrides(actor) if may(actor, "override_quality") else [],
         "disputes": system.disputes(actor) if may(actor, "resolve_dispute") else [],
@@ -64,7 +64,7 @@ def supervision(
 @router.get("/disputes/{search_id}/{rank}", response_class=HTMLResponse)
 def dispute(request: Request, search_id: SearchId, rank: Rank, actor: WebActor, system: SystemDep) -> HTMLResponse:
     """One disputed candidate beside the probe, with every examiner's decision and the form to resolve it."""
-    require(actor, "resolve_dispute")
+    system.require(actor, "resolve_dispute")
     found = next((d for d in system.disputes(actor) if (d["search_id"], d["rank"]) == (search_id, rank)), None)
     if found is None:
         return _page(request, system, actor, error=f"candidate {rank} of search #{search_id} is not in dispute",

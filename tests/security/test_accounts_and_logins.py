@@ -1,0 +1,103 @@
+"""Accounts and logins: self-granted roles, a second admin, per-address lockouts, the failed-login actor, passwords,
+forwarded addresses."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from facetrail.api.app import server_config
+from facetrail.api.settings import ApiSettings
+from tests.security.helpers import entries
+from tests.test_api import PASSWORD, V1
+
+WRONG = "not the password at all"
+
+
+def test_no_one_changes_their_own_roles_and_admins_do_not_see_photographs(people):
+    client, admin = people.client, people.as_user("admin")
+    for roles in (["admin", "examiner"], ["admin", "supervisor"], ["examiner"]):
+        answer = client.put(f"{V1}/users/admin/roles", headers=admin, json={"roles": roles})
+        assert answer.status_code == 403, answer.text
+    assert people.system.users.user("admin").roles == {"admin"}
+    assert [e["details"]["action"] for e in entries(people, "access_denied")] == ["manage_users"] * 3
+    created = client.post(f"{V1}/users", headers=admin, json={"username": "root2", "password": PASSWORD,
+                                                              "roles": ["admin", "examiner"]})
+    assert created.status_code == 403  # the default policy forbids it
+
+
+def test_where_the_policy_allows_an_admin_photographs_a_second_admin_must_agree(people):
+    system, client = people.system, people.client
+    admin = system.authenticate(people.tokens["admin"])
+    system.load_policy(admin, system.policy_in_force(admin)[1].replace('    ["examiner", "admin"],\n', ""))
+    system.create_user(admin, "root2", PASSWORD, ["admin"])
+    root2 = {"Authorization": f"Bearer {system.login('root2', PASSWORD)[1]}"}
+
+    first = client.put(f"{V1}/users/root2/roles", headers=people.as_user("admin"), json={"roles": ["admin", "examiner"]})
+    assert first.status_code == 202 and first.json()["pending_second_admin"] is True
+    assert system.users.user("root2").roles == {"admin"}
+    again = client.put(f"{V1}/users/root2/roles", headers=people.as_user("admin"), json={"roles": ["admin", "examiner"]})
+    assert again.status_code == 202  # the same admin asking twice is still one admin
+    assert client.put(f"{V1}/users/root2/roles", headers=root2, json={"roles": ["admin", "examiner"]}).status_code == 403
+
+    system.create_user(admin, "root3", PASSWORD, ["admin"])
+    root3 = {"Authorization": f"Bearer {system.login('root3', PASSWORD)[1]}"}
+    done = client.put(f"{V1}/users/root2/roles", headers=root3, json={"roles": ["admin", "examiner"]})
+    assert done.status_code == 200 and done.json()["roles"] == ["admin", "examiner"]
+    assert entries(people, "roles_changed")[-1]["details"]["requested_by"] == "admin"
+
+
+def test_a_lockout_holds_only_for_the_address_that_guessed_and_says_nothing_of_existence(people):
+    app = people.client.app
+
+    def attempt(address: str, username: str, password: str):
+        with TestClient(app, base_url="https://testserver", client=(address, 4000)) as client:
+            return client.post(f"{V1}/auth/login", json={"username": username, "password": password})
+
+    for _ in range(5):
+        assert attempt("10.0.0.66", "ivan", WRONG).status_code == 401
+        assert attempt("10.0.0.66", "nobody", WRONG).status_code == 401
+    locked = attempt("10.0.0.66", "ivan", PASSWORD)
+    unknown = attempt("10.0.0.66", "nobody", PASSWORD)
+    assert locked.status_code == unknown.status_code == 401
+    assert locked.json()["error"]["message"] == unknown.json()["error"]["message"]
+    assert attempt("10.0.0.7", "ivan", PASSWORD).status_code == 200  # the real user, elsewhere, is not locked out
+
+
+def test_a_failed_login_is_recorded_as_anonymous_with_the_name_as_data(people):
+    for name in ("system", "admin\nlogin ok", "x" * 100):
+        people.client.post(f"{V1}/auth/login", json={"username": name, "password": WRONG})
+    failed = entries(people, "login_failed")[-3:]
+    assert {e["actor"] for e in failed} == {"anonymous"}
+    assert [e["details"]["username_tried"] for e in failed] == ["system", "admin\nlogin ok", "x" * 100]
+    assert all(e["target"] == "" for e in failed)
+
+
+def test_common_and_guessable_passwords_are_refused(people):
+    admin = people.as_user("admin")
+    for password in ("password1234", "qwertyuiop123", "Password1234!", "mallory-secret-mallory"):
+        answer = people.client.post(f"{V1}/users", headers=admin, json={
+            "username": "mallory", "password": password, "roles": ["investigator"], "unit": "RHD"})
+        assert answer.status_code == 400, (password, answer.text)
+    assert "mallory" not in {u["username"] for u in people.system.users.list_users()}
+
+
+def test_forwarded_addresses_are_believed_only_from_configured_proxies(people):
+    def login_burst(settings: ApiSettings) -> list[int]:
+        config = server_config(people.client.app, settings)
+        config.load()
+        with TestClient(config.loaded_app, base_url="https://testserver", client=("127.0.0.1", 4000)) as client:
+            return [client.post(f"{V1}/auth/login", headers={"X-Forwarded-For": f"198.51.100.{n}"},
+                                json={"username": f"guess{n}", "password": WRONG}).status_code for n in range(21)]
+
+    assert login_burst(ApiSettings())[-1] == 429  # the header is ignored: all 21 come from 127.0.0.1
+    people.client.app.state.limiter._hits.clear()
+    assert set(login_burst(ApiSettings(trusted_proxies=("127.0.0.1",)))) == {401}  # a trusted proxy's clients
+
+
+def test_logins_are_limited_per_account_across_addresses(people):
+    app = people.client.app
+    answers = []
+    for n in range(11):
+        with TestClient(app, base_url="https://testserver", client=(f"203.0.113.{n}", 4000)) as client:
+            answers.append(client.post(f"{V1}/auth/login", json={"username": "sam", "password": WRONG}).status_code)
+    assert answers[:10] == [401] * 10 and answers[10] == 429

