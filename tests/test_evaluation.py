@@ -17,6 +17,7 @@ from facetrail.evaluation.datasets import read_groups, read_pairs
 from facetrail.evaluation.identification import identification_report, split_identities
 from facetrail.evaluation.templates import ImageTemplate
 from facetrail.evaluation.verification import verification_report
+from tests.conftest import ADMIN_PASSWORD
 
 runner = CliRunner()
 
@@ -238,7 +239,7 @@ def test_init_calibrates_estimated_false_match_rates_from_local_photographs(lfw_
     from facetrail.datadir import DataDir
     from facetrail.evaluation.calibration import load_calibration
 
-    monkeypatch.setenv("FACETRAIL_ADMIN_PASSWORD", "test admin password 1")
+    monkeypatch.setenv("FACETRAIL_ADMIN_PASSWORD", ADMIN_PASSWORD)
     data = tmp_path / "data"
     result = runner.invoke(app, ["init", "--data", str(data), "--admin", "admin", "--calibrate-from", str(lfw_style), "--workers", "1"])
     assert result.exit_code == 0, result.output

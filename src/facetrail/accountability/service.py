@@ -229,7 +229,7 @@ class Facetrail:
             self.require(actor, "search")
             box = _box(face_box)
             if not self._inspection_lock.acquire(timeout=INSPECTION_WAIT_SECONDS):
-                raise BusyError(f"finding faces is busy with other photographs; try again in a few seconds")
+                raise BusyError("finding faces is busy with other photographs; try again in a few seconds")
             try:
                 if self._inspection_engine is None:
                     self._inspection_engine = FaceEngine(self.galleries.settings.interactive_engine)
