@@ -302,27 +302,33 @@ def rerank_into(distances: np.ndarray, labels: np.ndarray, query: np.ndarray, ca
 
 class ExactScan:
     """The exact top ``k`` of ``queries`` over templates seen block by block (the audit mode of a compressed or
-    server index, which reads every float32 template once)."""
+    server index, which reads every float32 template once).  The distances returned are computed as a re-rank
+    computes them (``rerank_into``), so both modes give the same figure for the same template."""
 
     def __init__(self, queries: np.ndarray, k: int) -> None:
         self.queries, self.k = queries, k
         self._distances = np.full((len(queries), 0), np.inf, dtype=np.float32)
         self._ids = np.empty((len(queries), 0), dtype=np.int64)
+        self._vectors = np.empty((len(queries), 0, queries.shape[1]), dtype=np.float32)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Take a block of templates into account."""
         if not len(ids):
             return
-        squared, rows = faiss.knn(self.queries, np.ascontiguousarray(vectors, dtype=np.float32), min(self.k, len(ids)))
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        squared, rows = faiss.knn(self.queries, vectors, min(self.k, len(ids)))
         distances = np.concatenate([self._distances, np.sqrt(np.maximum(squared, 0))], axis=1)
         found = np.concatenate([self._ids, ids[rows]], axis=1)
+        kept = np.concatenate([self._vectors, vectors[rows]], axis=1)
         order = np.lexsort((found, distances))[:, : self.k]
         self._distances, self._ids = np.take_along_axis(distances, order, 1), np.take_along_axis(found, order, 1)
+        self._vectors = np.take_along_axis(kept, order[:, :, None], 1)
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """(distances, ids), each (nq, k), nearest first, padded with +inf / -1."""
         distances, labels = empty_results(len(self.queries), self.k)
-        distances[:, : self._distances.shape[1]], labels[:, : self._ids.shape[1]] = self._distances, self._ids
+        for row, query in enumerate(self.queries):
+            rerank_into(distances[row], labels[row], query, self._ids[row], self._vectors[row])
         return distances, labels
 
 
