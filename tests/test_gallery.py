@@ -270,10 +270,9 @@ def test_a_change_the_index_missed_is_brought_from_the_store(county, photo_folde
     probe = probe_template(engine, faces["obama3.jpg"])
     newcomer = tmp_path / "new"
     save_resized(faces["obama3.jpg"], newcomer / "B-3003" / "front.jpg", 460)
-    monkeypatch.setattr(commit_point, killed)
-    with pytest.raises(OSError, match="killed"):
+    with monkeypatch.context() as patched, pytest.raises(OSError, match="killed"):
+        patched.setattr(commit_point, killed)
         enrol_folder(county, newcomer)
-    monkeypatch.undo()
     assert counts(county) == (3, 5, 5)
     fresh = Galleries.open(datadir).get("county")
     hits = fresh.search(probe, k=10)
@@ -281,10 +280,9 @@ def test_a_change_the_index_missed_is_brought_from_the_store(county, photo_folde
     assert [c.subject_id for c in hits.candidates][:3] == ["B-3003", "B-1001", "B-1001"] and len(hits.candidates) == 5
     assert fresh.index().ids().tolist() == stored_ids() and len(fresh.index()) == 5  # no template twice
 
-    monkeypatch.setattr(commit_point, killed)
-    with pytest.raises(OSError, match="killed"):
+    with monkeypatch.context() as patched, pytest.raises(OSError, match="killed"):
+        patched.setattr(commit_point, killed)
         county.remove_subject("B-1001")
-    monkeypatch.undo()
     assert counts(county) == (2, 3, 3)
     fresh = Galleries.open(datadir).get("county")
     hits = fresh.search(probe, k=10)
