@@ -296,6 +296,7 @@ CHILD = textwrap.dedent("""
     for t in range(index.version + 1, LAST + 1):
         ids, vectors, removed = step(t)
         index.apply(t, add=(ids, vectors), remove=removed)
+        print(t, flush=True)
 """)
 LAST = 70
 
@@ -312,7 +313,13 @@ def test_kill_9_at_any_point_leaves_a_whole_version(tmp_path, keyring):
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         child.stdout.readline()  # opened (or created) the index: from here on it writes
         if round < 10:
-            time.sleep(rng.uniform(0.0, 0.6))
+            # once the writer has committed a random version, kill it a random moment into the changes after it
+            # (however fast the machine: a fixed delay let a quick writer finish before the first kill)
+            target = int(rng.integers(1, LAST))
+            for line in child.stdout:
+                if int(line) >= target:
+                    break
+            time.sleep(rng.uniform(0.0, 0.03))
             child.send_signal(signal.SIGKILL)
         child.wait()
         assert round < 10 or child.returncode == 0, child.stderr.read().decode()
