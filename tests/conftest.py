@@ -12,6 +12,7 @@ import pytest
 
 from tests.fixtures.database import TEST_DATABASE_ENV, fresh_database_url
 from tests.fixtures.face_images import face_images
+from tests.fixtures.milvus import milvus_collection
 
 SHARED_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 
@@ -113,3 +114,26 @@ def admin_token(datadir, monkeypatch) -> str:
     system.close()
     monkeypatch.setenv("FACETRAIL_TOKEN", token)
     return token
+
+
+@pytest.fixture(scope="session")
+def milvus_lite_uri(tmp_path_factory) -> str:
+    """One milvus-lite database for the whole session (it runs inside this process, and one process at a time may
+    use a file); each test that uses it works in collections of its own (see ``milvus_collection``)."""
+    return str(tmp_path_factory.mktemp("milvus") / "milvus.db")
+
+
+@pytest.fixture
+def index_backend(request, datadir) -> str:
+    """The index backend of ``datadir``: "faiss", unless a test parametrises this fixture indirectly with "milvus",
+    which points the data directory's configuration at a collection of its own in the session's milvus-lite file."""
+    backend = getattr(request, "param", "faiss")
+    if backend == "milvus":
+        uri = request.getfixturevalue("milvus_lite_uri")
+        config = datadir.config_path.read_text()
+        for default, value in (('backend = "faiss"', 'backend = "milvus"'), ('milvus_uri = ""', f'milvus_uri = "{uri}"'),
+                               ('milvus_collection = "facetrail_templates"', f'milvus_collection = "{milvus_collection()}"')):
+            assert default in config, f"{default} is no longer in the default config.toml"
+            config = config.replace(default, value)
+        datadir.config_path.write_text(config)
+    return backend

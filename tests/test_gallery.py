@@ -1,10 +1,10 @@
-"""Galleries on real photographs: provenance, enrolment (idempotent, resumable), search, expungement, index recovery."""
+"""Galleries on real photographs: provenance, enrolment (idempotent, resumable), search, expungement, index recovery;
+the tests of search, expungement and recovery run on both index backends (faiss, and Milvus on milvus-lite)."""
 
 from __future__ import annotations
 
 import csv
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +24,7 @@ from facetrail.gallery.gallery import Galleries
 from facetrail.gallery.schema import ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
 
 SERIAL = EnrolmentConfig(workers=1, commit_every=2)
+BOTH_BACKENDS = pytest.mark.parametrize("index_backend", ["faiss", "milvus"], indirect=True)
 
 
 def save_resized(source: Path, target: Path, height: int, mirror: bool = False) -> Path:
@@ -49,7 +50,7 @@ def photo_folder(tmp_path_factory, faces) -> Path:
 
 
 @pytest.fixture
-def galleries(datadir):
+def galleries(datadir, index_backend):
     opened = Galleries.open(datadir)
     yield opened
     opened.close()
@@ -94,6 +95,7 @@ def test_gallery_needs_valid_name_and_allowed_sources(galleries):
     assert galleries.get("county").info().allowed_sources == ["booking", "court-order"]
 
 
+@BOTH_BACKENDS
 def test_enrolment_reports_every_item_and_is_idempotent(county, photo_folder, tmp_path):
     summary = enrol_folder(county, photo_folder)
     by_name = {(o.item.subject_id, o.item.path.name): o for o in summary.outcomes}
@@ -143,6 +145,7 @@ def test_manifest_errors_name_the_line(tmp_path):
         items_from_manifest(manifest, "booking")
 
 
+@BOTH_BACKENDS
 def test_search_ranks_the_right_subject_first(county, photo_folder, engine, faces, tmp_path):
     enrol_folder(county, photo_folder)
     probe = probe_template(engine, save_resized(faces["obama3.jpg"], tmp_path / "still.jpg", 450))
@@ -154,18 +157,28 @@ def test_search_ranks_the_right_subject_first(county, photo_folder, engine, face
     assert county.search(probe, k=10, exact=True).candidates == candidates  # the audit mode
 
 
+@BOTH_BACKENDS
 def test_expungement_leaves_no_trace(county, photo_folder, engine, faces, datadir):
     enrol_folder(county, photo_folder)
     photo_bytes = (photo_folder / "B-1001" / "front.jpg").read_bytes()
     with county.session() as session:
-        templates = session.scalars(
-            select(TemplateRecord.embedding).join(ImageRecord).join(SubjectRecord).where(SubjectRecord.external_id == "B-1001")
+        rows = session.execute(
+            select(TemplateRecord.id, TemplateRecord.embedding).join(ImageRecord).join(SubjectRecord).where(SubjectRecord.external_id == "B-1001")
         ).all()
+    templates, removed = [row.embedding for row in rows], np.array([row.id for row in rows])
+    vectors = county.index().vectors(removed)
     report = county.remove_subject("B-1001")
     assert (report.images, report.templates, report.image_files, report.index_entries) == (2, 2, 2, 2)
     assert counts(county) == (1, 2, 2)
     probe = probe_template(engine, faces["obama3.jpg"])
     assert {c.subject_id for c in county.search(probe, k=10).candidates} == {"B-2002"}
+    # the index no longer holds them: not even their own templates find them, in either search mode
+    index = Galleries.open(datadir).get("county").index()
+    assert not np.isin(removed, index.ids()).any() and len(index) == 2
+    for exact in (False, True):
+        assert not np.isin(index.search(vectors, 10, exact=exact)[1], removed).any()
+    with pytest.raises(KeyError):
+        index.vectors(removed)
     # neither the photographs nor the templates remain anywhere in the data directory
     for path in datadir.root.rglob("*"):
         if path.is_file():
@@ -176,17 +189,18 @@ def test_expungement_leaves_no_trace(county, photo_folder, engine, faces, datadi
         county.remove_subject("B-1001")
 
 
-def test_index_is_rebuilt_when_missing_stale_or_corrupt(county, photo_folder, engine, faces, datadir, monkeypatch):
+@BOTH_BACKENDS
+def test_index_is_rebuilt_when_missing_stale_or_corrupt(county, galleries, photo_folder, engine, faces, datadir, monkeypatch,
+                                                       index_backend):
     enrol_folder(county, photo_folder)
     probe = probe_template(engine, faces["obama3.jpg"])
     expected = [(c.template_id, round(c.distance, 5)) for c in county.search(probe, k=4).candidates]
-    index_root = datadir.index_dir / f"gallery-{county.id}"
-    segment = county.index().segment_paths()[-1]
-
-    segment.write_bytes(segment.read_bytes()[:100])  # truncated by a disk fault
-    with pytest.raises(IndexFileError, match=segment.name):
-        Galleries.open(datadir).get("county").search(probe, k=4)  # a damaged index is reported, never used
-    shutil.rmtree(index_root)
+    if index_backend == "faiss":
+        segment = county.index().segment_paths()[-1]
+        segment.write_bytes(segment.read_bytes()[:100])  # truncated by a disk fault
+        with pytest.raises(IndexFileError, match=segment.name):
+            Galleries.open(datadir).get("county").search(probe, k=4)  # a damaged index is reported, never used
+    galleries.index_backend.drop(county.id)
     assert [(c.template_id, round(c.distance, 5)) for c in Galleries.open(datadir).get("county").search(probe, k=4).candidates] == expected
 
     # a store change that never reached the index (a writer killed between its commit and its index update)
@@ -209,6 +223,7 @@ def test_index_is_rebuilt_when_missing_stale_or_corrupt(county, photo_folder, en
     assert [(c.template_id, round(c.distance, 5)) for c in Galleries.open(datadir).get("county").search(probe, k=4).candidates] == expected
 
 
+@BOTH_BACKENDS
 def test_searches_during_an_enrolment_see_one_version_and_do_not_wait_for_it(county, galleries, photo_folder, engine, faces):
     """A process keeps one object per gallery (its index stays loaded); searches on one thread while another enrols,
     committing photograph by photograph, each find exactly the templates of the version they report."""
@@ -234,6 +249,70 @@ def test_searches_during_an_enrolment_see_one_version_and_do_not_wait_for_it(cou
     assert [h.version for h in hits] == sorted(h.version for h in hits)
     assert len({h.version for h in hits}) >= 3, "searches waited for the whole enrolment"
     assert hits[-1].version == max(templates_at) and len(hits[-1].candidates) == 4
+
+
+@BOTH_BACKENDS
+def test_a_change_the_index_missed_is_brought_from_the_store(county, photo_folder, engine, faces, datadir, monkeypatch,
+                                                           index_backend, tmp_path):
+    """A writer that fails (or is killed) between committing to the store and its index's commit point: the next
+    process brings the index to the store, with no template twice and no expunged template ever found."""
+    enrol_folder(county, photo_folder)
+    commit_point = ("facetrail.gallery.segments._write_manifest" if index_backend == "faiss"
+                    else "facetrail.gallery.milvus_index.MilvusBackend.write_version")
+
+    def killed(*args, **kwargs):
+        raise OSError("killed before the index's commit point")
+
+    def stored_ids() -> list[int]:
+        with county.session() as session:
+            return sorted(session.scalars(select(TemplateRecord.id).where(TemplateRecord.gallery_id == county.id)))
+
+    probe = probe_template(engine, faces["obama3.jpg"])
+    newcomer = tmp_path / "new"
+    save_resized(faces["obama3.jpg"], newcomer / "B-3003" / "front.jpg", 460)
+    with monkeypatch.context() as patched, pytest.raises(OSError, match="killed"):
+        patched.setattr(commit_point, killed)
+        enrol_folder(county, newcomer)
+    assert counts(county) == (3, 5, 5)
+    fresh = Galleries.open(datadir).get("county")
+    hits = fresh.search(probe, k=10)
+    assert hits.version == county.info().version == fresh.index().version
+    assert [c.subject_id for c in hits.candidates][:3] == ["B-3003", "B-1001", "B-1001"] and len(hits.candidates) == 5
+    assert fresh.index().ids().tolist() == stored_ids() and len(fresh.index()) == 5  # no template twice
+
+    with monkeypatch.context() as patched, pytest.raises(OSError, match="killed"):
+        patched.setattr(commit_point, killed)
+        county.remove_subject("B-1001")
+    assert counts(county) == (2, 3, 3)
+    fresh = Galleries.open(datadir).get("county")
+    hits = fresh.search(probe, k=10)
+    assert hits.version == county.info().version == fresh.index().version
+    assert [c.subject_id for c in hits.candidates] == ["B-3003", "B-2002", "B-2002"]
+    assert fresh.index().ids().tolist() == stored_ids() and len(fresh.index()) == 3
+
+
+@pytest.mark.parametrize("index_backend", ["milvus"], indirect=True)
+def test_a_search_that_another_process_commits_under_is_repeated(county, photo_folder, engine, faces, datadir, monkeypatch):
+    """With a shared index a search reports the version it searched: one that another process's commit overlapped
+    is done again."""
+    from facetrail.gallery.milvus_index import MilvusIndex
+
+    enrol_folder(county, photo_folder)
+    other_process = Galleries.open(datadir).get("county")
+    searched = []
+    search = MilvusIndex.search
+
+    def overlapped(index, *args, **kwargs):
+        result = search(index, *args, **kwargs)
+        if not searched:
+            other_process.remove_subject("B-1001")  # commits after this search read Milvus, before it returns
+        searched.append(index.version)
+        return result
+
+    monkeypatch.setattr(MilvusIndex, "search", overlapped)
+    hits = county.search(probe_template(engine, faces["obama3.jpg"]), k=10)
+    assert searched == [hits.version - 1, hits.version] and hits.version == county.info().version
+    assert {c.subject_id for c in hits.candidates} == {"B-2002"} and len(hits.candidates) == 2
 
 
 def test_parallel_enrolment_matches_serial(county, galleries, photo_folder):

@@ -1,7 +1,10 @@
-"""The gallery index on disk (facetrail.gallery.segments): O(change) commits, restarts, kill -9, expungement."""
+"""A gallery's persistent index: the contract every backend keeps (restarts, following another process, expungement,
+the audit mode), run against the faiss backend (facetrail.gallery.segments) and Milvus (milvus-lite); and the faiss
+backend's files on disk: O(change) commits, damage, a failed write, kill -9."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -17,10 +20,14 @@ from facetrail.config import IndexConfig
 from facetrail.crypto import KeyRing
 from facetrail.datadir import DataDir
 from facetrail.errors import IndexFileError
-from facetrail.gallery.segments import MANIFEST_NAME, SegmentedIndex
+from facetrail.gallery.index import IndexBackend, VectorIndex
+from facetrail.gallery.milvus_index import MilvusBackend
+from facetrail.gallery.segments import MANIFEST_NAME, SegmentedBackend, SegmentedIndex
+from tests.fixtures.milvus import milvus_collection
 
 D = 128
-SMALL = IndexConfig(compress_at=500, nprobe=16, rerank=50, segment_templates=256)
+SMALL = IndexConfig(compress_at=500, nprobe=16, rerank=50, segment_templates=256, milvus_nlist=16)
+GALLERY = 7
 
 
 @pytest.fixture
@@ -50,7 +57,40 @@ def state_at(version: int) -> dict[int, np.ndarray]:
     return state
 
 
-def assert_holds(index: SegmentedIndex, state: dict[int, np.ndarray]) -> None:
+@pytest.fixture(params=["faiss", "milvus"])
+def backends(request, tmp_path, keyring):
+    """Makes the index backend under test with a given configuration: faiss with segment files under ``tmp_path``, or
+    a collection of its own in the session's milvus-lite database."""
+    made: list[IndexBackend] = []
+
+    def make(config: IndexConfig = SMALL) -> IndexBackend:
+        if request.param == "faiss":
+            backend = SegmentedBackend(tmp_path / "indexes", keyring, config)
+        else:
+            uri = request.getfixturevalue("milvus_lite_uri")
+            backend = MilvusBackend(dataclasses.replace(config, backend="milvus", milvus_uri=uri, milvus_collection=milvus_collection()))
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        backend.close()
+
+
+def another_process(backend: IndexBackend) -> IndexBackend:
+    """A second view of the same indexes, as another process (or a restarted one) opens them."""
+    if isinstance(backend, SegmentedBackend):
+        return SegmentedBackend(backend.index_dir, backend.keyring, backend.config)
+    return MilvusBackend(backend.config)
+
+
+def reopened(backend: IndexBackend) -> VectorIndex:
+    index = another_process(backend).open(GALLERY)
+    assert index is not None
+    return index
+
+
+def assert_holds(index: VectorIndex, state: dict[int, np.ndarray]) -> None:
     """The index holds exactly ``state``: its ids, its float32 vectors, and each is its own nearest neighbour."""
     ids = np.array(sorted(state), dtype=np.int64)
     np.testing.assert_array_equal(index.ids(), ids)
@@ -61,42 +101,117 @@ def assert_holds(index: SegmentedIndex, state: dict[int, np.ndarray]) -> None:
     assert np.all(distances[:, 0] < 1e-5)
 
 
-def grown(root: Path, keyring: KeyRing, last: int, removals: bool = True, config: IndexConfig = SMALL) -> SegmentedIndex:
+def grown(backend: IndexBackend, last: int, removals: bool = True) -> VectorIndex:
     """A new index through changes 1..last of the history (without its removals unless ``removals``)."""
-    index = SegmentedIndex.create(root, keyring, 7, config, D, 0)
+    index = backend.create(GALLERY, D, 0)
     for t in range(1, last + 1):
         ids, vectors, removed = step(t)
         index.apply(t, add=(ids, vectors), remove=removed if removals else None)
     return index
 
 
-def open_index(root: Path, keyring: KeyRing, config: IndexConfig = SMALL) -> SegmentedIndex:
-    index = SegmentedIndex.open(root, keyring, 7, config)
-    assert index is not None
-    return index
+def faiss_index(tmp_path: Path, keyring: KeyRing, last: int, removals: bool = True, config: IndexConfig = SMALL):
+    """The faiss backend's index through changes 1..last, and the folder of its files."""
+    backend = SegmentedBackend(tmp_path / "indexes", keyring, config)
+    return grown(backend, last, removals), backend._root(GALLERY)
 
 
-def test_restart_gives_the_same_index_in_exact_and_compressed_modes(tmp_path, keyring):
-    root = tmp_path / "index"
-    index = SegmentedIndex.create(root, keyring, 7, SMALL, D, 0)
+# --- the contract of every backend ---------------------------------------------------
+
+
+def test_restart_gives_the_same_index(backends):
+    """Reopened (in exact and in compressed mode for faiss), an index holds the same templates and gives the same
+    results."""
+    backend = backends()
+    index = backend.create(GALLERY, D, 0)
+    assert backend.open(GALLERY + 1) is None
     for t in range(1, 41):
         ids, vectors, removed = step(t)
         index.apply(t, add=(ids, vectors), remove=removed)
         if t in (10, 40):
-            assert index.compressed == (t == 40)  # trained once the gallery reached compress_at
-            reopened = open_index(root, keyring)
-            assert reopened.version == t and reopened.compressed == index.compressed
-            assert_holds(reopened, state_at(t))
+            if isinstance(index, SegmentedIndex):
+                assert index.compressed == (t == 40)  # trained once the gallery reached compress_at
+            again = reopened(backend)
+            assert again.version == t and type(again) is type(index)
+            assert_holds(again, state_at(t))
             queries = np.random.default_rng(t).standard_normal((5, D)).astype(np.float32)
-            for got, expected in zip(reopened.search(queries, 10), index.search(queries, 10)):
+            for got, expected in zip(again.search(queries, 10), index.search(queries, 10)):
                 np.testing.assert_array_equal(got, expected)
-            reopened.close()
+            again.close()
     assert_holds(index, state_at(40))
+    assert len(index) == len(state_at(40))
+
+
+def test_expunged_templates_are_never_found_again(backends):
+    backend = backends()
+    index = grown(backend, 40, removals=False)
+    gone, vectors, _ = step(17)
+    assert index.apply(41, remove=gone[:10]) == 10
+    assert index.apply(42, remove=np.concatenate([gone, [10**9]])) == 10  # absent ids are ignored
+    assert not np.isin(gone, index.ids()).any() and len(index) == 780
+    with pytest.raises(KeyError):
+        index.vectors(gone[:1])
+    for exact in (False, True):  # never found, even by their own templates, in either search mode
+        _, labels = index.search(vectors, 50, exact=exact)
+        assert not np.isin(labels, gone).any()
+    again = reopened(backend)
+    assert not np.isin(gone, again.ids()).any() and len(again) == 780
+    _, labels = again.search(vectors, 50)
+    assert not np.isin(labels, gone).any()
+
+
+def test_exact_audit_mode_matches_brute_force(backends):
+    # a shallow search (one inverted list, five candidates) that the audit mode must not depend on
+    index = grown(backends(IndexConfig(compress_at=400, nprobe=1, rerank=5, milvus_nlist=16)), 30)
+    state = state_at(30)
+    ids = np.array(sorted(state))
+    matrix = np.stack([state[i] for i in ids.tolist()])
+    queries = np.random.default_rng(99).standard_normal((8, D)).astype(np.float32)
+    distances, labels = index.search(queries, 15, exact=True)
+    exact = np.linalg.norm(matrix[None] - queries[:, None], axis=2)
+    np.testing.assert_array_equal(labels, ids[np.argsort(exact, axis=1, kind="stable")[:, :15]])
+    np.testing.assert_allclose(distances, np.sort(exact, axis=1)[:, :15], atol=1e-5)
+
+
+def test_search_distances_are_exact_euclidean(backends):
+    """Whatever selected the candidates, the distances are exact Euclidean distances (not squared), nearest first."""
+    index = grown(backends(), 12)
+    state = state_at(12)
+    ids = np.array(sorted(state))
+    matrix = np.stack([state[i] for i in ids.tolist()])
+    queries = (matrix[:6] + 0.05).astype(np.float32)
+    distances, labels = index.search(queries, 4)
+    expected = np.linalg.norm(matrix[np.searchsorted(ids, labels)] - queries[:, None], axis=2)
+    np.testing.assert_allclose(distances, expected, rtol=1e-6)
+    np.testing.assert_array_equal(labels[:, 0], ids[:6])
+    assert np.all(np.diff(distances, axis=1) >= 0)
+    distances, labels = index.search(queries[:1], len(ids) + 3)  # more than it holds: padded
+    assert np.all(labels[0, len(ids):] == -1) and np.all(distances[0, len(ids):] == np.inf)
+    with pytest.raises(ValueError, match="ids already in the index"):
+        index.apply(13, add=(ids[:2], matrix[:2]))
+    assert index.version == 12 and len(index) == len(ids)
+
+
+def test_another_process_follows_changes(backends):
+    backend = backends()
+    writer = backend.create(GALLERY, D, 0)
+    reader = reopened(backend)
+    for t in range(1, 41):
+        ids, vectors, removed = step(t)
+        writer.apply(t, add=(ids, vectors), remove=removed)
+        if t % 7 == 0 or t == 40:
+            reader.refresh()
+            assert reader.version == t
+            assert_holds(reader, state_at(t))
+    backend.drop(GALLERY)
+    assert another_process(backend).open(GALLERY) is None
+
+
+# --- the faiss backend's files ---------------------------------------------------------
 
 
 def test_a_commit_writes_only_new_files_of_the_size_of_the_change(tmp_path, keyring):
-    root = tmp_path / "index"
-    index = grown(root, keyring, 80, removals=False)
+    index, root = faiss_index(tmp_path, keyring, 80, removals=False)
     before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in root.iterdir() if p.name != MANIFEST_NAME}
     slot_bytes = sum(p.stat().st_size for p in index.segment_paths()) / len(index)
     ids, vectors, removed = step(81)
@@ -109,28 +224,23 @@ def test_a_commit_writes_only_new_files_of_the_size_of_the_change(tmp_path, keyr
     assert len(index) == 1620 - 7 and len(new) <= 2
 
 
-def test_expunged_templates_leave_memory_segments_and_the_rerank_store(tmp_path, keyring):
-    root = tmp_path / "index"
-    index = grown(root, keyring, 40, removals=False)
+def test_expunged_templates_leave_the_segment_files(tmp_path, keyring):
+    index, root = faiss_index(tmp_path, keyring, 40, removals=False)
     assert index.compressed
-    gone, vectors, _ = step(17)
+    gone = step(17)[0]
     stored = b"".join(p.read_bytes() for p in root.iterdir())
     slots = [_slot_bytes(index, i) for i in gone.tolist()]
     assert all(slot in stored for slot in slots)
-    assert index.apply(41, remove=gone[:10]) == 10
+    index.apply(41, remove=gone[:10])
     index.apply(42, remove=gone[10:])
-    assert not np.isin(gone, index.ids()).any() and len(index) == 780
-    with pytest.raises(KeyError):
-        index.vectors(gone[:1])
-    for exact in (False, True):  # never found, even by their own templates, in either search mode
-        _, labels = index.search(vectors, 50, exact=exact)
-        assert not np.isin(labels, gone).any()
     stored = b"".join(p.read_bytes() for p in root.iterdir())
     assert not any(slot in stored for slot in slots), "an expunged template's encrypted slot is still on disk"
-    reopened = open_index(root, keyring)
-    assert not np.isin(gone, reopened.ids()).any()
-    _, labels = reopened.search(vectors, 50)
-    assert not np.isin(labels, gone).any()
+
+
+def open_index(root: Path, keyring: KeyRing) -> SegmentedIndex:
+    index = SegmentedIndex.open(root, keyring, GALLERY, SMALL)
+    assert index is not None
+    return index
 
 
 def _slot_bytes(index: SegmentedIndex, template_id: int) -> bytes:
@@ -140,37 +250,23 @@ def _slot_bytes(index: SegmentedIndex, template_id: int) -> bytes:
     return os.pread(segment.fd, index._slot_size, segment.slots_at + int(index._slot_of[position]) * index._slot_size)
 
 
-def test_exact_audit_mode_matches_brute_force(tmp_path, keyring):
-    index = grown(tmp_path / "index", keyring, 30, config=IndexConfig(compress_at=400, nprobe=1, rerank=5))
-    state = state_at(30)
-    ids = np.array(sorted(state))
-    matrix = np.stack([state[i] for i in ids.tolist()])
-    queries = np.random.default_rng(99).standard_normal((8, D)).astype(np.float32)
-    distances, labels = index.search(queries, 15, exact=True)
-    exact = np.linalg.norm(matrix[None] - queries[:, None], axis=2)
-    np.testing.assert_array_equal(labels, ids[np.argsort(exact, axis=1, kind="stable")[:, :15]])
-    np.testing.assert_allclose(distances, np.sort(exact, axis=1)[:, :15], atol=1e-5)
-
-
 def test_damaged_segment_or_manifest_is_reported_with_its_file(tmp_path, keyring):
-    root = tmp_path / "index"
-    index = grown(root, keyring, 4, removals=False)
+    index, root = faiss_index(tmp_path, keyring, 4, removals=False)
     segment = index.segment_paths()[0]
     data = segment.read_bytes()
     for damaged in (data[:-1], data[:60] + bytes([data[60] ^ 1]) + data[61:]):
         segment.write_bytes(damaged)
         with pytest.raises(IndexFileError, match=segment.name):
-            SegmentedIndex.open(root, keyring, 7, SMALL)
+            SegmentedIndex.open(root, keyring, GALLERY, SMALL)
     segment.write_bytes(data)
     assert len(open_index(root, keyring)) == 80
     (root / MANIFEST_NAME).write_bytes(b"garbage")
     with pytest.raises(IndexFileError, match=MANIFEST_NAME):
-        SegmentedIndex.open(root, keyring, 7, SMALL)
+        SegmentedIndex.open(root, keyring, GALLERY, SMALL)
 
 
 def test_a_failed_commit_leaves_the_previous_version(tmp_path, keyring, monkeypatch):
-    root = tmp_path / "index"
-    index = grown(root, keyring, 3)
+    index, root = faiss_index(tmp_path, keyring, 3)
     files = sorted(p.name for p in root.iterdir())
 
     def full_disk(fd):
@@ -186,19 +282,6 @@ def test_a_failed_commit_leaves_the_previous_version(tmp_path, keyring, monkeypa
     assert_holds(open_index(root, keyring), state_at(3))
 
 
-def test_another_process_follows_changes_incrementally(tmp_path, keyring):
-    root = tmp_path / "index"
-    writer = SegmentedIndex.create(root, keyring, 7, SMALL, D, 0)
-    reader = open_index(root, keyring)
-    for t in range(1, 41):
-        ids, vectors, removed = step(t)
-        writer.apply(t, add=(ids, vectors), remove=removed)
-        if t % 7 == 0 or t == 40:
-            reader.refresh()
-            assert reader.version == t
-            assert_holds(reader, state_at(t))
-
-
 CHILD = textwrap.dedent("""
     import sys
     from pathlib import Path
@@ -211,9 +294,9 @@ CHILD = textwrap.dedent("""
     index = SegmentedIndex.open(root, keyring, 7, SMALL) or SegmentedIndex.create(root, keyring, 7, SMALL, D, 0)
     print("ready", flush=True)
     for t in range(index.version + 1, LAST + 1):
-        print(t, flush=True)
         ids, vectors, removed = step(t)
         index.apply(t, add=(ids, vectors), remove=removed)
+        print(t, flush=True)
 """)
 LAST = 70
 
@@ -230,13 +313,13 @@ def test_kill_9_at_any_point_leaves_a_whole_version(tmp_path, keyring):
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         child.stdout.readline()  # opened (or created) the index: from here on it writes
         if round < 10:
-            # kill while version `target` is being written, whatever the machine's speed: wait for the writer to
-            # announce it, then let it run a random fraction of a typical step
-            target = int(rng.integers(1, LAST + 1))
+            # once the writer has committed a random version, kill it a random moment into the changes after it
+            # (however fast the machine: a fixed delay let a quick writer finish before the first kill)
+            target = int(rng.integers(1, LAST))
             for line in child.stdout:
                 if int(line) >= target:
                     break
-            time.sleep(rng.uniform(0.0, 0.02))
+            time.sleep(rng.uniform(0.0, 0.03))
             child.send_signal(signal.SIGKILL)
         child.wait()
         assert round < 10 or child.returncode == 0, child.stderr.read().decode()

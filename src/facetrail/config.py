@@ -9,10 +9,13 @@ default in force.
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
+from urllib.parse import urlsplit
 
 from facetrail.errors import ConfigError
 
@@ -131,11 +134,83 @@ class IndexConfig:
     """Candidates of the compressed pass re-scored exactly; the candidate list is the best k of them."""
     segment_templates: int = 262_144
     """Most templates in one segment file: an expungement rewrites the segments holding the removed templates."""
+    backend: Literal["faiss", "milvus"] = "faiss"
+    """Where indexes live: "faiss" keeps each gallery's index in the memory of every process that searches it (with
+    encrypted segment files under the data directory); "milvus" keeps every gallery's templates in one Milvus
+    collection that all processes and machines share (see docs/scaling.md)."""
+    milvus_uri: str = ""
+    """The Milvus server, e.g. https://milvus.example.internal:19530 (plain http:// only to this machine); or a
+    milvus-lite file such as milvus.db (relative to the data directory; one process at a time; for development)."""
+    milvus_database: str = ""
+    """The Milvus database holding the collections; empty means the server's default."""
+    milvus_collection: str = "facetrail_templates"
+    """The collection of templates; ``<name>_versions`` beside it records the gallery version each gallery is at."""
+    milvus_index: Literal["IVF_SQ8", "IVF_FLAT", "HNSW", "FLAT"] = "IVF_SQ8"
+    """Milvus's index on the templates; candidates are re-scored exactly against the float32 templates whatever it
+    is. ``nprobe`` and ``rerank`` above apply to it."""
+    milvus_nlist: int = 1024
+    """Inverted lists per Milvus segment for the IVF indexes."""
+    milvus_user: str = ""
+    """Milvus user (RBAC) with its password below; or leave empty and give a token."""
+    milvus_password: str = field(default="", repr=False)
+    """The user's password; prefer ``milvus_password_env``."""
+    milvus_password_env: str = ""
+    """Name of an environment variable holding the password (the password then stays out of this file)."""
+    milvus_token: str = field(default="", repr=False)
+    """An API token (or "user:password"), instead of user and password; prefer ``milvus_token_env``."""
+    milvus_token_env: str = ""
+    """Name of an environment variable holding the token."""
+    milvus_ca_file: str = ""
+    """PEM file of the certificate authority that signed the server's TLS certificate (a private CA); empty means
+    the system's trusted authorities."""
 
     def __post_init__(self) -> None:
-        for name in ("compress_at", "nprobe", "rerank", "segment_templates"):
+        for name in ("compress_at", "nprobe", "rerank", "segment_templates", "milvus_nlist"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"index.{name}: must be at least 1, got {getattr(self, name)}")
+        if self.backend == "milvus" and not self.milvus_uri:
+            raise ConfigError('index.milvus_uri: needed with index.backend = "milvus"')
+        if self.milvus_uri:
+            _check_milvus_uri(self.milvus_uri)
+        for secret in ("password", "token"):
+            if getattr(self, f"milvus_{secret}") and getattr(self, f"milvus_{secret}_env"):
+                raise ConfigError(f"index.milvus_{secret} and index.milvus_{secret}_env: give one, not both")
+        password = bool(self.milvus_password or self.milvus_password_env)
+        token = bool(self.milvus_token or self.milvus_token_env)
+        if token and (self.milvus_user or password):
+            raise ConfigError("index.milvus_token: give a token or a user and password, not both")
+        if password != bool(self.milvus_user):
+            raise ConfigError("index.milvus_user and index.milvus_password: give both or neither")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", self.milvus_collection):
+            raise ConfigError(f"index.milvus_collection: use letters, digits and '_', not starting with a digit, got "
+                              f"{self.milvus_collection!r}")
+
+    def milvus_secret(self, name: Literal["password", "token"]) -> str:
+        """The Milvus password or token, from this file or the environment variable named here; ConfigError naming
+        the variable (never its value) when it is unset."""
+        variable = getattr(self, f"milvus_{name}_env")
+        if not variable:
+            return getattr(self, f"milvus_{name}")
+        value = os.environ.get(variable, "")
+        if not value:
+            raise ConfigError(f"index.milvus_{name}_env: the environment variable {variable} is not set")
+        return value
+
+
+def _check_milvus_uri(uri: str) -> None:
+    """Refuse credentials inside the URI and plain http to another machine (templates would cross the network
+    unencrypted)."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https", "tcp", "grpc"):
+        if not uri.endswith(".db"):
+            raise ConfigError(f"index.milvus_uri: expected http(s)://host:port or a milvus-lite file ending in .db, got {uri!r}")
+        return
+    if parts.username or parts.password:
+        raise ConfigError("index.milvus_uri: put credentials in index.milvus_user/milvus_password or milvus_token, "
+                          "not in the URI")
+    if parts.scheme != "https" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+        raise ConfigError(f"index.milvus_uri: {parts.scheme}:// to {parts.hostname} would send templates unencrypted; "
+                          "use https:// (Milvus with TLS)")
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,20 @@
 """Galleries: authorized collections of subjects, their photographs and templates, and a vector index each.
 
-The SQL store is the source of truth. Each gallery's vector index is kept in
-encrypted segments under ``indexes/gallery-<id>/`` (``facetrail.gallery.segments``)
-that record the gallery ``version`` they hold; the version is incremented by
+The SQL store is the source of truth. Each gallery's vector index is kept by the
+backend ``index.backend`` names: in encrypted segments under
+``indexes/gallery-<id>/`` (``facetrail.gallery.segments``, "faiss") or in a Milvus
+collection shared by every process (``facetrail.gallery.milvus_index``, "milvus").
+Either records the gallery ``version`` it holds; the version is incremented by
 every committed change, and each change is applied to the index in O(change).
 An index behind the store (a writer killed between its commit and its index
 update) is brought to it from the difference of template ids; a missing one is
 rebuilt from the store. Writers hold a per-gallery file lock.
 
-Within one process (a server, say) each gallery is one ``Gallery`` object, so its
-index is loaded once and kept in memory; its index guard makes searches on
+Within one process (a server, say) each gallery is one ``Gallery`` object, so a
+faiss index is loaded once and kept in memory; its index guard makes searches on
 other threads see the store and the index at the same version while a writer
-commits a change and applies it to the index.
+commits a change and applies it to the index. With Milvus a search also checks,
+after searching, that no other process committed a change meanwhile.
 
 Biometric data is encrypted at rest with the data directory's key ring
 (``facetrail.crypto``): template embeddings in the store, photographs under
@@ -21,13 +24,11 @@ Biometric data is encrypted at rest with the data directory's key ring
 from __future__ import annotations
 
 import re
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from filelock import FileLock, Timeout
@@ -38,10 +39,11 @@ from sqlalchemy.orm import Session
 from facetrail.config import Settings
 from facetrail.crypto import KeyRing, key_file_path
 from facetrail.datadir import DataDir
-from facetrail.errors import CryptoError, DuplicateError, FacetrailError, GalleryError, NotFoundError
+from facetrail.config import IndexConfig
+from facetrail.errors import ConfigError, CryptoError, DuplicateError, FacetrailError, GalleryError, NotFoundError
 from facetrail.gallery.blobs import BlobStore
-from facetrail.gallery.index import VectorIndex, set_search_threads
-from facetrail.gallery.segments import SegmentedIndex
+from facetrail.gallery.index import IndexBackend, VectorIndex, set_search_threads
+from facetrail.gallery.segments import SegmentedBackend
 from facetrail.gallery.schema import GalleryRecord, ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
 from facetrail.store import check_schema, create_store_engine, erase_deleted_rows, migrate, session_factory
 
@@ -53,6 +55,8 @@ _REENCRYPT_BATCH = 500
 _REBUILD_BATCH = 10_000
 WRITER_WAIT_S = 30.0
 """How long a search waits for a writer in another process to bring the index to the store's version."""
+SEARCH_ATTEMPTS = 3
+"""How often a search of a shared index (Milvus) is tried when another process commits a change during it."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,7 @@ class Galleries:
         self.keyring = keyring
         self.engine = create_store_engine(datadir.database_url(settings))
         self.sessions = session_factory(self.engine)
+        self.index_backend = open_index_backend(settings.index, datadir, keyring)
         self._opened: dict[tuple[int, str], Gallery] = {}
         self._opened_lock = threading.Lock()
         set_search_threads(1)  # one query at a time: faiss is slower splitting a single query across threads
@@ -148,6 +153,7 @@ class Galleries:
         return galleries
 
     def close(self) -> None:
+        self.index_backend.close()
         self.engine.dispose()
 
     def create(self, name: str, allowed_sources: list[str], description: str = "") -> GalleryInfo:
@@ -272,12 +278,18 @@ class Gallery:
         if k < 1:
             raise FacetrailError("the candidate list length k must be at least 1")
         query = np.asarray(embedding, dtype=np.float32).reshape(1, -1)
-        with self.index_guard:
-            index = self.index()
-            if index is None:
-                return Hits(self._index_version, [])
-            version = index.version
-            distances, ids = index.search(query, k, exact=exact)
+        for attempt in range(SEARCH_ATTEMPTS):
+            with self.index_guard:
+                index = self.index()
+                if index is None:
+                    return Hits(self._index_version, [])
+                version = index.version
+                distances, ids = index.search(query, k, exact=exact)
+            # a shared index may have changed under the search: it searched ``version`` only if the store is still there
+            if not self.galleries.index_backend.shared or self._store_version() == version:
+                break
+        else:
+            raise GalleryError(f"gallery {self.name!r} changed during each of {SEARCH_ATTEMPTS} searches; try again")
         found = [(int(i), float(d)) for i, d in zip(ids[0], distances[0]) if i >= 0]
         if not found:
             return Hits(version, [])
@@ -312,7 +324,7 @@ class Gallery:
                 if self._index is None and self._index_version == version:
                     return None
                 if self._index is None:
-                    self._index = SegmentedIndex.open(self._index_root(), self.galleries.keyring, self.id, self._index_config())
+                    self._index = self._backend().open(self.id)
                 elif self._index.version != version:
                     self._index.refresh()
                 if self._index is not None and self._index.version == version:
@@ -337,7 +349,7 @@ class Gallery:
         if self._index is not None:
             self._index.close()
         self._index = None
-        shutil.rmtree(self._index_root(), ignore_errors=True)
+        self._backend().drop(self.id)
         return self._bring_index_to_store()
 
     def _bring_index_to_store(self) -> VectorIndex | None:
@@ -361,9 +373,8 @@ class Gallery:
                 self._index_version = version
                 return None
             dimension = len(self._stored_vectors(missing[:1])[1][0])
-            index = SegmentedIndex.create(self._index_root(), self.galleries.keyring, self.id, self._index_config(), dimension, version)
+            index = self._backend().create(self.id, dimension, version)
             self._index = index
-        index.sweep()
         # large rebuilds are applied in steps, to bound memory; a step interrupted is picked up by the id difference
         steps = [missing[start : start + _REBUILD_BATCH] for start in range(0, len(missing), _REBUILD_BATCH)] or [missing]
         for step in steps[:-1]:
@@ -385,8 +396,7 @@ class Gallery:
         Hold the write lock and the index guard (taken before the change was committed).
         """
         if self._index is None and add is not None and len(add[0]):
-            self._index = SegmentedIndex.create(self._index_root(), self.galleries.keyring, self.id, self._index_config(),
-                                                np.asarray(add[1]).shape[1], version - 1)
+            self._index = self._backend().create(self.id, np.asarray(add[1]).shape[1], version - 1)
         if self._index is None or self._index.version != version - 1:
             self._bring_index_to_store()
             return 0 if remove is None else len(remove)
@@ -400,23 +410,25 @@ class Gallery:
         with self.session() as session:
             return session.scalar(select(func.count()).select_from(TemplateRecord).where(TemplateRecord.gallery_id == self.id))
 
-    def _index_root(self) -> Path:
-        return self.galleries.datadir.index_dir / f"gallery-{self.id}"
-
-    def _index_config(self):
-        return self.galleries.settings.index
+    def _backend(self) -> IndexBackend:
+        return self.galleries.index_backend
 
     # --- key rotation ----------------------------------------------------------------
 
     def reencrypt(self) -> tuple[int, int]:
-        """Re-encrypt this gallery's templates and photographs with the active data key and rewrite its index.
+        """Re-encrypt this gallery's templates and photographs with the active data key and rewrite its index (when
+        the index backend encrypts with the data key: the faiss backend's segment files; Milvus's is only checked).
 
         Returns (templates, photographs) re-encrypted; what the active key already encrypts is left as it is,
         so a run after an interruption only does the rest. Part of ``facetrail.crypto.rotate_data_key``.
         """
         with self.write_lock():
             templates = self._reencrypt_templates()
-            self.rebuild_index()  # also sweeps orphaned photographs, which need no re-encryption
+            # both also sweep orphaned photographs, which need no re-encryption
+            if self._backend().uses_data_key:
+                self.rebuild_index()
+            else:
+                self._bring_index_to_store()
             photographs = sum(self.blobs.reencrypt(key) for key in sorted(self.blobs.keys()))
         return templates, photographs
 
@@ -492,6 +504,17 @@ def check_subject_id(subject_id: str) -> str:
         raise GalleryError(f"subject id {shown!r}: use 1 to {SUBJECT_ID_MAX} letters, digits, '.', '_' or '-', "
                            "starting with a letter or digit")
     return subject_id
+
+
+def open_index_backend(config: IndexConfig, datadir: DataDir, keyring: KeyRing) -> IndexBackend:
+    """The index backend ``index.backend`` names (Milvus connects on first use)."""
+    if config.backend == "milvus":
+        try:
+            from facetrail.gallery.milvus_index import MilvusBackend
+        except ModuleNotFoundError as exc:
+            raise ConfigError(f'index.backend = "milvus" needs the {exc.name} package: pip install "facetrail[milvus]"') from None
+        return MilvusBackend(config, datadir.root)
+    return SegmentedBackend(datadir.index_dir, keyring, config)
 
 
 def _check_source_name(source: str) -> None:

@@ -7,7 +7,8 @@ Distances are Euclidean (not squared): lower means more alike.  Two searchers:
   ``rerank`` candidates, re-scored exactly against float32 templates fetched by id from wherever they are kept
   (for a gallery: its encrypted segments on disk, see ``facetrail.gallery.segments``).
 
-Persistence is not theirs: ``facetrail.gallery.segments.SegmentedIndex`` keeps a gallery's index on disk.
+Persistence is not theirs: ``facetrail.gallery.segments.SegmentedIndex`` keeps a gallery's index on disk, and
+``facetrail.gallery.milvus_index.MilvusIndex`` keeps it in a Milvus server instead; both implement ``VectorIndex``.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import numpy as np
 
 
 class VectorIndex(Protocol):
-    """A gallery's persistent nearest-neighbour index (see ``facetrail.gallery.segments.SegmentedIndex``; a server
-    backend such as Milvus would implement the same).
+    """A gallery's persistent nearest-neighbour index: ``facetrail.gallery.segments.SegmentedIndex`` (faiss in
+    memory, encrypted segment files on disk) or ``facetrail.gallery.milvus_index.MilvusIndex`` (a Milvus server).
 
     ``version`` is the gallery version (in the SQL store) whose templates it holds; ``apply`` makes a committed
-    change durable and moves it to the next version.
+    change durable and moves it to the next version; ``refresh`` follows another process's changes.  Distances
+    returned are exact Euclidean distances between float32 templates, whichever backend selected the candidates.
     """
 
     dimension: int
@@ -38,9 +40,33 @@ class VectorIndex(Protocol):
 
     def search(self, queries: np.ndarray, k: int, exact: bool = False) -> tuple[np.ndarray, np.ndarray]: ...
 
+    def vectors(self, ids: np.ndarray) -> np.ndarray: ...
+
     def __len__(self) -> int: ...
 
     def ids(self) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+class IndexBackend(Protocol):
+    """Where the galleries' indexes are kept (``index.backend``): one object per process, shared by its galleries.
+
+    ``open`` returns a gallery's index or None when it has none; ``create`` replaces whatever a gallery had with an
+    empty index at ``version``; ``drop`` deletes it.  ``uses_data_key`` says whether the backend's copies of the
+    templates are encrypted with the data directory's key (so a key rotation must rewrite them); ``shared`` says
+    whether a search reads data that writers in other processes change under it (a server), rather than a copy in
+    this process's memory.
+    """
+
+    uses_data_key: bool
+    shared: bool
+
+    def open(self, gallery_id: int) -> VectorIndex | None: ...
+
+    def create(self, gallery_id: int, dimension: int, version: int) -> VectorIndex: ...
+
+    def drop(self, gallery_id: int) -> None: ...
 
     def close(self) -> None: ...
 
@@ -99,8 +125,7 @@ class FaissExactIndex:
         """Return (distances, ids), each (nq, k), nearest first, padded with +inf / -1."""
         queries = self._as_vectors(queries, "queries")
         k = _positive_int(k, "k")
-        distances = np.full((len(queries), k), np.inf, dtype=np.float32)
-        labels = np.full((len(queries), k), -1, dtype=np.int64)
+        distances, labels = empty_results(len(queries), k)
         found = min(k, self._index.ntotal)
         if found and len(queries):
             squared, nearest = self._index.search(queries, found)
@@ -246,23 +271,78 @@ class CompressedIndex:
         """Return (exact distances, ids), each (nq, k), nearest first, padded with +inf / -1."""
         queries = _as_float_rows(queries, self.dimension, "queries")
         k = _positive_int(k, "k")
-        distances = np.full((len(queries), k), np.inf, dtype=np.float32)
-        labels = np.full((len(queries), k), -1, dtype=np.int64)
+        distances, labels = empty_results(len(queries), k)
         if not self._ivf.ntotal or not len(queries):
             return distances, labels
         params = faiss.SearchParametersIVF(nprobe=min(self.depth.nprobe, self.nlist))
         _, candidates = self._ivf.search(queries, max(k, self.depth.rerank), params=params)
         for row, (query, found) in enumerate(zip(queries, candidates)):
             found = found[found >= 0]
-            if not len(found):
-                continue
-            exact = np.linalg.norm(self._fetch(found) - query, axis=1).astype(np.float32)
-            best = np.lexsort((found, exact))[:k]
-            distances[row, : len(best)], labels[row, : len(best)] = exact[best], found[best]
+            if len(found):
+                rerank_into(distances[row], labels[row], query, found, self._fetch(found))
         return distances, labels
 
     def __len__(self) -> int:
         return int(self._ivf.ntotal)
+
+
+def empty_results(queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(distances, ids) of ``queries`` searches that found nothing: +inf and -1, each (queries, k)."""
+    return np.full((queries, k), np.inf, dtype=np.float32), np.full((queries, k), -1, dtype=np.int64)
+
+
+def rerank_into(distances: np.ndarray, labels: np.ndarray, query: np.ndarray, candidates: np.ndarray,
+                vectors: np.ndarray) -> None:
+    """Re-score ``candidates`` (ids, with their float32 ``vectors``) exactly against ``query`` and write the best
+    ``len(distances)`` into the row ``distances``/``labels``, nearest first (ties by id)."""
+    exact = np.linalg.norm(vectors - query, axis=1).astype(np.float32)
+    best = np.lexsort((candidates, exact))[: len(distances)]
+    distances[: len(best)], labels[: len(best)] = exact[best], candidates[best]
+
+
+class ExactScan:
+    """The exact top ``k`` of ``queries`` over templates seen block by block (the audit mode of a compressed or
+    server index, which reads every float32 template once).  The distances returned are computed as a re-rank
+    computes them (``rerank_into``), so both modes give the same figure for the same template."""
+
+    def __init__(self, queries: np.ndarray, k: int) -> None:
+        self.queries, self.k = queries, k
+        self._distances = np.full((len(queries), 0), np.inf, dtype=np.float32)
+        self._ids = np.empty((len(queries), 0), dtype=np.int64)
+        self._vectors = np.empty((len(queries), 0, queries.shape[1]), dtype=np.float32)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Take a block of templates into account."""
+        if not len(ids):
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        squared, rows = faiss.knn(self.queries, vectors, min(self.k, len(ids)))
+        distances = np.concatenate([self._distances, np.sqrt(np.maximum(squared, 0))], axis=1)
+        found = np.concatenate([self._ids, ids[rows]], axis=1)
+        kept = np.concatenate([self._vectors, vectors[rows]], axis=1)
+        order = np.lexsort((found, distances))[:, : self.k]
+        self._distances, self._ids = np.take_along_axis(distances, order, 1), np.take_along_axis(found, order, 1)
+        self._vectors = np.take_along_axis(kept, order[:, :, None], 1)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(distances, ids), each (nq, k), nearest first, padded with +inf / -1."""
+        distances, labels = empty_results(len(self.queries), self.k)
+        for row, query in enumerate(self.queries):
+            rerank_into(distances[row], labels[row], query, self._ids[row], self._vectors[row])
+        return distances, labels
+
+
+def checked_addition(add: tuple[np.ndarray, np.ndarray] | None, dimension: int) -> tuple[np.ndarray, np.ndarray]:
+    """``add`` = (ids, vectors) of a change as int64 ids and float32 rows (empty when None); ValueError if the
+    lengths differ, an id repeats or the vectors are not finite ``dimension``-d rows."""
+    if add is None or not len(add[0]):
+        return np.empty(0, dtype=np.int64), np.empty((0, dimension), dtype=np.float32)
+    ids, vectors = _as_ids(add[0]), _as_float_rows(add[1], dimension, "vectors")
+    if len(ids) != len(vectors):
+        raise ValueError(f"got {len(ids)} ids for {len(vectors)} vectors")
+    if len(np.unique(ids)) != len(ids):
+        raise ValueError("ids repeated within the change")
+    return ids, vectors
 
 
 def _as_ids(ids: np.ndarray) -> np.ndarray:

@@ -32,14 +32,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from facetrail.config import IndexConfig
 from facetrail.crypto import KeyRing, sealed_size
 from facetrail.errors import CryptoError, IndexFileError
 from facetrail.gallery.blobs import write_atomically
-from facetrail.gallery.index import CompressedIndex, FaissExactIndex, SearchDepth, _as_float_rows, _as_ids, _sample
+from facetrail.gallery.index import (CompressedIndex, ExactScan, FaissExactIndex, SearchDepth, _as_float_rows, _as_ids,
+                                    _positive_int, _sample, checked_addition)
 
 MANIFEST_NAME = "MANIFEST"
 MANIFEST_FORMAT = "facetrail.index.v1"
@@ -167,7 +167,7 @@ class SegmentedIndex:
         every float32 template on disk, which takes seconds at a million templates.
         """
         if exact and self.compressed:
-            return self._scan(_as_float_rows(queries, self.dimension, "queries"), k)
+            return self._scan(_as_float_rows(queries, self.dimension, "queries"), _positive_int(k, "k"))
         return self._searcher.search(queries, k)
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
@@ -191,16 +191,10 @@ class SegmentedIndex:
         ``add`` is (ids, vectors) of new templates (an id already present refuses the whole change); ``remove``
         lists ids to expunge (absent ones are ignored).  Hold the gallery's write lock.
         """
-        add_ids, add_vectors = np.empty(0, dtype=np.int64), np.empty((0, self.dimension), dtype=np.float32)
-        if add is not None and len(add[0]):
-            add_ids, add_vectors = _as_ids(add[0]), _as_float_rows(add[1], self.dimension, "vectors")
-            if len(add_ids) != len(add_vectors):
-                raise ValueError(f"got {len(add_ids)} ids for {len(add_vectors)} vectors")
-            if len(np.unique(add_ids)) != len(add_ids):
-                raise ValueError("ids repeated within the change")
-            already = add_ids[np.isin(add_ids, self._ids)]
-            if len(already):
-                raise ValueError(f"ids already in the index: {_sample(already)}")
+        add_ids, add_vectors = checked_addition(add, self.dimension)
+        already = add_ids[np.isin(add_ids, self._ids)]
+        if len(already):
+            raise ValueError(f"ids already in the index: {_sample(already)}")
         removing = np.unique(_as_ids(remove if remove is not None else np.empty(0, dtype=np.int64)))
         removing = removing[np.isin(removing, self._ids)]
         try:
@@ -379,22 +373,13 @@ class SegmentedIndex:
 
     def _scan(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k over every float32 template on disk, a block of slots at a time."""
-        best_d = np.full((len(queries), 0), np.inf, dtype=np.float32)
-        best_i = np.empty((len(queries), 0), dtype=np.int64)
+        scan = ExactScan(queries, k)
         for serial in self._manifest.segments:
             ids, _, slots = self._read_segment(self._segments[serial])
             for start in range(0, len(ids), _EXACT_SCAN_SLOTS):
                 block_ids = ids[start : start + _EXACT_SCAN_SLOTS]
-                vectors = self._decrypt_slots(block_ids, slots[start : start + _EXACT_SCAN_SLOTS], _segment_name(serial))
-                squared, rows = faiss.knn(queries, vectors, min(k, len(block_ids)))
-                best_d = np.concatenate([best_d, np.sqrt(np.maximum(squared, 0))], axis=1)
-                best_i = np.concatenate([best_i, block_ids[rows]], axis=1)
-                order = np.lexsort((best_i, best_d))[:, :k]
-                best_d, best_i = np.take_along_axis(best_d, order, 1), np.take_along_axis(best_i, order, 1)
-        distances = np.full((len(queries), k), np.inf, dtype=np.float32)
-        labels = np.full((len(queries), k), -1, dtype=np.int64)
-        distances[:, : best_d.shape[1]], labels[:, : best_i.shape[1]] = best_d, best_i
-        return distances, labels
+                scan.add(block_ids, self._decrypt_slots(block_ids, slots[start : start + _EXACT_SCAN_SLOTS], _segment_name(serial)))
+        return scan.result()
 
     # --- internals: files -------------------------------------------------------------
 
@@ -493,6 +478,32 @@ class SegmentedIndex:
             return self.keyring.decrypt(sealed, context)
         except CryptoError as exc:
             raise IndexFileError(f"{path}: {exc}") from exc
+
+
+class SegmentedBackend:
+    """``index.backend = "faiss"``: each gallery's index in memory, kept in encrypted segment files under
+    ``DATA/indexes/gallery-<id>/`` (every process that searches a gallery loads its index)."""
+
+    uses_data_key = True
+    shared = False
+
+    def __init__(self, index_dir: Path, keyring: KeyRing, config: IndexConfig) -> None:
+        self.index_dir, self.keyring, self.config = index_dir, keyring, config
+
+    def open(self, gallery_id: int) -> SegmentedIndex | None:
+        return SegmentedIndex.open(self._root(gallery_id), self.keyring, gallery_id, self.config)
+
+    def create(self, gallery_id: int, dimension: int, version: int) -> SegmentedIndex:
+        return SegmentedIndex.create(self._root(gallery_id), self.keyring, gallery_id, self.config, dimension, version)
+
+    def drop(self, gallery_id: int) -> None:
+        shutil.rmtree(self._root(gallery_id), ignore_errors=True)
+
+    def close(self) -> None:
+        """Nothing to release: each gallery's index closes its own files."""
+
+    def _root(self, gallery_id: int) -> Path:
+        return self.index_dir / f"gallery-{gallery_id}"
 
 
 def _segment_name(serial: int) -> str:
