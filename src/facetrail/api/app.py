@@ -20,7 +20,8 @@ from facetrail.api.middleware import BodySizeLimit, RequestLog, SecurityHeaders,
 from facetrail.api.ratelimit import SlidingWindowLimiter
 from facetrail.api.routes import API_PREFIX, api_router
 from facetrail.api.settings import ApiSettings
-from facetrail.datadir import DataDir
+from facetrail.datadir import DATA_ENV, DataDir
+from facetrail.errors import FacetrailError
 from facetrail.web import install_web
 
 DESCRIPTION = (
@@ -107,15 +108,37 @@ def configure_logging() -> None:
     logger.propagate = False
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, data: str | os.PathLike | None = None) -> None:
-    """Run the API with uvicorn until interrupted. A bad setting or a data directory that cannot be opened raises
+def worker_app() -> FastAPI:
+    """The application of one of several server processes (``serve(workers=N)``): settings and data directory from
+    the environment, logging configured in this process."""
+    configure_logging()
+    return create_app()
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, data: str | os.PathLike | None = None, workers: int = 1) -> None:
+    """Run the API with uvicorn until interrupted, in ``workers`` processes (each with its own system; more than one
+    needs PostgreSQL). A bad setting, a data directory that cannot be opened, or several workers over SQLite raise
     FacetrailError before the server starts."""
     import uvicorn
 
+    if workers < 1:
+        raise FacetrailError(f"--workers must be at least 1, not {workers}")
     settings = ApiSettings.from_env()
     if data is not None:
         settings = settings.model_copy(update={"data_dir": Path(data)})
     datadir = DataDir.locate(settings.data_dir)
-    Facetrail.open(datadir, purge=False).close()
+    system = Facetrail.open(datadir, purge=False)
+    database = system.galleries.engine.dialect.name
+    system.close()
+    if workers > 1 and database != "postgresql":
+        raise FacetrailError(
+            f"--workers {workers} needs PostgreSQL (store.database_url or FACETRAIL_DATABASE_URL); this data directory "
+            f"uses {database}, which lets one process write at a time: serve it with one worker"
+        )
     configure_logging()
-    uvicorn.run(create_app(datadir, settings), host=host, port=port, access_log=False, server_header=False)
+    options: dict[str, Any] = {"host": host, "port": port, "access_log": False, "server_header": False}
+    if workers == 1:
+        uvicorn.run(create_app(datadir, settings), **options)
+        return
+    os.environ[DATA_ENV] = str(datadir.root)  # the worker processes read their settings from the environment
+    uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, **options)
