@@ -91,3 +91,50 @@ def test_two_server_processes_append_to_one_linear_audit_chain(datadir, tmp_path
         assert verified.ok and verified.entries == len(entries), verified.problem
     finally:
         system.close()
+
+
+JOB_READER = """
+import json, sys
+from pathlib import Path
+from facetrail.web.jobs import EnrolmentJobs
+jobs = EnrolmentJobs(Path(sys.argv[1]))
+print(json.dumps({"one": jobs.get(int(sys.argv[2])), "all": jobs.all()}))
+"""
+
+
+@pytest.mark.parametrize("datadir", ["sqlite"], indirect=True)
+def test_enrolment_jobs_are_seen_by_every_server_process(datadir, faces):
+    from facetrail.web.jobs import ORPHANED, EnrolmentJobs
+
+    system = Facetrail.initialise(datadir, "admin", PASSWORD)
+    try:
+        admin = system.authenticate(system.login("admin", PASSWORD)[1])
+        system.create_gallery(admin, "county", ["booking"])
+        jobs = EnrolmentJobs(datadir.jobs_dir)
+        files = [(name, faces[name].read_bytes(), subject, "booking", None, {})
+                 for name, subject in (("obama.jpg", "B-1"), ("biden.jpg", "B-2"))]
+        job = jobs.start(system, admin, "county", files)
+        deadline = time.monotonic() + 60
+        while jobs.get(job.id)["state"] == "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        here = jobs.get(job.id)
+        assert here["state"] == "finished" and here["counts"]["enrolled"] == 2
+    finally:
+        system.close()
+
+    def read_elsewhere(number: int) -> dict:
+        done = subprocess.run([sys.executable, "-c", JOB_READER, str(datadir.jobs_dir), str(number)],
+                              capture_output=True, text=True, timeout=60, check=True)
+        return json.loads(done.stdout)
+
+    elsewhere = read_elsewhere(job.id)
+    assert elsewhere["one"] == here and elsewhere["all"] == [here]
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])  # a server process that has stopped
+    gone.wait()
+    (datadir.jobs_dir / "2.json").write_text(json.dumps({**here, "id": 2, "state": "running", "finished_at": None,
+                                                         "pid": gone.pid}))
+    orphan = read_elsewhere(2)["one"]
+    assert (orphan["state"], orphan["error"]) == ("failed", ORPHANED)
+    assert read_elsewhere(3)["one"] is None

@@ -64,7 +64,7 @@ def create_app(datadir: DataDir | None = None, settings: ApiSettings | None = No
     app.state.engine_lock = threading.Lock()
     install_error_handlers(app)
     app.include_router(api_router)
-    install_web(app)
+    install_web(app, datadir)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     if "*" not in settings.allowed_hosts:
         app.add_middleware(TrustedHosts, allowed_hosts=list(settings.allowed_hosts))
