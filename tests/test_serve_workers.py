@@ -66,9 +66,10 @@ def test_two_server_processes_append_to_one_linear_audit_chain(datadir, tmp_path
                                "--data", str(datadir.root)], stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
-        while call(f"{base}/health")[0] != 200:
+        while (tmp_path / "server.log").read_text().count("Application startup complete") < 2:  # both processes
             assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
             time.sleep(0.2)
+        assert call(f"{base}/health")[0] == 200
         with ThreadPoolExecutor(8) as pool:  # each request a connection of its own, taken by either process
             statuses = list(pool.map(
                 lambda n: call(f"{base}/galleries/county/grants", "POST", {"unit": f"unit-{n}"}, token)[0],
