@@ -7,13 +7,17 @@ Two measurements for each embedding backend (ONNX Runtime, dlib) and augmentatio
    embedding (the augmentation's passes as one batch).
 2. End to end: the real ``enrol()`` into a fresh data directory with
    ``--workers`` processes (hashing, decoding, detection, quality, embedding,
-   storing photographs, SQLite commits, index updates).
+   storing photographs, SQLite commits, index updates); with ``--ray ADDRESS``
+   also with the face work on Ray actors (``--workers`` of them; the
+   connection is made before the clock starts, the actors' start and model
+   loading are timed, as the local processes' are).
 
 Detection is what enrolment uses (portrait-sized faces only; ``--detection thorough`` looks for
 faces down to ``detection.min_face_px`` as probes do). It prints its figures and a JSON line; it
 asserts nothing about speed.
 
     python benchmarks/bench_enrol.py --images ../shared/faces/lfw-dev --count 400 --workers 2 --backends onnx,dlib
+    python benchmarks/bench_enrol.py --count 400 --workers 2 --backends onnx --stage-count 0 --ray local
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from facetrail.config import EngineConfig, EnrolmentConfig, Settings
 from facetrail.datadir import DataDir
 from facetrail.engine.decode import decode_image
 from facetrail.engine.pipeline import EMBEDDING_PASSES, FaceEngine, FoundFace
+from facetrail.engine.ray_pool import connect
 from facetrail.engine.quality import assess_quality
 from facetrail.gallery.enrol import EnrolItem, enrol, portrait_detection
 from facetrail.gallery.gallery import Galleries
@@ -104,8 +109,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=Path, default=Path("../shared/faces/lfw-dev"))
     parser.add_argument("--count", type=int, default=400, help="images enrolled end to end")
-    parser.add_argument("--stage-count", type=int, default=100, help="images timed stage by stage")
+    parser.add_argument("--stage-count", type=int, default=100, help="images timed stage by stage (0: none)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--ray", metavar="ADDRESS", default="", help="also enrol end to end on this Ray cluster")
     parser.add_argument("--backends", default="onnx,dlib", help="comma-separated embedding backends to measure")
     parser.add_argument("--augmentations", default="mirror+context", help=f"comma-separated, of: {', '.join(EMBEDDING_PASSES)}")
     parser.add_argument("--detection", choices=("portrait", "thorough"), default="portrait",
@@ -116,23 +122,30 @@ def main() -> None:
     rules = dataclasses.replace(settings.enrolment, workers=args.workers)
     if args.detection == "thorough":
         rules = dataclasses.replace(rules, min_face_fraction=0.0)
+    if args.ray:
+        connect(args.ray)
     results = {}
     for backend in args.backends.split(","):
         for augmentation in args.augmentations.split(","):
             embedding = dataclasses.replace(settings.embedding, augmentation=augmentation, backend=backend)
             config = dataclasses.replace(settings.engine, embedding=embedding)
             one_core = dataclasses.replace(portrait_detection(config, rules), embedding=dataclasses.replace(embedding, threads=1))
-            stages = stage_times(FaceEngine(one_core), images[: args.stage_count])
-            throughput = end_to_end(config, images, rules)
-            results[f"{backend}/{augmentation}"] = {"stages_ms_per_image": stages, "end_to_end": throughput}
             print(f"\nbackend={backend} augmentation={augmentation} ({EMBEDDING_PASSES[augmentation]} model pass(es) per face), {args.detection} detection")
-            print("  per-stage, one core, ms/image: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items() if k != "cnn_fallbacks"))
-            print(f"  CNN fallbacks: {stages['cnn_fallbacks']} of {min(args.stage_count, len(images))}")
-            print(
-                f"  end to end, {args.workers} workers: {throughput['images_per_second']:.1f} images/s "
-                f"({throughput['items']} images in {throughput['seconds']:.1f} s; {throughput['enrolled']} enrolled, {throughput['rejected']} rejected)"
-            )
-    print(json.dumps({"benchmark": "enrol", "images": len(images), "workers": args.workers, "detection": args.detection, "results": results}))
+            result = results[f"{backend}/{augmentation}"] = {}
+            if args.stage_count:
+                stages = result["stages_ms_per_image"] = stage_times(FaceEngine(one_core), images[: args.stage_count])
+                print("  per-stage, one core, ms/image: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items() if k != "cnn_fallbacks"))
+                print(f"  CNN fallbacks: {stages['cnn_fallbacks']} of {min(args.stage_count, len(images))}")
+            runs = {"end_to_end": ("worker processes", rules)}
+            if args.ray:
+                runs["end_to_end_ray"] = (f"Ray actors at {args.ray}", dataclasses.replace(rules, ray_address=args.ray))
+            for key, (workers, run_rules) in runs.items():
+                throughput = result[key] = end_to_end(config, images, run_rules)
+                print(
+                    f"  end to end, {args.workers} {workers}: {throughput['images_per_second']:.1f} images/s "
+                    f"({throughput['items']} images in {throughput['seconds']:.1f} s; {throughput['enrolled']} enrolled, {throughput['rejected']} rejected)"
+                )
+    print(json.dumps({"benchmark": "enrol", "images": len(images), "workers": args.workers, "ray": args.ray, "detection": args.detection, "results": results}))
 
 
 if __name__ == "__main__":

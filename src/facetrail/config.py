@@ -111,7 +111,11 @@ class EnrolmentConfig:
     """Gallery photographs are portraits: faces narrower than this fraction of the photo's shorter side are not
     looked for (so neither enrolled nor counted as a second person), which makes detection ~3× cheaper."""
     workers: int = 0
-    """Processes used for enrolment; 0 means one per CPU core."""
+    """Processes used for enrolment; 0 means one per CPU core (with ``ray_address``: Ray actors, 0 = one per CPU
+    of the cluster)."""
+    ray_address: str = ""
+    """Run enrolment's face work as Ray actors on this cluster ("auto", "local", "host:port" or "ray://host:port";
+    needs the ``ray`` extra); empty means local worker processes. Commits stay in the enrolling process."""
     commit_every: int = 32
     """Enrolled images are committed to the store in batches of this size."""
     prohibited_sources: tuple[str, ...] = ("web-scrape", "social-media", "commercial-face-search")

@@ -54,6 +54,11 @@ class DataDir:
     def probes_dir(self) -> Path:
         return self.root / "probes"
 
+    @property
+    def jobs_dir(self) -> Path:
+        """Snapshots of the web application's enrolment jobs, shared by the server's processes."""
+        return self.root / "jobs"
+
     def exists(self) -> bool:
         return self.config_path.exists()
 

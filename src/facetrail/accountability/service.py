@@ -41,6 +41,7 @@ from facetrail.datadir import DataDir
 from facetrail.engine.decode import DecodedImage, decode_image
 from facetrail.engine.geometry import Box
 from facetrail.engine.pipeline import FaceEngine, FoundFace
+from facetrail.engine.ray_pool import connect as connect_ray
 from facetrail.errors import (
     AuthenticationError,
     BusyError,
@@ -438,6 +439,9 @@ class Facetrail:
         self.require(by, "enrol")
         target = self.galleries.get(gallery)
         settings = self.galleries.settings
+        rules = rules or settings.enrolment
+        if rules.ray_address:  # no ray package, or no cluster there: refused before the run is audited as started
+            connect_ray(rules.ray_address)
         sources = sorted({item.source for item in items})
         problems = []
         for subject_id in sorted({item.subject_id for item in items}):
@@ -451,7 +455,7 @@ class Facetrail:
             raise GalleryError(f"enrolment refused, nothing enrolled: {len(problems)} unusable subject id(s); {problems[0]}")
         # a run cut short (a killed process) keeps what it committed: this entry shows it began
         self.audit.append(by.username, "enrolment_started", gallery, {"items": len(items), "sources": sources})
-        summary = enrol(target, items, settings.engine, rules or settings.enrolment, on_outcome, retry_rejected)
+        summary = enrol(target, items, settings.engine, rules, on_outcome, retry_rejected)
         self.audit.append(by.username, "enrolment", gallery, {**summary.to_dict(), "sources": sources,
                                                                "gallery_version": target.info().version})
         return summary

@@ -20,7 +20,8 @@ from facetrail.api.middleware import BodySizeLimit, RequestLog, SecurityHeaders,
 from facetrail.api.ratelimit import SlidingWindowLimiter
 from facetrail.api.routes import API_PREFIX, api_router
 from facetrail.api.settings import ApiSettings
-from facetrail.datadir import DataDir
+from facetrail.datadir import DATA_ENV, DataDir
+from facetrail.errors import FacetrailError
 from facetrail.web import install_web
 
 DESCRIPTION = (
@@ -63,7 +64,7 @@ def create_app(datadir: DataDir | None = None, settings: ApiSettings | None = No
     app.state.engine_lock = threading.Lock()
     install_error_handlers(app)
     app.include_router(api_router)
-    install_web(app)
+    install_web(app, datadir)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     if "*" not in settings.allowed_hosts:
         app.add_middleware(TrustedHosts, allowed_hosts=list(settings.allowed_hosts))
@@ -107,26 +108,52 @@ def configure_logging() -> None:
     logger.propagate = False
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, data: str | os.PathLike | None = None) -> None:
-    """Run the API with uvicorn until interrupted. A bad setting or a data directory that cannot be opened raises
+def worker_app() -> FastAPI:
+    """The application of one of several server processes (``serve(workers=N)``): settings and data directory from
+    the environment, logging configured in this process."""
+    configure_logging()
+    return create_app()
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, data: str | os.PathLike | None = None, workers: int = 1) -> None:
+    """Run the API with uvicorn until interrupted, in ``workers`` processes (each with its own system; more than one
+    needs PostgreSQL). A bad setting, a data directory that cannot be opened, or several workers over SQLite raise
     FacetrailError before the server starts."""
     import uvicorn
 
+    if workers < 1:
+        raise FacetrailError(f"--workers must be at least 1, not {workers}")
     settings = ApiSettings.from_env()
     if data is not None:
         settings = settings.model_copy(update={"data_dir": Path(data)})
     datadir = DataDir.locate(settings.data_dir)
-    Facetrail.open(datadir, purge=False).close()
+    system = Facetrail.open(datadir, purge=False)
+    database = system.galleries.engine.dialect.name
+    system.close()
+    if workers > 1 and database != "postgresql":
+        raise FacetrailError(
+            f"--workers {workers} needs PostgreSQL (store.database_url or FACETRAIL_DATABASE_URL); this data directory "
+            f"uses {database}, which lets one process write at a time: serve it with one worker"
+        )
     configure_logging()
-    uvicorn.Server(server_config(create_app(datadir, settings), settings, host, port)).run()
+    if workers == 1:
+        uvicorn.Server(server_config(create_app(datadir, settings), settings, host, port)).run()
+        return
+    os.environ[DATA_ENV] = str(datadir.root)  # the worker processes read their settings from the environment
+    uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, **server_options(settings, host, port))
+
+
+def server_options(settings: ApiSettings, host: str = "127.0.0.1", port: int = 8000) -> dict[str, Any]:
+    """uvicorn's options: forwarded headers are believed only from ``settings.trusted_proxies`` (uvicorn's own default
+    trusts them from 127.0.0.1, which lets any local client, or a proxy that passes the header through, choose its
+    address)."""
+    proxies = list(settings.trusted_proxies)
+    return {"host": host, "port": port, "access_log": False, "server_header": False,
+            "proxy_headers": bool(proxies), "forwarded_allow_ips": proxies or None}
 
 
 def server_config(app: FastAPI, settings: ApiSettings, host: str = "127.0.0.1", port: int = 8000):
-    """uvicorn's configuration for ``app``: forwarded headers are believed only from ``settings.trusted_proxies``
-    (uvicorn's own default trusts them from 127.0.0.1, which lets any local client, or a proxy that passes the
-    header through, choose its address)."""
+    """uvicorn's configuration for serving ``app`` in this process (see ``server_options``)."""
     import uvicorn
 
-    proxies = list(settings.trusted_proxies)
-    return uvicorn.Config(app, host=host, port=port, access_log=False, server_header=False,
-                          proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None)
+    return uvicorn.Config(app, **server_options(settings, host, port))

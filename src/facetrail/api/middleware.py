@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import time
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -97,7 +98,8 @@ class BodySizeLimit:
 
 
 class RequestLog:
-    """Log one JSON line per request: method, path, status, user and duration (never bodies, queries or tokens)."""
+    """Log one JSON line per request: method, path, status, user, duration and the server process's id (never bodies,
+    queries or tokens)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -122,6 +124,7 @@ class RequestLog:
                 "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"), "event": "request",
                 "method": scope["method"], "path": scope["path"], "status": status,
                 "user": scope.get("state", {}).get("username"), "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                "pid": os.getpid(),
             }))
 
 

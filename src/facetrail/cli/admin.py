@@ -239,12 +239,13 @@ def restore(
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes (more than 1 needs PostgreSQL; see docs/scaling.md).")] = 1,
     data: DataOption = None,
 ) -> None:
-    """Run the HTTP API (docs/api.md) until interrupted."""
+    """Run the HTTP API and the web application (docs/api.md) until interrupted."""
     from facetrail.api.app import serve as run_api
 
-    run(lambda: run_api(host, port, data))
+    run(lambda: run_api(host, port, data, workers))
 
 
 def register(app: typer.Typer) -> None:

@@ -93,7 +93,8 @@ def enroll(
     source: Annotated[Optional[str], typer.Option("--source", help="Provenance source of the images (default for manifest rows without one).")] = None,
     manifest: Annotated[Optional[Path], typer.Option("--manifest", help="CSV: subject_id, path, [source], [capture_date], other columns kept as metadata.")] = None,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write every item's outcome and reason to this CSV.")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: enrolment.workers, 0 = one per core).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes, or Ray actors with --ray (default: enrolment.workers, 0 = one per core).")] = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", metavar="ADDRESS", help="Run the face work as Ray actors on this cluster: 'auto', 'local', host:port or ray://host:port (default: enrolment.ray_address; needs the ray extra).")] = None,
     retry_rejected: Annotated[bool, typer.Option("--retry-rejected", help="Analyse again images rejected by an earlier run.")] = False,
     data: DataOption = None,
     as_json: JsonOption = False,
@@ -115,6 +116,8 @@ def enroll(
         rules = system.galleries.settings.enrolment
         if workers is not None:
             rules = dataclasses.replace(rules, workers=workers)
+        if ray is not None:
+            rules = dataclasses.replace(rules, ray_address=ray)
         with progress() as bar:
             task = bar.add_task(f"enrolling into {gallery}", total=len(items))
             summary = system.enrol(actor, gallery, items, rules, on_outcome=lambda outcome: bar.advance(task), retry_rejected=retry_rejected)

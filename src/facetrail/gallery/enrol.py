@@ -4,7 +4,8 @@ Items come from a folder (one subfolder per subject) or a CSV manifest. Each
 image is read and hashed here; images already enrolled or already rejected in
 this gallery are skipped, so a rerun adds nothing twice and, after an
 interruption (even ``kill -9``), finishes only the rest. The face work runs in
-worker processes; results are committed in batches, each batch one
+worker processes, or Ray actors across a cluster (``enrolment.ray_address``);
+this process alone commits the results, in batches, each batch one
 transaction that also bumps the gallery's version. One bad image never stops
 the batch: its reason is recorded and reported.
 """
@@ -205,7 +206,8 @@ def enrol(
                     yield checked
 
         batch: list[tuple[_Pending, dict[str, Any]]] = []
-        for entry, result in analyse_many(screened(), _analyse, portrait_detection(engine_config, rules), rules.workers):
+        for entry, result in analyse_many(screened(), _analyse, portrait_detection(engine_config, rules), rules.workers,
+                                          rules.ray_address):
             if "reason" in result:
                 _record_rejection(gallery, entry, result["reason"])
                 report(EnrolOutcome(entry.item, "rejected", result["reason"]))

@@ -1,13 +1,18 @@
 """Enrolment jobs: photographs uploaded through a page are enrolled in a background thread while the page shows the
-progress. The jobs live in this server process's memory; the enrolments themselves are stored and audited."""
+progress. The server process running a job keeps it in memory and writes a snapshot of it to ``DATA/jobs/<id>.json``
+as it goes, so every server process on the machine (``facetrail serve --workers N``) can show it; the enrolments
+themselves are stored and audited."""
 
 from __future__ import annotations
 
 import datetime as dt
-import itertools
+import json
 import logging
+import os
 import threading
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -16,6 +21,7 @@ from facetrail.accountability.service import Facetrail
 from facetrail.accountability.users import Actor
 from facetrail.api.routes.galleries import enrol_uploads
 from facetrail.errors import FacetrailError
+from facetrail.gallery.blobs import write_atomically
 from facetrail.gallery.enrol import EnrolOutcome
 from facetrail.store import utcnow
 
@@ -24,6 +30,10 @@ logger = logging.getLogger("facetrail.web")
 OUTCOME_STATUSES = ("enrolled", "duplicate", "rejected", "previously-rejected")
 KEPT_JOBS = 100
 """Finished jobs remembered; older ones are forgotten first."""
+SAVE_EVERY_S = 0.5
+"""A running job's snapshot is rewritten at most this often (and when it ends)."""
+ORPHANED = ("the server process running this job stopped before it finished; what it enrolled is stored and audited: "
+            "upload the photographs again to enrol the rest (those already enrolled are skipped)")
 
 
 @dataclass
@@ -34,11 +44,13 @@ class EnrolmentJob:
     gallery: str
     started_by: str
     total: int
+    snapshot_path: Path
     started_at: dt.datetime = field(default_factory=utcnow)
     finished_at: dt.datetime | None = None
     error: str | None = None
     outcomes: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _saved_at: float = 0.0
 
     @property
     def running(self) -> bool:
@@ -51,11 +63,23 @@ class EnrolmentJob:
             self.outcomes.append({"file": item.extra.get("uploaded_as", item.path.name), "subject_id": item.subject_id,
                                   "source": item.source, "status": outcome.status, "reason": outcome.reason,
                                   "quality": outcome.quality, "image_id": outcome.image_id})
+        if time.monotonic() - self._saved_at >= SAVE_EVERY_S:
+            self.save()
 
     def finish(self, error: str | None = None) -> None:
         """The job has ended, completely or with ``error``."""
         with self._lock:
             self.error, self.finished_at = error, utcnow()
+        self.save()
+
+    def save(self) -> None:
+        """Write the snapshot other server processes read (``to_dict`` and this process's id)."""
+        self._saved_at = time.monotonic()
+        snapshot = json.dumps({**self.to_dict(), "pid": os.getpid()}).encode("utf-8")
+        try:
+            write_atomically(self.snapshot_path, lambda handle: handle.write(snapshot))
+        except OSError:
+            logger.exception("cannot write the snapshot of enrolment job %s", self.id)
 
     def to_dict(self) -> dict[str, Any]:
         """A snapshot: state ('running', 'finished' or 'failed'), done of total, counts per outcome status and each
@@ -74,39 +98,95 @@ class EnrolmentJob:
 
 
 class EnrolmentJobs:
-    """The enrolment jobs of this server process, each run by its own thread."""
+    """The enrolment jobs of every server process using ``folder`` (``DATA/jobs``): those this process runs, each in
+    a thread of its own, and the snapshots the others write."""
 
-    def __init__(self) -> None:
-        self._jobs: dict[int, EnrolmentJob] = {}
-        self._numbers = itertools.count(1)
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._running: dict[int, EnrolmentJob] = {}
         self._lock = threading.Lock()
 
     def start(self, system: Facetrail, actor: Actor, gallery: str, files: list[tuple]) -> EnrolmentJob:
         """Enrol ``(file name, bytes, subject_id, source, capture_date, extra)`` items into ``gallery`` as ``actor``
         in a new thread (searches go on meanwhile); the job, to follow its progress."""
+        self.folder.mkdir(mode=0o700, exist_ok=True)
+        job_id = self._claim_number()
+        job = EnrolmentJob(job_id, gallery, actor.username, len(files), self._path(job_id))
         with self._lock:
-            job = EnrolmentJob(next(self._numbers), gallery, actor.username, len(files))
-            self._jobs[job.id] = job
-            finished = [j.id for j in self._jobs.values() if not j.running]
-            for old in finished[:max(0, len(finished) - KEPT_JOBS)]:
-                del self._jobs[old]
-        worker = threading.Thread(target=_run, args=(job, system, actor, files),
+            self._running[job.id] = job
+        job.save()
+        self._forget_old()
+        worker = threading.Thread(target=_run, args=(job, system, actor, files, self),
                                   name=f"enrolment-job-{job.id}", daemon=True)
         worker.start()
         return job
 
-    def get(self, job_id: int) -> EnrolmentJob | None:
-        """The job with this number, if this process still knows it."""
+    def get(self, job_id: int) -> dict[str, Any] | None:
+        """The snapshot of the job with this number, if a server process still knows it."""
         with self._lock:
-            return self._jobs.get(job_id)
+            job = self._running.get(job_id)
+        return job.to_dict() if job is not None else self._read(self._path(job_id))
 
-    def all(self) -> list[EnrolmentJob]:
-        """Every job known, newest first."""
+    def all(self) -> list[dict[str, Any]]:
+        """The snapshot of every job known, newest first."""
+        found = (self.get(number) for number in sorted(self._numbers(), reverse=True))
+        return [job for job in found if job is not None]
+
+    def done(self, job: EnrolmentJob) -> None:
+        """``job`` has ended: its snapshot file is what remains of it."""
         with self._lock:
-            return sorted(self._jobs.values(), key=lambda job: job.id, reverse=True)
+            self._running.pop(job.id, None)
+
+    def _path(self, job_id: int) -> Path:
+        return self.folder / f"{job_id}.json"
+
+    def _numbers(self) -> list[int]:
+        return [int(path.stem) for path in self.folder.glob("*.json") if path.stem.isdigit()]
+
+    def _claim_number(self) -> int:
+        """The next job number, unique among the processes sharing the folder (its file is created exclusively)."""
+        while True:
+            number = max(self._numbers(), default=0) + 1
+            try:
+                os.close(os.open(self._path(number), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                return number
+            except FileExistsError:
+                continue
+
+    def _read(self, path: Path) -> dict[str, Any] | None:
+        """A snapshot written by a server process; a running job whose process has gone is reported failed."""
+        try:
+            job = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):  # just claimed, not yet written, or damaged
+            return None
+        pid = job.pop("pid", None)
+        if job["state"] == "running" and (pid == os.getpid() or not _alive(pid)):  # not among this process's own
+            job.update(state="failed", error=ORPHANED)
+        return job
+
+    def _forget_old(self) -> None:
+        """Delete the snapshots of all but the newest KEPT_JOBS finished jobs."""
+        finished = [n for n in sorted(self._numbers()) if (job := self.get(n)) is not None and job["state"] != "running"]
+        for number in finished[:max(0, len(finished) - KEPT_JOBS)]:
+            self._path(number).unlink(missing_ok=True)
 
 
-def _run(job: EnrolmentJob, system: Facetrail, actor: Actor, files: list[tuple]) -> None:
+def _alive(pid: Any) -> bool:
+    """Whether a process with this id runs on this machine."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _run(job: EnrolmentJob, system: Facetrail, actor: Actor, files: list[tuple], jobs: EnrolmentJobs) -> None:
     try:
         enrol_uploads(system, actor, job.gallery, files, job.record)
     except FacetrailError as exc:
@@ -116,6 +196,8 @@ def _run(job: EnrolmentJob, system: Facetrail, actor: Actor, files: list[tuple])
         job.finish("the enrolment stopped on an internal error; the server's log has the details")
     else:
         job.finish()
+    finally:
+        jobs.done(job)
 
 
 def get_jobs(request: Request) -> EnrolmentJobs:

@@ -9,6 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from facetrail.api.routes import API_PREFIX
+from facetrail.datadir import DataDir
 from facetrail.web.jobs import EnrolmentJobs
 from facetrail.web.pages import problem_page
 from facetrail.web.routes import web_router
@@ -17,11 +18,11 @@ from facetrail.web.session import LoginRequired, login_url
 STATIC = Path(__file__).parent / "static"
 
 
-def install_web(app: FastAPI) -> None:
+def install_web(app: FastAPI, datadir: DataDir) -> None:
     """Add the pages, ``/static`` and HTML error pages (the API keeps its JSON errors). Call after the API's error
     handlers are installed."""
     app.include_router(web_router)
-    app.state.enrolment_jobs = EnrolmentJobs()
+    app.state.enrolment_jobs = EnrolmentJobs(datadir.jobs_dir)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for error_type, json_handler in list(app.exception_handlers.items()):
         app.add_exception_handler(error_type, _html_unless_api(json_handler))

@@ -178,10 +178,12 @@ def _manifest(text: str, default_source: str | None) -> dict[str, tuple]:
 def enrol_uploads(system: Facetrail, actor: Actor, gallery: str, files: list[tuple],
                   on_outcome: Callable[[EnrolOutcome], None] = lambda outcome: None) -> tuple[EnrolSummary, list[EnrolOutcome]]:
     """Enrol ``(file name, bytes, subject_id, source, capture_date, extra)`` items through the service, in this
-    process with a face engine of its own, so searches go on meanwhile (the uploads are written to a private
-    temporary folder for the duration); the summary and each file's outcome, in order. ``on_outcome`` hears of each
-    outcome as it is known; the file's name is in its item's ``extra["uploaded_as"]``."""
-    rules = dataclasses.replace(system.galleries.settings.enrolment, workers=1)
+    process with a face engine of its own (or on the Ray cluster of ``enrolment.ray_address``), so searches go on
+    meanwhile (the uploads are written to a private temporary folder for the duration); the summary and each file's
+    outcome, in order. ``on_outcome`` hears of each outcome as it is known; the file's name is in its item's ``extra["uploaded_as"]``."""
+    rules = system.galleries.settings.enrolment
+    if not rules.ray_address:  # on Ray the actors do the face work; otherwise it stays in this process
+        rules = dataclasses.replace(rules, workers=1)
     with saved([(file_name, data) for file_name, data, *_ in files]) as paths:
         items = [EnrolItem(path, subject, source, captured, {**extra, "uploaded_as": file_name})
                  for path, (file_name, _, subject, source, captured, extra) in zip(paths, files)]

@@ -18,7 +18,7 @@ from facetrail.api.files import read_upload, upload_name
 from facetrail.api.routes.galleries import manifest_files
 from facetrail.errors import FacetrailError, NotFoundError
 from facetrail.gallery.gallery import SUBJECT_ID_MAX
-from facetrail.web.jobs import EnrolmentJob, EnrolmentJobs, Jobs
+from facetrail.web.jobs import KEPT_JOBS, EnrolmentJobs, Jobs
 from facetrail.web.pages import error_of, render
 from facetrail.web.session import FormActor, WebActor
 
@@ -270,33 +270,33 @@ def _uploaded_files(images: list[UploadFile], manifest: UploadFile | None, subje
 # --- enrolment jobs ---------------------------------------------------------------------------------------------------
 
 
-def _job(jobs: EnrolmentJobs, job_id: int) -> EnrolmentJob:
+def _job(jobs: EnrolmentJobs, job_id: int) -> dict:
     job = jobs.get(job_id)
     if job is None:
-        raise NotFoundError(f"no enrolment job {job_id}: this server process does not know it (jobs are kept in "
-                            "memory until the server restarts; the audit trail records every enrolment)")
+        raise NotFoundError(f"no enrolment job {job_id}: the server knows the last {KEPT_JOBS} jobs only (the audit "
+                            "trail records every enrolment)")
     return job
 
 
 @router.get("/jobs", response_class=HTMLResponse)
 def job_list(request: Request, actor: WebActor, jobs: Jobs, system: SystemDep) -> HTMLResponse:
-    """The enrolment jobs this server process has run, newest first."""
+    """The enrolment jobs the server has run, newest first."""
     system.require(actor, "enrol")
-    return render(request, "admin_jobs.html", {"jobs": [job.to_dict() for job in jobs.all()]})
+    return render(request, "admin_jobs.html", {"jobs": jobs.all()})
 
 
 @router.get("/jobs/{job_id}.json")
 def job_json(job_id: JobId, actor: WebActor, jobs: Jobs, system: SystemDep) -> JSONResponse:
     """An enrolment job's progress, for the job page's script."""
     system.require(actor, "enrol")
-    return JSONResponse(_job(jobs, job_id).to_dict())
+    return JSONResponse(_job(jobs, job_id))
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(request: Request, job_id: JobId, actor: WebActor, jobs: Jobs, system: SystemDep) -> HTMLResponse:
     """An enrolment job's progress, counts per outcome and each file's outcome with its reason."""
     system.require(actor, "enrol")
-    return render(request, "admin_job.html", {"job": _job(jobs, job_id).to_dict(), "badges": ENROL_BADGES})
+    return render(request, "admin_job.html", {"job": _job(jobs, job_id), "badges": ENROL_BADGES})
 
 
 # --- policy -----------------------------------------------------------------------------------------------------------
