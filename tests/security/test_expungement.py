@@ -51,3 +51,35 @@ def test_expungement_that_cannot_be_audited_does_not_happen(world, monkeypatch):
     entry = system.audit.entries(action="subject_removed")[-1]
     assert entry["target"] == "county/B-1001" and entry["details"]["subject_id"] == "B-1001"
     assert entry["details"]["images"] == 1 and system.audit.verify().ok
+
+
+@pytest.mark.parametrize("action", ["gallery_created", "policy_loaded"])
+def test_a_gallery_or_policy_change_that_cannot_be_audited_does_not_happen(world, monkeypatch, action):
+    system = world.system
+    actor = system.authenticate(world.tokens["admin"])
+    original = AuditTrail.record
+
+    def failing(self, session, actor, what, target="", details=None):
+        if what == action:
+            raise RuntimeError("the audit trail is unavailable")
+        return original(self, session, actor, what, target, details)
+
+    policy_before, _ = system.policies.active()
+    text = system.policy_in_force(actor)[1] + "\n# a new version\n"
+    monkeypatch.setattr(AuditTrail, "record", failing)
+    with pytest.raises(RuntimeError, match="unavailable"):
+        if action == "gallery_created":
+            system.create_gallery(actor, "state", ["booking"])
+        else:
+            system.load_policy(actor, text)
+    assert "state" not in [g.name for g in system.galleries.list()]
+    assert system.policies.active()[0] == policy_before
+
+    monkeypatch.setattr(AuditTrail, "record", original)
+    if action == "gallery_created":
+        assert system.create_gallery(actor, "state", ["booking"]).name == "state"
+        assert system.audit.entries(action=action)[-1]["target"] == "state"
+    else:
+        assert system.load_policy(actor, text) == policy_before + 1
+        assert system.audit.entries(action=action)[-1]["target"] == f"policy:{policy_before + 1}"
+    assert system.audit.verify().ok

@@ -10,12 +10,12 @@ docs/policy.md describes every key.
 from __future__ import annotations
 
 import bisect
-import datetime as dt
 import hashlib
 import math
 import re
 import tomllib
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from typing import Any, Literal
@@ -816,12 +816,13 @@ class PolicyStore:
             self._parsed = (record.sha256, parse_policy(record.text))
         return record.version, self._parsed[1]
 
-    def load(self, text: str, loaded_by: int | None) -> int:
+    def load(self, text: str, loaded_by: int | None, session: Session | None = None) -> int:
         """Make ``text`` the active policy and return its version; raises ``PolicyError`` (leaving the active one
-        in force) if it does not parse. Text identical to the active policy's returns the active version."""
+        in force) if it does not parse. Text identical to the active policy's returns the active version. Written in
+        ``session``'s transaction when given (its owner commits, with the audit entry), else in one of its own."""
         parse_policy(text)
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        with self._sessions.begin() as session:
+        with nullcontext(session) if session is not None else self._sessions.begin() as session:
             _lock_policies(session)
             current = session.scalars(select(PolicyRecord).where(PolicyRecord.active.is_(True))).all()
             if any(r.sha256 == digest and r.text == text for r in current):

@@ -365,12 +365,14 @@ class Facetrail:
         self.require(by, "manage_policy")
         before, _ = self.policies.active()
         try:
-            version = self.policies.load(text, by.id)
+            with self.audit.transaction() as session:
+                version = self.policies.load(text, by.id, session=session)
+                if version != before:
+                    self.audit.record(session, by.username, "policy_loaded", f"policy:{version}",
+                                      {"sha256": hashlib.sha256(text.encode()).hexdigest()})
         except PolicyError as exc:
             self.audit.append(by.username, "policy_refused", "", {"problems": [list(p) for p in exc.problems]})
             raise
-        if version != before:
-            self.audit.append(by.username, "policy_loaded", f"policy:{version}", {"sha256": hashlib.sha256(text.encode()).hexdigest()})
         return version
 
     def list_users(self, by: Actor) -> list[dict[str, Any]]:
@@ -414,8 +416,9 @@ class Facetrail:
 
     def create_gallery(self, by: Actor, name: str, allowed_sources: list[str], description: str = ""):
         self.require(by, "manage_galleries")
-        info = self.galleries.create(name, allowed_sources, description)
-        self.audit.append(by.username, "gallery_created", name, {"allowed_sources": info.allowed_sources})
+        with self.audit.transaction() as session:
+            info = self.galleries.create(name, allowed_sources, description, session=session)
+            self.audit.record(session, by.username, "gallery_created", name, {"allowed_sources": info.allowed_sources})
         return info
 
     def grant_gallery(self, by: Actor, name: str, unit: str) -> None:

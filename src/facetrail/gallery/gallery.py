@@ -27,7 +27,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,8 +156,10 @@ class Galleries:
         self.index_backend.close()
         self.engine.dispose()
 
-    def create(self, name: str, allowed_sources: list[str], description: str = "") -> GalleryInfo:
-        """Create a gallery accepting images only from ``allowed_sources``."""
+    def create(self, name: str, allowed_sources: list[str], description: str = "",
+               session: Session | None = None) -> GalleryInfo:
+        """Create a gallery accepting images only from ``allowed_sources``; in ``session``'s transaction when given
+        (which its owner commits), else in one of its own."""
         if not NAME_PATTERN.match(name):
             raise GalleryError(f"gallery name {name!r}: use letters, digits, '.', '_' or '-' (at most 100)")
         sources = sorted(set(allowed_sources))
@@ -169,13 +171,14 @@ class Galleries:
                 raise GalleryError(
                     f"source {source!r} is prohibited for every gallery (enrolment.prohibited_sources in config.toml)"
                 )
-        with self.sessions() as session:
-            session.add(GalleryRecord(name=name, description=description, allowed_sources=sources))
+        with nullcontext(session) if session is not None else self.sessions.begin() as writing:
+            record = GalleryRecord(name=name, description=description, allowed_sources=sources)
+            writing.add(record)
             try:
-                session.commit()
+                writing.flush()
             except IntegrityError:
                 raise DuplicateError(f"a gallery named {name!r} already exists") from None
-        return self.get(name).info()
+            return GalleryInfo(record.id, name, description, sources, record.version, 0, 0, 0, 0)
 
     def get(self, name: str) -> Gallery:
         """The gallery called ``name``."""
