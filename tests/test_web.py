@@ -31,9 +31,16 @@ ROLE_USERS = {"investigator": "ivan", "examiner": "erin", "supervisor": "sam", "
 def log_in(world: World, username: str) -> str:
     """Log the test client in through the login form; the CSRF token of the new session."""
     world.client.cookies.clear()
-    page = world.client.post("/login", data={"username": username, "password": PASSWORD})
+    page = post_login(world.client, {"username": username, "password": PASSWORD})
     assert page.status_code == 200, page.text
     return csrf_of(page.text)
+
+
+def post_login(client, data: dict, **options):
+    """Post the login form as a browser does: fetched first, for the anti-forgery value it carries."""
+    form = client.get("/login")
+    value = re.search(r'name="login_csrf" value="([^"]+)"', form.text).group(1)
+    return client.post("/login", data={**data, "login_csrf": value}, **options)
 
 
 def csrf_of(html: str) -> str:
@@ -87,14 +94,28 @@ def test_pages_send_visitors_without_a_session_to_the_login_page(client):
     assert client.get("/api/v1/auth/me").json()["error"]["type"] == "authentication"
 
 
+def test_a_login_not_posted_from_the_login_form_is_refused(people):
+    """Login CSRF: another site's page cannot log a visitor's browser into an account of its choosing."""
+    client = people.client
+    for data in ({}, {"login_csrf": "forged"}):
+        client.cookies.clear()
+        page = client.post("/login", data={"username": "ivan", "password": PASSWORD, **data}, follow_redirects=False)
+        assert page.status_code == 403 and "expired or was not sent from this site" in alert_of(page.text)
+        assert "ft_session" not in page.cookies
+    # the refusal serves a fresh form, which then works
+    value = re.search(r'name="login_csrf" value="([^"]+)"', page.text).group(1)
+    page = client.post("/login", data={"username": "ivan", "password": PASSWORD, "login_csrf": value}, follow_redirects=False)
+    assert page.status_code == 303
+
+
 def test_login_failures_are_explained_and_next_never_leaves_the_site(people):
-    page = people.client.post("/login", data={"username": "ivan", "password": "wrong"})
+    page = post_login(people.client, {"username": "ivan", "password": "wrong"})
     assert page.status_code == 401
     assert "password" in alert_of(page.text).lower()
-    page = people.client.post("/login", data={"username": "ivan", "password": PASSWORD, "next": "//evil.example/x"},
+    page = post_login(people.client, {"username": "ivan", "password": PASSWORD, "next": "//evil.example/x"},
                               follow_redirects=False)
     assert page.status_code == 303 and page.headers["location"] == "/"
-    page = people.client.post("/login", data={"username": "ivan", "password": PASSWORD, "next": "/searches"},
+    page = post_login(people.client, {"username": "ivan", "password": PASSWORD, "next": "/searches"},
                               follow_redirects=False)
     assert page.headers["location"] == "/searches"
 
@@ -254,8 +275,8 @@ def test_static_files_are_served_from_the_package(client, path):
 def test_one_address_cannot_try_passwords_without_limit(people):
     for attempt in range(20):
         username = ("ivan", "erin", "ezra", "sam")[attempt % 4]  # spread over accounts: no single lockout stops it
-        assert people.client.post("/login", data={"username": username, "password": f"guess {attempt}"}).status_code == 401
-    page = people.client.post("/login", data={"username": "alma", "password": PASSWORD})
+        assert post_login(people.client, {"username": username, "password": f"guess {attempt}"}).status_code == 401
+    page = post_login(people.client, {"username": "alma", "password": PASSWORD})
     assert page.status_code == 429 and "Retry-After" in page.headers
     api = people.client.post("/api/v1/auth/login", json={"username": "alma", "password": PASSWORD})
     assert api.status_code == 429 and api.json()["error"]["type"] == "rate_limited"

@@ -10,6 +10,7 @@ import pytest
 
 from facetrail.errors import AuthenticationError
 from tests.test_api import PASSWORD, World, client, jpeg, people  # noqa: F401 - fixtures
+from tests.test_web import post_login
 
 ADMIN_PAGES = ("/admin/users", "/admin/galleries", "/admin/galleries/county", "/admin/jobs", "/admin/jobs/1",
                "/admin/jobs/1.json", "/admin/policy")
@@ -17,7 +18,7 @@ JOB_TIMEOUT_S = 180
 
 
 def log_in(world: World, username: str, password: str = PASSWORD) -> None:
-    response = world.client.post("/login", data={"username": username, "password": password})
+    response = post_login(world.client, {"username": username, "password": password})
     assert response.status_code == 200 and response.url.path == "/", response.text
 
 

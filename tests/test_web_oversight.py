@@ -15,12 +15,13 @@ from sqlalchemy import update
 
 from facetrail.accountability.schema import AuditEntryRecord
 from tests.test_api import CASE, PASSWORD, SEARCH_FIELDS, World, client, jpeg, people, world  # noqa: F401 - fixtures
+from tests.test_web import post_login
 
 
 def log_in(world: World, username: str) -> str:
     """Log ``username`` in on the test client (its cookies are kept); returns the session's CSRF token."""
     world.client.cookies.clear()
-    assert world.client.post("/login", data={"username": username, "password": PASSWORD}).status_code == 200
+    assert post_login(world.client, {"username": username, "password": PASSWORD}).status_code == 200
     return re.search(r'name="csrf_token" value="([^"]+)"', world.client.get("/").text).group(1)
 
 

@@ -10,12 +10,13 @@ import pytest
 from facetrail.errors import RefusedError
 from tests.test_api import CASE, PASSWORD, SEARCH_FIELDS, World, client, jpeg, people, world  # noqa: F401 - fixtures
 from tests.test_overrides import add_user, poor  # noqa: F401 - fixture
+from tests.test_web import post_login
 
 
 def log_in(world: World, username: str) -> str:
     """Log the test client in as ``username`` and return the CSRF token of the session's forms."""
     world.client.cookies.clear()
-    response = world.client.post("/login", data={"username": username, "password": PASSWORD})
+    response = post_login(world.client, {"username": username, "password": PASSWORD})
     assert response.status_code == 200, response.text
     return re.search(r'name="csrf_token" value="([^"]+)"', response.text).group(1)
 
