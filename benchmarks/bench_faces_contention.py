@@ -66,7 +66,7 @@ def main() -> None:
             system.enrol(admin, "county", [EnrolItem(path, subject, "booking")])
         system.close()
 
-        settings = ApiSettings(max_upload_bytes=400 * 1024 * 1024)
+        settings = ApiSettings(max_upload_bytes=400 * 1024 * 1024, allowed_hosts=("testserver",))
         with TestClient(create_app(datadir, settings), base_url="https://testserver") as client:
             tokens = {name: client.post("/api/v1/auth/login", json={"username": name, "password": PASSWORD}).json()["token"]
                       for name in ("ivan", "iris")}

@@ -71,7 +71,7 @@ class World:
 def client(datadir):
     """The API (HTTPS, a 2 MiB upload limit) over a data directory that has its first admin."""
     Facetrail.initialise(datadir, "admin", PASSWORD).close()
-    with TestClient(create_app(datadir, ApiSettings(max_upload_bytes=UPLOAD_LIMIT)), base_url="https://testserver") as client:
+    with TestClient(create_app(datadir, ApiSettings(max_upload_bytes=UPLOAD_LIMIT, allowed_hosts=("testserver",))), base_url="https://testserver") as client:
         yield client
 
 

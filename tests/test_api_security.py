@@ -220,3 +220,9 @@ def test_settings_from_the_environment(tmp_path):
     assert client.get(f"{V1}/nothing").status_code == 404
     assert client.get(f"{V1}/nothing", headers={"host": "search.agency.example"}).status_code == 404
     assert client.get(f"{V1}/nothing", headers={"host": "agency.example.evil"}).status_code == 400
+    # by default the server answers only to this machine's names (a DNS-rebinding page's Host is refused)
+    local = TestClient(create_app(DataDir(tmp_path), ApiSettings.from_env({"FACETRAIL_DATA": str(tmp_path)})),
+                       base_url="http://127.0.0.1:8000")
+    assert local.get(f"{V1}/nothing").status_code == 404
+    assert local.get(f"{V1}/nothing", headers={"host": "localhost:8000"}).status_code == 404
+    assert local.get(f"{V1}/nothing", headers={"host": "rebound.example"}).json()["error"]["type"] == "invalid_host"

@@ -29,8 +29,10 @@ class ApiSettings(BaseModel):
     """Name of the cookie that carries a browser session's token."""
     cookie_secure: bool = True
     """Send cookies over HTTPS only (turn off only for local development over plain HTTP)."""
-    allowed_hosts: tuple[str, ...] = ("*",)
-    """Host names the API answers to (comma-separated in the environment); ``*`` accepts any."""
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
+    """Host names the API answers to (comma-separated in the environment): this machine's by default, so a server
+    reached under another name (a DNS-rebinding page, a proxy that forwards any Host) answers 400 until its names
+    are listed; ``*`` accepts any."""
     trusted_proxies: tuple[str, ...] = ()
     """Addresses of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto headers are believed (comma-separated in
     the environment). Empty: those headers are ignored, and the connection's own address is the client's (so no one
