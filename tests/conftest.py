@@ -116,17 +116,18 @@ def admin_token(datadir, monkeypatch) -> str:
     return token
 
 
-@pytest.fixture(scope="session")
-def milvus_lite_uri(tmp_path_factory) -> str:
-    """One milvus-lite database for the whole session (it runs inside this process, and one process at a time may
-    use a file); each test that uses it works in collections of its own (see ``milvus_collection``)."""
-    return str(tmp_path_factory.mktemp("milvus") / "milvus.db")
+@pytest.fixture
+def milvus_lite_uri(tmp_path) -> str:
+    """A milvus-lite database of the test's own. milvus-lite serves each file from a server in this process, and a
+    server left idle for a minute or so stops answering (its gRPC connection is dropped for "too many pings", and
+    milvus-lite issue 334), which made a session-wide file fail tests that came minutes after the last use."""
+    return str(tmp_path / "milvus.db")
 
 
 @pytest.fixture
 def index_backend(request, datadir) -> str:
     """The index backend of ``datadir``: "faiss", unless a test parametrises this fixture indirectly with "milvus",
-    which points the data directory's configuration at a collection of its own in the session's milvus-lite file."""
+    which points the data directory's configuration at a collection of its own in the test's milvus-lite file."""
     backend = getattr(request, "param", "faiss")
     if backend == "milvus":
         uri = request.getfixturevalue("milvus_lite_uri")

@@ -60,7 +60,7 @@ def state_at(version: int) -> dict[int, np.ndarray]:
 @pytest.fixture(params=["faiss", "milvus"])
 def backends(request, tmp_path, keyring):
     """Makes the index backend under test with a given configuration: faiss with segment files under ``tmp_path``, or
-    a collection of its own in the session's milvus-lite database."""
+    a collection of its own in the test's milvus-lite database."""
     made: list[IndexBackend] = []
 
     def make(config: IndexConfig = SMALL) -> IndexBackend:

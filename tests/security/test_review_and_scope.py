@@ -44,12 +44,15 @@ def test_supervisors_see_and_settle_only_their_own_units_searches(world, faces):
     assert decide(world, "ezra", search_id, "not_a_match").status_code == 201
     vic, client = world.as_user("vic"), world.client
 
+    # another unit's search answers as a search that does not exist would: its id cannot be probed
     for path in ("", "/probe", "/candidates/1/image"):
-        assert client.get(f"{V1}/searches/{search_id}{path}", headers=vic).status_code == 403
-    assert client.get(f"{V1}/leads/{search_id}", headers=vic).status_code == 403
+        for number in (search_id, search_id + 1000):
+            answer = client.get(f"{V1}/searches/{number}{path}", headers=vic)
+            assert (answer.status_code, answer.json()["error"]["message"]) == (404, f"no search {number}")
+    assert client.get(f"{V1}/leads/{search_id}", headers=vic).status_code == 404
     assert client.get(f"{V1}/reviews/disputes", headers=vic).json() == []
     refused = client.post(f"{V1}/reviews/{search_id}/resolutions", headers=vic, json={"rank": 1, "decision": "possible_lead"})
-    assert refused.status_code == 403
+    assert refused.status_code == 404
     assert world.system.outcome(search_id) == "disputed"
     denied = [e for e in entries(world, "access_denied") if e["actor"] == "vic"]
     assert len(denied) >= 5 and all(e["target"] == f"search:{search_id}" for e in denied)

@@ -832,10 +832,10 @@ class Facetrail:
         searches); as a supervisor, their unit's (every unit's for the policy's oversight unit). A refusal is
         audited."""
         self.require(actor, "view_candidate_images", f"search:{search_id}")
-        search = self.completed_search(session, search_id)
-        if not (search.user_id == actor.id or actor.has("examiner") or self._oversees(actor, search)):
+        search = session.get(SearchRecord, search_id)
+        if search is not None and not (search.user_id == actor.id or actor.has("examiner") or self._oversees(actor, search)):
             raise self._scope_refusal(actor, "view_candidate_images", search)
-        return search
+        return self.completed_search(session, search_id)
 
     def _oversees(self, actor: Actor, search: SearchRecord) -> bool:
         """Whether ``actor`` is a supervisor of the search's unit, or of the oversight unit."""
@@ -847,12 +847,13 @@ class Facetrail:
         oversight_unit = self.policies.active()[1].roles.oversight_unit
         return bool(oversight_unit) and actor.unit == oversight_unit
 
-    def _scope_refusal(self, actor: Actor, action: str, search: SearchRecord) -> PermissionDeniedError:
-        """The audited refusal of a look at another unit's search."""
+    def _scope_refusal(self, actor: Actor, action: str, search: SearchRecord) -> NotFoundError:
+        """The audited refusal of a look at another unit's search, answered as if the search did not exist (so no
+        one can learn which search ids exist outside their scope); the audit entry records the real reason."""
         reason = (f"search {search.id} belongs to unit {search.unit or '(none)'!r}: only its investigator, examiners "
                   f"and that unit's supervisors may see it")
         self.audit.append(actor.username, "access_denied", f"search:{search.id}", {"action": action, "reason": reason})
-        return PermissionDeniedError(reason)
+        return NotFoundError(f"no search {search.id}")
 
     @staticmethod
     def completed_search(session, search_id: int) -> SearchRecord:
