@@ -259,9 +259,9 @@ def test_search_review_lead_report_and_audit_over_http(world, faces, tmp_path):
                         json={"rank": 1, "decision": "not_a_match"})
     assert again.status_code == 409 and again.json()["error"]["type"] == "duplicate"
 
-    for path in ("", "/probe", "/candidates/1/image"):  # another unit's investigator sees none of it
-        assert client.get(f"{V1}/searches/{search_id}{path}", headers=world.as_user("tina")).status_code == 403
-    assert client.get(f"{V1}/leads/{search_id}", headers=world.as_user("tina")).status_code == 403
+    for path in ("", "/probe", "/candidates/1/image"):  # another unit's investigator sees none of it, not even that it exists
+        assert client.get(f"{V1}/searches/{search_id}{path}", headers=world.as_user("tina")).status_code == 404
+    assert client.get(f"{V1}/leads/{search_id}", headers=world.as_user("tina")).status_code == 404
     assert client.get(f"{V1}/searches?mine=true", headers=world.as_user("tina")).json() == []
     mine = client.get(f"{V1}/searches?mine=true", headers=world.as_user("ivan")).json()
     assert [(s["search_id"], s["status"], s["outcome"]) for s in mine][-1] == (search_id, "completed", "lead")
