@@ -43,9 +43,9 @@ class DetectionConfig:
     """...but never look for faces narrower than this fraction of the image's shorter side."""
     max_scanned_pixels: int = 1_000_000
     """HOG scans a copy of the photo resized to find ``min_face_px`` faces, but never larger than this many
-    pixels: its cost grows with them (~50 ms per million on one core). Larger photos are reduced to it, so their
-    smallest face found grows (~115 px in a 1920×1080 still at the default); give the box by hand for smaller
-    faces, which are then looked for at whatever scale they need."""
+    pixels: its cost grows with them (50-80 ms per million on one core, measured). Larger photos are reduced to
+    it, so their smallest face found grows (~115 px in a 1920×1080 still at the default); give the box by hand
+    for smaller faces, which are then looked for at whatever scale they need."""
     hog_threshold: float = 0.0
     """HOG detector score threshold (dlib's adjust_threshold)."""
     fallback: Literal["cnn", "none"] = "cnn"
