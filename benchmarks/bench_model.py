@@ -32,7 +32,7 @@ def real_chips(photos: list[Path], faces: int) -> np.ndarray:
     chips: list[np.ndarray] = []
     for photo in photos:
         for face in engine.find_faces(np.asarray(Image.open(photo).convert("RGB"))):
-            chips += [face.chip, np.ascontiguousarray(face.chip[:, ::-1]), face.context_chip]
+            chips += engine.model_chips(face)
         if len(chips) >= 3 * faces:
             break
     return np.stack(chips[: 3 * faces])

@@ -35,11 +35,9 @@ def dat_bytes() -> bytes:
 
 def model_chips(engine: FaceEngine, photos) -> list[np.ndarray]:
     """The three chips the default augmentation embeds (chip, mirror, wider context) for every face in the photos."""
-    chips = []
-    for photo in photos:
-        for face in engine.find_faces(np.asarray(Image.open(photo).convert("RGB"))):
-            chips += [face.chip, np.ascontiguousarray(face.chip[:, ::-1]), face.context_chip]
-    return chips
+    assert engine.config.embedding.augmentation == "mirror+context"
+    return [chip for photo in photos for face in engine.find_faces(np.asarray(Image.open(photo).convert("RGB")))
+            for chip in engine.model_chips(face)]
 
 
 def test_default_backend_is_onnx_and_templates_carry_the_same_model_identity(engine):
@@ -80,7 +78,7 @@ def test_descriptors_and_decisions_equal_dlibs_on_dev_pairs_and_orl(engine, dlib
     for path in dict.fromkeys([p.first for p in chosen] + [p.second for p in chosen] + orl):
         image = np.asarray(Image.open(path).convert("RGB"))
         face = choose_face(engine.find_faces(image), "centre", image.shape)
-        chips = [face.chip, np.ascontiguousarray(face.chip[:, ::-1]), face.context_chip]
+        chips = engine.model_chips(face)
         converted, reference = engine.model.embed(chips), dlib_model.embed(chips)
         assert np.abs(converted - reference).max() <= TOLERANCE, path
         templates[path] = (converted.mean(axis=0), reference.mean(axis=0))

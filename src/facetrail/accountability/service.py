@@ -795,8 +795,9 @@ class Facetrail:
             self._deny(actor, "resolve_dispute", f"search:{search_id}",
                        "an examiner may not settle examiners' disputes (blind review)")
         with self.galleries.sessions() as session:
-            if not self._oversees(actor, self.completed_search(session, search_id)):
-                raise self._scope_refusal(actor, "resolve_dispute", self.completed_search(session, search_id))
+            search = self.completed_search(session, search_id)
+            if not self._oversees(actor, search):
+                raise self._scope_refusal(actor, "resolve_dispute", search)
         with self.audit.transaction() as session:
             search = self.completed_search(session, search_id)
             candidate = _candidate_at(search, rank)

@@ -33,6 +33,11 @@ from facetrail.errors import ModelFormatError
 # --- the network as dlib's dnn_face_recognition_ex.cpp defines it -------------------------------------------------
 
 
+def default_padding(size: int, stride: int) -> int:
+    """dlib's default padding for convolutions and pooling: none when strided, else half the window."""
+    return 0 if stride != 1 else size // 2
+
+
 @dataclass(frozen=True)
 class Conv:
     filters: int
@@ -41,8 +46,7 @@ class Conv:
 
     @property
     def padding(self) -> int:
-        """dlib's default: no padding for strided convolutions, else half the kernel."""
-        return 0 if self.stride != 1 else self.size // 2
+        return default_padding(self.size, self.stride)
 
 
 @dataclass(frozen=True)
@@ -286,7 +290,7 @@ def _read_layer_details(reader: _Reader, layer: Layer, what: str) -> ParsedLayer
         tag = "max_pool_2" if isinstance(layer, MaxPool) else "avg_pool_2"
         reader.expect(reader.text(what), tag, what)
         size, stride = (0, 1) if isinstance(layer, GlobalAvgPool) else (layer.size, layer.stride)
-        padding = 0 if stride != 1 else size // 2
+        padding = default_padding(size, stride)
         for name, wanted in (("rows", size), ("columns", size), ("stride y", stride), ("stride x", stride),
                              ("padding y", padding), ("padding x", padding)):
             reader.expect(reader.integer(), wanted, f"{what} {name}")

@@ -72,8 +72,9 @@ class FaceEngine:
             detections = self.detector.detect(pixels)
         return [self.measure(pixels, detection) for detection in detections]
 
-    def template(self, face: FoundFace) -> Template:
-        """Embed one face, averaging over the configured test-time augmentation."""
+    def model_chips(self, face: FoundFace) -> list[np.ndarray]:
+        """The chips the configured test-time augmentation embeds for one face: the aligned chip, its mirror image
+        ('mirror'), the wider-context chip ('mirror+context')."""
         augmentation = self.config.embedding.augmentation
         chips = [face.chip]
         if augmentation in ("mirror", "mirror+context"):
@@ -82,6 +83,11 @@ class FaceEngine:
             if face.context_chip is None:
                 raise ValueError("this face was measured without the wider chip that 'mirror+context' needs")
             chips.append(face.context_chip)
+        return chips
+
+    def template(self, face: FoundFace) -> Template:
+        """Embed one face, averaging over the configured test-time augmentation (its chips as one batch)."""
+        chips = self.model_chips(face)
         embedding = self.model.embed(chips).mean(axis=0).astype(np.float32)
         return Template(
             embedding=embedding,
