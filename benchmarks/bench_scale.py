@@ -5,10 +5,11 @@ synthetic people around them: a real template plus Gaussian noise whose norm is 
 between a person and the nearest other person, so the synthetic crowd is as close to real people as real people
 are to each other. Probes are each person's held-apart second photograph (mated searches).
 
-For each N it builds the index as a gallery grows (trained at ``index.compress_at``, then added in steps),
-then, in a fresh process: restart (open) to first search, resident memory of the opened index per face,
-single-query search latency p50/p95 (one thread), and top-20 agreement with exact search (faiss brute force
-over the float32 templates) on the mated probes, for a few search depths. With ``--enrol-photos M`` it also
+For each N it builds the index as a gallery grows (trained at ``index.compress_at``, then added in steps of
+250,000, retrained whenever the gallery outgrows its quantizers), then, in a fresh process: restart (open) to
+first search, resident memory of the opened index per face, single-query search latency p50/p95 (one thread),
+top-20 agreement with exact search (faiss brute force over the float32 templates) on the mated probes for a few
+search depths, and the memory the opened index gains over 20 enrolment commits of 1,000 templates. With ``--enrol-photos M`` it also
 enrols M real lfw-dev photographs through ``enrol()`` (one worker) into an empty gallery and into a gallery whose
 store and index hold the first N templates, and prints the time per photograph of each.
 
@@ -47,7 +48,7 @@ from scale_templates import load_or_compute  # noqa: E402
 
 K = 20
 BUILD_STEP = 250_000
-DEPTHS = [(32, 100), (64, 100), (64, 300), (128, 100), (128, 300)]
+DEPTHS = [(64, 100), (128, 100), (256, 100), (256, 300), (512, 100)]
 
 
 def proc_status_mb(field: str) -> float:
@@ -103,7 +104,8 @@ def measure_opened(root: Path, key_file: Path, truth: Path, compress_at: int) ->
     restart_s = time.perf_counter() - start
     rss_index = proc_status_mb("VmRSS") - rss_before
     results = {"restart_to_first_search_s": round(restart_s, 2), "index_rss_mib": round(rss_index, 1),
-               "ram_bytes_per_face": round(rss_index * 2**20 / len(index), 1), "depths": []}
+               "ram_bytes_per_face": round(rss_index * 2**20 / len(index), 1), "inverted_lists": index.inverted_lists,
+               "depths": []}
     index.close()
     for nprobe, rerank in DEPTHS:
         index = SegmentedIndex.open(root, keyring, 1, IndexConfig(compress_at=compress_at, nprobe=nprobe, rerank=rerank))
@@ -121,7 +123,30 @@ def measure_opened(root: Path, key_file: Path, truth: Path, compress_at: int) ->
                                   "top20_same_set": round(same_set / len(probes), 4),
                                   "mate_rank1": round(mate_first / len(probes), 4)})
         index.close()
+    results["after_enrolments"] = ram_after_enrolments(root, keyring, compress_at, probes)
     return results
+
+
+def ram_after_enrolments(root: Path, keyring: KeyRing, compress_at: int, probes: np.ndarray, batches: int = 20,
+                         batch: int = 1_000) -> dict:
+    """Resident memory of an opened index per face after it has taken in ``batches`` enrolment commits of
+    ``batch`` templates (as a server does between restarts); adds them to the index on disk."""
+    index = SegmentedIndex.open(root, keyring, 1, IndexConfig(compress_at=compress_at))
+    rss_opened, held = proc_status_mb("VmRSS"), len(index)
+    rng = np.random.default_rng(1)
+    next_id = int(index.ids()[-1]) + 1
+    start = time.perf_counter()
+    for version in range(index.version + 1, index.version + 1 + batches):
+        vectors = probes[rng.integers(0, len(probes), batch)] + rng.normal(0, 0.03, (batch, probes.shape[1])).astype(np.float32)
+        index.apply(version, add=(np.arange(next_id, next_id + batch, dtype=np.int64), vectors))
+        next_id += batch
+    seconds = time.perf_counter() - start
+    grown = (proc_status_mb("VmRSS") - rss_opened) * 2**20
+    figures = {"templates_added": batches * batch, "commits": batches, "commit_ms": round(seconds / batches * 1000, 1),
+               "rss_growth_bytes_per_added_face": round(grown / (batches * batch), 1),
+               "inverted_lists": index.inverted_lists, "held": held}
+    index.close()
+    return figures
 
 
 def fill_store(galleries: Galleries, name: str, vectors: np.ndarray) -> None:
@@ -203,10 +228,14 @@ def main() -> int:
             report["sizes"].append(figures)
             print(f"\n{n:,} templates: build {figures['build_s']} s, {figures['segments']} segments, "
                   f"{figures['disk_bytes_per_face']} B/face on disk; restart to first search {figures['restart_to_first_search_s']} s; "
-                  f"index RSS {figures['index_rss_mib']} MiB = {figures['ram_bytes_per_face']} B/face")
+                  f"index RSS {figures['index_rss_mib']} MiB = {figures['ram_bytes_per_face']} B/face; "
+                  f"{figures['inverted_lists']} inverted lists")
             for d in figures["depths"]:
                 print(f"  nprobe {d['nprobe']:>4} rerank {d['rerank']:>5}: p50 {d['p50_ms']:6.2f} ms  p95 {d['p95_ms']:6.2f} ms  "
                       f"top-20 identical {d['top20_identical']:.4f}  same set {d['top20_same_set']:.4f}  mate rank 1 {d['mate_rank1']:.4f}")
+            grown = figures["after_enrolments"]
+            print(f"  then {grown['templates_added']:,} templates in {grown['commits']} commits: "
+                  f"{grown['commit_ms']} ms a commit, RSS grew {grown['rss_growth_bytes_per_added_face']} B per face added")
             for path in root.iterdir():
                 path.unlink()
         if args.enrol_photos:

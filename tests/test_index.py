@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from facetrail.gallery.index import CompressedIndex, FaissExactIndex, SearchDepth, choose_nlist, set_search_threads
+from facetrail.gallery.index import MAX_NLIST, CompressedIndex, FaissExactIndex, SearchDepth, choose_nlist, set_search_threads
 
 D = 128
 # Squared distances are compared with this absolute tolerance (float32 arithmetic in faiss).
@@ -322,6 +322,34 @@ def test_compressed_removal_is_final():
     assert not np.isin(labels, ids[:100]).any()
 
 
-@pytest.mark.parametrize(("templates", "nlist"), [(100, 2), (10_000, 256), (1_000_000, 4096), (10**8, 32_768), (10**9, 65_536)])
+def test_additions_after_the_first_are_searched_from_a_delta_then_packed_with_the_same_results():
+    rng = np.random.default_rng(10)
+    vectors, ids = face_like(rng, 4000), np.arange(1, 4001, dtype=np.int64)
+    by_id = dict(zip(ids.tolist(), vectors))
+    depth = SearchDepth(nprobe=8, rerank=50)
+    index = CompressedIndex.train(vectors[:3000], lambda wanted: np.stack([by_id[i] for i in wanted.tolist()]), depth)
+    queries = (vectors[::40] + rng.normal(0, 0.02, (100, D))).astype(np.float32)
+
+    def assert_same_as_one_batch(held: np.ndarray) -> None:
+        reference = CompressedIndex.from_bytes(index.trained_bytes(), lambda wanted: np.stack([by_id[i] for i in wanted.tolist()]), depth)
+        reference.add_codes(ids[held], reference.encode(vectors[held]))
+        assert len(index) == len(reference) == held.sum()
+        for got, expected in zip(index.search(queries, 10), reference.search(queries, 10)):
+            np.testing.assert_array_equal(got, expected)
+
+    held = np.zeros(4000, dtype=bool)
+    for batch in (slice(0, 3000), slice(3000, 3100), slice(3100, 3150)):  # the main lists, then the delta (< 1/16)
+        index.add_codes(ids[batch], index.encode(vectors[batch]))
+        held[batch] = True
+        assert_same_as_one_batch(held)
+    assert index.remove(ids[3000:3010]) == 10 and index.remove(ids[:10]) == 10  # from the delta and from the main lists
+    held[3000:3010] = held[:10] = False
+    assert_same_as_one_batch(held)
+    index.add_codes(ids[3150:4000], index.encode(vectors[3150:4000]))  # past 1/16: packed into the main lists
+    held[3150:] = True
+    assert_same_as_one_batch(held)
+
+
+@pytest.mark.parametrize(("templates", "nlist"), [(100, 2), (10_000, 256), (1_000_000, 4096), (3_000_000, MAX_NLIST), (10**9, MAX_NLIST)])
 def test_choose_nlist(templates, nlist):
     assert choose_nlist(templates) == nlist

@@ -20,7 +20,7 @@ from facetrail.config import IndexConfig
 from facetrail.crypto import KeyRing
 from facetrail.datadir import DataDir
 from facetrail.errors import IndexFileError
-from facetrail.gallery.index import IndexBackend, VectorIndex
+from facetrail.gallery.index import IndexBackend, VectorIndex, choose_nlist
 from facetrail.gallery.milvus_index import MilvusBackend
 from facetrail.gallery.segments import MANIFEST_NAME, SegmentedBackend, SegmentedIndex
 from tests.fixtures.milvus import milvus_collection
@@ -222,6 +222,21 @@ def test_a_commit_writes_only_new_files_of_the_size_of_the_change(tmp_path, keyr
     # one new segment for the 20 added, one rewrite of the segment holding the 7 removed (at most 256 templates)
     assert sum(p.stat().st_size for p in new) <= (20 + SMALL.segment_templates) * slot_bytes
     assert len(index) == 1620 - 7 and len(new) <= 2
+
+
+def test_quantizers_are_retrained_as_the_gallery_outgrows_them(tmp_path, keyring):
+    index, root = faiss_index(tmp_path, keyring, 60)
+    first = index.inverted_lists
+    assert first == choose_nlist(SMALL.compress_at + 8)  # trained at change 38, 508 templates
+    for t in range(61, 81):  # past 1,014 templates the lists would hold 4x what they were trained for
+        ids, vectors, removed = step(t)
+        index.apply(t, add=(ids, vectors), remove=removed)
+    assert index.inverted_lists is not None and index.inverted_lists >= 2 * first
+    assert len(list(root.glob("quantizer-*"))) == 1
+    assert_holds(index, state_at(80))
+    again = reopened(SegmentedBackend(tmp_path / "indexes", keyring, SMALL))
+    assert again.inverted_lists == index.inverted_lists
+    assert_holds(again, state_at(80))
 
 
 def test_expunged_templates_leave_the_segment_files(tmp_path, keyring):

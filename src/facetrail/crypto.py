@@ -130,7 +130,8 @@ class KeyRing:
                 "(a retired key, or a different key file)"
             )
         try:
-            return AESGCM(key).decrypt(blob[len(_MAGIC) + _KEY_ID_BYTES : _HEADER_BYTES], blob[_HEADER_BYTES:], context)
+            ciphertext = memoryview(blob)[_HEADER_BYTES:]  # no copy: index segments decrypt hundreds of MB
+            return AESGCM(key).decrypt(blob[len(_MAGIC) + _KEY_ID_BYTES : _HEADER_BYTES], ciphertext, context)
         except InvalidTag:
             raise CryptoError(
                 f"encrypted data for {context.decode(errors='replace')!r} failed authentication: "

@@ -167,11 +167,21 @@ class SearchDepth:
     rerank: int
 
 
+MAX_NLIST = 8192
+"""Most inverted lists a gallery's quantizer is trained with (reached at ~2.3 million templates; ~1,200 a list at
+10 million).  More lists would make training, which runs inside an enrolment commit, take many minutes on a small
+server (k-means cost grows with lists × sample)."""
+
+TRAINING_SAMPLE = 40 * MAX_NLIST
+"""Most templates the quantizers are trained on (a random sample of the gallery): k-means takes 64 a list up to
+4,096 lists, then 40 (just over faiss's minimum of 39)."""
+
+
 def choose_nlist(templates: int) -> int:
-    """Inverted lists for training on ``templates``: the power of two nearest 4·√n, at most 65,536, and no more
-    than one per 39 templates (faiss's k-means minimum)."""
+    """Inverted lists for training on ``templates``: the power of two nearest 4·√n, at most ``MAX_NLIST``, and no
+    more than one per 39 templates (faiss's k-means minimum)."""
     target = 2 ** round(np.log2(4 * max(templates, 1) ** 0.5))
-    return int(max(1, min(65_536, target, templates // 39)))
+    return int(max(1, min(MAX_NLIST, target, templates // 39)))
 
 
 class CompressedIndex:
@@ -183,29 +193,42 @@ class CompressedIndex:
     ``rerank`` can be missed.  Codes can be computed (``encode``) and added (``add_codes``) separately, so a caller
     can persist exactly what is in memory.  Concurrent searches are safe; mutation must not run concurrently with
     anything else.
+
+    Memory: the codes are held in two IVFs sharing the trained quantizers.  The first batch added (a restart's
+    load) fills the main one, each list allocated at its exact size; later additions go to a small delta IVF,
+    searched alongside, which is packed into a new exact-size main one once it holds a sixteenth as many
+    templates.  (Appending to the main lists directly would let each list's vector double its capacity: up to
+    twice the memory in a process that takes in enrolments for months.)
     """
+
+    DELTA_FRACTION = 16
+    """The delta is packed into the main IVF when it holds more than 1/DELTA_FRACTION of the main's templates."""
 
     def __init__(self, trained: faiss.Index, fetch: Callable[[np.ndarray], np.ndarray], depth: SearchDepth) -> None:
         ivf = faiss.downcast_index(trained)
         if not isinstance(ivf, faiss.IndexIVFScalarQuantizer) or not ivf.is_trained:
             raise ValueError(f"expected a trained IVF scalar-quantizer index, got {type(ivf).__name__}")
+        if ivf.ntotal:
+            raise ValueError("the trained quantizer must hold no templates")
         self.dimension = int(ivf.d)
-        self._owner = trained  # the downcast view does not own the C++ object
+        self._owners = (trained, faiss.clone_index(ivf))  # the downcast views do not own their C++ objects
         self._ivf = ivf
+        self._delta = faiss.downcast_index(self._owners[1])
         self._fetch = fetch
         self.depth = SearchDepth(_positive_int(depth.nprobe, "nprobe"), _positive_int(depth.rerank, "rerank"))
 
     @classmethod
     def train(cls, vectors: np.ndarray, fetch: Callable[[np.ndarray], np.ndarray], depth: SearchDepth,
               nlist: int | None = None, seed: int = 1234) -> CompressedIndex:
-        """An empty index whose coarse quantizer (k-means) and scalar quantizer are trained on ``vectors``."""
+        """An empty index whose coarse quantizer (k-means) and scalar quantizer are trained on ``vectors`` (give
+        at most ``TRAINING_SAMPLE`` of them, and ``nlist`` when they are a sample of a larger gallery)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         nlist = nlist or choose_nlist(len(vectors))
         if len(vectors) < nlist:
             raise ValueError(f"training {nlist} inverted lists needs at least {nlist} vectors, got {len(vectors)}")
         ivf = faiss.index_factory(vectors.shape[1], f"IVF{nlist},SQ8")
         ivf.cp.seed = seed
-        ivf.cp.max_points_per_centroid = 64  # k-means on at most 64 samples a list: enough, and 4x quicker
+        ivf.cp.max_points_per_centroid = min(64, TRAINING_SAMPLE // nlist)  # enough, and 4x quicker than faiss's 256
         ivf.train(vectors)
         return cls(ivf, fetch, depth)
 
@@ -216,19 +239,22 @@ class CompressedIndex:
             trained = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
         except RuntimeError as exc:
             raise ValueError(f"faiss could not read the trained quantizer: {exc}") from exc
-        if trained.ntotal:
-            raise ValueError("the trained quantizer must hold no templates")
         return cls(trained, fetch, depth)
 
     def trained_bytes(self) -> bytes:
         """The trained quantizers, without any template (what :meth:`from_bytes` takes)."""
-        empty = faiss.clone_index(self._ivf)
+        empty = faiss.clone_index(self._delta)  # the delta is small; the main IVF may hold millions
         empty.reset()
         return faiss.serialize_index(empty).tobytes()
 
     @property
     def nlist(self) -> int:
         return int(self._ivf.nlist)
+
+    def outgrown(self, templates: int) -> bool:
+        """True when a gallery of ``templates`` should have at least twice the inverted lists trained here (its
+        lists hold 4x the templates they were trained for, so a search scans 4x as many codes)."""
+        return choose_nlist(templates) >= 2 * self.nlist
 
     @property
     def code_size(self) -> int:
@@ -241,41 +267,91 @@ class CompressedIndex:
         return self._ivf.sa_encode(vectors) if len(vectors) else np.empty((0, self.code_size), dtype=np.uint8)
 
     def add_codes(self, ids: np.ndarray, codes: np.ndarray) -> None:
-        """Add templates by their :meth:`encode` codes (the caller checks that ids are new).
+        """Add templates by their :meth:`encode` codes (the caller checks that ids are new)."""
+        self.add_code_batches([(ids, codes)])
 
-        Each inverted list grows once per call, so a list filled in one call (as at a restart) takes no more memory
-        than its entries.
+    def add_code_batches(self, batches: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Add templates by (ids, :meth:`encode` codes) batches, such as the segments of a restart.
+
+        Into an empty index they go straight to the main IVF, each inverted list allocated once at its size; into
+        a filled one, to the delta, which is packed into the main one when it has grown to a sixteenth of it.
         """
+        batches = [self._as_listed(ids, codes) for ids, codes in batches]
+        target = self._ivf if not self._ivf.ntotal else self._delta
+        lists = target.invlists
+        filled = np.array([lists.list_size(number) for number in range(self.nlist)], dtype=np.int64)
+        arriving = sum(np.bincount(numbers, minlength=self.nlist) for _, numbers, _ in batches)
+        for number in np.flatnonzero(arriving).tolist():
+            lists.resize(number, int(filled[number] + arriving[number]))  # from empty: allocated at exactly this size
+        for ids, numbers, residuals in batches:
+            order = np.argsort(numbers, kind="stable")
+            ids, numbers, residuals = ids[order], numbers[order], np.ascontiguousarray(residuals[order])
+            bounds = np.flatnonzero(np.diff(numbers)) + 1
+            for start, end in zip([0, *bounds], [*bounds, len(numbers)]):
+                if end > start:
+                    number = int(numbers[start])
+                    lists.update_entries(number, int(filled[number]), int(end - start), faiss.swig_ptr(ids[start:end]), faiss.swig_ptr(residuals[start:end]))
+                    filled[number] += end - start
+            target.ntotal += len(ids)
+        if self._delta.ntotal * self.DELTA_FRACTION > self._ivf.ntotal:
+            self._pack_delta()
+
+    def _as_listed(self, ids: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, inverted list numbers, SQ8 residual codes) of a batch of :meth:`encode` codes; ValueError if the
+        codes are not of this index."""
         ids = _as_ids(ids)
-        codes = np.ascontiguousarray(codes, dtype=np.uint8)
+        codes = np.asarray(codes, dtype=np.uint8)
         if codes.shape != (len(ids), self.code_size):
             raise ValueError(f"expected codes of shape {(len(ids), self.code_size)}, got {codes.shape}")
         coarse = self.code_size - int(self._ivf.code_size)
-        lists = codes[:, :coarse].astype(np.int64) @ (256 ** np.arange(coarse, dtype=np.int64))  # little-endian list numbers
-        if len(lists) and lists.max() >= self.nlist:
+        numbers = codes[:, 0].astype(np.int64 if coarse > 2 else np.uint16)
+        for byte in range(1, coarse):  # little-endian list numbers
+            numbers |= codes[:, byte].astype(numbers.dtype) << (8 * byte)
+        if len(numbers) and numbers.max() >= self.nlist:
             raise ValueError(f"codes name an inverted list beyond the {self.nlist} trained")
-        order = np.argsort(lists, kind="stable")
-        ids, residuals, lists = ids[order], np.ascontiguousarray(codes[order, coarse:]), lists[order]
-        bounds = np.flatnonzero(np.diff(lists)) + 1
-        for start, end in zip([0, *bounds], [*bounds, len(lists)]):
-            if end > start:
-                self._ivf.invlists.add_entries(int(lists[start]), int(end - start), faiss.swig_ptr(ids[start:end]), faiss.swig_ptr(residuals[start:end]))
-        self._ivf.ntotal += len(ids)
+        return ids, numbers, codes[:, coarse:]
+
+    def _pack_delta(self) -> None:
+        """Replace the main IVF's lists by exact-size lists holding the main and the delta entries; empty the delta.
+        Needs memory for a second copy of the codes while it runs."""
+        main, delta = self._ivf.invlists, self._delta.invlists
+        packed = faiss.ArrayInvertedLists(self.nlist, main.code_size)
+        for number in range(self.nlist):
+            held, arriving = main.list_size(number), delta.list_size(number)
+            if held + arriving:
+                packed.resize(number, held + arriving)  # from empty: allocated at exactly this size
+                if held:
+                    packed.update_entries(number, 0, held, main.get_ids(number), main.get_codes(number))
+                if arriving:
+                    packed.update_entries(number, held, arriving, delta.get_ids(number), delta.get_codes(number))
+        self._ivf.replace_invlists(packed, True)
+        packed.this.disown()  # the index owns it now
+        self._ivf.ntotal += self._delta.ntotal
+        self._delta.reset()
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove ``ids`` that are present (a scan of every inverted list) and return how many were removed."""
         wanted = np.unique(_as_ids(ids))
-        return int(self._ivf.remove_ids(faiss.IDSelectorBatch(wanted))) if len(wanted) else 0
+        if not len(wanted):
+            return 0
+        selector = faiss.IDSelectorBatch(wanted)
+        return int(self._ivf.remove_ids(selector)) + (int(self._delta.remove_ids(selector)) if self._delta.ntotal else 0)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Return (exact distances, ids), each (nq, k), nearest first, padded with +inf / -1."""
         queries = _as_float_rows(queries, self.dimension, "queries")
         k = _positive_int(k, "k")
         distances, labels = empty_results(len(queries), k)
-        if not self._ivf.ntotal or not len(queries):
+        if not len(self) or not len(queries):
             return distances, labels
         params = faiss.SearchParametersIVF(nprobe=min(self.depth.nprobe, self.nlist))
-        _, candidates = self._ivf.search(queries, max(k, self.depth.rerank), params=params)
+        depth = max(k, self.depth.rerank)
+        approximate, candidates = self._ivf.search(queries, depth, params=params)
+        if self._delta.ntotal:
+            more_approximate, more = self._delta.search(queries, depth, params=params)
+            approximate, candidates = np.hstack([approximate, more_approximate]), np.hstack([candidates, more])
+            best = np.argsort(approximate, axis=1, kind="stable")[:, :depth]
+            candidates = np.take_along_axis(candidates, best, axis=1)
         for row, (query, found) in enumerate(zip(queries, candidates)):
             found = found[found >= 0]
             if len(found):
@@ -283,7 +359,7 @@ class CompressedIndex:
         return distances, labels
 
     def __len__(self) -> int:
-        return int(self._ivf.ntotal)
+        return int(self._ivf.ntotal + self._delta.ntotal)
 
 
 def empty_results(queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:
