@@ -84,6 +84,10 @@ def build_index(root: Path, keyring: KeyRing, vectors: np.ndarray, config: Index
     for version, (a, b) in enumerate(zip(bounds, bounds[1:]), start=1):
         if b > a:
             index.apply(version, add=(ids[a:b], vectors[a:b]))
+            retrained = index.retrained()  # as after an enrolment
+            if retrained is not None:
+                index.close()
+                index = retrained
     seconds = time.perf_counter() - start
     figures = {"build_s": round(seconds, 1), "compressed": index.compressed, "segments": len(index.segment_paths()),
                "disk_bytes_per_face": round(sum(p.stat().st_size for p in root.iterdir()) / len(vectors), 1)}

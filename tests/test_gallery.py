@@ -20,7 +20,9 @@ from sqlalchemy import func, select
 from facetrail.config import EnrolmentConfig
 from facetrail.errors import DuplicateError, GalleryError, IndexFileError, NotFoundError
 from facetrail.gallery.enrol import enrol, items_from_folder, items_from_manifest, write_report
+from facetrail.gallery import segments
 from facetrail.gallery.gallery import Galleries
+from facetrail.gallery.index import CompressedIndex
 from facetrail.gallery.schema import ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
 
 SERIAL = EnrolmentConfig(workers=1, commit_every=2)
@@ -155,6 +157,33 @@ def test_search_ranks_the_right_subject_first(county, photo_folder, engine, face
     assert [c.distance for c in candidates] == sorted(c.distance for c in candidates)
     assert {c.subject_id for c in candidates[2:]} == {"B-2002"}
     assert county.search(probe, k=10, exact=True).candidates == candidates  # the audit mode
+
+
+def test_an_enrolment_that_outgrows_the_quantizers_leaves_a_retrained_index(datadir, photo_folder, engine, faces, tmp_path,
+                                                                            monkeypatch):
+    # Compressed from 2 templates; "outgrown" (normally: lists holding 4x what they were trained for) while the index
+    # has one list, retrained with two: the four real photographs stand in for millions.
+    config = datadir.config_path.read_text()
+    assert "compress_at = 50000" in config
+    datadir.config_path.write_text(config.replace("compress_at = 50000", "compress_at = 2"))
+    monkeypatch.setattr(CompressedIndex, "outgrown", lambda self, templates: self.nlist < 2)
+    monkeypatch.setattr(segments, "choose_nlist", lambda templates: 1 if templates < 4 else 2)
+    galleries = Galleries.open(datadir)
+    try:
+        galleries.create("county", ["booking"])
+        county = galleries.get("county")
+        summary = enrol_folder(county, photo_folder)
+        assert summary.count("enrolled") == 4
+        index = county.index()
+        assert index.inverted_lists == 2
+        probe = probe_template(engine, save_resized(faces["obama3.jpg"], tmp_path / "still.jpg", 450))
+        hits = county.search(probe, k=4)
+        assert hits.version == index.version
+        candidates = hits.candidates
+        assert [c.subject_id for c in candidates[:2]] == ["B-1001", "B-1001"]
+        assert candidates == county.search(probe, k=4, exact=True).candidates
+    finally:
+        galleries.close()
 
 
 @BOTH_BACKENDS

@@ -224,18 +224,25 @@ def test_a_commit_writes_only_new_files_of_the_size_of_the_change(tmp_path, keyr
     assert len(index) == 1620 - 7 and len(new) <= 2
 
 
-def test_quantizers_are_retrained_as_the_gallery_outgrows_them(tmp_path, keyring):
+def test_quantizers_are_retrained_at_the_same_version_once_the_gallery_outgrows_them(tmp_path, keyring):
     index, root = faiss_index(tmp_path, keyring, 60)
     first = index.inverted_lists
     assert first == choose_nlist(SMALL.compress_at + 8)  # trained at change 38, 508 templates
-    for t in range(61, 81):  # past 1,014 templates the lists would hold 4x what they were trained for
+    assert index.retrained() is None
+    for t in range(61, 81):  # past 1,014 templates the lists hold 4x what they were trained for
         ids, vectors, removed = step(t)
         index.apply(t, add=(ids, vectors), remove=removed)
-    assert index.inverted_lists is not None and index.inverted_lists >= 2 * first
+    assert index.inverted_lists == first  # a commit does not retrain
+    retrained = index.retrained()
+    assert retrained is not None and retrained.version == 80
+    assert retrained.inverted_lists is not None and retrained.inverted_lists >= 2 * first
+    assert retrained.retrained() is None
     assert len(list(root.glob("quantizer-*"))) == 1
-    assert_holds(index, state_at(80))
+    assert_holds(index, state_at(80))  # the replaced index still serves from its open files until closed
+    index.close()
+    assert_holds(retrained, state_at(80))
     again = reopened(SegmentedBackend(tmp_path / "indexes", keyring, SMALL))
-    assert again.inverted_lists == index.inverted_lists
+    assert again.inverted_lists == retrained.inverted_lists
     assert_holds(again, state_at(80))
 
 
@@ -311,13 +318,15 @@ CHILD = textwrap.dedent("""
     for t in range(index.version + 1, LAST + 1):
         ids, vectors, removed = step(t)
         index.apply(t, add=(ids, vectors), remove=removed)
+        index = index.retrained() or index  # as an enrolment does after its commits (from change 77 on)
         print(t, flush=True)
 """)
-LAST = 70
+LAST = 80
 
 
 def test_kill_9_at_any_point_leaves_a_whole_version(tmp_path, keyring):
-    """A writer process is killed at random moments (during segment writes, merges, training, expungements);
+    """A writer process is killed at random moments (during segment writes, merges, training, retraining,
+    expungements);
     each time the index on disk opens at some version v and holds exactly the templates of version v."""
     root = tmp_path / "index"
     rng = np.random.default_rng(5)

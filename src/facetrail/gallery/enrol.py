@@ -220,6 +220,7 @@ def enrol(
         if batch:
             for outcome in _commit(gallery, batch):
                 report(outcome)
+        gallery.retrain_index_if_outgrown()
     return summary
 
 

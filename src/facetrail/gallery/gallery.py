@@ -383,7 +383,8 @@ class Gallery:
         for step in steps[:-1]:
             index.apply(index.version, add=self._stored_vectors(step))
         index.apply(version, add=self._stored_vectors(steps[-1]), remove=np.setdiff1d(held, stored))
-        return index
+        self.retrain_index_if_outgrown()
+        return self._index
 
     def _stored_vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ids, decrypted embeddings) of these stored templates, by id."""
@@ -404,6 +405,17 @@ class Gallery:
             self._bring_index_to_store()
             return 0 if remove is None else len(remove)
         return self._index.apply(version, add, remove)
+
+    def retrain_index_if_outgrown(self) -> None:
+        """Retrain the index's quantizers if the gallery has outgrown them (the vector index's ``retrained``): the new
+        files are written at the same version while searches go on with the index in memory, which is then swapped
+        for the retrained one.  Takes minutes at millions of templates, a few times in a gallery's life.  Hold the
+        write lock."""
+        retrained = self._index.retrained() if self._index is not None else None
+        if retrained is not None:
+            with self.index_guard:
+                replaced, self._index = self._index, retrained
+            replaced.close()
 
     def _store_version(self) -> int:
         with self.session() as session:

@@ -27,7 +27,8 @@ class VectorIndex(Protocol):
     memory, encrypted segment files on disk) or ``facetrail.gallery.milvus_index.MilvusIndex`` (a Milvus server).
 
     ``version`` is the gallery version (in the SQL store) whose templates it holds; ``apply`` makes a committed
-    change durable and moves it to the next version; ``refresh`` follows another process's changes.  Distances
+    change durable and moves it to the next version; ``refresh`` follows another process's changes; ``retrained``
+    returns a replacement at the same version whose quantizers suit the gallery's size, when it has outgrown them.  Distances
     returned are exact Euclidean distances between float32 templates, whichever backend selected the candidates.
     """
 
@@ -37,6 +38,8 @@ class VectorIndex(Protocol):
     def apply(self, version: int, add: tuple[np.ndarray, np.ndarray] | None = None, remove: np.ndarray | None = None) -> int: ...
 
     def refresh(self) -> None: ...
+
+    def retrained(self) -> VectorIndex | None: ...
 
     def search(self, queries: np.ndarray, k: int, exact: bool = False) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -304,8 +307,8 @@ class CompressedIndex:
         if codes.shape != (len(ids), self.code_size):
             raise ValueError(f"expected codes of shape {(len(ids), self.code_size)}, got {codes.shape}")
         coarse = self.code_size - int(self._ivf.code_size)
-        numbers = codes[:, 0].astype(np.int64 if coarse > 2 else np.uint16)
-        for byte in range(1, coarse):  # little-endian list numbers
+        numbers = np.zeros(len(codes), dtype=np.int64 if coarse > 2 else np.uint16)  # one list: no list number
+        for byte in range(coarse):  # little-endian list numbers
             numbers |= codes[:, byte].astype(numbers.dtype) << (8 * byte)
         if len(numbers) and numbers.max() >= self.nlist:
             raise ValueError(f"codes name an inverted list beyond the {self.nlist} trained")

@@ -237,6 +237,10 @@ class MilvusIndex:
     def version(self) -> int:
         return self._version
 
+    def retrained(self) -> None:
+        """Nothing to retrain: Milvus builds each of its segments' indexes itself, as segments are sealed."""
+        return None
+
     def refresh(self) -> None:
         """Read the version row again (another process's changes); IndexServiceError if it is gone."""
         row = self.backend._version_row(self.gallery_id)

@@ -15,8 +15,9 @@ the previous or the new manifest, both naming complete files; files named by nei
 Cost per change: an enrolment batch writes one new segment (O(batch)); the last segments are merged eight at a time
 while their sizes are alike (each template is rewritten O(log n) times in all, slots copied without re-encryption);
 an expungement rewrites only the segments holding the removed templates (at most ``segment_templates`` each) and
-removes them from memory.  The quantizers are trained once, on the gallery's own templates, when the gallery reaches
-``index.compress_at``; below that it is searched exactly with every float32 template in memory.
+removes them from memory.  The quantizers are trained on the gallery's own templates when the gallery reaches
+``index.compress_at`` (below that it is searched exactly with every float32 template in memory), and retrained by
+``retrained`` (after an enrolment, at the same version, without holding up searches) when it has outgrown them.
 
 Encryption (``facetrail.crypto``): each slot is bound to its template id (``index-vector:<gallery>:<id>``), each
 codes section to its file name and header, the manifest and the quantizer file to the gallery.
@@ -212,6 +213,23 @@ class SegmentedIndex:
         self._adopt(manifest)
         return len(removing)
 
+    def retrained(self) -> SegmentedIndex | None:
+        """When the gallery has outgrown its quantizers (``CompressedIndex.outgrown``), a new index at the same
+        version with quantizers trained for its size and every segment recoded; else None.  Hold the gallery's
+        write lock, not its index guard: this takes minutes at millions of templates, while this index (whose open
+        files stay readable) goes on serving searches until the caller swaps it for the new one and closes it."""
+        if not isinstance(self._searcher, CompressedIndex) or not self._searcher.outgrown(len(self)):
+            return None
+        current = self._manifest
+        try:
+            _, quantizer, order, serial = self._write_trained(list(current.segments), current.next_serial,
+                                                              np.empty((0, self.dimension), dtype=np.float32), len(self))
+            manifest = _Manifest(current.version, self.dimension, tuple(order), quantizer, serial)
+            _write_manifest(self.root, self.keyring, self.gallery_id, manifest)
+        finally:
+            self.sweep()
+        return SegmentedIndex(self.root, self.keyring, self.gallery_id, self.config, manifest)
+
     def refresh(self) -> None:
         """Bring memory to the manifest on disk (another process's changes); IndexFileError if it is gone."""
         for attempt in range(_OPEN_RETRIES):
@@ -260,17 +278,8 @@ class SegmentedIndex:
                 else:
                     del order[index]
         total = len(self) + len(add_ids) - len(removing)
-        if self.compressed and self._searcher.outgrown(total) or not self.compressed and total >= self.config.compress_at:
-            searcher = self._train(order, add_vectors, total)
-            quantizer, serial = serial, serial + 1
-            self._write_file(_quantizer_name(quantizer), searcher.trained_bytes(), self._quantizer_context())
-            recoded = []
-            for old in order:
-                ids, _, slots = self._read_segment_by_serial(old)
-                self._write_segment(serial, ids, searcher.encode(self._decrypt_slots(ids, slots, _segment_name(old))), slots)
-                recoded.append(serial)
-                serial += 1
-            order = recoded
+        if not self.compressed and total >= self.config.compress_at:
+            searcher, quantizer, order, serial = self._write_trained(order, serial, add_vectors, total)
         cap = self.config.segment_templates
         for start in range(0, len(add_ids), cap):
             ids, vectors = add_ids[start : start + cap], add_vectors[start : start + cap]
@@ -311,6 +320,22 @@ class SegmentedIndex:
             return self._read_segment(segment)
         finally:
             os.close(segment.fd)
+
+    def _write_trained(self, order: list[int], serial: int, add_vectors: np.ndarray,
+                       total: int) -> tuple[CompressedIndex, int, list[int], int]:
+        """Train quantizers for ``total`` templates (those of the segments in ``order`` and ``add_vectors``), write
+        them and every segment of ``order`` recoded with them (new files, from ``serial``); return the searcher, the
+        quantizer's serial, the recoded segments in order and the next serial."""
+        searcher = self._train(order, add_vectors, total)
+        quantizer, serial = serial, serial + 1
+        self._write_file(_quantizer_name(quantizer), searcher.trained_bytes(), self._quantizer_context())
+        recoded = []
+        for old in order:
+            ids, _, slots = self._read_segment_by_serial(old)
+            self._write_segment(serial, ids, searcher.encode(self._decrypt_slots(ids, slots, _segment_name(old))), slots)
+            recoded.append(serial)
+            serial += 1
+        return searcher, quantizer, recoded, serial
 
     def _train(self, order: list[int], add_vectors: np.ndarray, total: int) -> CompressedIndex:
         """Quantizers for ``total`` templates, trained on a random sample (at most ``TRAINING_SAMPLE``) of the
