@@ -81,16 +81,21 @@ def build_index(root: Path, keyring: KeyRing, vectors: np.ndarray, config: Index
     start = time.perf_counter()
     index = SegmentedIndex.create(root, keyring, 1, config, vectors.shape[1], 0)
     bounds = [0, min(config.compress_at, len(vectors)), *range(config.compress_at + BUILD_STEP, len(vectors), BUILD_STEP), len(vectors)]
+    retrainings = []
     for version, (a, b) in enumerate(zip(bounds, bounds[1:]), start=1):
         if b > a:
             index.apply(version, add=(ids[a:b], vectors[a:b]))
+            began = time.perf_counter()
             retrained = index.retrained()  # as after an enrolment
             if retrained is not None:
+                retrainings.append({"templates": len(index), "inverted_lists": retrained.inverted_lists,
+                                    "seconds": round(time.perf_counter() - began, 1)})
                 index.close()
                 index = retrained
     seconds = time.perf_counter() - start
     figures = {"build_s": round(seconds, 1), "compressed": index.compressed, "segments": len(index.segment_paths()),
-               "disk_bytes_per_face": round(sum(p.stat().st_size for p in root.iterdir()) / len(vectors), 1)}
+               "disk_bytes_per_face": round(sum(p.stat().st_size for p in root.iterdir()) / len(vectors), 1),
+               "retrainings": retrainings}
     index.close()
     return figures
 
@@ -237,6 +242,8 @@ def main() -> int:
             for d in figures["depths"]:
                 print(f"  nprobe {d['nprobe']:>4} rerank {d['rerank']:>5}: p50 {d['p50_ms']:6.2f} ms  p95 {d['p95_ms']:6.2f} ms  "
                       f"top-20 identical {d['top20_identical']:.4f}  same set {d['top20_same_set']:.4f}  mate rank 1 {d['mate_rank1']:.4f}")
+            for r in figures["retrainings"]:
+                print(f"  retrained at {r['templates']:,} templates for {r['inverted_lists']} lists in {r['seconds']} s")
             grown = figures["after_enrolments"]
             print(f"  then {grown['templates_added']:,} templates in {grown['commits']} commits: "
                   f"{grown['commit_ms']} ms a commit, RSS grew {grown['rss_growth_bytes_per_added_face']} B per face added")
