@@ -116,6 +116,7 @@ def measure_opened(root: Path, key_file: Path, truth: Path, compress_at: int) ->
                "ram_bytes_per_face": round(rss_index * 2**20 / len(index), 1), "inverted_lists": index.inverted_lists,
                "depths": []}
     index.close()
+    del index  # each index measured is freed before the next is opened (an open returns freed memory to the system)
     for nprobe, rerank in DEPTHS:
         index = SegmentedIndex.open(root, keyring, 1, IndexConfig(compress_at=compress_at, nprobe=nprobe, rerank=rerank))
         latencies, identical, same_set, mate_first = [], 0, 0, 0
@@ -132,6 +133,7 @@ def measure_opened(root: Path, key_file: Path, truth: Path, compress_at: int) ->
                                   "top20_same_set": round(same_set / len(probes), 4),
                                   "mate_rank1": round(mate_first / len(probes), 4)})
         index.close()
+        del index
     results["after_enrolments"] = ram_after_enrolments(root, keyring, compress_at, probes)
     return results
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -240,6 +241,9 @@ def test_quantizers_are_retrained_at_the_same_version_once_the_gallery_outgrows_
     assert len(list(root.glob("quantizer-*"))) == 1
     assert_holds(index, state_at(80))  # the replaced index still serves from its open files until closed
     index.close()
+    replaced = weakref.ref(index)
+    del index
+    assert replaced() is None  # its memory is freed at once, not at the garbage collector's next run
     assert_holds(retrained, state_at(80))
     again = reopened(SegmentedBackend(tmp_path / "indexes", keyring, SMALL))
     assert again.inverted_lists == retrained.inverted_lists

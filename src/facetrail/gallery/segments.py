@@ -31,6 +31,8 @@ import os
 import shutil
 import struct
 import time
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -346,7 +348,7 @@ class SegmentedIndex:
             ids, _, slots = self._read_segment_by_serial(serial)
             chosen = rng.random(len(ids)) < share
             parts.append(self._decrypt_slots(ids[chosen], slots[chosen], _segment_name(serial)))
-        return CompressedIndex.train(np.concatenate(parts), self.vectors, self._depth(), nlist=choose_nlist(total))
+        return CompressedIndex.train(np.concatenate(parts), self._fetcher(), self._depth(), nlist=choose_nlist(total))
 
     # --- internals: memory follows the manifest ------------------------------------------
 
@@ -435,6 +437,12 @@ class SegmentedIndex:
 
     # --- internals: files -------------------------------------------------------------
 
+    def _fetcher(self) -> Callable[[np.ndarray], np.ndarray]:
+        """:meth:`vectors` for the searcher's re-rank, held weakly: a searcher holding this index would make a cycle
+        that keeps a replaced index's memory (1.4 GiB at 10 million templates) until the garbage collector runs."""
+        vectors = weakref.WeakMethod(self.vectors)
+        return lambda ids: vectors()(ids)
+
     def _depth(self) -> SearchDepth:
         return SearchDepth(self.config.nprobe, self.config.rerank)
 
@@ -442,7 +450,7 @@ class SegmentedIndex:
         path = self.root / _quantizer_name(serial)
         data = self._decrypt(path.read_bytes(), self._quantizer_context(), path)
         try:
-            return CompressedIndex.from_bytes(data, self.vectors, self._depth())
+            return CompressedIndex.from_bytes(data, self._fetcher(), self._depth())
         except ValueError as exc:
             raise IndexFileError(f"{path}: {exc}") from exc
 
