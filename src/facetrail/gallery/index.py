@@ -171,9 +171,9 @@ class SearchDepth:
 
 
 MAX_NLIST = 8192
-"""Most inverted lists a gallery's quantizer is trained with (reached at ~2.3 million templates; ~1,200 a list at
-10 million).  More lists would make training, which runs inside an enrolment commit, take many minutes on a small
-server (k-means cost grows with lists × sample)."""
+"""Most inverted lists a gallery's quantizer is trained with (reached at ~2.1 million templates; ~1,200 a list at
+10 million).  More lists would make retraining, which an enrolment waits for, take many more minutes on a small
+server (k-means cost grows with lists × sample: ~80 s for 8,192 on two cores)."""
 
 TRAINING_SAMPLE = 40 * MAX_NLIST
 """Most templates the quantizers are trained on (a random sample of the gallery): k-means takes 64 a list up to
@@ -279,13 +279,16 @@ class CompressedIndex:
         Into an empty index they go straight to the main IVF, each inverted list allocated once at its size; into
         a filled one, to the delta, which is packed into the main one when it has grown to a sixteenth of it.
         """
-        batches = [self._as_listed(ids, codes) for ids, codes in batches]
+        batches = [listed for listed in (self._as_listed(ids, codes) for ids, codes in batches) if len(listed[0])]
+        if not batches:
+            return
         target = self._ivf if not self._ivf.ntotal else self._delta
         lists = target.invlists
-        filled = np.array([lists.list_size(number) for number in range(self.nlist)], dtype=np.int64)
         arriving = sum(np.bincount(numbers, minlength=self.nlist) for _, numbers, _ in batches)
+        filled = np.zeros(self.nlist, dtype=np.int64)  # entries already in each list that receives some
         for number in np.flatnonzero(arriving).tolist():
-            lists.resize(number, int(filled[number] + arriving[number]))  # from empty: allocated at exactly this size
+            filled[number] = lists.list_size(number)
+            lists.resize(number, int(filled[number] + arriving[number]))  # one allocation a call: exact if it was empty
         for ids, numbers, residuals in batches:
             order = np.argsort(numbers, kind="stable")
             ids, numbers, residuals = ids[order], numbers[order], np.ascontiguousarray(residuals[order])
