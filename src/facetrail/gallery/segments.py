@@ -182,8 +182,8 @@ class SegmentedIndex:
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """The float32 templates of ``ids`` (all present), read from their segments' slots and decrypted."""
         ids = _as_ids(ids)
-        positions = np.searchsorted(self._ids, ids)
-        if len(ids) and (positions.max() >= len(self._ids) or np.any(self._ids[np.minimum(positions, len(self._ids) - 1)] != ids)):
+        positions, present = _lookup(self._ids, ids)
+        if not present.all():
             raise KeyError("asked for the template of an id that is not in the index")
         out = np.empty((len(ids), self.dimension), dtype=np.float32)
         for row, (template_id, position) in enumerate(zip(ids.tolist(), positions.tolist())):
