@@ -55,15 +55,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         datadir = DataDir(Path(folder) / "data")
         system = Facetrail.initialise(datadir, "admin", PASSWORD)
-        admin = system.authenticate(system.login("admin", PASSWORD)[1])
+        admin = system.auth.authenticate(system.auth.login("admin", PASSWORD)[1])
         for name in ("ivan", "iris"):
-            system.create_user(admin, name, PASSWORD, ["investigator"], "RHD")
-        system.create_gallery(admin, "county", ["booking"])
-        system.grant_gallery(admin, "county", "RHD")
+            system.admin.create_user(admin, name, PASSWORD, ["investigator"], "RHD")
+        system.admin.create_gallery(admin, "county", ["booking"])
+        system.admin.grant_gallery(admin, "county", "RHD")
         for subject, photo in (("B-1001", "obama.jpg"), ("B-2002", "biden.jpg")):
             path = Path(folder) / f"{subject}.jpg"
             path.write_bytes(photograph(faces[photo], 500, "JPEG"))
-            system.enrol(admin, "county", [EnrolItem(path, subject, "booking")])
+            system.admin.enrol(admin, "county", [EnrolItem(path, subject, "booking")])
         system.close()
 
         settings = ApiSettings(max_upload_bytes=400 * 1024 * 1024, allowed_hosts=("testserver",))

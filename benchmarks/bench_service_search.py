@@ -29,6 +29,7 @@ from facetrail.accountability.service import Facetrail
 from facetrail.datadir import DataDir
 from facetrail.gallery.enrol import EnrolItem
 from facetrail.gallery.schema import GalleryRecord, ImageRecord, SubjectRecord, TemplateRecord
+from facetrail.accountability.requests import CaseRequest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_search import face_like, proc_status_mb  # noqa: E402
@@ -76,15 +77,15 @@ def main() -> int:
     photos = face_images()
     with tempfile.TemporaryDirectory() as scratch:
         system = Facetrail.initialise(DataDir(Path(scratch) / "data"), "admin", PASSWORD)
-        admin = system.authenticate(system.login("admin", PASSWORD)[1])
+        admin = system.auth.authenticate(system.auth.login("admin", PASSWORD)[1])
         investigators = []
         for number in range(-(-args.searches // SEARCHES_PER_INVESTIGATOR)):
-            system.create_user(admin, f"investigator{number}", PASSWORD, ["investigator"], "RHD")
-            investigators.append(system.authenticate(system.login(f"investigator{number}", PASSWORD)[1]))
-        system.create_gallery(admin, "county", ["booking"])
-        system.grant_gallery(admin, "county", "RHD")
+            system.admin.create_user(admin, f"investigator{number}", PASSWORD, ["investigator"], "RHD")
+            investigators.append(system.auth.authenticate(system.auth.login(f"investigator{number}", PASSWORD)[1]))
+        system.admin.create_gallery(admin, "county", ["booking"])
+        system.admin.grant_gallery(admin, "county", "RHD")
         rules = dataclasses.replace(system.galleries.settings.enrolment, workers=1)
-        system.enrol(admin, "county", [EnrolItem(photos["obama.jpg"], "B-OBAMA", "booking")], rules)
+        system.admin.enrol(admin, "county", [EnrolItem(photos["obama.jpg"], "B-OBAMA", "booking")], rules)
         started = time.perf_counter()
         add_synthetic_templates(system, "county", args.templates)
         stored_s = time.perf_counter() - started
@@ -93,8 +94,7 @@ def main() -> int:
         for number in range(args.searches):
             started = time.perf_counter()
             investigator = investigators[number // SEARCHES_PER_INVESTIGATOR]
-            result = system.search(investigator, probe, "county", f"26-{number:06d}", "criminal_investigation",
-                                   "robbery", note="benchmark search")
+            result = system.searches.search(investigator, probe, CaseRequest(gallery="county", case_number=f"26-{number:06d}", purpose="criminal_investigation", offence="robbery", note="benchmark search"))
             latencies.append(time.perf_counter() - started)
             first_candidate = result.candidates[0].subject_id
         system.close()

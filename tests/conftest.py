@@ -110,7 +110,7 @@ def admin_token(datadir, monkeypatch) -> str:
     from facetrail.accountability.service import Facetrail
 
     system = Facetrail.initialise(datadir, "admin", ADMIN_PASSWORD)
-    _, token = system.login("admin", ADMIN_PASSWORD)
+    _, token = system.auth.login("admin", ADMIN_PASSWORD)
     system.close()
     monkeypatch.setenv("FACETRAIL_TOKEN", token)
     return token

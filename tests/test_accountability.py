@@ -12,13 +12,14 @@ import pytest
 from PIL import Image
 from sqlalchemy import select, update
 
-from facetrail.accountability.leads import export_lead
 from facetrail.accountability.schema import ProbeRecord, SearchRecord
-from facetrail.accountability.service import NOTICE, Facetrail
+from facetrail.accountability.context import NOTICE
+from facetrail.accountability.service import Facetrail
 from facetrail.accountability.users import ROLE_ACTIONS
 from facetrail.engine.geometry import Box
 from facetrail.errors import DuplicateError, FacetrailError, PermissionDeniedError, RefusedError
 from facetrail.gallery.enrol import items_from_folder
+from facetrail.accountability.requests import CaseRequest
 
 PASSWORD = "correct horse battery staple"
 CASE = "24-000123"
@@ -40,7 +41,7 @@ def jpeg_bytes(path: Path, height: int, rotate: float = 0.0) -> bytes:
 def world(datadir, faces, tmp_path):
     """An initialised system with one user per role, a gallery of two subjects, and RHD authorized to search it."""
     system = Facetrail.initialise(datadir, "admin", PASSWORD)
-    admin = system.authenticate(system.login("admin", PASSWORD)[1])
+    admin = system.auth.authenticate(system.auth.login("admin", PASSWORD)[1])
     people = {
         "ivan": (["investigator"], "RHD"),
         "olga": (["investigator"], "Narcotics"),
@@ -51,15 +52,15 @@ def world(datadir, faces, tmp_path):
     }
     actors = {"admin": admin}
     for username, (roles, unit) in people.items():
-        system.create_user(admin, username, PASSWORD, roles, unit)
-        actors[username] = system.authenticate(system.login(username, PASSWORD)[1])
+        system.admin.create_user(admin, username, PASSWORD, roles, unit)
+        actors[username] = system.auth.authenticate(system.auth.login(username, PASSWORD)[1])
     folder = tmp_path / "bookings"
     for subject, name, height in (("B-1001", "obama.jpg", 400), ("B-2002", "biden.jpg", 640)):
         (folder / subject).mkdir(parents=True)
         (folder / subject / "front.jpg").write_bytes(jpeg_bytes(faces[name], height))
-    system.create_gallery(admin, "county", ["booking"], "County booking photographs")
-    system.grant_gallery(admin, "county", "RHD")
-    summary = system.enrol(admin, "county", items_from_folder(folder, "booking"),
+    system.admin.create_gallery(admin, "county", ["booking"], "County booking photographs")
+    system.admin.grant_gallery(admin, "county", "RHD")
+    summary = system.admin.enrol(admin, "county", items_from_folder(folder, "booking"),
                            dataclasses.replace(system.galleries.settings.enrolment, workers=1))
     assert summary.count("enrolled") == 2
     started, finished = [e for e in system.audit.entries(limit=1000) if e["action"].startswith("enrolment")]
@@ -73,7 +74,8 @@ def run_search(system, actor, faces, **overrides):
     request = dict(gallery="county", case_number=CASE, purpose="criminal_investigation", offence="robbery", note="bank robbery suspect")
     request.update(overrides)
     probe = request.pop("probe", None) or jpeg_bytes(faces["obama3.jpg"], 700)
-    return system.search(actor, probe, **request)
+    override = request.pop("quality_override", None)
+    return system.searches.search(actor, probe, CaseRequest(**request), quality_override=override)
 
 
 def test_search_returns_leads_not_identifications_and_is_audited(world, faces):
@@ -154,78 +156,75 @@ def test_two_examiners_blind_review_makes_a_lead(world, faces, tmp_path):
 
     system, who = world
     source = "test-people: 5 impostor pairs among 4 photographs of 3 people"
-    save_calibration(system.datadir, np.array([0.2, 0.7, 0.8, 0.9, 1.0]), system.face_engine.model.name, source)
+    save_calibration(system.datadir, np.array([0.2, 0.7, 0.8, 0.9, 1.0]), system.context.engines.model_name, source)
     result = run_search(system, who["ivan"], faces)
     search_id = result.search_id
     assert result.candidates[0].false_match_rate is not None
-    assert system.show_search(who["ivan"], search_id)["calibration"] == source
+    assert system.reviews.show_search(who["ivan"], search_id)["calibration"] == source
     # an examiner account that ran the search (the default policy forbids holding both roles, so borrow the id)
     examiner_who_searched = dataclasses.replace(who["erin"], id=who["ivan"].id)
     with pytest.raises(PermissionDeniedError, match="cannot review"):
-        system.decide(examiner_who_searched, search_id, 1, "possible_lead")
-    assert [q["search_id"] for q in system.review_queue(who["erin"])] == [search_id]
-    assert system.decide(who["erin"], search_id, 1, "possible_lead", "same ear shape, scar") == "pending_review"
+        system.reviews.decide(examiner_who_searched, search_id, 1, "possible_lead")
+    assert [q["search_id"] for q in system.reviews.review_queue(who["erin"])] == [search_id]
+    assert system.reviews.decide(who["erin"], search_id, 1, "possible_lead", "same ear shape, scar") == "pending_review"
     with pytest.raises(DuplicateError):
-        system.decide(who["erin"], search_id, 1, "not_a_match")
+        system.reviews.decide(who["erin"], search_id, 1, "not_a_match")
     # blind: the second examiner sees the search in the queue and no trace of the first decision
-    assert [q["search_id"] for q in system.review_queue(who["ezra"])] == [search_id]
-    shown = system.show_search(who["ezra"], search_id)
+    assert [q["search_id"] for q in system.reviews.review_queue(who["ezra"])] == [search_id]
+    shown = system.reviews.show_search(who["ezra"], search_id)
     assert all(c["decisions"] == [] for c in shown["candidates"]) and shown["outcome"] is None
-    assert system.review_queue(who["erin"]) == []
+    assert system.reviews.review_queue(who["erin"]) == []
     with pytest.raises(FacetrailError, match="no verified lead"):
-        export_lead(system, who["ivan"], search_id)
-    assert system.decide(who["ezra"], search_id, 1, "possible_lead", "agree") == "lead"
-    assert system.show_search(who["ivan"], search_id)["outcome"] == "lead"
-    page = export_lead(system, who["ivan"], search_id)
+        system.reviews.lead_report(who["ivan"], search_id)
+    assert system.reviews.decide(who["ezra"], search_id, 1, "possible_lead", "agree") == "lead"
+    assert system.reviews.show_search(who["ivan"], search_id)["outcome"] == "lead"
+    page = system.reviews.lead_report(who["ivan"], search_id)
     assert "not probable cause" in page and CASE in page and "erin" in page and "ezra" in page
     assert page.count("data:image/jpeg;base64,") == 2 and "http://" not in page and "https://" not in page
     assert f"(calibration: {source})" in page  # the estimate names its data
     actions = [e["action"] for e in system.audit.entries(limit=1000)]
     assert actions.count("review_decision") == 2 and "lead_exported" in actions
     with pytest.raises(PermissionDeniedError):
-        export_lead(system, who["alma"], search_id)
+        system.reviews.lead_report(who["alma"], search_id)
 
 
 def test_disagreement_goes_to_a_supervisor(world, faces):
     system, who = world
     search_id = run_search(system, who["ivan"], faces).search_id
-    system.decide(who["erin"], search_id, 1, "possible_lead")
-    assert system.decide(who["ezra"], search_id, 1, "not_a_match") == "disputed"
-    disputes = system.disputes(who["sam"])
+    system.reviews.decide(who["erin"], search_id, 1, "possible_lead")
+    assert system.reviews.decide(who["ezra"], search_id, 1, "not_a_match") == "disputed"
+    disputes = system.reviews.disputes(who["sam"])
     assert [(d["search_id"], d["rank"]) for d in disputes] == [(search_id, 1)]
-    assert system.resolve(who["sam"], search_id, 1, "not_a_match", "ears differ") == "no_lead"
-    assert system.disputes(who["sam"]) == []
+    assert system.reviews.resolve(who["sam"], search_id, 1, "not_a_match", "ears differ") == "no_lead"
+    assert system.reviews.disputes(who["sam"]) == []
 
 
 def test_retention_purges_probe_images_but_keeps_hashes_and_audit(world, faces):
     system, who = world
     result = run_search(system, who["ivan"], faces)
-    assert system.probe_image(who["ivan"], result.search_id)[:2] == b"\xff\xd8"
+    assert system.reviews.probe_photo(who["ivan"], result.search_id)[0][:2] == b"\xff\xd8"
     with system.galleries.sessions() as session:
         session.execute(update(ProbeRecord).values(created_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3650)))
         session.commit()
-    assert system.purge_expired(None) == {"probe_images": 1, "search_records": 0}
+    assert system.retention.purge_expired(None) == {"probe_images": 1, "search_records": 0}
     assert list(system.datadir.probes_dir.rglob("*")) == [] or all(p.is_dir() for p in system.datadir.probes_dir.rglob("*"))
     with system.galleries.sessions() as session:
         probe = session.scalar(select(ProbeRecord))
         assert not probe.stored and probe.sha256 == result.probe_sha256 and probe.purged_at is not None
     with pytest.raises(FacetrailError, match="purged"):
-        system.probe_image(who["ivan"], result.search_id)
+        system.reviews.probe_photo(who["ivan"], result.search_id)[0]
     assert any(e["action"] == "retention_purge" for e in system.audit.entries(limit=1000))
     assert system.audit.verify().ok
 
 
 def test_compare_is_bound_by_the_same_rules(world, faces):
     system, who = world
-    same = system.compare(who["ivan"], jpeg_bytes(faces["obama.jpg"], 500), jpeg_bytes(faces["obama2.jpg"], 500), CASE,
-                          "criminal_investigation", "robbery", note="is the suspect the same man as in the 2019 booking?")
+    same = system.searches.compare(who["ivan"], jpeg_bytes(faces["obama.jpg"], 500), jpeg_bytes(faces["obama2.jpg"], 500), CaseRequest(case_number=CASE, purpose="criminal_investigation", offence="robbery", note="is the suspect the same man as in the 2019 booking?"))
     assert same.distance < 0.6 and same.notice == NOTICE
     with pytest.raises(RefusedError):
-        system.compare(who["ivan"], jpeg_bytes(faces["obama.jpg"], 500), jpeg_bytes(faces["biden.jpg"], 500), "bad",
-                       "criminal_investigation", "robbery", note="bad case number")
+        system.searches.compare(who["ivan"], jpeg_bytes(faces["obama.jpg"], 500), jpeg_bytes(faces["biden.jpg"], 500), CaseRequest(case_number="bad", purpose="criminal_investigation", offence="robbery", note="bad case number"))
     with pytest.raises(RefusedError, match="compare"):
-        system.compare(who["erin"], jpeg_bytes(faces["obama.jpg"], 500), jpeg_bytes(faces["biden.jpg"], 500), CASE,
-                       "criminal_investigation", "robbery", note="an examiner may not compare")
+        system.searches.compare(who["erin"], jpeg_bytes(faces["obama.jpg"], 500), jpeg_bytes(faces["biden.jpg"], 500), CaseRequest(case_number=CASE, purpose="criminal_investigation", offence="robbery", note="an examiner may not compare"))
 
 
 ROLE_OF = {"investigator": "ivan", "examiner": "erin", "supervisor": "sam", "auditor": "alma", "admin": "admin"}
@@ -237,14 +236,14 @@ def test_roles_by_operation_matrix(world, faces, tmp_path):
     search_id = run_search(system, who["ivan"], faces).search_id
     operations = {
         "search": lambda actor: run_search(system, actor, faces),
-        "review": lambda actor: system.review_queue(actor),
-        "resolve_dispute": lambda actor: system.disputes(actor),
-        "view_reports": lambda actor: system.transparency_report(actor, None, None, "month", "json"),
-        "verify_audit": lambda actor: system.verify_audit(actor),
-        "manage_users": lambda actor: system.list_users(actor),
-        "manage_galleries": lambda actor: system.grant_gallery(actor, "county", "Narcotics"),
-        "view_candidate_images": lambda actor: system.candidate_image(actor, search_id, 1),
-        "purge": lambda actor: system.purge_expired(actor),
+        "review": lambda actor: system.reviews.review_queue(actor),
+        "resolve_dispute": lambda actor: system.reviews.disputes(actor),
+        "view_reports": lambda actor: system.oversight.transparency_report(actor, None, None, "month", "json"),
+        "verify_audit": lambda actor: system.oversight.verify_audit(actor),
+        "manage_users": lambda actor: system.admin.list_users(actor),
+        "manage_galleries": lambda actor: system.admin.grant_gallery(actor, "county", "Narcotics"),
+        "view_candidate_images": lambda actor: system.reviews.candidate_photo(actor, search_id, 1)[0],
+        "purge": lambda actor: system.retention.purge_expired(actor),
     }
     for action, operation in operations.items():
         for role, username in ROLE_OF.items():
@@ -262,14 +261,14 @@ def test_roles_by_operation_matrix(world, faces, tmp_path):
 
 def test_policy_can_turn_two_person_verification_off(world, faces):
     system, who = world
-    text = system.policy_in_force(who["admin"])[1].replace("two_person_verification = true", "two_person_verification = false")
+    text = system.admin.policy_in_force(who["admin"])[1].replace("two_person_verification = true", "two_person_verification = false")
     assert "two_person_verification = false" in text
-    system.load_policy(who["admin"], text)
+    system.admin.load_policy(who["admin"], text)
     search_id = run_search(system, who["ivan"], faces).search_id
-    assert system.decide(who["erin"], search_id, 1, "possible_lead") == "lead"
+    assert system.reviews.decide(who["erin"], search_id, 1, "possible_lead") == "lead"
     other = run_search(system, who["ivan"], faces).search_id
-    system.decide(who["erin"], other, 1, "possible_lead")
-    assert system.outcome(other) == "lead"
+    system.reviews.decide(who["erin"], other, 1, "possible_lead")
+    assert system.reviews.outcome(other) == "lead"
 
 
 def test_no_probe_or_gallery_bytes_in_plaintext_anywhere(world, faces, datadir):
@@ -289,13 +288,13 @@ def test_no_probe_or_gallery_bytes_in_plaintext_anywhere(world, faces, datadir):
 def test_retention_deletes_old_search_records_but_the_audit_trail_keeps_them(world, faces):
     system, who = world
     old = run_search(system, who["ivan"], faces).search_id
-    system.decide(who["erin"], old, 1, "possible_lead")
+    system.reviews.decide(who["erin"], old, 1, "possible_lead")
     recent = run_search(system, who["ivan"], faces).search_id
     with system.galleries.sessions() as session:
         session.execute(update(SearchRecord).where(SearchRecord.id == old)
                         .values(started_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3650)))
         session.commit()
-    assert system.purge_expired(who["admin"])["search_records"] == 1
+    assert system.retention.purge_expired(who["admin"])["search_records"] == 1
     with system.galleries.sessions() as session:
         assert [s.id for s in session.scalars(select(SearchRecord))] == [recent]
     assert any(e["target"] == f"search:{old}" and e["action"] == "search" for e in system.audit.entries(limit=1000))

@@ -24,6 +24,7 @@ from facetrail.api.settings import ApiSettings
 from facetrail.datadir import DataDir
 from facetrail.gallery.enrol import items_from_folder
 from tests.test_accountability import jpeg_bytes
+from facetrail.accountability.requests import CaseRequest
 
 PASSWORD = "correct horse battery staple"
 CASE = "24-000123"
@@ -80,27 +81,27 @@ def people(client) -> World:
     """One user per role (two examiners, a second investigator), created through the service, and their tokens;
     the policy allows 1000 requests a minute so the tests meet the rate limit only where they mean to."""
     system: Facetrail = client.app.state.system
-    admin = system.authenticate(system.login("admin", PASSWORD)[1])
+    admin = system.auth.authenticate(system.auth.login("admin", PASSWORD)[1])
     for username, (roles, unit) in PEOPLE.items():
-        system.create_user(admin, username, PASSWORD, roles, unit)
-    system.load_policy(admin, system.policy_in_force(admin)[1].replace(
+        system.admin.create_user(admin, username, PASSWORD, roles, unit)
+    system.admin.load_policy(admin, system.admin.policy_in_force(admin)[1].replace(
         "requests_per_minute_per_user = 60", "requests_per_minute_per_user = 1000"))
-    return World(client, system, {name: system.login(name, PASSWORD)[1] for name in ["admin", *PEOPLE]})
+    return World(client, system, {name: system.auth.login(name, PASSWORD)[1] for name in ["admin", *PEOPLE]})
 
 
 @pytest.fixture
 def world(people, faces, tmp_path) -> World:
     """``people`` and a gallery 'county' of two subjects that RHD (and Vice) may search."""
     system = people.system
-    admin = system.authenticate(people.tokens["admin"])
+    admin = system.auth.authenticate(people.tokens["admin"])
     folder = tmp_path / "bookings"
     for subject, name, height in (("B-1001", "obama.jpg", 400), ("B-2002", "biden.jpg", 640)):
         (folder / subject).mkdir(parents=True)
         (folder / subject / "front.jpg").write_bytes(jpeg(faces[name], height))
-    system.create_gallery(admin, "county", ["booking"], "County booking photographs")
-    system.grant_gallery(admin, "county", "RHD")
-    system.grant_gallery(admin, "county", "Vice")
-    summary = system.enrol(admin, "county", items_from_folder(folder, "booking"),
+    system.admin.create_gallery(admin, "county", ["booking"], "County booking photographs")
+    system.admin.grant_gallery(admin, "county", "RHD")
+    system.admin.grant_gallery(admin, "county", "Vice")
+    summary = system.admin.enrol(admin, "county", items_from_folder(folder, "booking"),
                            dataclasses.replace(system.galleries.settings.enrolment, workers=1))
     assert summary.count("enrolled") == 2
     return people
@@ -188,19 +189,19 @@ def route_of(path: str) -> str:
 def test_every_endpoint_by_every_role(world, faces):
     """Each endpoint, called by one user of each role and without credentials: allowed roles get 2xx, the others 403
     (the JSON error shape), anonymous callers 401 (the health check excepted)."""
-    system, admin = world.system, world.system.authenticate(world.tokens["admin"])
-    ivan, erin, ezra = (system.authenticate(world.tokens[name]) for name in ("ivan", "erin", "ezra"))
+    system, admin = world.system, world.system.auth.authenticate(world.tokens["admin"])
+    ivan, erin, ezra = (system.auth.authenticate(world.tokens[name]) for name in ("ivan", "erin", "ezra"))
     probe = jpeg(faces["obama3.jpg"], 700)
-    ids = {key: system.search(ivan, probe, **SEARCH_FIELDS).search_id for key in ("lead", "disputed", "pending")}
+    ids = {key: system.searches.search(ivan, probe, CaseRequest(**SEARCH_FIELDS)).search_id for key in ("lead", "disputed", "pending")}
     for examiner in (erin, ezra):
-        system.decide(examiner, ids["lead"], 1, "possible_lead")
-    system.decide(erin, ids["disputed"], 1, "possible_lead")
-    system.decide(ezra, ids["disputed"], 1, "not_a_match")
+        system.reviews.decide(examiner, ids["lead"], 1, "possible_lead")
+    system.reviews.decide(erin, ids["disputed"], 1, "possible_lead")
+    system.reviews.decide(ezra, ids["disputed"], 1, "not_a_match")
     photos = {"probe": probe, "enrol": jpeg(faces["obama.jpg"], 520), "batch1": jpeg(faces["biden.jpg"], 500),
               "batch2": jpeg(faces["obama2.jpg"], 450), "poor": jpeg_bytes(faces["obama3.jpg"], 700, rotate=40)}
-    ids["override"] = system.request_override(ivan, photos["poor"], **SEARCH_FIELDS)
-    spare = {role: system.login(user, PASSWORD)[1] for role, user in ROLE_USERS.items()}
-    policy_text = system.policy_in_force(admin)[1] + "\n# edited over the API\n"
+    ids["override"] = system.overrides.request_override(ivan, photos["poor"], CaseRequest(**SEARCH_FIELDS))
+    spare = {role: system.auth.login(user, PASSWORD)[1] for role, user in ROLE_USERS.items()}
+    policy_text = system.admin.policy_in_force(admin)[1] + "\n# edited over the API\n"
     mismatches = []
     for method, path, arguments, allowed in matrix(photos):
         arguments = dict(arguments)
@@ -287,8 +288,8 @@ def test_search_review_lead_report_and_audit_over_http(world, faces, tmp_path):
 
 def test_enrolment_over_http(people, faces):
     client, headers = people.client, people.as_user("admin")
-    admin = people.system.authenticate(people.tokens["admin"])
-    people.system.create_gallery(admin, "county", ["booking"])
+    admin = people.system.auth.authenticate(people.tokens["admin"])
+    people.system.admin.create_gallery(admin, "county", ["booking"])
     photo = ("front.jpg", jpeg(faces["obama.jpg"], 400), "image/jpeg")
     form = {"subject_id": "B-1001", "source": "booking", "capture_date": "2019-05-01"}
     first = client.post(f"{V1}/galleries/county/images", headers=headers, files={"image": photo}, data=form)

@@ -52,9 +52,9 @@ def error_of(response, status: int, kind: str) -> dict:
 @pytest.fixture
 def searchable(people) -> World:
     """``people`` and an empty gallery 'county' that RHD may search."""
-    admin = people.system.authenticate(people.tokens["admin"])
-    people.system.create_gallery(admin, "county", ["booking"])
-    people.system.grant_gallery(admin, "county", "RHD")
+    admin = people.system.auth.authenticate(people.tokens["admin"])
+    people.system.admin.create_gallery(admin, "county", ["booking"])
+    people.system.admin.grant_gallery(admin, "county", "RHD")
     return people
 
 
@@ -130,8 +130,8 @@ def test_every_error_status_has_the_same_shape(searchable, faces):
 
 def test_rate_limit_per_user_from_the_policy(searchable):
     client, system = searchable.client, searchable.system
-    admin = system.authenticate(searchable.tokens["admin"])
-    text = system.policy_in_force(admin)[1].replace("requests_per_minute_per_user = 1000", "requests_per_minute_per_user = 3")
+    admin = system.auth.authenticate(searchable.tokens["admin"])
+    text = system.admin.policy_in_force(admin)[1].replace("requests_per_minute_per_user = 1000", "requests_per_minute_per_user = 3")
     assert client.put(f"{V1}/policy", headers=searchable.as_user("admin"), content=text.encode()).status_code == 200
     for _ in range(3):
         assert client.get(f"{V1}/auth/me", headers=searchable.as_user("ivan")).status_code == 200

@@ -110,8 +110,8 @@ def log_in_investigator(datadir, admin_token: str, monkeypatch) -> None:
     system = Facetrail.open(datadir)
     try:
         if "ivan" not in {user["username"] for user in system.users.list_users()}:
-            system.create_user(system.authenticate(admin_token), "ivan", "correct horse battery staple", ["investigator"], "RHD")
-        monkeypatch.setenv("FACETRAIL_TOKEN", system.login("ivan", "correct horse battery staple")[1])
+            system.admin.create_user(system.auth.authenticate(admin_token), "ivan", "correct horse battery staple", ["investigator"], "RHD")
+        monkeypatch.setenv("FACETRAIL_TOKEN", system.auth.login("ivan", "correct horse battery staple")[1])
     finally:
         system.close()
 

@@ -24,6 +24,7 @@ from facetrail.gallery import segments
 from facetrail.gallery.gallery import Galleries
 from facetrail.gallery.index import CompressedIndex
 from facetrail.gallery.schema import ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
+from facetrail.accountability.requests import CaseRequest
 
 SERIAL = EnrolmentConfig(workers=1, commit_every=2)
 BOTH_BACKENDS = pytest.mark.parametrize("index_backend", ["faiss", "milvus"], indirect=True)
@@ -237,7 +238,7 @@ def test_index_is_rebuilt_when_missing_stale_or_corrupt(county, galleries, photo
         county.record(session).version += 1
         session.commit()
     fresh = Galleries.open(datadir).get("county")
-    assert [(c.template_id, round(c.distance, 5)) for c in fresh.search(probe, k=4).candidates] == expected
+    assert [(c.template_id, round(c.distance, 5)) for c in fresh.searches.search(probe, CaseRequest(k=4)).candidates] == expected
     assert sorted(fresh.index().ids().tolist()) == sorted(t for t, _ in expected)
     assert fresh.index().version == county.info().version
 
@@ -304,7 +305,7 @@ def test_a_change_the_index_missed_is_brought_from_the_store(county, photo_folde
         enrol_folder(county, newcomer)
     assert counts(county) == (3, 5, 5)
     fresh = Galleries.open(datadir).get("county")
-    hits = fresh.search(probe, k=10)
+    hits = fresh.searches.search(probe, CaseRequest(k=10))
     assert hits.version == county.info().version == fresh.index().version
     assert [c.subject_id for c in hits.candidates][:3] == ["B-3003", "B-1001", "B-1001"] and len(hits.candidates) == 5
     assert fresh.index().ids().tolist() == stored_ids() and len(fresh.index()) == 5  # no template twice
@@ -314,7 +315,7 @@ def test_a_change_the_index_missed_is_brought_from_the_store(county, photo_folde
         county.remove_subject("B-1001")
     assert counts(county) == (2, 3, 3)
     fresh = Galleries.open(datadir).get("county")
-    hits = fresh.search(probe, k=10)
+    hits = fresh.searches.search(probe, CaseRequest(k=10))
     assert hits.version == county.info().version == fresh.index().version
     assert [c.subject_id for c in hits.candidates] == ["B-3003", "B-2002", "B-2002"]
     assert fresh.index().ids().tolist() == stored_ids() and len(fresh.index()) == 3

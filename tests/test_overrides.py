@@ -13,6 +13,7 @@ from facetrail.accountability.schema import OverrideRequestRecord, ProbeRecord, 
 from facetrail.errors import DuplicateError, NotFoundError, PermissionDeniedError, PoorQualityError, RefusedError
 from tests.test_accountability import jpeg_bytes
 from tests.test_api import CASE, PASSWORD, SEARCH_FIELDS, World, client, people, world  # noqa: F401 - fixtures
+from facetrail.accountability.requests import CaseRequest
 
 V1 = "/api/v1"
 
@@ -24,15 +25,15 @@ def poor(faces) -> bytes:
 
 
 def actors(world: World, *names: str):
-    return [world.system.authenticate(world.tokens[name]) for name in names]
+    return [world.system.auth.authenticate(world.tokens[name]) for name in names]
 
 
 def add_user(world: World, username: str, roles: list[str], unit: str):
     """A further user, logged in; returns the actor."""
     system = world.system
-    system.create_user(*actors(world, "admin"), username, PASSWORD, roles, unit)
-    world.tokens[username] = system.login(username, PASSWORD)[1]
-    return system.authenticate(world.tokens[username])
+    system.admin.create_user(*actors(world, "admin"), username, PASSWORD, roles, unit)
+    world.tokens[username] = system.auth.login(username, PASSWORD)[1]
+    return system.auth.authenticate(world.tokens[username])
 
 
 def audit_actions(world: World) -> list[tuple[str, str, str]]:
@@ -43,7 +44,7 @@ def test_the_probe_really_is_poor_and_the_search_is_refused(world, poor):
     system = world.system
     [ivan] = actors(world, "ivan")
     with pytest.raises(RefusedError, match="a supervisor must approve") as refused:
-        system.search(ivan, poor, **SEARCH_FIELDS)
+        system.searches.search(ivan, poor, CaseRequest(**SEARCH_FIELDS))
     assert isinstance(refused.value.__cause__, PoorQualityError) and "tilted" in str(refused.value)
 
 
@@ -51,34 +52,34 @@ def test_a_supervisor_of_the_unit_approves_and_the_search_runs_as_the_investigat
     system = world.system
     ivan, sam = actors(world, "ivan", "sam")
     vic = add_user(world, "vic", ["supervisor"], "Vice")
-    request_id = system.request_override(ivan, poor, **SEARCH_FIELDS)
+    request_id = system.overrides.request_override(ivan, poor, CaseRequest(**SEARCH_FIELDS))
 
-    assert system.pending_overrides(vic) == []  # another unit's supervisor neither sees nor decides it
+    assert system.overrides.pending_overrides(vic) == []  # another unit's supervisor neither sees nor decides it
     with pytest.raises(PermissionDeniedError, match="supervisors of unit 'RHD'"):
-        system.decide_override(vic, request_id, True)
+        system.overrides.decide_override(vic, request_id, True)
     with pytest.raises(PermissionDeniedError, match="supervisors of unit 'RHD'"):
-        system.override_probe(vic, request_id)
-    [pending] = system.pending_overrides(sam)
+        system.overrides.override_probe(vic, request_id)
+    [pending] = system.overrides.pending_overrides(sam)
     assert (pending["request_id"], pending["investigator"], pending["case_number"], pending["status"]) == (
         request_id, "ivan", CASE, "pending")
     assert any("tilted" in reason for reason in pending["quality_reasons"]) and pending["probe_stored"]
-    assert [r["status"] for r in system.my_override_requests(ivan)] == ["pending"]
-    data, box = system.override_probe(sam, request_id)
+    assert [r["status"] for r in system.overrides.my_override_requests(ivan)] == ["pending"]
+    data, box = system.overrides.override_probe(sam, request_id)
     assert data == poor and len(box) == 4
 
-    search_id = system.decide_override(sam, request_id, True, "the still is all there is")
+    search_id = system.overrides.decide_override(sam, request_id, True, "the still is all there is")
     with system.galleries.sessions() as session:
         search = session.get(SearchRecord, search_id)
         assert (search.status, search.user_id, search.quality_override_by) == ("completed", ivan.id, sam.id)
         assert search.quality["verdict"] == "poor" and search.case_number == CASE
-    shown = system.show_search(ivan, search_id)
+    shown = system.reviews.show_search(ivan, search_id)
     assert shown["investigator"] == "ivan" and shown["candidates"]
-    [mine] = system.my_override_requests(ivan)
+    [mine] = system.overrides.my_override_requests(ivan)
     assert (mine["status"], mine["decided_by"], mine["search_id"], mine["decision_notes"]) == (
         "approved", "sam", search_id, "the still is all there is")
-    assert system.pending_overrides(sam) == []
+    assert system.overrides.pending_overrides(sam) == []
     with pytest.raises(DuplicateError, match="already approved"):
-        system.decide_override(sam, request_id, False)
+        system.overrides.decide_override(sam, request_id, False)
 
     trail = audit_actions(world)
     target = f"override:{request_id}"
@@ -93,16 +94,16 @@ def test_a_supervisor_of_the_unit_approves_and_the_search_runs_as_the_investigat
 def test_a_declined_request_runs_no_search(world, poor):
     system = world.system
     ivan, sam = actors(world, "ivan", "sam")
-    request_id = system.request_override(ivan, poor, **SEARCH_FIELDS)
+    request_id = system.overrides.request_override(ivan, poor, CaseRequest(**SEARCH_FIELDS))
     with system.galleries.sessions() as session:
         searches_before = len(session.scalars(select(SearchRecord)).all())
-    assert system.decide_override(sam, request_id, False, "get a better still from the bank") is None
+    assert system.overrides.decide_override(sam, request_id, False, "get a better still from the bank") is None
     with system.galleries.sessions() as session:
         assert len(session.scalars(select(SearchRecord)).all()) == searches_before
-    [mine] = system.my_override_requests(ivan)
+    [mine] = system.overrides.my_override_requests(ivan)
     assert (mine["status"], mine["decided_by"], mine["search_id"]) == ("declined", "sam", None)
     with pytest.raises(DuplicateError, match="already declined"):
-        system.decide_override(sam, request_id, True)
+        system.overrides.decide_override(sam, request_id, True)
     assert ("sam", "override_declined", f"override:{request_id}") in audit_actions(world)
 
 
@@ -111,22 +112,22 @@ def test_requests_pass_the_checks_a_search_makes(world, faces, poor):
     ivan, erin, tina, admin = actors(world, "ivan", "erin", "tina", "admin")
     good = jpeg_bytes(faces["obama3.jpg"], 700)
     refusals = [
-        (lambda: system.request_override(ivan, good, **SEARCH_FIELDS), "quality is acceptable"),
-        (lambda: system.request_override(ivan, poor, **{**SEARCH_FIELDS, "case_number": "7"}), "case number"),
-        (lambda: system.request_override(ivan, poor, **{**SEARCH_FIELDS, "note": "who is at the protest"}), "protest"),
-        (lambda: system.request_override(erin, poor, **SEARCH_FIELDS), "may not 'search'"),
-        (lambda: system.request_override(tina, poor, **{**SEARCH_FIELDS, "gallery": "nowhere"}), "nowhere"),
+        (lambda: system.overrides.request_override(ivan, good, CaseRequest(**SEARCH_FIELDS)), "quality is acceptable"),
+        (lambda: system.overrides.request_override(ivan, poor, CaseRequest(**{**SEARCH_FIELDS, "case_number": "7"})), "case number"),
+        (lambda: system.overrides.request_override(ivan, poor, CaseRequest(**{**SEARCH_FIELDS, "note": "who is at the protest"})), "protest"),
+        (lambda: system.overrides.request_override(erin, poor, CaseRequest(**SEARCH_FIELDS)), "may not 'search'"),
+        (lambda: system.overrides.request_override(tina, poor, CaseRequest(**{**SEARCH_FIELDS, "gallery": "nowhere"})), "nowhere"),
     ]
     for attempt, reason in refusals:
         with pytest.raises(RefusedError, match=reason):
             attempt()
-    first = system.request_override(ivan, poor, **SEARCH_FIELDS)
+    first = system.overrides.request_override(ivan, poor, CaseRequest(**SEARCH_FIELDS))
     with pytest.raises(RefusedError, match=f"already waits for a supervisor's approval \\(request {first}\\)"):
-        system.request_override(ivan, poor, **SEARCH_FIELDS)
-    system.load_policy(admin, system.policy_in_force(admin)[1].replace(
+        system.overrides.request_override(ivan, poor, CaseRequest(**SEARCH_FIELDS))
+    system.admin.load_policy(admin, system.admin.policy_in_force(admin)[1].replace(
         'poor_probe = "supervisor_override"', 'poor_probe = "refuse"'))
     with pytest.raises(RefusedError, match="the policy refuses poor-quality probes"):
-        system.request_override(ivan, poor, **{**SEARCH_FIELDS, "case_number": "24-000999"})
+        system.overrides.request_override(ivan, poor, CaseRequest(**{**SEARCH_FIELDS, "case_number": "24-000999"}))
     refused = [e for e in system.audit.entries(limit=10_000) if e["action"] == "override_request_refused"]
     assert len(refused) == len(refusals) + 2 and all(e["details"]["reason"] for e in refused)
 
@@ -135,55 +136,55 @@ def test_who_may_decide(world, poor):
     system = world.system
     ivan, sam, erin, alma = actors(world, "ivan", "sam", "erin", "alma")
     both = add_user(world, "bea", ["investigator", "supervisor"], "RHD")
-    own = system.request_override(both, poor, **SEARCH_FIELDS)
+    own = system.overrides.request_override(both, poor, CaseRequest(**SEARCH_FIELDS))
     with pytest.raises(PermissionDeniedError, match="cannot decide their own"):
-        system.decide_override(both, own, True)
+        system.overrides.decide_override(both, own, True)
     for outsider in (ivan, erin, alma):
         with pytest.raises(PermissionDeniedError):
-            system.decide_override(outsider, own, True)
+            system.overrides.decide_override(outsider, own, True)
     with pytest.raises(PermissionDeniedError):
-        system.pending_overrides(ivan)
+        system.overrides.pending_overrides(ivan)
     with pytest.raises(NotFoundError):
-        system.decide_override(sam, own + 100, True)
-    assert system.decide_override(sam, own, True) is not None
+        system.overrides.decide_override(sam, own + 100, True)
+    assert system.overrides.decide_override(sam, own, True) is not None
 
 
 def test_an_approval_under_a_policy_changed_since_leaves_the_request_refused(world, poor):
     system = world.system
     ivan, sam, admin = actors(world, "ivan", "sam", "admin")
-    request_id = system.request_override(ivan, poor, **SEARCH_FIELDS)
-    system.load_policy(admin, system.policy_in_force(admin)[1].replace(
+    request_id = system.overrides.request_override(ivan, poor, CaseRequest(**SEARCH_FIELDS))
+    system.admin.load_policy(admin, system.admin.policy_in_force(admin)[1].replace(
         'poor_probe = "supervisor_override"', 'poor_probe = "refuse"'))
     with pytest.raises(RefusedError, match="the policy refuses poor probes"):
-        system.decide_override(sam, request_id, True)
-    [mine] = system.my_override_requests(ivan)
+        system.overrides.decide_override(sam, request_id, True)
+    [mine] = system.overrides.my_override_requests(ivan)
     assert mine["status"] == "refused" and "refuses poor probes" in mine["refusal_reason"] and mine["search_id"] is None
     with pytest.raises(DuplicateError):
-        system.decide_override(sam, request_id, True)
+        system.overrides.decide_override(sam, request_id, True)
 
 
 def test_retention_purges_the_probe_and_later_the_request(world, poor):
     system = world.system
     ivan, sam, admin = actors(world, "ivan", "sam", "admin")
-    request_id = system.request_override(ivan, poor, **SEARCH_FIELDS)
+    request_id = system.overrides.request_override(ivan, poor, CaseRequest(**SEARCH_FIELDS))
     long_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=200)
     with system.galleries.sessions() as session:
         probe_id = session.get(OverrideRequestRecord, request_id).probe_id
         session.execute(update(ProbeRecord).where(ProbeRecord.id == probe_id).values(created_at=long_ago))
         session.commit()
-    assert system.purge_expired(admin) == {"probe_images": 1, "search_records": 0}
+    assert system.retention.purge_expired(admin) == {"probe_images": 1, "search_records": 0}
     with pytest.raises(NotFoundError, match="purged"):
-        system.override_probe(sam, request_id)
+        system.overrides.override_probe(sam, request_id)
     with pytest.raises(NotFoundError, match="decline the request"):
-        system.decide_override(sam, request_id, True)
-    assert system.pending_overrides(sam)[0]["probe_stored"] is False
-    assert system.decide_override(sam, request_id, False, "probe gone") is None
+        system.overrides.decide_override(sam, request_id, True)
+    assert system.overrides.pending_overrides(sam)[0]["probe_stored"] is False
+    assert system.overrides.decide_override(sam, request_id, False, "probe gone") is None
 
     with system.galleries.sessions() as session:
         session.execute(update(OverrideRequestRecord).values(requested_at=long_ago - dt.timedelta(days=2000)))
         session.commit()
-    system.purge_expired(admin)
-    assert system.my_override_requests(ivan) == []
+    system.retention.purge_expired(admin)
+    assert system.overrides.my_override_requests(ivan) == []
     purge = [e for e in system.audit.entries(limit=10_000) if e["action"] == "retention_purge"][-1]
     assert purge["details"]["override_request_ids"] == [request_id]
 

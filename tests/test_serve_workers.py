@@ -52,11 +52,11 @@ def call(url: str, method: str = "GET", body: dict | None = None, token: str = "
 @pytest.mark.parametrize("datadir", ["postgresql"], indirect=True)
 def test_two_server_processes_append_to_one_linear_audit_chain(datadir, tmp_path):
     system = Facetrail.initialise(datadir, "admin", PASSWORD)
-    admin = system.authenticate(system.login("admin", PASSWORD)[1])
-    system.load_policy(admin, system.policy_in_force(admin)[1].replace(
+    admin = system.auth.authenticate(system.auth.login("admin", PASSWORD)[1])
+    system.admin.load_policy(admin, system.admin.policy_in_force(admin)[1].replace(
         "requests_per_minute_per_user = 60", "requests_per_minute_per_user = 1000"))
-    system.create_gallery(admin, "county", ["booking"])
-    token = system.login("admin", PASSWORD)[1]
+    system.admin.create_gallery(admin, "county", ["booking"])
+    token = system.auth.login("admin", PASSWORD)[1]
     system.close()
 
     port = free_port()
@@ -109,8 +109,8 @@ def test_enrolment_jobs_are_seen_by_every_server_process(datadir, faces):
 
     system = Facetrail.initialise(datadir, "admin", PASSWORD)
     try:
-        admin = system.authenticate(system.login("admin", PASSWORD)[1])
-        system.create_gallery(admin, "county", ["booking"])
+        admin = system.auth.authenticate(system.auth.login("admin", PASSWORD)[1])
+        system.admin.create_gallery(admin, "county", ["booking"])
         jobs = EnrolmentJobs(datadir.jobs_dir)
         files = [(name, faces[name].read_bytes(), subject, "booking", None, {})
                  for name, subject in (("obama.jpg", "B-1"), ("biden.jpg", "B-2"))]

@@ -50,6 +50,8 @@ EXPECTED_ACTIONS = {
     "export_lead": {"investigator", "examiner", "supervisor"},
     "view_candidate_images": {"investigator", "examiner", "supervisor"},
     "evaluate": {"admin", "auditor"},
+    "view_galleries": {"investigator", "examiner", "supervisor", "auditor", "admin"},
+    "view_policy_history": {"admin", "auditor"},
 }
 
 

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.test_api import CASE, PASSWORD, SEARCH_FIELDS, World, client, jpeg, people, world  # noqa: F401 - fixtures
+from facetrail.accountability.requests import CaseRequest
 
 PAGES = {
     "/": {"investigator", "examiner", "supervisor", "auditor", "admin"},
@@ -134,7 +135,7 @@ def test_forms_without_the_session_csrf_token_are_refused(world, faces):
     page = web_search(world, "forged", jpeg(faces["obama2.jpg"], 500))
     assert page.status_code == 403
     assert "reload the page" in alert_of(page.text)
-    assert world.system.my_searches(world.system.authenticate(world.tokens["ivan"])) == []  # nothing ran
+    assert world.system.searches.my_searches(world.system.auth.authenticate(world.tokens["ivan"])) == []  # nothing ran
 
 
 def test_investigator_searches_from_the_form_and_sees_ranked_candidates(world, faces):
@@ -156,7 +157,7 @@ def test_investigator_searches_from_the_form_and_sees_ranked_candidates(world, f
     assert Image.open(io.BytesIO(candidate.content)).format == "JPEG"
     history = world.client.get("/searches").text
     assert f'href="/searches/{search_id}"' in history and "waiting for review" in history
-    views = [e["action"] for e in world.system.audit_entries(world.system.authenticate(world.tokens["alma"]), limit=1000)]
+    views = [e["action"] for e in world.system.oversight.audit_entries(world.system.auth.authenticate(world.tokens["alma"]), limit=1000)]
     assert {"search", "search_viewed", "probe_viewed", "candidate_image_viewed"} <= set(views)
 
 
@@ -180,7 +181,7 @@ def test_probe_and_candidates_are_framed_on_their_faces_at_one_scale(world, face
         assert abs(cx - FACE_FRAME_SIDE / 2) < 0.1 * FACE_FRAME_SIDE and abs(cy - FACE_FRAME_SIDE / 2) < 0.1 * FACE_FRAME_SIDE, path
         widths.append(box.width)
     assert max(widths) / min(widths) < 1.3 and abs(widths[0] - expected_side) < 0.3 * expected_side  # one scale
-    views = [e for e in world.system.audit_entries(world.system.authenticate(world.tokens["alma"]), limit=1000)
+    views = [e for e in world.system.oversight.audit_entries(world.system.auth.authenticate(world.tokens["alma"]), limit=1000)
              if e["action"] == "candidate_image_viewed"]
     assert len(views) >= 2  # framed views are audited like the full photographs
 
@@ -230,9 +231,8 @@ def test_choosing_among_faces_or_drawing_a_box(world, faces):
 
 
 def test_examiners_review_blind_and_decisions_are_final(world, faces):
-    ivan = world.system.authenticate(world.tokens["ivan"])
-    search_id = world.system.search(ivan, jpeg(faces["obama2.jpg"], 500), "county", CASE, "criminal_investigation",
-                                    "robbery", note="web review").search_id
+    ivan = world.system.auth.authenticate(world.tokens["ivan"])
+    search_id = world.system.searches.search(ivan, jpeg(faces["obama2.jpg"], 500), CaseRequest(gallery="county", case_number=CASE, purpose="criminal_investigation", offence="robbery", note="web review")).search_id
     csrf = log_in(world, "erin")
     assert f'href="/reviews/{search_id}"' in world.client.get("/reviews").text
     page = world.client.get(f"/reviews/{search_id}").text

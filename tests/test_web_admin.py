@@ -29,8 +29,8 @@ def csrf(world: World, path: str = "/admin/users") -> str:
 
 def accounts(world: World) -> dict[str, dict]:
     """Every account by username, as the service lists them."""
-    admin = world.system.authenticate(world.tokens["admin"])
-    return {user["username"]: user for user in world.system.list_users(admin)}
+    admin = world.system.auth.authenticate(world.tokens["admin"])
+    return {user["username"]: user for user in world.system.admin.list_users(admin)}
 
 
 def test_admin_creates_an_account_that_can_log_in_and_manages_it(people):
@@ -59,11 +59,11 @@ def test_admin_creates_an_account_that_can_log_in_and_manages_it(people):
     client.post("/admin/users/nina/active", data={"csrf_token": token, "active": "false"})
     assert accounts(people)["nina"]["active"] is False
     with pytest.raises(AuthenticationError):
-        people.system.login("nina", "a long enough password")
+        people.system.auth.login("nina", "a long enough password")
     client.post("/admin/users/nina/active", data={"csrf_token": token, "active": "true"})
     for _ in range(5):
         with pytest.raises(AuthenticationError):
-            people.system.login("nina", "the wrong password")
+            people.system.auth.login("nina", "the wrong password")
     assert accounts(people)["nina"]["locked"] is True
     assert "Unlock<span" in client.get("/admin/users").text
     unlocked = client.post("/admin/users/nina/unlock", data={"csrf_token": token})
@@ -170,8 +170,8 @@ def test_galleries_grants_enrolment_job_and_expungement(people, faces):
 
 def test_policy_page_refuses_an_invalid_policy_line_by_line_and_loads_a_valid_one(people):
     client, system = people.client, people.system
-    admin = system.authenticate(people.tokens["admin"])
-    version, text = system.policy_in_force(admin)
+    admin = system.auth.authenticate(people.tokens["admin"])
+    version, text = system.admin.policy_in_force(admin)
     log_in(people, "admin")
     page = client.get("/admin/policy")
     assert page.status_code == 200 and f"Version {version} in force" in page.text and "<pre" in page.text
@@ -185,14 +185,14 @@ def test_policy_page_refuses_an_invalid_policy_line_by_line_and_loads_a_valid_on
     assert len(problems) >= 2 and all(1 <= int(line) <= len(lines) for line, _ in problems)
     assert any("no_such_rule" in lines[int(line) - 1] for line, _ in problems)
     assert "no_such_rule = 1" in refused.text  # the text stays in the form to be corrected
-    assert system.policy_in_force(admin)[0] == version
+    assert system.admin.policy_in_force(admin)[0] == version
 
     changed = text.replace("requests_per_minute_per_user = 1000", "requests_per_minute_per_user = 900")
     loaded = client.post("/admin/policy", data={"csrf_token": token, "text": changed.replace("\n", "\r\n")})
     assert loaded.status_code == 200 and f"Policy version {version + 1} is now in force." in loaded.text
-    assert system.policy_in_force(admin) == (version + 1, changed)
+    assert system.admin.policy_in_force(admin) == (version + 1, changed)
     same = client.post("/admin/policy", data={"csrf_token": token},
                        files={"policy_file": ("policy.toml", changed.encode(), "application/toml")})
     assert f"version {version + 1} stays in force" in same.text
     history = client.get("/admin/policy").text
-    assert all(entry["sha256"] in history for entry in system.policy_history(admin))
+    assert all(entry["sha256"] in history for entry in system.admin.policy_history(admin))

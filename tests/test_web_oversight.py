@@ -16,6 +16,7 @@ from sqlalchemy import update
 from facetrail.accountability.schema import AuditEntryRecord
 from tests.test_api import CASE, PASSWORD, SEARCH_FIELDS, World, client, jpeg, people, world  # noqa: F401 - fixtures
 from tests.test_web import post_login
+from facetrail.accountability.requests import CaseRequest
 
 
 def log_in(world: World, username: str) -> str:
@@ -28,9 +29,8 @@ def log_in(world: World, username: str) -> str:
 def search_as(world: World, username: str, photo: bytes) -> int:
     """A search for case CASE run through the service by ``username``; returns its id."""
     system = world.system
-    actor = system.authenticate(world.tokens[username])
-    return system.search(actor, photo, SEARCH_FIELDS["gallery"], CASE, SEARCH_FIELDS["purpose"],
-                         SEARCH_FIELDS["offence"], note=SEARCH_FIELDS["note"]).search_id
+    actor = system.auth.authenticate(world.tokens[username])
+    return system.searches.search(actor, photo, CaseRequest(gallery=SEARCH_FIELDS["gallery"], case_number=CASE, purpose=SEARCH_FIELDS["purpose"], offence=SEARCH_FIELDS["offence"], note=SEARCH_FIELDS["note"])).search_id
 
 
 @pytest.fixture
@@ -54,8 +54,8 @@ def downloads(page: str) -> dict[str, str]:
 
 
 def audit_actions(world: World, action: str) -> list[dict]:
-    alma = world.system.authenticate(world.tokens["alma"])
-    return world.system.audit_entries(alma, 0, 1000, None, action)
+    alma = world.system.auth.authenticate(world.tokens["alma"])
+    return world.system.oversight.audit_entries(alma, 0, 1000, None, action)
 
 
 # --- the transparency report ----------------------------------------------------------------------------------------
@@ -136,9 +136,9 @@ def test_report_errors_are_shown_not_crashed_on(world, query, status, message):
 
 def test_a_case_used_by_three_people_is_flagged(world, faces):
     system = world.system
-    admin = system.authenticate(world.tokens["admin"])
-    system.create_user(admin, "ida", PASSWORD, ["investigator"], "RHD")
-    world.tokens["ida"] = system.login("ida", PASSWORD)[1]
+    admin = system.auth.authenticate(world.tokens["admin"])
+    system.admin.create_user(admin, "ida", PASSWORD, ["investigator"], "RHD")
+    world.tokens["ida"] = system.auth.login("ida", PASSWORD)[1]
     photo = jpeg(faces["obama2.jpg"], 400)
     search_as(world, "ivan", photo)
     search_as(world, "tina", photo)
@@ -288,7 +288,7 @@ def test_report_page_shows_the_models_differentials_and_where_its_calibration_ca
                                              "Bob": [(9.0, 0.0), (9.1, 0.0)], "Ben": [(0.0, 9.0), (0.0, 9.2)]})
     report, _, impostors = demographic_report(identities, {"Ann": "f", "Amy": "f", "Bob": "m", "Ben": "m"}, templates,
                                               threshold=0.5, resamples=20)
-    model = world.system.face_engine.model.name
+    model = world.system.context.engines.model_name
     published.publish(world.system.datadir, json_ready({"pipeline": {"model": model}, **report}), "tiny-set")
     save_calibration(world.system.datadir, np.asarray(impostors), model, "tiny-set: 24 impostor pairs")
     page = html.unescape(world.client.get("/oversight/report").text)

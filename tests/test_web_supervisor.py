@@ -11,6 +11,7 @@ from facetrail.errors import RefusedError
 from tests.test_api import CASE, PASSWORD, SEARCH_FIELDS, World, client, jpeg, people, world  # noqa: F401 - fixtures
 from tests.test_overrides import add_user, poor  # noqa: F401 - fixture
 from tests.test_web import post_login
+from facetrail.accountability.requests import CaseRequest
 
 
 def log_in(world: World, username: str) -> str:
@@ -31,8 +32,8 @@ def ask_for_override(world: World, photo: bytes, ask: bool = True):
 def test_the_search_form_offers_to_ask_a_supervisor_only_when_the_policy_allows_it(world):
     log_in(world, "ivan")
     assert 'name="ask_override"' in world.client.get("/search").text
-    system, [admin] = world.system, [world.system.authenticate(world.tokens["admin"])]
-    system.load_policy(admin, system.policy_in_force(admin)[1].replace(
+    system, [admin] = world.system, [world.system.auth.authenticate(world.tokens["admin"])]
+    system.admin.load_policy(admin, system.admin.policy_in_force(admin)[1].replace(
         'poor_probe = "supervisor_override"', 'poor_probe = "refuse"'))
     assert 'name="ask_override"' not in world.client.get("/search").text
 
@@ -104,14 +105,14 @@ def test_only_supervisors_see_the_supervision_page(world, username):
 
 def test_unit_activity_and_resolving_a_disagreement(world, faces):
     system = world.system
-    ivan, tina, erin, ezra = (system.authenticate(world.tokens[name]) for name in ("ivan", "tina", "erin", "ezra"))
+    ivan, tina, erin, ezra = (system.auth.authenticate(world.tokens[name]) for name in ("ivan", "tina", "erin", "ezra"))
     probe = jpeg(faces["obama3.jpg"], 700)
-    disputed = system.search(ivan, probe, **SEARCH_FIELDS).search_id
-    system.decide(erin, disputed, 1, "possible_lead", "same ear shape")
-    system.decide(ezra, disputed, 1, "not_a_match", "nose differs")
-    elsewhere = system.search(tina, probe, **{**SEARCH_FIELDS, "case_number": "24-000777"}).search_id
+    disputed = system.searches.search(ivan, probe, CaseRequest(**SEARCH_FIELDS)).search_id
+    system.reviews.decide(erin, disputed, 1, "possible_lead", "same ear shape")
+    system.reviews.decide(ezra, disputed, 1, "not_a_match", "nose differs")
+    elsewhere = system.searches.search(tina, probe, CaseRequest(**{**SEARCH_FIELDS, "case_number": "24-000777"})).search_id
     with pytest.raises(RefusedError):
-        system.search(ivan, probe, **{**SEARCH_FIELDS, "purpose": "curiosity"})
+        system.searches.search(ivan, probe, CaseRequest(**{**SEARCH_FIELDS, "purpose": "curiosity"}))
 
     csrf = log_in(world, "sam")
     page = world.client.get("/supervision").text
@@ -134,7 +135,7 @@ def test_unit_activity_and_resolving_a_disagreement(world, faces):
                                  data={"decision": "possible_lead", "notes": "ears and jaw agree", "csrf_token": csrf})
     assert resolved.status_code == 200 and f"candidate 1 of search #{disputed} is recorded" in resolved.text
     assert "No disagreement is waiting." in resolved.text
-    assert system.outcome(disputed) == "lead"
+    assert system.reviews.outcome(disputed) == "lead"
     entry = [e for e in system.audit.entries(limit=10_000) if e["action"] == "dispute_resolved"][-1]
     assert (entry["actor"], entry["details"]["decision"], entry["details"]["notes"]) == (
         "sam", "possible_lead", "ears and jaw agree")

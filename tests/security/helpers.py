@@ -21,9 +21,9 @@ def decide(world: World, username: str, search_id: int, decision: str, rank: int
 
 def add_user(world: World, username: str, roles: list[str], unit: str) -> None:
     """Create an account through the service as the admin, and log it in."""
-    admin = world.system.authenticate(world.tokens["admin"])
-    world.system.create_user(admin, username, PASSWORD, roles, unit)
-    world.tokens[username] = world.system.login(username, PASSWORD)[1]
+    admin = world.system.auth.authenticate(world.tokens["admin"])
+    world.system.admin.create_user(admin, username, PASSWORD, roles, unit)
+    world.tokens[username] = world.system.auth.login(username, PASSWORD)[1]
 
 
 def entries(world: World, action: str) -> list[dict]:

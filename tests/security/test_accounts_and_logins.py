@@ -27,10 +27,10 @@ def test_no_one_changes_their_own_roles_and_admins_do_not_see_photographs(people
 
 def test_where_the_policy_allows_an_admin_photographs_a_second_admin_must_agree(people):
     system, client = people.system, people.client
-    admin = system.authenticate(people.tokens["admin"])
-    system.load_policy(admin, system.policy_in_force(admin)[1].replace('    ["examiner", "admin"],\n', ""))
-    system.create_user(admin, "root2", PASSWORD, ["admin"])
-    root2 = {"Authorization": f"Bearer {system.login('root2', PASSWORD)[1]}"}
+    admin = system.auth.authenticate(people.tokens["admin"])
+    system.admin.load_policy(admin, system.admin.policy_in_force(admin)[1].replace('    ["examiner", "admin"],\n', ""))
+    system.admin.create_user(admin, "root2", PASSWORD, ["admin"])
+    root2 = {"Authorization": f"Bearer {system.auth.login('root2', PASSWORD)[1]}"}
 
     first = client.put(f"{V1}/users/root2/roles", headers=people.as_user("admin"), json={"roles": ["admin", "examiner"]})
     assert first.status_code == 202 and first.json()["pending_second_admin"] is True
@@ -39,8 +39,8 @@ def test_where_the_policy_allows_an_admin_photographs_a_second_admin_must_agree(
     assert again.status_code == 202  # the same admin asking twice is still one admin
     assert client.put(f"{V1}/users/root2/roles", headers=root2, json={"roles": ["admin", "examiner"]}).status_code == 403
 
-    system.create_user(admin, "root3", PASSWORD, ["admin"])
-    root3 = {"Authorization": f"Bearer {system.login('root3', PASSWORD)[1]}"}
+    system.admin.create_user(admin, "root3", PASSWORD, ["admin"])
+    root3 = {"Authorization": f"Bearer {system.auth.login('root3', PASSWORD)[1]}"}
     done = client.put(f"{V1}/users/root2/roles", headers=root3, json={"roles": ["admin", "examiner"]})
     assert done.status_code == 200 and done.json()["roles"] == ["admin", "examiner"]
     assert entries(people, "roles_changed")[-1]["details"]["requested_by"] == "admin"

@@ -15,15 +15,16 @@ from facetrail.errors import FacetrailError
 from tests.fixtures.database import fresh_database_url
 from tests.security.helpers import run_search
 from tests.test_api import PASSWORD, jpeg
+from facetrail.accountability.requests import CaseRequest
 
 
 def test_a_backup_restored_into_a_fresh_directory_verifies_and_searches(world, faces, tmp_path, monkeypatch):
     system = world.system
     run_search(world, faces)
     system.audit.checkpoint()  # so the trail has a signed checkpoint the restored copy must verify
-    admin = system.authenticate(world.tokens["admin"])
+    admin = system.auth.authenticate(world.tokens["admin"])
     backup = tmp_path / "backup"
-    manifest = system.back_up(admin, backup)
+    manifest = system.admin.back_up(admin, backup)
     assert manifest["rows"]["templates"] == 2 and manifest["keys_included"] is False
     assert not any("key" in name for name in manifest["files"])
     data_key = (system.datadir.keys_dir / "data-keys.json").read_bytes()
@@ -48,9 +49,8 @@ def test_a_backup_restored_into_a_fresh_directory_verifies_and_searches(world, f
             verification = copy.audit.verify()
             assert verification.ok, verification.problem
             assert copy.audit.entries(action="restored")
-            ivan = copy.authenticate(copy.login("ivan", PASSWORD)[1])
-            result = copy.search(ivan, jpeg(faces["obama3.jpg"], 600), "county", "24-000124", "criminal_investigation",
-                                 "robbery", note="after the restore")
+            ivan = copy.auth.authenticate(copy.auth.login("ivan", PASSWORD)[1])
+            result = copy.searches.search(ivan, jpeg(faces["obama3.jpg"], 600), CaseRequest(gallery="county", case_number="24-000124", purpose="criminal_investigation", offence="robbery", note="after the restore"))
             assert result.candidates[0].subject_id == "B-1001"
             assert result.search_id == max(manifest["rows"]["searches"], 1) + 1  # ids continue after the restored ones
         finally:
@@ -60,9 +60,9 @@ def test_a_backup_restored_into_a_fresh_directory_verifies_and_searches(world, f
 
 
 def test_a_damaged_backup_is_refused(world, tmp_path, monkeypatch):
-    admin = world.system.authenticate(world.tokens["admin"])
+    admin = world.system.auth.authenticate(world.tokens["admin"])
     backup = tmp_path / "backup"
-    world.system.back_up(admin, backup)
+    world.system.admin.back_up(admin, backup)
     with (backup / "tables" / "subjects.jsonl").open("a") as table:
         table.write('{"id": 999}\n')
     with pytest.raises(FacetrailError, match="subjects.jsonl is missing or damaged"):

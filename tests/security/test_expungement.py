@@ -56,7 +56,7 @@ def test_expungement_that_cannot_be_audited_does_not_happen(world, monkeypatch):
 @pytest.mark.parametrize("action", ["gallery_created", "policy_loaded"])
 def test_a_gallery_or_policy_change_that_cannot_be_audited_does_not_happen(world, monkeypatch, action):
     system = world.system
-    actor = system.authenticate(world.tokens["admin"])
+    actor = system.auth.authenticate(world.tokens["admin"])
     original = AuditTrail.record
 
     def failing(self, session, actor, what, target="", details=None):
@@ -65,21 +65,21 @@ def test_a_gallery_or_policy_change_that_cannot_be_audited_does_not_happen(world
         return original(self, session, actor, what, target, details)
 
     policy_before, _ = system.policies.active()
-    text = system.policy_in_force(actor)[1] + "\n# a new version\n"
+    text = system.admin.policy_in_force(actor)[1] + "\n# a new version\n"
     monkeypatch.setattr(AuditTrail, "record", failing)
     with pytest.raises(RuntimeError, match="unavailable"):
         if action == "gallery_created":
-            system.create_gallery(actor, "state", ["booking"])
+            system.admin.create_gallery(actor, "state", ["booking"])
         else:
-            system.load_policy(actor, text)
+            system.admin.load_policy(actor, text)
     assert "state" not in [g.name for g in system.galleries.list()]
     assert system.policies.active()[0] == policy_before
 
     monkeypatch.setattr(AuditTrail, "record", original)
     if action == "gallery_created":
-        assert system.create_gallery(actor, "state", ["booking"]).name == "state"
+        assert system.admin.create_gallery(actor, "state", ["booking"]).name == "state"
         assert system.audit.entries(action=action)[-1]["target"] == "state"
     else:
-        assert system.load_policy(actor, text) == policy_before + 1
+        assert system.admin.load_policy(actor, text) == policy_before + 1
         assert system.audit.entries(action=action)[-1]["target"] == f"policy:{policy_before + 1}"
     assert system.audit.verify().ok

@@ -3,7 +3,7 @@ readers."""
 
 from __future__ import annotations
 
-from facetrail.accountability import service as service_module
+from facetrail.accountability import context as context_module
 from tests.security.helpers import entries, run_search
 from tests.test_api import SEARCH_FIELDS, V1, jpeg
 from tests.test_api_security import png_claiming
@@ -25,9 +25,9 @@ def test_finding_faces_is_for_investigators_audited_and_limited_below_enrolment(
 
 
 def test_a_search_does_not_wait_behind_someone_elses_face_finding(world, faces, monkeypatch):
-    monkeypatch.setattr(service_module, "INSPECTION_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(context_module, "INSPECTION_WAIT_SECONDS", 0.2)
     photo = ("still.jpg", jpeg(faces["obama3.jpg"], 600), "image/jpeg")
-    busy = world.system._inspection_lock
+    busy = world.system.context.engines._inspection_lock
     assert busy.acquire()  # as if another user's photograph were being inspected
     try:
         assert run_search(world, faces) > 0

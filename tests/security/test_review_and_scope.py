@@ -20,8 +20,8 @@ def test_the_default_policy_forbids_examiner_and_supervisor_together(people):
 
 def test_an_examiner_who_supervises_still_reviews_blind(world, faces):
     system = world.system
-    admin = system.authenticate(world.tokens["admin"])
-    system.load_policy(admin, system.policy_in_force(admin)[1].replace(RELAXED_POLICY_LINE, ""))
+    admin = system.auth.authenticate(world.tokens["admin"])
+    system.admin.load_policy(admin, system.admin.policy_in_force(admin)[1].replace(RELAXED_POLICY_LINE, ""))
     add_user(world, "esme", ["examiner", "supervisor"], "RHD")
     search_id = run_search(world, faces)
     assert decide(world, "erin", search_id, "possible_lead", notes="erin's reasons").status_code == 201
@@ -53,7 +53,7 @@ def test_supervisors_see_and_settle_only_their_own_units_searches(world, faces):
     assert client.get(f"{V1}/reviews/disputes", headers=vic).json() == []
     refused = client.post(f"{V1}/reviews/{search_id}/resolutions", headers=vic, json={"rank": 1, "decision": "possible_lead"})
     assert refused.status_code == 404
-    assert world.system.outcome(search_id) == "disputed"
+    assert world.system.reviews.outcome(search_id) == "disputed"
     denied = [e for e in entries(world, "access_denied") if e["actor"] == "vic"]
     assert len(denied) >= 5 and all(e["target"] == f"search:{search_id}" for e in denied)
 
@@ -64,8 +64,8 @@ def test_supervisors_see_and_settle_only_their_own_units_searches(world, faces):
 
 def test_the_oversight_unit_may_settle_every_units_disputes(world, faces):
     system = world.system
-    admin = system.authenticate(world.tokens["admin"])
-    system.load_policy(admin, system.policy_in_force(admin)[1].replace('oversight_unit = ""', 'oversight_unit = "IA"'))
+    admin = system.auth.authenticate(world.tokens["admin"])
+    system.admin.load_policy(admin, system.admin.policy_in_force(admin)[1].replace('oversight_unit = ""', 'oversight_unit = "IA"'))
     add_user(world, "ian", ["supervisor"], "IA")
     search_id = run_search(world, faces)
     decide(world, "erin", search_id, "possible_lead")
@@ -97,7 +97,7 @@ def test_a_disputed_candidate_is_listed_even_when_another_candidate_is_a_lead(wo
         decide(world, examiner, search_id, "possible_lead", rank=1)
     decide(world, "erin", search_id, "possible_lead", rank=2)
     decide(world, "ezra", search_id, "not_a_match", rank=2)
-    assert world.system.outcome(search_id) == "lead"
+    assert world.system.reviews.outcome(search_id) == "lead"
     disputes = world.client.get(f"{V1}/reviews/disputes", headers=world.as_user("sam")).json()
     assert [(d["search_id"], d["rank"]) for d in disputes] == [(search_id, 2)]
 
@@ -106,7 +106,7 @@ def test_notes_are_limited_on_every_interface(world, faces):
     search_id = run_search(world, faces)
     answer = decide(world, "erin", search_id, "possible_lead", notes="x" * 10_001)
     assert answer.status_code == 422
-    erin = world.system.authenticate(world.tokens["erin"])
+    erin = world.system.auth.authenticate(world.tokens["erin"])
     with pytest.raises(FacetrailError, match="at most 10,000"):
-        world.system.decide(erin, search_id, 1, "possible_lead", "x" * 5_000_000)
+        world.system.reviews.decide(erin, search_id, 1, "possible_lead", "x" * 5_000_000)
     assert entries(world, "review_decision") == []

@@ -426,6 +426,11 @@ class AuditTrail:
         )
         return folder
 
+    def checkpoints_signed(self) -> bool:
+        """Whether any checkpoint has been signed (so the audit signing key must exist)."""
+        with self.sessions() as session:
+            return session.scalar(select(AuditCheckpointRecord.id).limit(1)) is not None
+
     def length(self) -> int:
         """The number of the last entry (entries are numbered from 1; 0 for an empty trail)."""
         with self.sessions() as session:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from facetrail.accountability.outcomes import candidate_status
 from facetrail.accountability.schema import ProbeRecord, ResolutionRecord, ReviewRecord
-from facetrail.accountability.service import NOTICE, Facetrail
+from facetrail.accountability.context import NOTICE, Context, user_names
 from facetrail.accountability.users import Actor, require
 from facetrail.engine.decode import decode_image
 from facetrail.errors import FacetrailError
@@ -25,28 +25,28 @@ LEAD_NOTICE = (
 THUMBNAIL_PX = 480
 
 
-def export_lead(system: Facetrail, actor: Actor, search_id: int) -> str:
+def export_lead(context: Context, actor: Actor, search_id: int) -> str:
     """The lead report for ``search_id`` as HTML (audited); refused unless the search has a verified lead."""
     require(actor, "export_lead")
-    with system.galleries.sessions() as session:
-        search = system.viewable_search(session, actor, search_id)
-        if system.search_outcome(session, search_id) != "lead":
+    with context.galleries.sessions() as session:
+        search = context.viewable_search(session, actor, search_id)
+        if context.search_outcome(session, search_id) != "lead":
             raise FacetrailError(f"search {search_id} has no verified lead (two examiners must independently mark a candidate 'possible lead')")
-        names = system.user_names(session)
+        names = user_names(session)
         probe = session.get(ProbeRecord, search.probe_id)
         leads = []
         for candidate in search.candidates:
             reviews = list(session.scalars(select(ReviewRecord).where(ReviewRecord.candidate_id == candidate.id)))
             resolution = session.scalar(select(ResolutionRecord).where(ResolutionRecord.candidate_id == candidate.id))
-            if candidate_status(reviews, resolution, system.examiners_required()) == "lead":
+            if candidate_status(reviews, resolution, context.examiners_required()) == "lead":
                 image = session.get(ImageRecord, candidate.image_id) if candidate.image_id else None
                 leads.append((candidate, reviews, resolution, image.content_hash if image else None))
-        gallery = system.galleries.get(search.gallery_name)
-        probe_data = system.probes.get(probe.sha256) if probe is not None and probe.stored else None
+        gallery = context.galleries.get(search.gallery_name)
+        probe_data = context.probes.get(probe.sha256) if probe is not None and probe.stored else None
         sections = []
-        calibration = html.escape(system.calibration_source(search.model_name) or "")
+        calibration = html.escape(context.calibration_source(search.model_name) or "")
         for candidate, reviews, resolution, content_hash in leads:
-            photo = _thumbnail(gallery.blobs.get(content_hash), system) if content_hash else "<p>(photograph since expunged)</p>"
+            photo = _thumbnail(gallery.blobs.get(content_hash), context) if content_hash else "<p>(photograph since expunged)</p>"
             decisions = "".join(
                 f"<tr><td>{html.escape(names.get(r.examiner_id, '?'))}</td><td>{html.escape(r.decision.replace('_', ' '))}</td>"
                 f"<td>{html.escape(r.decided_at.isoformat())}</td><td>{html.escape(r.notes)}</td></tr>"
@@ -61,7 +61,7 @@ def export_lead(system: Facetrail, actor: Actor, search_id: int) -> str:
                 fmr += f" (calibration: {calibration})"
             sections.append(
                 f"<section><h2>Candidate rank {candidate.rank}: subject {html.escape(candidate.subject_external_id)}</h2>"
-                f"<div class='pair'><figure>{_thumbnail(probe_data, system) if probe_data else '<p>(probe image purged under the retention policy)</p>'}"
+                f"<div class='pair'><figure>{_thumbnail(probe_data, context) if probe_data else '<p>(probe image purged under the retention policy)</p>'}"
                 f"<figcaption>Probe (SHA-256 {html.escape(probe.sha256 if probe else '')})</figcaption></figure>"
                 f"<figure>{photo}<figcaption>Gallery image {candidate.image_id}</figcaption></figure></div>"
                 f"<p>Distance {candidate.distance:.4f} (lower is more alike); estimated false-match rate at this distance: {fmr}.</p>"
@@ -86,14 +86,14 @@ def export_lead(system: Facetrail, actor: Actor, search_id: int) -> str:
         + "".join(f"<tr><th scope='row'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts)
         + "</tbody></table>" + "".join(sections) + "</body></html>"
     )
-    system.audit.append(actor.username, "lead_exported", f"search:{search_id}",
+    context.audit.append(actor.username, "lead_exported", f"search:{search_id}",
                         {"ranks": [c.rank for c, *_ in leads], "case_number": search.case_number})
     return page
 
 
-def _thumbnail(data: bytes, system: Facetrail) -> str:
+def _thumbnail(data: bytes, context: Context) -> str:
     """An inline JPEG <img> of a photograph, reduced to a readable size."""
-    pixels = decode_image(data, system.galleries.settings.limits).pixels
+    pixels = decode_image(data, context.settings.limits).pixels
     image = Image.fromarray(pixels)
     image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
     buffer = io.BytesIO()

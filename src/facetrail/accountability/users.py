@@ -74,6 +74,8 @@ ROLE_ACTIONS: dict[str, frozenset[str]] = {
     "export_lead": frozenset({"investigator", "examiner", "supervisor"}),
     "view_candidate_images": frozenset({"investigator", "examiner", "supervisor"}),
     "evaluate": frozenset({"admin", "auditor"}),
+    "view_galleries": frozenset(ROLES),
+    "view_policy_history": frozenset({"admin", "auditor"}),
 }
 """The permission table: action -> the roles that may perform it (any one of them suffices)."""
 

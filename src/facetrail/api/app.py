@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -61,7 +60,6 @@ def create_app(datadir: DataDir | None = None, settings: ApiSettings | None = No
     )
     app.state.settings = settings
     app.state.limiter = SlidingWindowLimiter()
-    app.state.engine_lock = threading.Lock()
     install_error_handlers(app)
     app.include_router(api_router)
     install_web(app, datadir)
@@ -128,7 +126,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | os.PathLike | N
         settings = settings.model_copy(update={"data_dir": Path(data)})
     datadir = DataDir.locate(settings.data_dir)
     system = Facetrail.open(datadir, purge=False)
-    database = system.galleries.engine.dialect.name
+    database = system.database_kind
     system.close()
     if workers > 1 and database != "postgresql":
         raise FacetrailError(

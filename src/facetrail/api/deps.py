@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import threading
 from typing import Annotated
 
 from fastapi import Depends, Path, Request, Response
@@ -35,11 +34,6 @@ def get_settings(request: Request) -> ApiSettings:
     return request.app.state.settings
 
 
-def get_engine_lock(request: Request) -> threading.Lock:
-    """Held while the face engine works: its models are not safe to share between threads."""
-    return request.app.state.engine_lock
-
-
 async def reject_nul_text(request: Request) -> None:
     """Refuse NUL characters in any text a request carries (path, query, form fields, JSON or text body): PostgreSQL
     cannot store them, and no legitimate name, case number or note holds one. Uploaded files are not text."""
@@ -56,7 +50,6 @@ async def reject_nul_text(request: Request) -> None:
 
 SystemDep = Annotated[Facetrail, Depends(get_system)]
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
-EngineLock = Annotated[threading.Lock, Depends(get_engine_lock)]
 
 
 def csrf_token_for(session_token: str) -> str:
@@ -87,7 +80,7 @@ def log_in(request: Request, system: Facetrail, username: str, password: str, la
         retry_after = limiter.hit(key, limit)
         if retry_after:
             raise rate_limited(retry_after, limit)
-    actor, token = system.login(username, password, label, address)
+    actor, token = system.auth.login(username, password, label, address)
     request.state.username = actor.username
     return actor, token
 
@@ -95,10 +88,10 @@ def log_in(request: Request, system: Facetrail, username: str, password: str, la
 def authenticate_request(request: Request, system: Facetrail, token: str) -> Actor:
     """The user a session token belongs to; each call counts against their requests per minute under the policy in
     force (raises AuthenticationError, or ApiError 429 over the limit)."""
-    actor = system.authenticate(token)
+    actor = system.auth.authenticate(token)
     request.state.username = actor.username
     limiter: SlidingWindowLimiter = request.app.state.limiter
-    limit = system.policies.active()[1].api.requests_per_minute_per_user
+    limit = system.auth.requests_per_minute()
     retry_after = limiter.hit(actor.id, limit)
     if retry_after:
         raise rate_limited(retry_after, limit)

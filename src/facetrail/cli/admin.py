@@ -39,7 +39,7 @@ def init(
             if calibrate_from:
                 with progress() as bar:
                     task = bar.add_task(f"calibrating on {calibrate_from.name}", total=None)
-                    source = system.calibrate(calibrate_from, workers, on_done=lambda template: bar.advance(task))
+                    source = system.admin.calibrate(calibrate_from, workers, on_done=lambda template: bar.advance(task))
                 console.print(f"estimated false-match rates calibrated on {source}")
         finally:
             system.close()
@@ -60,7 +60,7 @@ def login(
 
     def body():
         with opened(data) as system:
-            actor, token = system.login(username, password)
+            actor, token = system.auth.login(username, password)
             if not print_token:
                 save_token(system.datadir, token)
             return actor, token
@@ -80,7 +80,7 @@ def logout(data: DataOption = None) -> None:
         with opened(data) as system:
             token = current_token(system.datadir)
             if token:
-                system.logout(token)
+                system.auth.logout(token)
             save_token(system.datadir, None)
 
     run(body)
@@ -97,14 +97,14 @@ def user_create(
 ) -> None:
     """Create a user (the password comes from FACETRAIL_NEW_PASSWORD or a prompt)."""
     password = password_from("FACETRAIL_NEW_PASSWORD", f"password for {username}", confirm=True)
-    created = acting(data, lambda system, actor: system.create_user(actor, username, password, role, unit, name))
+    created = acting(data, lambda system, actor: system.admin.create_user(actor, username, password, role, unit, name))
     console.print(f"created {created.username} ({', '.join(sorted(created.roles))})")
 
 
 @user_app.command("list")
 def user_list(data: DataOption = None, as_json: JsonOption = False) -> None:
     """List users, their roles, units and state."""
-    users = acting(data, lambda system, actor: system.list_users(actor))
+    users = acting(data, lambda system, actor: system.admin.list_users(actor))
     if as_json:
         emit_json(users)
         return
@@ -118,7 +118,7 @@ def user_list(data: DataOption = None, as_json: JsonOption = False) -> None:
 def user_set_roles(username: str, role: Annotated[list[str], typer.Option("--role")], data: DataOption = None) -> None:
     """Replace a user's roles (not your own). A change that makes an admin see photographs, where the policy allows
     it, waits until a second admin runs the same command."""
-    change = acting(data, lambda system, actor: system.set_roles(actor, username, role))
+    change = acting(data, lambda system, actor: system.admin.set_roles(actor, username, role))
     if change.pending:
         console.print(f"{username}: the change to {', '.join(sorted(set(role)))} waits for a second admin to run the "
                       "same command; the roles are unchanged until then")
@@ -129,21 +129,21 @@ def user_set_roles(username: str, role: Annotated[list[str], typer.Option("--rol
 @user_app.command("disable")
 def user_disable(username: str, data: DataOption = None) -> None:
     """Disable an account and revoke its tokens."""
-    acting(data, lambda system, actor: system.set_active(actor, username, False))
+    acting(data, lambda system, actor: system.admin.set_active(actor, username, False))
     console.print(f"{username} disabled")
 
 
 @user_app.command("enable")
 def user_enable(username: str, data: DataOption = None) -> None:
     """Enable a disabled account."""
-    acting(data, lambda system, actor: system.set_active(actor, username, True))
+    acting(data, lambda system, actor: system.admin.set_active(actor, username, True))
     console.print(f"{username} enabled")
 
 
 @user_app.command("unlock")
 def user_unlock(username: str, data: DataOption = None) -> None:
     """Unlock an account locked after repeated failed logins."""
-    acting(data, lambda system, actor: system.unlock(actor, username))
+    acting(data, lambda system, actor: system.admin.unlock(actor, username))
     console.print(f"{username} unlocked")
 
 
@@ -151,7 +151,7 @@ def user_unlock(username: str, data: DataOption = None) -> None:
 def policy_show(data: DataOption = None) -> None:
     """Print the policy in force and its version."""
 
-    version, text = acting(data, lambda system, actor: system.policy_in_force(actor))
+    version, text = acting(data, lambda system, actor: system.admin.policy_in_force(actor))
     console.print(f"policy version {version}")
     print(text)
 
@@ -168,14 +168,14 @@ def policy_validate(file: Path) -> None:
 @policy_app.command("load")
 def policy_load(file: Path, data: DataOption = None) -> None:
     """Load a policy file as the new version (an invalid file is refused and the old policy stays in force)."""
-    version = acting(data, lambda system, actor: system.load_policy(actor, _read(file)))
+    version = acting(data, lambda system, actor: system.admin.load_policy(actor, _read(file)))
     console.print(f"policy version {version} in force")
 
 
 @policy_app.command("history")
 def policy_history(data: DataOption = None, as_json: JsonOption = False) -> None:
     """Every policy version loaded, when and by whom."""
-    history = acting(data, lambda system, actor: system.policy_history(actor))
+    history = acting(data, lambda system, actor: system.admin.policy_history(actor))
     rows = [{k: v for k, v in h.items() if k != "text"} for h in history]
     if as_json:
         emit_json(rows)
@@ -196,7 +196,7 @@ def _read(file: Path) -> str:
 @keys_app.command("rotate")
 def keys_rotate(data: DataOption = None, as_json: JsonOption = False) -> None:
     """Create a new data key, re-encrypt every template, photograph, probe and index with it, retire the old key."""
-    report = acting(data, lambda system, actor: system.rotate_keys(actor))
+    report = acting(data, lambda system, actor: system.admin.rotate_keys(actor))
     if as_json:
         emit_json(dataclasses.asdict(report))
     else:
@@ -205,7 +205,7 @@ def keys_rotate(data: DataOption = None, as_json: JsonOption = False) -> None:
 
 def purge(data: DataOption = None, as_json: JsonOption = False) -> None:
     """Delete probe images past the retention period (their hashes and the audit entries are kept)."""
-    result = acting(data, lambda system, actor: system.purge_expired(actor))
+    result = acting(data, lambda system, actor: system.retention.purge_expired(actor))
     if as_json:
         emit_json(result)
     else:
@@ -218,7 +218,7 @@ def backup(
 ) -> None:
     """Back up the data directory (the store, photographs, probes and config) without its keys (admin; audited).
     Back up the data key file and the audit signing key separately (docs/security.md)."""
-    manifest = acting(data, lambda system, actor: system.back_up(actor, folder))
+    manifest = acting(data, lambda system, actor: system.admin.back_up(actor, folder))
     console.print(f"backed up {sum(manifest['rows'].values())} rows and {len(manifest['files'])} files to {folder}; "
                   "keys are not included: back up DATA/keys (or FACETRAIL_KEY_FILE, FACETRAIL_AUDIT_KEY_FILE) separately")
 

@@ -125,7 +125,7 @@ def acting(data: Path | None, body: Callable[[Any, Any], Any]) -> Any:
             token = current_token(system.datadir)
             if not token:
                 raise AuthenticationError("not logged in: run 'facetrail login USERNAME' or set FACETRAIL_TOKEN")
-            return body(system, system.authenticate(token))
+            return body(system, system.auth.authenticate(token))
 
     return run(authenticated)
 

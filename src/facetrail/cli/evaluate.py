@@ -22,11 +22,9 @@ CacheOption = Annotated[Optional[Path], typer.Option("--template-cache", help="K
 
 
 def _evaluation_config(system, actor, augmentation: str | None):
-    from facetrail.accountability.users import require
     from facetrail.engine.pipeline import EMBEDDING_PASSES
 
-    require(actor, "evaluate")
-    config = system.galleries.settings.engine
+    config = system.admin.evaluation_engine(actor)
     if augmentation:
         if augmentation not in EMBEDDING_PASSES:
             raise FacetrailError(f"--augmentation must be one of: {', '.join(EMBEDDING_PASSES)}")
@@ -80,7 +78,6 @@ def evaluate_verify(
 ) -> None:
     """Verification accuracy (10-fold), ROC AUC, TAR at FAR 1e-2/1e-3, EER and failures to enrol on a pairs file."""
     from facetrail.engine.models import DlibResNetModel
-    from facetrail.evaluation.calibration import save_calibration as store_calibration
     from facetrail.evaluation.datasets import read_groups, read_pairs
     from facetrail.evaluation.plots import plot_verification
     from facetrail.evaluation.verification import pair_distances, roc_curves, verification_report
@@ -98,8 +95,8 @@ def evaluate_verify(
             distances, same, failed = pair_distances(pair_list, templates)
             usable = ~same & ~failed
             source = f"{pairs.name}: {int(usable.sum()):,} impostor pairs"
-            report["calibration"] = str(store_calibration(system.datadir, distances[usable], DlibResNetModel.name, source))
-            system.audit.append(actor.username, "calibration_saved", DlibResNetModel.name, {"impostor_pairs": int(usable.sum()), "source": source})
+            report["calibration"] = str(system.admin.save_calibration(actor, DlibResNetModel.name, distances[usable],
+                                                                       int(usable.sum()), source))
         return report
 
     report = acting(data, body)
@@ -205,11 +202,9 @@ def evaluate_demographics(
     import numpy as np
 
     from facetrail.engine.models import DlibResNetModel
-    from facetrail.evaluation.calibration import save_calibration as store_calibration
     from facetrail.evaluation.datasets import identity_folders, read_groups
     from facetrail.evaluation.demographics import demographic_report
     from facetrail.evaluation.plots import plot_verification
-    from facetrail.evaluation.published import publish as publish_figures
 
     def body(system, actor):
         config = _evaluation_config(system, actor, augmentation)
@@ -233,11 +228,9 @@ def evaluate_demographics(
         if save_calibration:
             compared = int(np.isfinite(impostors).sum())
             source = f"{images.name}: {compared:,} impostor pairs among {figures['images']:,} photographs of {figures['identities']:,} people"
-            report["calibration"] = str(store_calibration(system.datadir, impostors, DlibResNetModel.name, source))
-            system.audit.append(actor.username, "calibration_saved", DlibResNetModel.name, {"impostor_pairs": compared, "source": source})
+            report["calibration"] = str(system.admin.save_calibration(actor, DlibResNetModel.name, impostors, compared, source))
         if publish:
-            report["published"] = str(publish_figures(system.datadir, json_ready(report), images.name))
-            system.audit.append(actor.username, "evaluation_published", DlibResNetModel.name, {"dataset": images.name})
+            report["published"] = str(system.admin.publish_evaluation(actor, DlibResNetModel.name, json_ready(report), images.name))
         return report
 
     report = acting(data, body)

@@ -24,7 +24,7 @@ def gallery_create(
     as_json: JsonOption = False,
 ) -> None:
     """Create a gallery that accepts images only from the given sources (admin)."""
-    info = acting(data, lambda system, actor: system.create_gallery(actor, name, allowed_source, description))
+    info = acting(data, lambda system, actor: system.admin.create_gallery(actor, name, allowed_source, description))
     if as_json:
         emit_json(info.to_dict())
     else:
@@ -34,7 +34,7 @@ def gallery_create(
 @gallery_app.command("list")
 def gallery_list(data: DataOption = None, as_json: JsonOption = False) -> None:
     """List galleries with their counts."""
-    infos = acting(data, lambda system, actor: system.galleries.list())
+    infos = acting(data, lambda system, actor: system.admin.galleries(actor))
     if as_json:
         emit_json([i.to_dict() for i in infos])
         return
@@ -48,11 +48,7 @@ def gallery_list(data: DataOption = None, as_json: JsonOption = False) -> None:
 def gallery_show(name: str, data: DataOption = None, as_json: JsonOption = False) -> None:
     """Show one gallery's description, sources, counts and which units may search it."""
 
-    def body(system, actor):
-        gallery = system.galleries.get(name)
-        return {**gallery.info().to_dict(), "searchable_by_units": [g["unit"] for g in system.users.grants(gallery.id)]}
-
-    info = acting(data, body)
+    info = acting(data, lambda system, actor: system.admin.gallery_details(actor, name))
     if as_json:
         emit_json(info)
         return
@@ -63,21 +59,21 @@ def gallery_show(name: str, data: DataOption = None, as_json: JsonOption = False
 @gallery_app.command("grant")
 def gallery_grant(name: str, unit: Annotated[str, typer.Option("--unit", help="Unit whose investigators may search it ('*' for all).")], data: DataOption = None) -> None:
     """Authorize a unit's investigators to search a gallery (admin)."""
-    acting(data, lambda system, actor: system.grant_gallery(actor, name, unit))
+    acting(data, lambda system, actor: system.admin.grant_gallery(actor, name, unit))
     console.print(f"unit {unit!r} may search {name!r}")
 
 
 @gallery_app.command("revoke")
 def gallery_revoke(name: str, unit: Annotated[str, typer.Option("--unit")], data: DataOption = None) -> None:
     """Withdraw a unit's authorization to search a gallery (admin)."""
-    acting(data, lambda system, actor: system.revoke_gallery(actor, name, unit))
+    acting(data, lambda system, actor: system.admin.revoke_gallery(actor, name, unit))
     console.print(f"unit {unit!r} may no longer search {name!r}")
 
 
 @gallery_app.command("remove-subject")
 def gallery_remove_subject(name: str, subject_id: str, data: DataOption = None, as_json: JsonOption = False) -> None:
     """Expunge a subject: images, templates, stored photographs and index entries (admin)."""
-    report = acting(data, lambda system, actor: system.remove_subject(actor, name, subject_id))
+    report = acting(data, lambda system, actor: system.admin.remove_subject(actor, name, subject_id))
     if as_json:
         emit_json(report.to_dict())
     else:
@@ -103,24 +99,20 @@ def enroll(
     from facetrail.gallery.enrol import items_from_folder, items_from_manifest, write_report
 
     def body(system, actor):
-        target = system.galleries.get(gallery)
         if manifest is not None:
             items = items_from_manifest(manifest, source, base=path)
         elif path is not None and source:
             items = items_from_folder(path, source)
         else:
             raise FacetrailError("give a folder and --source, or --manifest")
-        allowed = target.info().allowed_sources
-        if source and source not in allowed:
-            raise FacetrailError(f"source {source!r} is not allowed for gallery {gallery!r} (allowed: {', '.join(allowed)})")
-        rules = system.galleries.settings.enrolment
+        rules = system.admin.enrolment_rules(actor)
         if workers is not None:
             rules = dataclasses.replace(rules, workers=workers)
         if ray is not None:
             rules = dataclasses.replace(rules, ray_address=ray)
         with progress() as bar:
             task = bar.add_task(f"enrolling into {gallery}", total=len(items))
-            summary = system.enrol(actor, gallery, items, rules, on_outcome=lambda outcome: bar.advance(task), retry_rejected=retry_rejected)
+            summary = system.admin.enrol(actor, gallery, items, rules, on_outcome=lambda outcome: bar.advance(task), retry_rejected=retry_rejected)
         if report is not None:
             write_report(report, summary.outcomes)
         return summary
@@ -146,8 +138,7 @@ def inspect(
     from facetrail.engine.decode import read_image_bytes
 
     def body(system, actor):
-        limits = system.galleries.settings.interactive_engine.limits
-        return system.inspect_faces(actor, read_image_bytes(image, limits), face_box)
+        return system.searches.inspect_faces(actor, read_image_bytes(image, system.searches.inspection_limits), face_box)
 
     decoded, faces = acting(data, body)
     rows = [

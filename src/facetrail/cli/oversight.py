@@ -25,7 +25,7 @@ def report(
     data: DataOption = None,
 ) -> None:
     """Transparency report: how often, by whom, for what, with what outcome — with charts and anomaly flags."""
-    text = acting(data, lambda system, actor: system.transparency_report(
+    text = acting(data, lambda system, actor: system.oversight.transparency_report(
         actor, since.date() if since else None, until.date() if until else None, by, format, unit, purpose, outcome))
     if output is None:
         print(text)
@@ -40,7 +40,7 @@ def report(
 @audit_app.command("verify")
 def audit_verify(data: DataOption = None, as_json: JsonOption = False) -> None:
     """Recompute the hash chain and check the signed checkpoints; report the first broken entry."""
-    result = acting(data, lambda system, actor: system.verify_audit(actor))
+    result = acting(data, lambda system, actor: system.oversight.verify_audit(actor))
     if as_json:
         emit_json(result.__dict__)
     elif result.ok:
@@ -54,7 +54,7 @@ def audit_verify(data: DataOption = None, as_json: JsonOption = False) -> None:
 @audit_app.command("export")
 def audit_export(folder: Path, data: DataOption = None) -> None:
     """Write the trail (JSON Lines), the signed checkpoints, the public key and a standalone verifier."""
-    written = acting(data, lambda system, actor: system.export_audit(actor, folder))
+    written = acting(data, lambda system, actor: system.oversight.export_audit(actor, folder))
     console.print(f"wrote {written} (verify with: python {written / 'verify_audit.py'})")
 
 
@@ -67,7 +67,7 @@ def audit_show(
     data: DataOption = None,
 ) -> None:
     """Browse audit entries (auditor, supervisor)."""
-    entries = acting(data, lambda system, actor: system.audit_entries(actor, since_seq, limit, actor_name, action))
+    entries = acting(data, lambda system, actor: system.oversight.audit_entries(actor, since_seq, limit, actor_name, action))
     emit_json(entries)
 
 

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from facetrail.cli.common import DataOption, JsonOption, acting, console, emit_json, fail, out
+from facetrail.accountability.service import CaseRequest
 
 review_app = typer.Typer(no_args_is_help=True, help="Examiners' two-person review of candidate lists.")
 lead_app = typer.Typer(no_args_is_help=True, help="Lead reports.")
@@ -23,7 +24,7 @@ NoteOption = Annotated[str, typer.Option("--note", help="Why this search is need
 def _read_probe(path: Path, system) -> bytes:
     from facetrail.engine.decode import read_image_bytes
 
-    return read_image_bytes(path, system.galleries.settings.limits)
+    return read_image_bytes(path, system.searches.limits)
 
 
 def _print_candidates(candidates: list[dict], notice: str) -> None:
@@ -50,12 +51,11 @@ def search(
     as_json: JsonOption = False,
 ) -> None:
     """Search a gallery with a probe photograph, for a case, a permitted purpose and an offence (investigator)."""
-    from facetrail.engine.geometry import Box
 
     def body(system, actor):
-        override = system.authenticate(override_token) if override_token else None
-        return system.search(actor, _read_probe(probe, system), gallery, case, purpose, offence, authorization, note,
-                             Box.parse(face_box) if face_box else None, face, override)
+        override = system.auth.authenticate(override_token) if override_token else None
+        request = CaseRequest(case, purpose, offence, authorization, note, gallery, face_box, face)
+        return system.searches.search(actor, _read_probe(probe, system), request, override)
 
     result = acting(data, body)
     if as_json:
@@ -71,8 +71,9 @@ def compare(
     authorization: AuthOption = "", note: NoteOption = "", data: DataOption = None, as_json: JsonOption = False,
 ) -> None:
     """Compare two photographs (1:1) under the same rules as a search (investigator)."""
-    result = acting(data, lambda system, actor: system.compare(actor, _read_probe(first, system), _read_probe(second, system),
-                                                               case, purpose, offence, authorization, note))
+    request = CaseRequest(case, purpose, offence, authorization, note)
+    result = acting(data, lambda system, actor: system.searches.compare(actor, _read_probe(first, system),
+                                                                        _read_probe(second, system), request))
     if as_json:
         emit_json(result.to_dict())
         return
@@ -84,7 +85,7 @@ def compare(
 @review_app.command("queue")
 def review_queue(data: DataOption = None, as_json: JsonOption = False) -> None:
     """Searches waiting for your review (examiner)."""
-    queue = acting(data, lambda system, actor: system.review_queue(actor))
+    queue = acting(data, lambda system, actor: system.reviews.review_queue(actor))
     if as_json:
         emit_json(queue)
         return
@@ -98,7 +99,7 @@ def review_queue(data: DataOption = None, as_json: JsonOption = False) -> None:
 @review_app.command("show")
 def review_show(search_id: int, data: DataOption = None, as_json: JsonOption = False) -> None:
     """A search's candidate list; examiners see only their own decisions (blind review)."""
-    shown = acting(data, lambda system, actor: system.show_search(actor, search_id))
+    shown = acting(data, lambda system, actor: system.reviews.show_search(actor, search_id))
     if as_json:
         emit_json(shown)
         return
@@ -118,7 +119,7 @@ def review_image(
     data: DataOption = None,
 ) -> None:
     """Write the probe or a candidate's gallery photograph to a file for side-by-side comparison (audited)."""
-    image = acting(data, lambda system, actor: system.candidate_image(actor, search_id, rank) if rank else system.probe_image(actor, search_id))
+    image = acting(data, lambda system, actor: system.reviews.candidate_photo(actor, search_id, rank)[0] if rank else system.reviews.probe_photo(actor, search_id)[0])
     output.write_bytes(image)
     console.print(f"wrote {output}")
 
@@ -132,14 +133,14 @@ def review_decide(
     data: DataOption = None,
 ) -> None:
     """Record your decision on one candidate (examiner; final; blind to other examiners)."""
-    acting(data, lambda system, actor: system.decide(actor, search_id, rank, decision, notes))
+    acting(data, lambda system, actor: system.reviews.decide(actor, search_id, rank, decision, notes))
     console.print(f"recorded: search {search_id}, candidate {rank}: {decision}")
 
 
 @review_app.command("disputes")
 def review_disputes(data: DataOption = None, as_json: JsonOption = False) -> None:
     """Candidates on which examiners disagree (supervisor)."""
-    disputes = acting(data, lambda system, actor: system.disputes(actor))
+    disputes = acting(data, lambda system, actor: system.reviews.disputes(actor))
     if as_json:
         emit_json(disputes)
         return
@@ -157,7 +158,7 @@ def review_resolve(
     data: DataOption = None,
 ) -> None:
     """Settle examiners' disagreement on a candidate (supervisor who neither ran nor reviewed the search)."""
-    outcome = acting(data, lambda system, actor: system.resolve(actor, search_id, rank, decision, notes))
+    outcome = acting(data, lambda system, actor: system.reviews.resolve(actor, search_id, rank, decision, notes))
     console.print(f"search {search_id}: {outcome}")
 
 
@@ -168,9 +169,7 @@ def lead_export(
     data: DataOption = None,
 ) -> None:
     """Write the lead report of a search with a verified lead (audited)."""
-    from facetrail.accountability.leads import export_lead
-
-    page = acting(data, lambda system, actor: export_lead(system, actor, search_id))
+    page = acting(data, lambda system, actor: system.reviews.lead_report(actor, search_id))
     try:
         output.write_text(page, encoding="utf-8")
     except OSError as exc:

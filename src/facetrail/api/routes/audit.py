@@ -25,7 +25,7 @@ router = APIRouter(prefix="/audit", tags=["oversight"], responses=COMMON_ERRORS)
 def verify(actor: CurrentActor, system: SystemDep) -> dict:
     """Recompute the hash chain and check the signed checkpoints; ``ok`` is false, with the first bad entry, when
     the trail was tampered with (auditors and supervisors; audited)."""
-    return dataclasses.asdict(system.verify_audit(actor))
+    return dataclasses.asdict(system.oversight.verify_audit(actor))
 
 
 @router.get("/entries", summary="Browse audit entries", response_model=list[AuditEntryOut])
@@ -38,7 +38,7 @@ def entries(
     action: Annotated[str | None, Query(description="Only entries of this action, e.g. search.")] = None,
 ) -> list[dict]:
     """Audit entries in order (auditors and supervisors)."""
-    return system.audit_entries(actor, since_seq, limit, who, action)
+    return system.oversight.audit_entries(actor, since_seq, limit, who, action)
 
 
 @router.post("/exports", summary="Export the audit trail", response_class=FileResponse, status_code=status.HTTP_200_OK,
@@ -55,7 +55,7 @@ def export_response(system: Facetrail, actor: Actor) -> FileResponse:
     by the API and by the audit trail page."""
     scratch = Path(tempfile.mkdtemp(prefix="facetrail-audit-"))
     try:
-        folder = system.export_audit(actor, scratch / "audit-export")
+        folder = system.oversight.export_audit(actor, scratch / "audit-export")
         archive = shutil.make_archive(str(scratch / "audit-export"), "zip", root_dir=folder)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -26,7 +26,7 @@ def login(body: LoginRequest, request: Request, response: Response, system: Syst
     minute from one address, or 10 for one username, get 429; five failures for one username from one address lock
     that username for that address for 15 minutes (the same answer whether the account exists or not)."""
     actor, token = log_in(request, system, body.username, body.password, "api")
-    csrf = set_session_cookies(response, token, settings, int(system.users.token_lifetime.total_seconds()))
+    csrf = set_session_cookies(response, token, settings, int(system.auth.token_lifetime.total_seconds()))
     return LoginResponse(token=token, csrf_token=csrf, user=Account.of(actor))
 
 
@@ -34,7 +34,7 @@ def login(body: LoginRequest, request: Request, response: Response, system: Syst
              responses=COMMON_ERRORS)
 def logout(token: SessionToken, system: SystemDep, settings: SettingsDep) -> Response:
     """Revoke the token the request was made with (audited) and clear the cookies."""
-    system.logout(token)
+    system.auth.logout(token)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     clear_session_cookies(response, settings)
     return response

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, UploadFile, status
 
-from facetrail.api.deps import CurrentActor, EngineLock, SystemDep
+from facetrail.api.deps import CurrentActor, SystemDep
+from facetrail.api.forms import CaseForm
 from facetrail.api.errors import COMMON_ERRORS, UPLOAD_ERRORS
 from facetrail.api.files import read_upload
-from facetrail.api.routes.searches import AuthorizationRef, CaseNumber, Note, Offence, Purpose
 from facetrail.api.schemas import ComparisonOut
 
 router = APIRouter(prefix="/comparisons", tags=["searches"], responses={**COMMON_ERRORS, **UPLOAD_ERRORS})
@@ -19,17 +19,10 @@ router = APIRouter(prefix="/comparisons", tags=["searches"], responses={**COMMON
 def compare(
     first: Annotated[UploadFile, File(description="The first photograph (the probe).")],
     second: Annotated[UploadFile, File(description="The second photograph.")],
-    case_number: CaseNumber,
-    purpose: Purpose,
-    offence: Offence,
+    request: CaseForm,
     actor: CurrentActor,
     system: SystemDep,
-    lock: EngineLock,
-    authorization_ref: AuthorizationRef = "",
-    note: Note = "",
 ) -> ComparisonOut:
     """Compare two photographs (1:1) under the same rules as a search: role, policy, audit (investigators)."""
-    first_data, second_data = read_upload(first), read_upload(second)
-    with lock:
-        result = system.compare(actor, first_data, second_data, case_number, purpose, offence, authorization_ref, note)
+    result = system.searches.compare(actor, read_upload(first), read_upload(second), request)
     return ComparisonOut.model_validate(result.to_dict())

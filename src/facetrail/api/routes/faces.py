@@ -26,7 +26,7 @@ def find_faces(
     """The faces found (largest first) with their boxes and quality; nothing is searched or stored (investigators;
     audited). Photographs over ``limits.max_interactive_pixels`` are refused (413). It runs on an engine of its own,
     one photograph at a time, so it never delays a search; 503 when others' photographs keep it busy."""
-    return describe_faces(*system.inspect_faces(actor, read_upload(image), face_box or None))
+    return describe_faces(*system.searches.inspect_faces(actor, read_upload(image), face_box or None))
 
 
 def describe_faces(decoded: DecodedImage, faces: list[FoundFace]) -> FacesOut:

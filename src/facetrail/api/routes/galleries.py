@@ -39,28 +39,27 @@ MANIFEST_OPTIONAL = ("source", "capture_date")
 @router.get("", summary="List galleries", response_model=list[GalleryOut])
 def list_galleries(actor: CurrentActor, system: SystemDep) -> list[dict]:
     """Every gallery with its allowed sources and counts (any user, as in the CLI)."""
-    return [info.to_dict() for info in system.galleries.list()]
+    return [info.to_dict() for info in system.admin.galleries(actor)]
 
 
 @router.post("", summary="Create a gallery", response_model=GalleryOut, status_code=status.HTTP_201_CREATED,
              responses=documented(409))
 def create_gallery(body: GalleryCreate, actor: CurrentActor, system: SystemDep) -> dict:
     """Create a gallery that accepts photographs only from the given provenance sources (admin; audited)."""
-    return system.create_gallery(actor, body.name, body.allowed_sources, body.description).to_dict()
+    return system.admin.create_gallery(actor, body.name, body.allowed_sources, body.description).to_dict()
 
 
 @router.get("/{name}", summary="Show a gallery", response_model=GalleryDetail)
 def show_gallery(name: str, actor: CurrentActor, system: SystemDep) -> dict:
     """A gallery's description, sources, counts and which units may search it (any user, as in the CLI)."""
-    gallery = system.galleries.get(name)
-    return {**gallery.info().to_dict(), "searchable_by_units": [g["unit"] for g in system.users.grants(gallery.id)]}
+    return system.admin.gallery_details(actor, name)
 
 
 @router.post("/{name}/grants", summary="Let a unit search a gallery", response_model=Grant,
              status_code=status.HTTP_201_CREATED, responses=documented(409))
 def grant(name: str, body: GrantCreate, actor: CurrentActor, system: SystemDep) -> Grant:
     """Authorize a unit's investigators ('*': every unit) to search the gallery (admin; audited)."""
-    system.grant_gallery(actor, name, body.unit)
+    system.admin.grant_gallery(actor, name, body.unit)
     return Grant(gallery=name, unit=body.unit.strip())
 
 
@@ -68,14 +67,14 @@ def grant(name: str, body: GrantCreate, actor: CurrentActor, system: SystemDep) 
 def revoke(name: str, unit: str, actor: CurrentActor, system: SystemDep) -> Response:
     """Withdraw a unit's authorization to search the gallery (admin; audited). The unit is the rest of the path, so
     a unit name holding '/' is written as it is."""
-    system.revoke_gallery(actor, name, unit)
+    system.admin.revoke_gallery(actor, name, unit)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.delete("/{name}/subjects/{subject_id}", summary="Expunge a subject", response_model=RemovalReportOut)
 def remove_subject(name: str, subject_id: str, actor: CurrentActor, system: SystemDep) -> dict:
     """Remove a subject's images, templates, stored photographs and index entries (admin; audited)."""
-    return system.remove_subject(actor, name, subject_id).to_dict()
+    return system.admin.remove_subject(actor, name, subject_id).to_dict()
 
 
 @router.post(
@@ -181,13 +180,13 @@ def enrol_uploads(system: Facetrail, actor: Actor, gallery: str, files: list[tup
     process with a face engine of its own (or on the Ray cluster of ``enrolment.ray_address``), so searches go on
     meanwhile (the uploads are written to a private temporary folder for the duration); the summary and each file's
     outcome, in order. ``on_outcome`` hears of each outcome as it is known; the file's name is in its item's ``extra["uploaded_as"]``."""
-    rules = system.galleries.settings.enrolment
+    rules = system.admin.enrolment_rules(actor)
     if not rules.ray_address:  # on Ray the actors do the face work; otherwise it stays in this process
         rules = dataclasses.replace(rules, workers=1)
     with saved([(file_name, data) for file_name, data, *_ in files]) as paths:
         items = [EnrolItem(path, subject, source, captured, {**extra, "uploaded_as": file_name})
                  for path, (file_name, _, subject, source, captured, extra) in zip(paths, files)]
-        summary = system.enrol(actor, gallery, items, rules, on_outcome)
+        summary = system.admin.enrol(actor, gallery, items, rules, on_outcome)
     by_path = {outcome.item.path: outcome for outcome in summary.outcomes}
     return summary, [by_path[path] for path in paths]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from facetrail.accountability.leads import export_lead
 from facetrail.api.deps import CurrentActor, SearchId, SystemDep
 from facetrail.api.errors import COMMON_ERRORS
 
@@ -19,4 +18,4 @@ HTML_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
             responses={200: {"content": {"text/html": {}}, "description": "A self-contained HTML page"}})
 def lead_report(search_id: SearchId, actor: CurrentActor, system: SystemDep) -> HTMLResponse:
     """The lead report (HTML) of a search whose candidate two examiners verified (audited); 400 without a lead."""
-    return HTMLResponse(export_lead(system, actor, search_id), headers={"Content-Security-Policy": HTML_POLICY})
+    return HTMLResponse(system.reviews.lead_report(actor, search_id), headers={"Content-Security-Policy": HTML_POLICY})

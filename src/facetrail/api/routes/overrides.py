@@ -7,10 +7,10 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile, status
 
-from facetrail.api.deps import MAX_ID, CurrentActor, EngineLock, SystemDep
+from facetrail.api.deps import MAX_ID, CurrentActor, SystemDep
+from facetrail.api.forms import SearchForm
 from facetrail.api.errors import COMMON_ERRORS, UPLOAD_ERRORS, documented
 from facetrail.api.files import IMAGE_RESPONSE, image_response, read_upload
-from facetrail.api.routes.searches import AuthorizationRef, CaseNumber, Note, Offence, Purpose
 from facetrail.api.schemas import OverrideDecided, OverrideDecisionIn, OverrideRequested, OverrideRequestOut
 
 router = APIRouter(prefix="/overrides", tags=["overrides"], responses=COMMON_ERRORS)
@@ -22,27 +22,15 @@ RequestId = Annotated[int, Path(ge=1, le=MAX_ID, description="The override reque
              status_code=status.HTTP_201_CREATED, responses=UPLOAD_ERRORS)
 def request_override(
     probe: Annotated[UploadFile, File(description="The probe photograph.")],
-    gallery: Annotated[str, Form(max_length=100, description="The gallery; your unit must hold a grant for it.")],
-    case_number: CaseNumber,
-    purpose: Purpose,
-    offence: Offence,
+    request: SearchForm,
     actor: CurrentActor,
     system: SystemDep,
-    lock: EngineLock,
-    authorization_ref: AuthorizationRef = "",
-    note: Note = "",
-    face_box: Annotated[str | None, Form(max_length=100, description="x,y,w,h of the face, drawn by hand.")] = None,
-    face: Annotated[int | None, Form(ge=1, le=1000,
-                                     description="Which face (1 = largest) when the probe shows several.")] = None,
 ) -> OverrideRequested:
     """The same fields as a search, for a probe whose quality is poor, when the policy lets a supervisor approve such
     a search (investigators). The request must pass every other check a search makes; it waits for a supervisor of
     your unit. Refused (422) for an acceptable probe, under a policy that refuses poor probes, or while the same
     probe already waits."""
-    data = read_upload(probe)
-    with lock:
-        request_id = system.request_override(actor, data, gallery, case_number, purpose, offence, authorization_ref, note,
-                                             face_box or None, face)
+    request_id = system.overrides.request_override(actor, read_upload(probe), request)
     return OverrideRequested(request_id=request_id)
 
 
@@ -57,8 +45,8 @@ def list_overrides(
     """Supervisors: the requests of their unit waiting for a decision, oldest first. Investigators: their own
     requests, newest first, with each decision and the search it ran."""
     if (scope or ("pending" if actor.has("supervisor") else "mine")) == "pending":
-        return system.pending_overrides(actor)
-    return system.my_override_requests(actor)
+        return system.overrides.pending_overrides(actor)
+    return system.overrides.my_override_requests(actor)
 
 
 @router.get("/{request_id}/probe", summary="The probe of an override request", response_class=Response,
@@ -66,16 +54,14 @@ def list_overrides(
 def override_probe(request_id: RequestId, actor: CurrentActor, system: SystemDep) -> Response:
     """The probe as uploaded, for its investigator and the supervisors of their unit (audited; 404 once purged under
     the retention policy)."""
-    return image_response(system.override_probe(actor, request_id)[0])
+    return image_response(system.overrides.override_probe(actor, request_id)[0])
 
 
 @router.post("/{request_id}/decision", summary="Approve or decline an override request", response_model=OverrideDecided,
              responses=documented(409))
-def decide_override(request_id: RequestId, body: OverrideDecisionIn, actor: CurrentActor, system: SystemDep,
-                    lock: EngineLock) -> OverrideDecided:
+def decide_override(request_id: RequestId, body: OverrideDecisionIn, actor: CurrentActor, system: SystemDep) -> OverrideDecided:
     """A supervisor of the investigator's unit, not the investigator, decides once (audited). Approved, the search
     runs at once as the investigator's, marked as overridden by you, under the policy in force now; a refusal then is
     answered as a refused search. 409 when the request was already decided."""
-    with lock:
-        search_id = system.decide_override(actor, request_id, body.approve, body.notes)
+    search_id = system.overrides.decide_override(actor, request_id, body.approve, body.notes)
     return OverrideDecided(request_id=request_id, status="approved" if body.approve else "declined", search_id=search_id)

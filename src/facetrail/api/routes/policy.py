@@ -28,7 +28,7 @@ PolicyText = Annotated[str, Depends(policy_text)]
 @router.get("", summary="The policy in force", response_model=PolicyInForce)
 def policy_in_force(actor: CurrentActor, system: SystemDep) -> PolicyInForce:
     """The version and text of the policy in force (any user may read the rules they work under)."""
-    version, text = system.policy_in_force(actor)
+    version, text = system.admin.policy_in_force(actor)
     return PolicyInForce(version=version, text=text)
 
 
@@ -41,10 +41,10 @@ def policy_in_force(actor: CurrentActor, system: SystemDep) -> PolicyInForce:
 def load_policy(actor: CurrentActor, text: PolicyText, system: SystemDep) -> PolicyLoaded:
     """Load the body (TOML) as the next policy version; an invalid file is refused with every problem and its line,
     and the policy in force stays (both audited)."""
-    return PolicyLoaded(version=system.load_policy(actor, text))
+    return PolicyLoaded(version=system.admin.load_policy(actor, text))
 
 
 @router.get("/history", summary="Every policy version", response_model=list[PolicyVersion])
 def policy_history(actor: CurrentActor, system: SystemDep) -> list[dict]:
     """Every version loaded, oldest first, with its text (admins and auditors)."""
-    return system.policy_history(actor)
+    return system.admin.policy_history(actor)

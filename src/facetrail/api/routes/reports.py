@@ -37,6 +37,6 @@ def transparency_report(
 ) -> Response:
     """How often face search was used, by whom, for what and with what outcome, with anomaly flags (auditors and
     supervisors; audited). Filtered by unit, purpose or outcome, the report says so in every format."""
-    text = system.transparency_report(actor, since, until, by, format, unit, purpose, outcome)
+    text = system.oversight.transparency_report(actor, since, until, by, format, unit, purpose, outcome)
     headers = {"Content-Security-Policy": HTML_POLICY} if format == "html" else None
     return Response(text, media_type=MEDIA_TYPES[format], headers=headers)

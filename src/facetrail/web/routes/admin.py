@@ -71,7 +71,7 @@ def users(request: Request, actor: WebActor, system: SystemDep, done: Done = "",
           user: Annotated[str, Query(max_length=100)] = "") -> HTMLResponse:
     """Every account with its roles and state, a form per account to change them, and a form to create one."""
     system.require(actor, "manage_users")
-    accounts = system.list_users(actor)
+    accounts = system.admin.list_users(actor)
     known = any(account["username"] == user for account in accounts)
     return _users_page(request, accounts, message=_done(USER_CHANGES, done, user) if known else None)
 
@@ -84,7 +84,7 @@ def _change_user(request: Request, system: Facetrail, actor: Actor, change: Call
         result = change()
     except FacetrailError as exc:
         status, message, _ = error_of(exc)
-        return _users_page(request, system.list_users(actor), status, error=message, values=values or {})
+        return _users_page(request, system.admin.list_users(actor), status, error=message, values=values or {})
     if isinstance(result, RoleChange) and result.pending:
         done = "roles_pending"
     return RedirectResponse("/admin/users?" + urlencode({"done": done, "user": username}), status_code=303)
@@ -105,7 +105,7 @@ def create_user(
     values = {"username": username, "display_name": display_name, "unit": unit, "roles": roles or []}
     return _change_user(
         request, system, actor,
-        lambda: system.create_user(actor, username.strip(), password, roles or [], unit, display_name.strip()),
+        lambda: system.admin.create_user(actor, username.strip(), password, roles or [], unit, display_name.strip()),
         "created", username.strip(), values)
 
 
@@ -113,39 +113,39 @@ def create_user(
 def set_roles(request: Request, username: Username, actor: FormActor, system: SystemDep,
               roles: Annotated[list[str] | None, Form(max_length=len(ROLES))] = None):
     """Replace an account's roles (audited)."""
-    return _change_user(request, system, actor, lambda: system.set_roles(actor, username, roles or []), "roles", username)
+    return _change_user(request, system, actor, lambda: system.admin.set_roles(actor, username, roles or []), "roles", username)
 
 
 @router.post("/users/{username}/active")
 def set_active(request: Request, username: Username, actor: FormActor, system: SystemDep,
                active: Annotated[bool, Form()]):
     """Activate or deactivate an account; deactivating ends its sessions (audited)."""
-    return _change_user(request, system, actor, lambda: system.set_active(actor, username, active),
+    return _change_user(request, system, actor, lambda: system.admin.set_active(actor, username, active),
                         "enabled" if active else "disabled", username)
 
 
 @router.post("/users/{username}/unlock")
 def unlock(request: Request, username: Username, actor: FormActor, system: SystemDep):
     """Lift a lockout after repeated failed logins (audited)."""
-    return _change_user(request, system, actor, lambda: system.unlock(actor, username), "unlocked", username)
+    return _change_user(request, system, actor, lambda: system.admin.unlock(actor, username), "unlocked", username)
 
 
 # --- galleries --------------------------------------------------------------------------------------------------------
 
 
-def _galleries_page(request: Request, system: Facetrail, status: int = 200, **context: Any) -> HTMLResponse:
+def _galleries_page(request: Request, system: Facetrail, actor: Actor, status: int = 200, **context: Any) -> HTMLResponse:
     units: dict[int, list[str]] = defaultdict(list)
-    for grant in system.users.grants():
+    for grant in system.admin.grants(actor):
         units[grant["gallery_id"]].append(grant["unit"])
     return render(request, "admin_galleries.html",
-                  {"galleries": system.galleries.list(), "units": units, "values": {}, **context}, status)
+                  {"galleries": system.admin.galleries(actor), "units": units, "values": {}, **context}, status)
 
 
 @router.get("/galleries", response_class=HTMLResponse)
 def galleries(request: Request, actor: WebActor, system: SystemDep) -> HTMLResponse:
     """Every gallery with its allowed sources, counts and the units that may search it; a form to create one."""
     system.require(actor, "manage_galleries")
-    return _galleries_page(request, system)
+    return _galleries_page(request, system, actor)
 
 
 @router.post("/galleries")
@@ -161,18 +161,18 @@ def create_gallery(
     system.require(actor, "manage_galleries")
     sources = [source.strip() for source in allowed_sources.split(",") if source.strip()]
     try:
-        system.create_gallery(actor, name.strip(), sources, description.strip())
+        system.admin.create_gallery(actor, name.strip(), sources, description.strip())
     except FacetrailError as exc:
         status, message, _ = error_of(exc)
         values = {"name": name, "description": description, "allowed_sources": allowed_sources}
-        return _galleries_page(request, system, status, error=message, values=values)
+        return _galleries_page(request, system, actor, status, error=message, values=values)
     return RedirectResponse(f"/admin/galleries/{quote(name.strip())}?done=created", status_code=303)
 
 
-def _gallery_page(request: Request, system: Facetrail, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    gallery = system.galleries.get(name)
+def _gallery_page(request: Request, system: Facetrail, actor: Actor, name: str, status: int = 200, **context: Any) -> HTMLResponse:
     return render(request, "admin_gallery.html", {
-        "gallery": gallery.info(), "grants": system.users.grants(gallery.id), "subject_id_max": SUBJECT_ID_MAX,
+        "gallery": system.admin.gallery(actor, name), "grants": system.admin.grants(actor, name),
+        "subject_id_max": SUBJECT_ID_MAX,
         **context,
     }, status)
 
@@ -181,7 +181,7 @@ def _gallery_page(request: Request, system: Facetrail, name: str, status: int = 
 def gallery(request: Request, name: GalleryName, actor: WebActor, system: SystemDep, done: Done = "") -> HTMLResponse:
     """One gallery: its grants, expunging a subject, and enrolling photographs."""
     system.require(actor, "manage_galleries")
-    return _gallery_page(request, system, name, message=_done(GALLERY_CHANGES, done))
+    return _gallery_page(request, system, actor, name, message=_done(GALLERY_CHANGES, done))
 
 
 def _change_gallery(request: Request, system: Facetrail, actor: Actor, name: str, change: Callable[[], object],
@@ -192,7 +192,7 @@ def _change_gallery(request: Request, system: Facetrail, actor: Actor, name: str
         change()
     except FacetrailError as exc:
         status, message, _ = error_of(exc)
-        return _gallery_page(request, system, name, status, error=message)
+        return _gallery_page(request, system, actor, name, status, error=message)
     return RedirectResponse(f"/admin/galleries/{quote(name)}?done={done}", status_code=303)
 
 
@@ -200,14 +200,14 @@ def _change_gallery(request: Request, system: Facetrail, actor: Actor, name: str
 def grant(request: Request, name: GalleryName, actor: FormActor, system: SystemDep,
           unit: Annotated[str, Form(max_length=100)] = ""):
     """Let a unit's investigators ('*': every unit) search the gallery (audited)."""
-    return _change_gallery(request, system, actor, name, lambda: system.grant_gallery(actor, name, unit), "granted")
+    return _change_gallery(request, system, actor, name, lambda: system.admin.grant_gallery(actor, name, unit), "granted")
 
 
 @router.post("/galleries/{name}/revocations")
 def revoke(request: Request, name: GalleryName, actor: FormActor, system: SystemDep,
            unit: Annotated[str, Form(max_length=100)] = ""):
     """Withdraw a unit's grant (audited)."""
-    return _change_gallery(request, system, actor, name, lambda: system.revoke_gallery(actor, name, unit), "revoked")
+    return _change_gallery(request, system, actor, name, lambda: system.admin.revoke_gallery(actor, name, unit), "revoked")
 
 
 @router.post("/galleries/{name}/expungements")
@@ -219,7 +219,7 @@ def expunge(request: Request, name: GalleryName, actor: FormActor, system: Syste
     def remove() -> None:
         if not confirm:
             raise FacetrailError("tick the box to confirm that the subject's photographs are to be removed for good")
-        system.remove_subject(actor, name, subject_id.strip())
+        system.admin.remove_subject(actor, name, subject_id.strip())
 
     return _change_gallery(request, system, actor, name, remove, "expunged")
 
@@ -240,11 +240,11 @@ def start_enrolment(
     then follow the job's progress."""
     system.require(actor, "enrol")
     try:
-        system.galleries.get(name)
+        system.admin.gallery(actor, name)
         files = _uploaded_files([i for i in images or [] if i.filename], manifest, subject_id.strip(), source.strip())
     except FacetrailError as exc:
         status, message, _ = error_of(exc)
-        return _gallery_page(request, system, name, status, error=message)
+        return _gallery_page(request, system, actor, name, status, error=message)
     job = jobs.start(system, actor, name, files)
     return RedirectResponse(f"/admin/jobs/{job.id}", status_code=303)
 
@@ -304,10 +304,10 @@ def job_page(request: Request, job_id: JobId, actor: WebActor, jobs: Jobs, syste
 
 def _policy_page(request: Request, system: Facetrail, actor: Actor, text: str | None = None, status: int = 200,
                  **context: Any) -> HTMLResponse:
-    version, in_force = system.policy_in_force(actor)
-    names = {account["id"]: account["username"] for account in system.list_users(actor)}
+    version, in_force = system.admin.policy_in_force(actor)
+    names = {account["id"]: account["username"] for account in system.admin.list_users(actor)}
     history = [{**entry, "loaded_by": names.get(entry["loaded_by"], "system")}
-               for entry in reversed(system.policy_history(actor))]
+               for entry in reversed(system.admin.policy_history(actor))]
     return render(request, "admin_policy.html", {
         "version": version, "in_force": in_force, "history": history,
         "text": in_force if text is None else text, **context,
@@ -318,7 +318,7 @@ def _policy_page(request: Request, system: Facetrail, actor: Actor, text: str | 
 def policy(request: Request, actor: WebActor, system: SystemDep, done: Done = "") -> HTMLResponse:
     """The policy in force, every version loaded, and a form to load a new one."""
     system.require(actor, "manage_policy")
-    return _policy_page(request, system, actor, message=_done(POLICY_CHANGES, done, system.policy_in_force(actor)[0]))
+    return _policy_page(request, system, actor, message=_done(POLICY_CHANGES, done, system.admin.policy_in_force(actor)[0]))
 
 
 @router.post("/policy")
@@ -332,12 +332,12 @@ def load_policy(
     """Load the text (or the uploaded file) as the next policy version; an invalid one is refused with every problem
     and its line, and the policy in force stays (both audited)."""
     system.require(actor, "manage_policy")
-    before, _ = system.policy_in_force(actor)
+    before, _ = system.admin.policy_in_force(actor)
     text = text.replace("\r\n", "\n")
     try:
         if policy_file is not None and policy_file.filename:
             text = _policy_file_text(policy_file)
-        version = system.load_policy(actor, text)
+        version = system.admin.load_policy(actor, text)
     except FacetrailError as exc:
         status, message, problems = error_of(exc)
         return _policy_page(request, system, actor, text, status, error=message, problems=problems)

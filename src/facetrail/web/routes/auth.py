@@ -61,7 +61,7 @@ def login(
         status, message, _ = error_of(exc)
         return _login_page(request, settings, {**context, "error": message}, status)
     response = RedirectResponse(safe_next(next), status_code=303)
-    set_session_cookies(response, token, settings, int(system.users.token_lifetime.total_seconds()))
+    set_session_cookies(response, token, settings, int(system.auth.token_lifetime.total_seconds()))
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login", secure=settings.cookie_secure, samesite="strict")
     return response
 
@@ -69,7 +69,7 @@ def login(
 @router.post("/logout")
 def logout(request: Request, actor: FormActor, system: SystemDep, settings: SettingsDep) -> RedirectResponse:
     """End the session (the token is revoked, audited) and clear the cookies."""
-    system.logout(request.state.token)
+    system.auth.logout(request.state.token)
     response = RedirectResponse("/login", status_code=303)
     clear_session_cookies(response, settings)
     return response
@@ -79,8 +79,8 @@ def logout(request: Request, actor: FormActor, system: SystemDep, settings: Sett
 def home(request: Request, actor: WebActor, system: SystemDep) -> HTMLResponse:
     """The start page: what this user may do, with what is waiting for them."""
     counts = {
-        "mine": len(system.my_searches(actor, limit=500)) if may(actor, "search") else 0,
-        "queue": len(system.review_queue(actor)) if may(actor, "review") else 0,
-        "disputes": len(system.disputes(actor)) if may(actor, "resolve_dispute") else 0,
+        "mine": len(system.searches.my_searches(actor, limit=500)) if may(actor, "search") else 0,
+        "queue": len(system.reviews.review_queue(actor)) if may(actor, "review") else 0,
+        "disputes": len(system.reviews.disputes(actor)) if may(actor, "resolve_dispute") else 0,
     }
     return render(request, "home.html", {"counts": counts})

@@ -20,13 +20,13 @@ router = APIRouter(prefix="/reviews")
 @router.get("", response_class=HTMLResponse)
 def queue(request: Request, actor: WebActor, system: SystemDep) -> HTMLResponse:
     """Searches waiting for this examiner's independent review, oldest first."""
-    return render(request, "review_queue.html", {"queue": system.review_queue(actor)})
+    return render(request, "review_queue.html", {"queue": system.reviews.review_queue(actor)})
 
 
 def _review_page(request: Request, system, actor, search_id: int, rank: int | None, recorded: int | None = None,
                  error: str | None = None, status: int = 200) -> HTMLResponse:
     system.require(actor, "review")
-    search = system.show_search(actor, search_id)
+    search = system.reviews.show_search(actor, search_id)
     ranks = [c["rank"] for c in search["candidates"]]
     undecided = [c["rank"] for c in search["candidates"] if not c["decisions"]]
     if rank not in ranks:
@@ -60,7 +60,7 @@ def decide(
 ):
     """Record this examiner's decision on one candidate (final, audited), then go to the next undecided candidate."""
     try:
-        system.decide(actor, search_id, rank, decision, notes)
+        system.reviews.decide(actor, search_id, rank, decision, notes)
     except FacetrailError as exc:
         status, message, _ = error_of(exc)
         return _review_page(request, system, actor, search_id, rank, error=message, status=status)

@@ -10,12 +10,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from facetrail.accountability.service import Facetrail
 from facetrail.accountability.users import Actor
-from facetrail.api.deps import MAX_ID, EngineLock, SearchId, SystemDep
+from facetrail.api.deps import MAX_ID, SearchId, SystemDep
 from facetrail.api.files import picture_bytes, read_upload
 from facetrail.api.routes.faces import describe_faces
 from facetrail.errors import FacetrailError, PoorQualityError
 from facetrail.web.pages import error_of, render
 from facetrail.web.session import FormActor, WebActor
+from facetrail.accountability.service import CaseRequest
 
 router = APIRouter()
 
@@ -26,10 +27,8 @@ PREVIEW_SIDE = 1600
 def _form(request: Request, system: Facetrail, actor: Actor, values: dict[str, Any] | None = None,
           error: str | None = None, status: int = 200) -> HTMLResponse:
     """The search form, with the galleries the actor's unit may search and the policy's purposes and offences."""
-    _, policy = system.policies.active()
-    galleries = [g for g in system.galleries.list() if system.users.may_search(actor, g.id)]
     return render(request, "search_new.html", {
-        "galleries": galleries, "policy": policy, "values": values or {}, "error": error,
+        "galleries": system.searches.searchable_galleries(actor), "policy": system.admin.policy_rules(actor), "values": values or {}, "error": error,
     }, status)
 
 
@@ -50,7 +49,7 @@ def faces(
     """For the search form's script: the faces in the chosen still with their quality, and a JPEG preview of the still
     as decoded (any format facetrail reads, turned the way its EXIF says) to draw them on. Nothing is stored; the
     inspection is audited and runs on its own engine (``Facetrail.inspect_faces``)."""
-    decoded, faces = system.inspect_faces(actor, read_upload(image), face_box or None)
+    decoded, faces = system.searches.inspect_faces(actor, read_upload(image), face_box or None)
     found = describe_faces(decoded, faces)
     preview = "data:image/jpeg;base64," + base64.b64encode(picture_bytes(decoded.pixels, max_side=PREVIEW_SIDE)).decode()
     return JSONResponse({**found.model_dump(), "preview": preview})
@@ -61,7 +60,6 @@ def search(
     request: Request,
     actor: FormActor,
     system: SystemDep,
-    lock: EngineLock,
     probe: Annotated[UploadFile, File()],
     gallery: Annotated[str, Form(max_length=100)] = "",
     case_number: Annotated[str, Form(max_length=100)] = "",
@@ -80,19 +78,16 @@ def search(
     try:
         if face.strip() and not face.strip().isdigit():
             raise FacetrailError(f"face {face!r}: expected the number of a face found in the photograph")
-        box = face_box.strip() or None
-        number = int(face) if face.strip() else None
+        case = CaseRequest(case_number, purpose, offence, authorization_ref, note, gallery, face_box.strip() or None,
+                           int(face) if face.strip() else None)
         data = read_upload(probe)
-        with lock:
-            result = system.search(actor, data, gallery, case_number, purpose, offence, authorization_ref, note, box, number)
+        result = system.searches.search(actor, data, case)
         return RedirectResponse(f"/searches/{result.search_id}", status_code=303)
     except FacetrailError as exc:
         refusal = exc
     if ask_override and isinstance(refusal.__cause__, PoorQualityError):
         try:
-            with lock:
-                request_id = system.request_override(actor, data, gallery, case_number, purpose, offence,
-                                                     authorization_ref, note, box, number)
+            request_id = system.overrides.request_override(actor, data, case)
             return RedirectResponse(f"/searches?override_requested={request_id}", status_code=303)
         except FacetrailError as exc:
             refusal = exc
@@ -107,11 +102,11 @@ def my_searches(request: Request, actor: WebActor, system: SystemDep,
     approval of a poor-quality probe."""
     system.require(actor, "search")
     message = f"Sent to a supervisor for approval (request #{override_requested})." if override_requested else None
-    return render(request, "my_searches.html", {"searches": system.my_searches(actor, limit=200),
-                                                "overrides": system.my_override_requests(actor), "message": message})
+    return render(request, "my_searches.html", {"searches": system.searches.my_searches(actor, limit=200),
+                                                "overrides": system.overrides.my_override_requests(actor), "message": message})
 
 
 @router.get("/searches/{search_id}", response_class=HTMLResponse)
 def search_result(request: Request, search_id: SearchId, actor: WebActor, system: SystemDep) -> HTMLResponse:
     """A search's ranked candidates: gallery photographs with rank, distance and estimated false-match rate."""
-    return render(request, "search_result.html", {"search": system.show_search(actor, search_id)})
+    return render(request, "search_result.html", {"search": system.reviews.show_search(actor, search_id)})

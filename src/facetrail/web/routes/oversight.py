@@ -62,16 +62,15 @@ def report(
     chosen = {"since": since, "until": until, "by": by, "unit": unit, "purpose": purpose, "outcome": outcome}
     fragment, error, status = None, None, 200
     try:
-        fragment = system.transparency_report(actor, _day("since", since), _day("until", until), by, "fragment",
+        fragment = system.oversight.transparency_report(actor, _day("since", since), _day("until", until), by, "fragment",
                                               unit, purpose, outcome)
     except FacetrailError as exc:
         status, error, _ = error_of(exc)
     query = {name: value for name, value in chosen.items() if value}
-    _, policy = system.policies.active()
     return render(request, "oversight_report.html", {
-        "chosen": chosen, "report": fragment, "error": error, "accuracy": system.model_accuracy(actor),
-        "groupings": GROUPINGS, "outcomes": OUTCOMES, "purposes": policy.purpose_ids,
-        "units": sorted({user["unit"] for user in system.users.list_users() if user["unit"]}),
+        "chosen": chosen, "report": fragment, "error": error, "accuracy": system.oversight.model_accuracy(actor),
+        "groupings": GROUPINGS, "outcomes": OUTCOMES, "purposes": system.admin.policy_rules(actor).purpose_ids,
+        "units": system.oversight.units(actor),
         "downloads": [(f"{API_PREFIX}/reports?{urlencode({**query, 'format': fmt})}", fmt, label)
                       for fmt, label in DOWNLOADS.items()],
     }, status)
@@ -82,8 +81,8 @@ def _audit_page(request: Request, system: Facetrail, actor: Actor, who: str = ""
                 ) -> HTMLResponse:
     """The audit trail page: a page of entries after ``since_seq``, only ``who``'s and/or of ``action`` if given, the
     result of a verification just run, if any, else the last one recorded in the trail."""
-    entries = system.audit_entries(actor, since_seq, limit, who or None, action or None)
-    last_verification, length = system.last_audit_verification(actor)
+    entries = system.oversight.audit_entries(actor, since_seq, limit, who or None, action or None)
+    last_verification, length = system.oversight.last_audit_verification(actor)
     chosen: dict[str, Any] = {"actor": who, "action": action, "limit": limit}
     query = {name: value for name, value in chosen.items() if value}
     return render(request, "oversight_audit.html", {
@@ -119,7 +118,7 @@ def audit(
 def verify(request: Request, actor: FormActor, system: SystemDep) -> HTMLResponse:
     """Recompute the hash chain and check the signed checkpoints (audited), and show the result over the trail's
     first page."""
-    return _audit_page(request, system, actor, verification=system.verify_audit(actor))
+    return _audit_page(request, system, actor, verification=system.oversight.verify_audit(actor))
 
 
 @router.post("/audit/export")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from facetrail.api.deps import EngineLock, Rank, SearchId, SystemDep
+from facetrail.api.deps import Rank, SearchId, SystemDep
 from facetrail.api.files import face_frame, picture_bytes
 from facetrail.web.session import WebActor
 
@@ -22,50 +22,40 @@ def picture_response(data: bytes, media_type: str = "image/jpeg") -> Response:
 
 
 @router.get("/probe.jpg")
-def probe(search_id: SearchId, actor: WebActor, system: SystemDep, lock: EngineLock) -> Response:
+def probe(search_id: SearchId, actor: WebActor, system: SystemDep) -> Response:
     """The probe, with the face that was searched outlined."""
-    data, box = system.probe_photo(actor, search_id)
-    with lock:
-        pixels = system.face_engine.decode(data).pixels
+    pixels, box = system.reviews.probe_pixels(actor, search_id)
     return picture_response(picture_bytes(pixels, max_side=SHOWN_SIDE, outline=box))
 
 
 @router.get("/probe/face.jpg")
-def probe_face(search_id: SearchId, actor: WebActor, system: SystemDep, lock: EngineLock) -> Response:
+def probe_face(search_id: SearchId, actor: WebActor, system: SystemDep) -> Response:
     """The probe framed on the face that was searched."""
-    data, box = system.probe_photo(actor, search_id)
-    with lock:
-        pixels = system.face_engine.decode(data).pixels
+    pixels, box = system.reviews.probe_pixels(actor, search_id)
     return picture_response(picture_bytes(face_frame(pixels, box)))
 
 
 @router.get("/probe/chip.png")
-def probe_chip(search_id: SearchId, actor: WebActor, system: SystemDep, lock: EngineLock) -> Response:
+def probe_chip(search_id: SearchId, actor: WebActor, system: SystemDep) -> Response:
     """The probe's aligned face chip."""
-    with lock:
-        return picture_response(picture_bytes(system.face_chip(actor, search_id), "PNG"), "image/png")
+    return picture_response(picture_bytes(system.reviews.face_chip(actor, search_id), "PNG"), "image/png")
 
 
 @router.get("/candidates/{rank}.jpg")
-def candidate(search_id: SearchId, rank: Rank, actor: WebActor, system: SystemDep, lock: EngineLock) -> Response:
+def candidate(search_id: SearchId, rank: Rank, actor: WebActor, system: SystemDep) -> Response:
     """A candidate's gallery photograph."""
-    data = system.candidate_image(actor, search_id, rank)
-    with lock:
-        pixels = system.face_engine.decode(data).pixels
+    pixels, _ = system.reviews.candidate_pixels(actor, search_id, rank)
     return picture_response(picture_bytes(pixels, max_side=SHOWN_SIDE))
 
 
 @router.get("/candidates/{rank}/face.jpg")
-def candidate_face(search_id: SearchId, rank: Rank, actor: WebActor, system: SystemDep, lock: EngineLock) -> Response:
+def candidate_face(search_id: SearchId, rank: Rank, actor: WebActor, system: SystemDep) -> Response:
     """A candidate's gallery photograph framed on the face enrolled from it."""
-    data, box = system.candidate_photo(actor, search_id, rank)
-    with lock:
-        pixels = system.face_engine.decode(data).pixels
+    pixels, box = system.reviews.candidate_pixels(actor, search_id, rank)
     return picture_response(picture_bytes(face_frame(pixels, box)))
 
 
 @router.get("/candidates/{rank}/chip.png")
-def candidate_chip(search_id: SearchId, rank: Rank, actor: WebActor, system: SystemDep, lock: EngineLock) -> Response:
+def candidate_chip(search_id: SearchId, rank: Rank, actor: WebActor, system: SystemDep) -> Response:
     """A candidate's aligned face chip."""
-    with lock:
-        return picture_response(picture_bytes(system.face_chip(actor, search_id, rank), "PNG"), "image/png")
+    return picture_response(picture_bytes(system.reviews.face_chip(actor, search_id, rank), "PNG"), "image/png")

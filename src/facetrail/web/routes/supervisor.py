@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from facetrail.accountability.schema import DECISIONS
 from facetrail.accountability.service import Facetrail
 from facetrail.accountability.users import Actor
-from facetrail.api.deps import MAX_ID, EngineLock, Rank, SearchId, SystemDep
+from facetrail.api.deps import MAX_ID, Rank, SearchId, SystemDep
 from facetrail.api.files import picture_bytes
 from facetrail.errors import FacetrailError
 from facetrail.web.pages import error_of, may, render
@@ -32,9 +32,9 @@ def _page(request: Request, system: Facetrail, actor: Actor, message: str | None
     """The supervision page: override requests waiting, disagreements to resolve, and the unit's recent activity."""
     system.require(actor, "view_unit_activity")
     return render(request, "supervision.html", {
-        "overrides": system.pending_overrides(actor) if may(actor, "override_quality") else [],
-        "disputes": system.disputes(actor) if may(actor, "resolve_dispute") else [],
-        "activity": system.unit_activity(actor, ACTIVITY_ROWS),
+        "overrides": system.overrides.pending_overrides(actor) if may(actor, "override_quality") else [],
+        "disputes": system.reviews.disputes(actor) if may(actor, "resolve_dispute") else [],
+        "activity": system.oversight.unit_activity(actor, ACTIVITY_ROWS),
         "decisions": DECISIONS, "message": message, "error": error,
     }, status)
 
@@ -65,12 +65,12 @@ def supervision(
 def dispute(request: Request, search_id: SearchId, rank: Rank, actor: WebActor, system: SystemDep) -> HTMLResponse:
     """One disputed candidate beside the probe, with every examiner's decision and the form to resolve it."""
     system.require(actor, "resolve_dispute")
-    found = next((d for d in system.disputes(actor) if (d["search_id"], d["rank"]) == (search_id, rank)), None)
+    found = next((d for d in system.reviews.disputes(actor) if (d["search_id"], d["rank"]) == (search_id, rank)), None)
     if found is None:
         return _page(request, system, actor, error=f"candidate {rank} of search #{search_id} is not in dispute",
                      status=404)
     return render(request, "supervision_dispute.html", {
-        "dispute": found, "search": system.show_search(actor, search_id), "decisions": DECISIONS})
+        "dispute": found, "search": system.reviews.show_search(actor, search_id), "decisions": DECISIONS})
 
 
 @router.post("/disputes/{search_id}/{rank}")
@@ -78,7 +78,7 @@ def resolve(request: Request, search_id: SearchId, rank: Rank, actor: FormActor,
             decision: Annotated[str, Form(max_length=40)] = "", notes: Notes = ""):
     """Settle the examiners' disagreement on one candidate (final, audited)."""
     try:
-        system.resolve(actor, search_id, rank, decision, notes)
+        system.reviews.resolve(actor, search_id, rank, decision, notes)
     except FacetrailError as exc:
         status, message, _ = error_of(exc)
         return _page(request, system, actor, error=message, status=status)
@@ -86,21 +86,18 @@ def resolve(request: Request, search_id: SearchId, rank: Rank, actor: FormActor,
 
 
 @router.get("/overrides/{request_id}/probe.jpg")
-def override_probe(request_id: RequestId, actor: WebActor, system: SystemDep, lock: EngineLock) -> Response:
+def override_probe(request_id: RequestId, actor: WebActor, system: SystemDep) -> Response:
     """The probe of an override request, with the face that would be searched outlined (audited as a view)."""
-    data, box = system.override_probe(actor, request_id)
-    with lock:
-        pixels = system.face_engine.decode(data).pixels
+    pixels, box = system.overrides.override_probe_pixels(actor, request_id)
     return picture_response(picture_bytes(pixels, max_side=SHOWN_SIDE, outline=box))
 
 
 @router.post("/overrides/{request_id}")
-def decide_override(request: Request, request_id: RequestId, actor: FormActor, system: SystemDep, lock: EngineLock,
+def decide_override(request: Request, request_id: RequestId, actor: FormActor, system: SystemDep,
                     decision: Annotated[Literal["approve", "decline"], Form()], notes: Notes = ""):
     """Approve (the search runs at once, as the investigator's) or decline an override request (final, audited)."""
     try:
-        with lock:
-            search_id = system.decide_override(actor, request_id, decision == "approve", notes)
+        search_id = system.overrides.decide_override(actor, request_id, decision == "approve", notes)
     except FacetrailError as exc:
         status, message, _ = error_of(exc)
         return _page(request, system, actor, error=message, status=status)

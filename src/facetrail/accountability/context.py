@@ -1,0 +1,249 @@
+"""What every accountable service of one data directory shares, and the rules they apply alike.
+
+The services (searches, reviews, overrides, administration, oversight, retention) are small classes over one
+``Context``: the audit trail, the policies, the users, the galleries, the encrypted probe store and the face engines.
+The context also holds the checks more than one service makes: an action's permission (its refusal audited), which
+searches an actor may look at, and the two-person rule's count of examiners.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from facetrail.accountability import outcomes
+from facetrail.accountability.audit import AuditTrail
+from facetrail.accountability.policy import Policy, PolicyStore
+from facetrail.accountability.schema import CandidateRecord, ProbeRecord, SearchRecord, UserRecord
+from facetrail.accountability.users import ROLE_ACTIONS, Actor, UserDirectory, require
+from facetrail.config import Settings
+from facetrail.datadir import DataDir
+from facetrail.engine.decode import decode_image
+from facetrail.evaluation.calibration import load_calibration
+from facetrail.engine.pipeline import FaceEngine, FoundFace
+from facetrail.errors import BusyError, FacetrailError, NotFoundError, PermissionDeniedError
+from facetrail.gallery.blobs import BlobStore
+from facetrail.gallery.gallery import Galleries
+from facetrail.store import as_utc
+
+NOTICE = (
+    "Candidates are investigative leads, not identifications. The system never declares a match: a candidate "
+    "becomes a lead only after two trained examiners verify it independently, and a lead is not probable cause."
+)
+PHOTO_ROLES = ROLE_ACTIONS["view_candidate_images"]
+"""The roles that see photographs."""
+MAX_NOTES = 10_000
+"""Longest note a decision, resolution or override decision may carry (characters)."""
+INSPECTION_WAIT_SECONDS = 10
+"""How long finding the faces in a photograph waits for the inspection engine before answering 'busy'."""
+
+
+@dataclass
+class Probe:
+    """A decoded probe and the face chosen in it."""
+
+    data: bytes
+    sha256: str
+    width: int
+    height: int
+    face: FoundFace
+    faces_found: int = 1
+
+
+class FaceEngines:
+    """The face engines of one process's searches: one for searches, comparisons and the pictures pages show, one of
+    its own for inspecting photographs before a search (so an inspection never holds up a search). dlib's models are
+    not safe to share between threads, so each engine is used by one thread at a time (``searching`` and
+    ``inspecting`` hold its lock); both are loaded on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._search: FaceEngine | None = None
+        self._inspection: FaceEngine | None = None
+        self._search_lock = threading.Lock()
+        self._inspection_lock = threading.Lock()
+
+    @contextmanager
+    def searching(self) -> Iterator[FaceEngine]:
+        """The search engine, held by this thread until the block ends."""
+        with self._search_lock:
+            if self._search is None:
+                self._search = FaceEngine(self._settings.engine)
+            yield self._search
+
+    @contextmanager
+    def inspecting(self) -> Iterator[FaceEngine]:
+        """The inspection engine, held by this thread until the block ends; BusyError when no turn comes within
+        INSPECTION_WAIT_SECONDS."""
+        if not self._inspection_lock.acquire(timeout=INSPECTION_WAIT_SECONDS):
+            raise BusyError("finding faces is busy with other photographs; try again in a few seconds")
+        try:
+            if self._inspection is None:
+                self._inspection = FaceEngine(self._settings.interactive_engine)
+            yield self._inspection
+        finally:
+            self._inspection_lock.release()
+
+    @property
+    def model_name(self) -> str:
+        """The name of the face model searches use."""
+        with self.searching() as engine:
+            return engine.model.name
+
+
+class Context:
+    """The parts of one open data directory that every service uses."""
+
+    def __init__(self, galleries: Galleries, audit: AuditTrail, policies: PolicyStore, users: UserDirectory,
+                 probes: BlobStore) -> None:
+        self.galleries = galleries
+        self.datadir: DataDir = galleries.datadir
+        self.settings: Settings = galleries.settings
+        self.audit = audit
+        self.policies = policies
+        self.users = users
+        self.probes = probes
+        self.engines = FaceEngines(self.settings)
+
+    def policy(self) -> tuple[int, Policy]:
+        """The version and rules of the policy in force."""
+        return self.policies.active()
+
+    # --- permissions, refusals audited ----------------------------------------------------------------------------
+
+    def require(self, actor: Actor, action: str, target: str = "") -> None:
+        """``users.require``, with a refusal audited (``access_denied``) before it is raised."""
+        try:
+            require(actor, action)
+        except PermissionDeniedError as exc:
+            self.deny(actor, action, target, str(exc))
+
+    def deny(self, actor: Actor, action: str, target: str, reason: str) -> NoReturn:
+        """Audit a refused attempt (``access_denied``) and raise PermissionDeniedError with ``reason``."""
+        self.audit.append(actor.username, "access_denied", clipped(target, 200), {"action": action, "reason": reason})
+        raise PermissionDeniedError(reason)
+
+    # --- which searches an actor may see ----------------------------------------------------------------------
+
+    def viewable_search(self, session, actor: Actor, search_id: int) -> SearchRecord:
+        """A completed search the actor may look at: their own; any as an examiner (examiners review every unit's
+        searches); as a supervisor, their unit's (every unit's for the policy's oversight unit). A refusal is
+        audited."""
+        self.require(actor, "view_candidate_images", f"search:{search_id}")
+        search = session.get(SearchRecord, search_id)
+        if search is not None and not (search.user_id == actor.id or actor.has("examiner") or self.oversees(actor, search)):
+            raise self.scope_refusal(actor, "view_candidate_images", search)
+        return completed_search(session, search_id)
+
+    def oversees(self, actor: Actor, search: SearchRecord) -> bool:
+        """Whether ``actor`` is a supervisor of the search's unit, or of the oversight unit."""
+        return actor.has("supervisor") and ((bool(actor.unit) and actor.unit == search.unit)
+                                            or self.oversees_every_unit(actor))
+
+    def oversees_every_unit(self, actor: Actor) -> bool:
+        """Whether ``actor`` belongs to the unit the policy lets oversee every unit."""
+        oversight_unit = self.policy()[1].roles.oversight_unit
+        return bool(oversight_unit) and actor.unit == oversight_unit
+
+    def scope_refusal(self, actor: Actor, action: str, search: SearchRecord) -> NotFoundError:
+        """The audited refusal of a look at another unit's search, answered as if the search did not exist (so no
+        one can learn which search ids exist outside their scope); the audit entry records the real reason."""
+        reason = (f"search {search.id} belongs to unit {search.unit or '(none)'!r}: only its investigator, examiners "
+                  f"and that unit's supervisors may see it")
+        self.audit.append(actor.username, "access_denied", f"search:{search.id}", {"action": action, "reason": reason})
+        return NotFoundError(f"no search {search.id}")
+
+    # --- the two-person rule ---------------------------------------------------------------------------------
+
+    def examiners_required(self) -> int:
+        """Independent examiners needed for a lead: two unless the policy turns two-person verification off."""
+        return 2 if self.policy()[1].two_person_verification else 1
+
+    def search_outcome(self, session, search_id: int) -> str:
+        """A search's outcome under the two-person rule."""
+        return outcomes.outcomes_for(session, [search_id], self.examiners_required())[search_id]
+
+    # --- shared records ---------------------------------------------------------------------------------------
+
+    def store_probe(self, session, probe: Probe) -> ProbeRecord:
+        """Keep a probe's photograph (encrypted) and its record, in ``session``'s transaction."""
+        self.probes.put(probe.sha256, probe.data)
+        record = ProbeRecord(sha256=probe.sha256, width=probe.width, height=probe.height)
+        session.add(record)
+        session.flush()
+        return record
+
+    def pixels(self, data: bytes) -> np.ndarray:
+        """A stored photograph decoded to RGB pixels, for showing it."""
+        return decode_image(data, self.settings.limits).pixels
+
+    def calibration_source(self, model: str) -> str | None:
+        """Which comparisons the estimated false-match rates of ``model`` come from; None when not calibrated."""
+        table = load_calibration(self.datadir, model)
+        return None if table is None else (table.source or "an evaluation that did not record its data")
+
+
+def user_names(session) -> dict[int, str]:
+    """User id → username."""
+    return {user_id: name for user_id, name in session.execute(select(UserRecord.id, UserRecord.username))}
+
+
+def listed_searches(session, condition, limit: int, examiners_required: int) -> list[dict[str, Any]]:
+    """The searches and comparisons meeting ``condition``, newest first, each with who ran it, any quality
+    override and its outcome (a completed comparison has none)."""
+    records = session.scalars(
+        select(SearchRecord).options(selectinload(SearchRecord.candidates)).where(condition)
+        .order_by(SearchRecord.started_at.desc(), SearchRecord.id.desc()).limit(limit)
+    ).all()
+    outcome = outcomes.outcomes_of(session, records, examiners_required)
+    names = user_names(session)
+    return [
+        {"search_id": r.id, "kind": r.kind, "status": r.status, "refusal_reason": r.refusal_reason,
+         "investigator": names.get(r.user_id, ""), "case_number": r.case_number, "purpose": r.purpose,
+         "offence": r.offence, "gallery": r.gallery_name, "started_at": as_utc(r.started_at),
+         "candidates": len(r.candidates), "quality_override_by": names.get(r.quality_override_by),
+         "outcome": None if r.kind == "compare" and r.status == "completed" else outcome[r.id]}
+        for r in records
+    ]
+
+
+def completed_search(session, search_id: int) -> SearchRecord:
+    """The search ``search_id`` (not a comparison), refused with a reason when it does not exist or was refused."""
+    search = session.get(SearchRecord, search_id)
+    if search is None or search.kind != "search":
+        raise NotFoundError(f"no search {search_id}")
+    if search.status != "completed":
+        raise FacetrailError(f"search {search_id} was refused; there is nothing to review")
+    return search
+
+
+def candidate_at(search: SearchRecord, rank: int) -> CandidateRecord:
+    """The candidate at ``rank`` in a search's list."""
+    candidate = next((c for c in search.candidates if c.rank == rank), None)
+    if candidate is None:
+        raise NotFoundError(f"search {search.id} has no candidate at rank {rank}")
+    return candidate
+
+
+def failure_reason(exc: BaseException) -> str:
+    """An exception as the reason an audit entry gives: its message, or its kind when it has none (at most 500
+    characters)."""
+    return (str(exc) or type(exc).__name__)[:500] if isinstance(exc, FacetrailError) else f"failed: {type(exc).__name__}: {exc}"[:500]
+
+
+def check_notes(notes: str) -> None:
+    """Refuse notes longer than MAX_NOTES."""
+    if len(notes) > MAX_NOTES:
+        raise FacetrailError(f"notes: at most {MAX_NOTES:,} characters (got {len(notes):,})")
+
+
+def clipped(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, marked with an ellipsis when cut (the full value goes in the details)."""
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"

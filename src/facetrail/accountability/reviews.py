@@ -1,0 +1,235 @@
+"""Looking at a search and reviewing it under the two-person rule.
+
+A search's candidates and photographs are shown to its investigator, to examiners (of every unit) and to the
+supervisors of its unit, each view audited. Examiners review blind: each sees only their own decisions, and a
+candidate becomes a lead only when two different examiners verify it (``outcomes``). A supervisor who neither ran
+nor reviewed a search settles examiners' disagreements.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from facetrail.accountability import outcomes
+from facetrail.accountability.context import (
+    NOTICE,
+    Context,
+    candidate_at,
+    check_notes,
+    completed_search,
+    user_names,
+)
+from facetrail.accountability.schema import DECISIONS, ProbeRecord, ResolutionRecord, ReviewRecord, SearchRecord
+from facetrail.accountability.users import Actor
+from facetrail.engine.geometry import Box
+from facetrail.errors import DuplicateError, FacetrailError, NotFoundError, PermissionDeniedError
+from facetrail.gallery.schema import ImageRecord, TemplateRecord
+
+
+class Reviews:
+    """Showing searches and their photographs, examiners' decisions and supervisors' resolutions."""
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+
+    def review_queue(self, actor: Actor) -> list[dict[str, Any]]:
+        """Searches waiting for this examiner: not run by them, not yet decided by them, still open. Blind: no one
+        else's decisions are shown."""
+        self.context.require(actor, "review")
+        with self.context.galleries.sessions() as session:
+            searches = session.scalars(
+                select(SearchRecord).where(SearchRecord.kind == "search", SearchRecord.status == "completed",
+                                           SearchRecord.user_id != actor.id).order_by(SearchRecord.started_at)
+            ).all()
+            status = outcomes.outcomes_for(session, [s.id for s in searches], self.context.examiners_required())
+            mine = set(session.scalars(select(ReviewRecord.search_id).where(ReviewRecord.examiner_id == actor.id)))
+            return [
+                {"search_id": s.id, "case_number": s.case_number, "gallery": s.gallery_name, "purpose": s.purpose,
+                 "offence": s.offence, "started_at": s.started_at.isoformat(), "candidates": len(s.candidates)}
+                for s in searches if s.id not in mine and status[s.id] == "pending_review"
+            ]
+
+    def show_search(self, actor: Actor, search_id: int) -> dict[str, Any]:
+        """A search and its candidate list (audited). The investigator who ran it sees the outcome; an examiner sees
+        only their own decisions (blind review), even one who is a supervisor too; a supervisor sees every
+        decision."""
+        context = self.context
+        with context.galleries.sessions() as session:
+            search = context.viewable_search(session, actor, search_id)
+            sees_all = sees_every_decision(actor)
+            owner = search.user_id == actor.id
+            reviews = session.scalars(select(ReviewRecord).where(ReviewRecord.search_id == search_id)).all()
+            visible = [r for r in reviews if sees_all or r.examiner_id == actor.id]
+            names = user_names(session)
+            shown = {
+                "search_id": search.id, "investigator": names.get(search.user_id, ""), "case_number": search.case_number,
+                "gallery": search.gallery_name, "gallery_version": search.gallery_version, "policy_version": search.policy_version,
+                "purpose": search.purpose, "offence": search.offence, "face_box": search.face_box, "quality": search.quality,
+                "started_at": search.started_at.isoformat(), "calibration": context.calibration_source(search.model_name),
+                "outcome": context.search_outcome(session, search_id) if owner or sees_all else None,
+                "candidates": [
+                    {"rank": c.rank, "subject_id": c.subject_external_id, "image_id": c.image_id, "distance": c.distance,
+                     "false_match_rate": c.false_match_rate,
+                     "decisions": [{"examiner": names.get(r.examiner_id, ""), "decision": r.decision, "notes": r.notes}
+                                   for r in visible if r.candidate_id == c.id]}
+                    for c in search.candidates
+                ],
+                "notice": NOTICE,
+            }
+        context.audit.append(actor.username, "search_viewed", f"search:{search_id}", {"candidates": len(shown["candidates"])})
+        return shown
+
+    def decide(self, actor: Actor, search_id: int, rank: int, decision: str, notes: str = "") -> str:
+        """Record an examiner's decision on one candidate; returns the search's outcome afterwards."""
+        context = self.context
+        context.require(actor, "review", f"search:{search_id}")
+        _check_decision(decision)
+        check_notes(notes)
+        with context.audit.transaction() as session:
+            search = completed_search(session, search_id)
+            if search.user_id == actor.id:
+                raise PermissionDeniedError("the investigator who ran a search cannot review it")
+            candidate = candidate_at(search, rank)
+            already = session.scalar(select(ReviewRecord).where(ReviewRecord.candidate_id == candidate.id,
+                                                                ReviewRecord.examiner_id == actor.id))
+            if already is not None:
+                raise DuplicateError(f"you already decided on candidate {rank} of search {search_id}; decisions are final")
+            session.add(ReviewRecord(search_id=search_id, candidate_id=candidate.id, examiner_id=actor.id, decision=decision, notes=notes))
+            session.flush()
+            context.audit.record(session, actor.username, "review_decision", f"search:{search_id}",
+                                 {"rank": rank, "subject_id": candidate.subject_external_id, "decision": decision, "notes": notes})
+            return context.search_outcome(session, search_id)
+
+    def disputes(self, actor: Actor) -> list[dict[str, Any]]:
+        """Candidates on which examiners disagree and no supervisor has ruled, for a supervisor to resolve: those of
+        searches of the supervisor's unit (of every unit for the policy's oversight unit), whatever the rest of the
+        search's outcome. None for a supervisor who is an examiner too (where the policy allows it): they would see
+        other examiners' decisions before their own."""
+        context = self.context
+        context.require(actor, "resolve_dispute")
+        if actor.has("examiner"):
+            return []
+        with context.galleries.sessions() as session:
+            query = select(SearchRecord).options(selectinload(SearchRecord.candidates)).where(
+                SearchRecord.kind == "search", SearchRecord.status == "completed")
+            if not context.oversees_every_unit(actor):
+                query = query.where(SearchRecord.unit == actor.unit)
+            searches = session.scalars(query.order_by(SearchRecord.started_at, SearchRecord.id)).all()
+            names = user_names(session)
+            required = context.examiners_required()
+            found = []
+            for search in searches:
+                for candidate in search.candidates:
+                    reviews = session.scalars(select(ReviewRecord).where(ReviewRecord.candidate_id == candidate.id)).all()
+                    resolution = session.scalar(select(ResolutionRecord).where(ResolutionRecord.candidate_id == candidate.id))
+                    if outcomes.candidate_status(list(reviews), resolution, required) == "disputed":
+                        found.append({"search_id": search.id, "rank": candidate.rank, "subject_id": candidate.subject_external_id,
+                                      "case_number": search.case_number, "investigator": names.get(search.user_id, ""),
+                                      "decisions": [{"examiner_id": r.examiner_id, "examiner": names.get(r.examiner_id, ""),
+                                                     "decision": r.decision, "notes": r.notes} for r in reviews]})
+            return found
+
+    def resolve(self, actor: Actor, search_id: int, rank: int, decision: str, notes: str = "") -> str:
+        """A supervisor of the search's unit (or of the oversight unit) who neither ran nor reviewed it, and is not
+        an examiner, settles a disagreement on one candidate, once; returns the search's outcome afterwards."""
+        context = self.context
+        context.require(actor, "resolve_dispute", f"search:{search_id}")
+        _check_decision(decision)
+        check_notes(notes)
+        if actor.has("examiner"):
+            context.deny(actor, "resolve_dispute", f"search:{search_id}",
+                         "an examiner may not settle examiners' disputes (blind review)")
+        with context.galleries.sessions() as session:
+            search = completed_search(session, search_id)
+            if not context.oversees(actor, search):
+                raise context.scope_refusal(actor, "resolve_dispute", search)
+        with context.audit.transaction() as session:
+            search = completed_search(session, search_id)
+            candidate = candidate_at(search, rank)
+            reviews = session.scalars(select(ReviewRecord).where(ReviewRecord.candidate_id == candidate.id)).all()
+            if session.scalar(select(ResolutionRecord.id).where(ResolutionRecord.candidate_id == candidate.id)):
+                raise DuplicateError(f"the dispute on candidate {rank} of search {search_id} is already resolved; "
+                                     "resolutions are final")
+            if outcomes.candidate_status(list(reviews), None, context.examiners_required()) != "disputed":
+                raise FacetrailError(f"candidate {rank} of search {search_id} is not in dispute")
+            if search.user_id == actor.id or any(r.examiner_id == actor.id for r in reviews):
+                raise PermissionDeniedError("a supervisor cannot resolve a dispute on a search they ran or reviewed")
+            session.add(ResolutionRecord(candidate_id=candidate.id, supervisor_id=actor.id, decision=decision, notes=notes))
+            session.flush()
+            context.audit.record(session, actor.username, "dispute_resolved", f"search:{search_id}",
+                                 {"rank": rank, "decision": decision, "notes": notes, "unit": search.unit})
+            return context.search_outcome(session, search_id)
+
+    def outcome(self, search_id: int) -> str:
+        """A search's outcome under the two-person rule."""
+        with self.context.galleries.sessions() as session:
+            return self.context.search_outcome(session, search_id)
+
+    def lead_report(self, actor: Actor, search_id: int) -> str:
+        """The lead report of a search with a verified lead, as a self-contained HTML page (audited)."""
+        from facetrail.accountability.leads import export_lead
+
+        return export_lead(self.context, actor, search_id)
+
+    # --- the photographs of a search (every view audited) -------------------------------------------------------
+
+    def probe_photo(self, actor: Actor, search_id: int) -> tuple[bytes, list[int]]:
+        """The probe's bytes and the face box searched with (audited)."""
+        context = self.context
+        with context.galleries.sessions() as session:
+            search = context.viewable_search(session, actor, search_id)
+            probe = session.get(ProbeRecord, search.probe_id)
+            if probe is None or not probe.stored:
+                raise NotFoundError(f"the probe image of search {search_id} was purged under the retention policy")
+            sha, box = probe.sha256, search.face_box
+        data = context.probes.get(sha)
+        context.audit.append(actor.username, "probe_viewed", f"search:{search_id}", {"probe_sha256": sha})
+        return data, box
+
+    def candidate_photo(self, actor: Actor, search_id: int, rank: int) -> tuple[bytes, list[int]]:
+        """A candidate's gallery photograph and the face box enrolled from it (audited; never for auditors or
+        admins)."""
+        context = self.context
+        with context.galleries.sessions() as session:
+            search = context.viewable_search(session, actor, search_id)
+            candidate = candidate_at(search, rank)
+            gallery = context.galleries.get(search.gallery_name)
+            image = session.get(ImageRecord, candidate.image_id) if candidate.image_id else None
+            if image is None:
+                raise NotFoundError(f"candidate {rank} of search {search_id} has since been expunged from the gallery")
+            template = session.scalar(select(TemplateRecord).where(TemplateRecord.image_id == image.id))
+            content_hash, box = image.content_hash, template.face_box
+        data = gallery.blobs.get(content_hash)
+        context.audit.append(actor.username, "candidate_image_viewed", f"search:{search_id}",
+                             {"rank": rank, "image_id": candidate.image_id})
+        return data, box
+
+    def probe_pixels(self, actor: Actor, search_id: int) -> tuple[np.ndarray, list[int]]:
+        """The probe decoded to RGB pixels, and the face box searched with (audited as a view of the probe)."""
+        data, box = self.probe_photo(actor, search_id)
+        return self.context.pixels(data), box
+
+    def candidate_pixels(self, actor: Actor, search_id: int, rank: int) -> tuple[np.ndarray, list[int]]:
+        """A candidate's gallery photograph decoded to RGB pixels, and its enrolled face box (audited as a view)."""
+        data, box = self.candidate_photo(actor, search_id, rank)
+        return self.context.pixels(data), box
+
+    def face_chip(self, actor: Actor, search_id: int, rank: int | None = None) -> np.ndarray:
+        """The aligned face chip the model compared, from the probe (``rank`` None) or from a candidate's gallery
+        photograph; audited as a view of that photograph."""
+        pixels, box = self.probe_pixels(actor, search_id) if rank is None else self.candidate_pixels(actor, search_id, rank)
+        with self.context.engines.searching() as engine:
+            return engine.aligned_chip(pixels, Box(*box))
+
+def sees_every_decision(actor: Actor) -> bool:
+    """Whether ``actor`` sees every examiner's decisions: a supervisor who is not an examiner too (blind review)."""
+    return actor.has("supervisor") and not actor.has("examiner")
+
+
+def _check_decision(decision: str) -> None:
+    if decision not in DECISIONS:
+        raise FacetrailError(f"decision must be one of {', '.join(DECISIONS)}")
