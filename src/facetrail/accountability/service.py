@@ -58,7 +58,7 @@ from facetrail.evaluation.calibration import calibrate_from_photos, load_calibra
 from facetrail.evaluation.datasets import identity_folders
 from facetrail.evaluation.published import published_figures
 from facetrail.config import EnrolmentConfig
-from facetrail.gallery.blobs import BlobStore
+from facetrail.storage import BlobStore
 from facetrail.gallery.enrol import EnrolItem, EnrolOutcome, EnrolSummary, enrol
 from facetrail.gallery.gallery import Galleries, Gallery, check_subject_id
 from facetrail.gallery.schema import ImageRecord, TemplateRecord
@@ -405,7 +405,7 @@ class Facetrail:
 
     def rotate_keys(self, by: Actor):
         """Re-encrypt all biometric data under a new key (audited)."""
-        from facetrail.crypto import rotate_data_key
+        from facetrail.accountability.keys import rotate_data_key
 
         self.require(by, "rotate_keys")
         report = rotate_data_key(self.galleries)

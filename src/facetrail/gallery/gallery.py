@@ -41,7 +41,7 @@ from facetrail.crypto import KeyRing, key_file_path
 from facetrail.datadir import DataDir
 from facetrail.config import IndexConfig
 from facetrail.errors import ConfigError, CryptoError, DuplicateError, FacetrailError, GalleryError, NotFoundError
-from facetrail.gallery.blobs import BlobStore
+from facetrail.storage import BlobStore
 from facetrail.gallery.index import IndexBackend, VectorIndex, set_search_threads
 from facetrail.gallery.segments import SegmentedBackend
 from facetrail.gallery.schema import GalleryRecord, ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
@@ -435,7 +435,7 @@ class Gallery:
         the index backend encrypts with the data key: the faiss backend's segment files; Milvus's is only checked).
 
         Returns (templates, photographs) re-encrypted; what the active key already encrypts is left as it is,
-        so a run after an interruption only does the rest. Part of ``facetrail.crypto.rotate_data_key``.
+        so a run after an interruption only does the rest. Part of ``facetrail.accountability.keys.rotate_data_key``.
         """
         with self.write_lock():
             templates = self._reencrypt_templates()
