@@ -38,6 +38,7 @@ from facetrail.accountability.schema import (
 )
 from facetrail.accountability.users import LOCAL_ADDRESS, ROLE_ACTIONS, Actor, UserDirectory, require
 from facetrail.datadir import DataDir
+from facetrail.engine.calibration import load_calibration
 from facetrail.engine.decode import DecodedImage, decode_image
 from facetrail.engine.geometry import Box
 from facetrail.engine.pipeline import FaceEngine, FoundFace
@@ -54,7 +55,7 @@ from facetrail.errors import (
     PoorQualityError,
     RefusedError,
 )
-from facetrail.evaluation.calibration import calibrate_from_photos, load_calibration
+from facetrail.evaluation.calibration import calibrate_from_photos
 from facetrail.evaluation.datasets import identity_folders
 from facetrail.evaluation.published import published_figures
 from facetrail.config import EnrolmentConfig

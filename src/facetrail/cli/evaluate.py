@@ -80,7 +80,7 @@ def evaluate_verify(
 ) -> None:
     """Verification accuracy (10-fold), ROC AUC, TAR at FAR 1e-2/1e-3, EER and failures to enrol on a pairs file."""
     from facetrail.engine.models import DlibResNetModel
-    from facetrail.evaluation.calibration import save_calibration as store_calibration
+    from facetrail.engine.calibration import save_calibration as store_calibration
     from facetrail.evaluation.datasets import read_groups, read_pairs
     from facetrail.evaluation.plots import plot_verification
     from facetrail.evaluation.verification import pair_distances, roc_curves, verification_report
@@ -205,7 +205,7 @@ def evaluate_demographics(
     import numpy as np
 
     from facetrail.engine.models import DlibResNetModel
-    from facetrail.evaluation.calibration import save_calibration as store_calibration
+    from facetrail.engine.calibration import save_calibration as store_calibration
     from facetrail.evaluation.datasets import identity_folders, read_groups
     from facetrail.evaluation.demographics import demographic_report
     from facetrail.evaluation.plots import plot_verification
