@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from facetrail.cli.common import DataOption, JsonOption, acting, console, emit_json, fail, out
+from facetrail.errors import NoFaceError, RefusedError, SeveralFacesError
 
 review_app = typer.Typer(no_args_is_help=True, help="Examiners' two-person review of candidate lists.")
 lead_app = typer.Typer(no_args_is_help=True, help="Lead reports.")
@@ -18,6 +19,8 @@ PurposeOption = Annotated[str, typer.Option("--purpose", help="A permitted purpo
 OffenceOption = Annotated[str, typer.Option("--offence", help="Offence category from the policy, e.g. robbery.")]
 AuthOption = Annotated[str, typer.Option("--authorization", help="Authorization reference, where the policy requires one.")]
 NoteOption = Annotated[str, typer.Option("--note", help="Why this search is needed.")]
+FACE_OPTION_HINTS = {NoFaceError: " (--face-box x,y,w,h)", SeveralFacesError: "; use --face N"}
+"""The option that settles a search refused for want of a face, added to the refusal's message."""
 
 
 def _read_probe(path: Path, system) -> bytes:
@@ -54,8 +57,14 @@ def search(
 
     def body(system, actor):
         override = system.authenticate(override_token) if override_token else None
-        return system.search(actor, _read_probe(probe, system), gallery, case, purpose, offence, authorization, note,
-                             Box.parse(face_box) if face_box else None, face, override)
+        try:
+            return system.search(actor, _read_probe(probe, system), gallery, case, purpose, offence, authorization, note,
+                                 Box.parse(face_box) if face_box else None, face, override)
+        except RefusedError as exc:
+            hint = FACE_OPTION_HINTS.get(type(exc.__cause__))
+            if hint is None:
+                raise
+            raise RefusedError(f"{exc}{hint}") from exc.__cause__
 
     result = acting(data, body)
     if as_json:
