@@ -152,7 +152,7 @@ def test_poor_probe_needs_a_supervisor_override(world, faces):
 
 
 def test_two_examiners_blind_review_makes_a_lead(world, faces, tmp_path):
-    from facetrail.evaluation.calibration import save_calibration
+    from facetrail.engine.calibration import save_calibration
 
     system, who = world
     source = "test-people: 5 impostor pairs among 4 photographs of 3 people"

@@ -130,6 +130,29 @@ def test_inspect_shows_faces_and_quality(datadir, admin_token, faces, monkeypatc
     assert Box(*by_hand["faces"][0]["box"]).iou(Box(*face["box"])) > 0.8
 
 
+def test_a_probe_without_a_chosen_face_is_refused_naming_the_option_that_chooses_one(datadir, admin_token, faces,
+                                                                                    monkeypatch, tmp_path):
+    assert invoke("gallery", "create", "county", "--allowed-source", "booking").exit_code == 0
+    assert invoke("gallery", "grant", "county", "--unit", "RHD").exit_code == 0
+    log_in_investigator(datadir, admin_token, monkeypatch)
+    two, blank = tmp_path / "two.jpg", tmp_path / "blank.jpg"
+    pair = Image.new("RGB", (1200, 600), (128, 128, 128))
+    for x, name in ((0, "obama3.jpg"), (600, "biden.jpg")):
+        face = Image.open(faces[name]).convert("RGB")
+        face.thumbnail((600, 600))
+        pair.paste(face, (x, 0))
+    pair.save(two)
+    Image.new("RGB", (400, 400), (128, 128, 128)).save(blank)
+    request = ("--gallery", "county", "--case", "24-000001", "--purpose", "criminal_investigation", "--offence", "robbery",
+               "--note", "two people on the camera")
+    several = invoke("search", str(two), *request)
+    assert several.exit_code == 2 and "2 faces found in the probe; choose one (face 1: [" in several.output
+    assert several.output.rstrip().endswith("; use --face N")
+    none = invoke("search", str(blank), *request)
+    assert none.exit_code == 2
+    assert none.output.rstrip().endswith("no face found in the probe; draw the face box by hand (--face-box x,y,w,h)")
+
+
 def test_no_command_acts_anonymously(datadir, monkeypatch, faces):
     """Without a login every command that touches data is refused, and the refusal names the way in."""
     monkeypatch.delenv("FACETRAIL_TOKEN", raising=False)

@@ -11,8 +11,15 @@ from PIL import Image
 from facetrail.config import DetectionConfig, EngineConfig, EnrolmentConfig
 from facetrail.engine.detect import FaceDetector
 from facetrail.engine.geometry import Box
-from facetrail.engine.pipeline import FaceEngine, choose_face, gallery_face
-from facetrail.errors import FacetrailError, MultipleFacesError, NoFaceError, PoorQualityError
+from facetrail.engine.pipeline import FaceEngine, choose_face, gallery_face, probe_face
+from facetrail.errors import (
+    FacetrailError,
+    MultipleFacesError,
+    NoFaceError,
+    NoSuchFaceError,
+    PoorQualityError,
+    SeveralFacesError,
+)
 
 
 def pixels(path) -> np.ndarray:
@@ -168,6 +175,18 @@ def test_gallery_face_rules(engine, faces):
     with pytest.raises(PoorQualityError, match="too dark"):
         gallery_face(dark, EnrolmentConfig())
     assert gallery_face(dark, EnrolmentConfig(require_acceptable_quality=False)) is dark[0]
+
+
+def test_probe_face_is_the_only_one_or_chosen_by_number_and_its_errors_name_no_interface(engine, faces):
+    two = engine.find_faces(side_by_side(pixels(faces["obama.jpg"]), pixels(faces["biden.jpg"]), right_scale=0.5))
+    with pytest.raises(NoFaceError, match="no face found in the probe; draw the face box by hand$"):
+        probe_face([])
+    with pytest.raises(SeveralFacesError, match=r"^2 faces found in the probe; choose one \(face 1: \[") as several:
+        probe_face(two)
+    assert several.value.boxes == [face.detection.box.as_list() for face in two]
+    with pytest.raises(NoSuchFaceError, match="face 3 does not exist: 2 face"):
+        probe_face(two, 3)
+    assert probe_face(two, 2) is two[1] and probe_face(two[:1]) is two[0]
 
 
 def test_face_choice_centre_or_largest(engine, faces):

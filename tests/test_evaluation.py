@@ -237,7 +237,7 @@ def test_evaluate_quality_cli_discards_the_failed_photograph_first(lfw_style, tm
 def test_init_calibrates_estimated_false_match_rates_from_local_photographs(lfw_style, tmp_path, monkeypatch):
     from facetrail.accountability.service import Facetrail
     from facetrail.datadir import DataDir
-    from facetrail.evaluation.calibration import load_calibration
+    from facetrail.engine.calibration import load_calibration
 
     monkeypatch.setenv("FACETRAIL_ADMIN_PASSWORD", ADMIN_PASSWORD)
     data = tmp_path / "data"

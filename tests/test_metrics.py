@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from facetrail.engine.calibration import CalibrationTable
 from facetrail.evaluation.metrics import (
-    CalibrationTable,
     accuracy_at_threshold,
     best_threshold,
     cmc_curve,

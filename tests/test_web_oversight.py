@@ -274,7 +274,7 @@ def test_report_page_shows_the_models_differentials_and_where_its_calibration_ca
 
     from facetrail.cli.common import json_ready
     from facetrail.evaluation import published
-    from facetrail.evaluation.calibration import save_calibration
+    from facetrail.engine.calibration import save_calibration
     from facetrail.evaluation.demographics import demographic_report
     from tests.test_demographics import people as labelled_people
 

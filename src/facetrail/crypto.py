@@ -1,4 +1,4 @@
-"""Encryption at rest of biometric data: AES-256-GCM data keys kept outside the database, and key rotation.
+"""Encryption at rest of biometric data: AES-256-GCM data keys kept outside the database.
 
 The key file (``DATA/keys/data-keys.json``, or the path in ``FACETRAIL_KEY_FILE``) holds every data key
 still needed for decryption and names the active one, which encrypts everything new::
@@ -21,9 +21,7 @@ import binascii
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -31,11 +29,7 @@ from filelock import FileLock
 
 from facetrail.datadir import DataDir
 from facetrail.errors import CryptoError
-from facetrail.gallery.blobs import probe_store, write_atomically
-from facetrail.store import erase_deleted_rows
-
-if TYPE_CHECKING:
-    from facetrail.gallery.gallery import Galleries
+from facetrail.storage import write_atomically
 
 KEY_FILE_ENV = "FACETRAIL_KEY_FILE"
 KEY_FILE_NAME = "data-keys.json"
@@ -238,40 +232,3 @@ def _write_key_file(path: Path, active: str, keys: dict[str, bytes]) -> None:
     data = (json.dumps(document, indent=2) + "\n").encode("utf-8")
     write_atomically(path, lambda handle: handle.write(data))
 
-
-# --- rotation --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RotationReport:
-    """What a data key rotation re-encrypted and how many old keys it retired."""
-
-    templates: int
-    image_files: int
-    index_files: int
-    probe_files: int
-    retired_keys: int
-
-
-def rotate_data_key(galleries: Galleries) -> RotationReport:
-    """Make a new active data key, re-encrypt all biometric data with it, then retire the previous keys.
-
-    Templates, gallery photographs and index files are redone gallery by gallery under each gallery's write
-    lock, then probe images. The old keys are retired only once everything is re-encrypted, so an
-    interrupted rotation loses nothing and running it again completes it.
-    """
-    keyring = galleries.keyring
-    previous = keyring.key_ids()
-    keyring.add_key()
-    templates = image_files = index_files = 0
-    for info in galleries.list():
-        gallery_templates, gallery_files = galleries.get(info.name).reencrypt()
-        templates += gallery_templates
-        image_files += gallery_files
-        index_files += 1
-    probes = probe_store(galleries.datadir, keyring)
-    probe_files = sum(probes.reencrypt(key) for key in sorted(probes.keys()))
-    erase_deleted_rows(galleries.engine)  # the old ciphertexts of re-encrypted templates
-    for old in previous:
-        keyring.retire(old)
-    return RotationReport(templates, image_files, index_files, probe_files, len(previous))

@@ -62,6 +62,19 @@ class MultipleFacesError(FaceError):
     """More than one face was found where exactly one is required."""
 
 
+class SeveralFacesError(MultipleFacesError):
+    """A probe shows several faces and none was chosen; ``boxes`` lists them as [x, y, w, h], largest first."""
+
+    def __init__(self, boxes: list[list[int]]) -> None:
+        self.boxes = boxes
+        listed = "; ".join(f"face {number}: {box}" for number, box in enumerate(boxes, start=1))
+        super().__init__(f"{len(boxes)} faces found in the probe; choose one ({listed})")
+
+
+class NoSuchFaceError(FaceError):
+    """The face chosen by its number is not among those found."""
+
+
 class PoorQualityError(FaceError):
     """The face was found but its quality is below the configured thresholds."""
 

@@ -23,7 +23,8 @@ from facetrail.accountability.users import Actor
 from facetrail.config import EngineConfig, EnrolmentConfig
 from facetrail.engine.ray_pool import connect as connect_ray
 from facetrail.errors import GalleryError, PermissionDeniedError, PolicyError
-from facetrail.evaluation.calibration import calibrate_from_photos, save_calibration as store_calibration
+from facetrail.engine.calibration import save_calibration as store_calibration
+from facetrail.evaluation.calibration import calibrate_from_photos
 from facetrail.evaluation.datasets import identity_folders
 from facetrail.evaluation.published import publish as publish_figures
 from facetrail.gallery.enrol import EnrolItem, EnrolOutcome, EnrolSummary, enrol
@@ -277,7 +278,7 @@ class Administration:
 
     def rotate_keys(self, by: Actor):
         """Re-encrypt all biometric data under a new key (audited)."""
-        from facetrail.crypto import rotate_data_key
+        from facetrail.accountability.keys import rotate_data_key
 
         self.context.require(by, "rotate_keys")
         report = rotate_data_key(self.context.galleries)

@@ -26,10 +26,10 @@ from facetrail.accountability.users import ROLE_ACTIONS, Actor, UserDirectory, r
 from facetrail.config import Settings
 from facetrail.datadir import DataDir
 from facetrail.engine.decode import decode_image
-from facetrail.evaluation.calibration import load_calibration
+from facetrail.engine.calibration import load_calibration
 from facetrail.engine.pipeline import FaceEngine, FoundFace
 from facetrail.errors import BusyError, FacetrailError, NotFoundError, PermissionDeniedError
-from facetrail.gallery.blobs import BlobStore
+from facetrail.storage import BlobStore
 from facetrail.gallery.gallery import Galleries
 from facetrail.store import as_utc
 

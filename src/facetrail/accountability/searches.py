@@ -24,9 +24,9 @@ from facetrail.accountability.users import Actor, require
 from facetrail.config import DecodeLimits
 from facetrail.engine.decode import DecodedImage, decode_image
 from facetrail.engine.geometry import Box
-from facetrail.engine.pipeline import FaceEngine, FoundFace
+from facetrail.engine.pipeline import FaceEngine, FoundFace, probe_face
 from facetrail.errors import FacetrailError, NotFoundError, PermissionDeniedError, PoorQualityError, RefusedError
-from facetrail.evaluation.calibration import load_calibration
+from facetrail.engine.calibration import load_calibration
 from facetrail.gallery.gallery import Gallery, GalleryInfo
 from facetrail.store import utcnow
 
@@ -257,14 +257,7 @@ class Searches:
         by number, or as the only one found."""
         image = decode_image(data, self.context.settings.interactive_engine.limits)
         faces = engine.find_faces(image.pixels, face_box)
-        if not faces:
-            raise FacetrailError("no face found in the probe; draw the face box by hand (--face-box x,y,w,h)")
-        if face_number is None and len(faces) > 1:
-            boxes = "; ".join(f"face {n}: {f.detection.box.as_list()}" for n, f in enumerate(faces, start=1))
-            raise FacetrailError(f"{len(faces)} faces found in the probe; choose one with --face N ({boxes})")
-        if face_number is not None and not 1 <= face_number <= len(faces):
-            raise FacetrailError(f"face {face_number} does not exist: {len(faces)} face(s) found")
-        face = faces[(face_number or 1) - 1]
+        face = probe_face(faces, face_number)
         return Probe(data, hashlib.sha256(data).hexdigest(), image.pixels.shape[1], image.pixels.shape[0], face, len(faces))
 
     def _acceptable_probe(self, engine: FaceEngine, data: bytes, face_box: Box | None, face_number: int | None,

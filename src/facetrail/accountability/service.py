@@ -33,7 +33,7 @@ from facetrail.accountability.searches import ComparisonResult, SearchResult, Se
 from facetrail.accountability.users import Actor, UserDirectory
 from facetrail.datadir import DataDir
 from facetrail.errors import FacetrailError
-from facetrail.gallery.blobs import BlobStore
+from facetrail.storage import BlobStore
 from facetrail.gallery.gallery import Galleries
 
 __all__ = ["NOTICE", "Actor", "CaseRequest", "ComparisonResult", "Facetrail", "RoleChange", "SearchResult"]

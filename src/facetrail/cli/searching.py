@@ -10,6 +10,7 @@ from rich.table import Table
 
 from facetrail.cli.common import DataOption, JsonOption, acting, console, emit_json, fail, out
 from facetrail.accountability.service import CaseRequest
+from facetrail.errors import NoFaceError, RefusedError, SeveralFacesError
 
 review_app = typer.Typer(no_args_is_help=True, help="Examiners' two-person review of candidate lists.")
 lead_app = typer.Typer(no_args_is_help=True, help="Lead reports.")
@@ -19,6 +20,8 @@ PurposeOption = Annotated[str, typer.Option("--purpose", help="A permitted purpo
 OffenceOption = Annotated[str, typer.Option("--offence", help="Offence category from the policy, e.g. robbery.")]
 AuthOption = Annotated[str, typer.Option("--authorization", help="Authorization reference, where the policy requires one.")]
 NoteOption = Annotated[str, typer.Option("--note", help="Why this search is needed.")]
+FACE_OPTION_HINTS = {NoFaceError: " (--face-box x,y,w,h)", SeveralFacesError: "; use --face N"}
+"""The option that settles a search refused for want of a face, added to the refusal's message."""
 
 
 def _read_probe(path: Path, system) -> bytes:
@@ -55,7 +58,13 @@ def search(
     def body(system, actor):
         override = system.auth.authenticate(override_token) if override_token else None
         request = CaseRequest(case, purpose, offence, authorization, note, gallery, face_box, face)
-        return system.searches.search(actor, _read_probe(probe, system), request, override)
+        try:
+            return system.searches.search(actor, _read_probe(probe, system), request, override)
+        except RefusedError as exc:
+            hint = FACE_OPTION_HINTS.get(type(exc.__cause__))
+            if hint is None:
+                raise
+            raise RefusedError(f"{exc}{hint}") from exc.__cause__
 
     result = acting(data, body)
     if as_json:

@@ -3,8 +3,9 @@
 ``FaceEngine.find_faces`` does everything up to quality for every face in an
 image (cheap); ``FaceEngine.template`` runs the recognition model on the one
 face a caller chose (expensive). The rules for choosing a face live here too:
-gallery images need exactly one (or one dominant) acceptable face; evaluation
-on photo sets takes the face nearest the centre or the largest.
+a probe's face is the only one or the one chosen by number; gallery images need
+exactly one (or one dominant) acceptable face; evaluation on photo sets takes
+the face nearest the centre or the largest.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from facetrail.engine.detect import Detection, FaceDetector
 from facetrail.engine.geometry import Box
 from facetrail.engine.models import FaceModel, load_model
 from facetrail.engine.quality import Quality, assess_quality
-from facetrail.errors import MultipleFacesError, NoFaceError, PoorQualityError
+from facetrail.errors import MultipleFacesError, NoFaceError, NoSuchFaceError, PoorQualityError, SeveralFacesError
 
 FaceChoice = Literal["centre", "largest"]
 
@@ -125,6 +126,21 @@ def choose_face(faces: list[FoundFace], rule: FaceChoice, image_shape: tuple[int
         return (fx - cx) ** 2 + (fy - cy) ** 2
 
     return min(faces, key=distance_to_centre)
+
+
+def probe_face(faces: list[FoundFace], number: int | None = None) -> FoundFace:
+    """The face a probe is searched with: face ``number`` (1 = the first of ``faces``, the largest), or the only one.
+
+    NoFaceError when there is none, SeveralFacesError (with their boxes) when there are several and no number,
+    NoSuchFaceError when there is no face ``number``.
+    """
+    if not faces:
+        raise NoFaceError("no face found in the probe; draw the face box by hand")
+    if number is None and len(faces) > 1:
+        raise SeveralFacesError([face.detection.box.as_list() for face in faces])
+    if number is not None and not 1 <= number <= len(faces):
+        raise NoSuchFaceError(f"face {number} does not exist: {len(faces)} face(s) found")
+    return faces[(number or 1) - 1]
 
 
 def gallery_face(faces: list[FoundFace], rules: EnrolmentConfig) -> FoundFace:

@@ -285,13 +285,15 @@ def _record_rejection(gallery: Gallery, entry: _Pending, reason: str) -> None:
 
 
 def _commit(gallery: Gallery, batch: list[tuple[_Pending, dict[str, Any]]]) -> list[EnrolOutcome]:
-    """Store one batch: photographs to blobs, then records and a version bump in one transaction, then the index.
+    """Store one batch: photographs to blobs, then records and a version bump in one transaction, then the index
+    (``Gallery.change``).
 
     Photographs and embeddings are stored encrypted; the index gets the plaintext vectors in memory.
     """
     for entry, _ in batch:
         gallery.blobs.put(entry.content_hash, entry.data)
-    with gallery.session() as session:
+    with gallery.change() as change:
+        session = change.session
         subjects: dict[str, SubjectRecord] = {}
         added: list[tuple[_Pending, dict[str, Any], TemplateRecord]] = []
         for entry, result in batch:
@@ -332,14 +334,10 @@ def _commit(gallery: Gallery, batch: list[tuple[_Pending, dict[str, Any]]]) -> l
                 RejectionRecord.content_hash.in_([entry.content_hash for entry, _ in batch]),
             )
         )
-        record = gallery.record(session)
-        record.version += 1
-        version = record.version
-        with gallery.index_guard:
-            session.commit()
-            ids = np.array([template.id for _, _, template in added], dtype=np.int64)
-            vectors = np.stack([np.frombuffer(result["embedding"], dtype=np.float32) for _, result, _ in added])
-            gallery.apply_to_index(version, add=(ids, vectors))
+        session.flush()
+        ids = np.array([template.id for _, _, template in added], dtype=np.int64)
+        vectors = np.stack([np.frombuffer(result["embedding"], dtype=np.float32) for _, result, _ in added])
+        change.add = (ids, vectors)
     return [
         EnrolOutcome(entry.item, "enrolled", "", template.image_id, result["quality"]["verdict"])
         for entry, result, template in added

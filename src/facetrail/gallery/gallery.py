@@ -27,7 +27,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +41,7 @@ from facetrail.crypto import KeyRing, key_file_path
 from facetrail.datadir import DataDir
 from facetrail.config import IndexConfig
 from facetrail.errors import ConfigError, CryptoError, DuplicateError, FacetrailError, GalleryError, NotFoundError
-from facetrail.gallery.blobs import BlobStore
+from facetrail.storage import BlobStore
 from facetrail.gallery.index import IndexBackend, VectorIndex, set_search_threads
 from facetrail.gallery.segments import SegmentedBackend
 from facetrail.gallery.schema import GalleryRecord, ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
@@ -111,6 +111,17 @@ class RemovalReport:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+@dataclass
+class Change:
+    """A change to a gallery being made in ``session`` (see ``Gallery.change``): the templates it adds to the index
+    as (ids, vectors), and the template ids it removes; once committed, how many index entries it removed."""
+
+    session: Session
+    add: tuple[np.ndarray, np.ndarray] | None = None
+    remove: np.ndarray | None = None
+    removed: int = 0
 
 
 class Galleries:
@@ -428,6 +439,25 @@ class Gallery:
     def _backend(self) -> IndexBackend:
         return self.galleries.index_backend
 
+    @contextmanager
+    def change(self, transaction: Callable[[], AbstractContextManager[Session]] | None = None) -> Iterator[Change]:
+        """Change this gallery: the block changes its rows in the session of the ``Change`` it is given (from
+        ``transaction``, default a plain one) and names the templates it adds or removes; then the gallery's version
+        is bumped in the same transaction, which commits, and the index is brought to the new version.
+
+        The index guard is held from the commit until the index has the change. Hold the write lock, with the index
+        at the store's version (``index()``).
+        """
+        with ExitStack() as guarded:
+            with (transaction or self._transaction)() as session:
+                change = Change(session)
+                yield change
+                record = self.record(session)
+                record.version += 1
+                version = record.version
+                guarded.enter_context(self.index_guard)
+            change.removed = self.apply_to_index(version, add=change.add, remove=change.remove)
+
     # --- key rotation ----------------------------------------------------------------
 
     def reencrypt(self) -> tuple[int, int]:
@@ -435,7 +465,7 @@ class Gallery:
         the index backend encrypts with the data key: the faiss backend's segment files; Milvus's is only checked).
 
         Returns (templates, photographs) re-encrypted; what the active key already encrypts is left as it is,
-        so a run after an interruption only does the rest. Part of ``facetrail.crypto.rotate_data_key``.
+        so a run after an interruption only does the rest. Part of ``facetrail.accountability.keys.rotate_data_key``.
         """
         with self.write_lock():
             templates = self._reencrypt_templates()
@@ -475,34 +505,30 @@ class Gallery:
         """
         with self.write_lock():
             self.index()  # bring the in-memory index to the current version before changing it
-            with self.index_guard:  # from the commit until the in-memory index has the change
-                with (transaction or self._transaction)() as session:
-                    subject = session.scalar(
-                        select(SubjectRecord).where(SubjectRecord.gallery_id == self.id, SubjectRecord.external_id == external_id)
-                    )
-                    if subject is None:
-                        raise NotFoundError(f"no subject {external_id!r} in gallery {self.name!r}")
-                    images = session.execute(
-                        select(ImageRecord.id, ImageRecord.content_hash).where(ImageRecord.subject_id == subject.id)
-                    ).all()
-                    template_ids = np.array(
-                        session.scalars(select(TemplateRecord.id).where(TemplateRecord.image_id.in_([i.id for i in images]))).all(),
-                        dtype=np.int64,
-                    )
-                    session.execute(delete(TemplateRecord).where(TemplateRecord.id.in_(template_ids.tolist())))
-                    session.execute(delete(ImageRecord).where(ImageRecord.subject_id == subject.id))
-                    session.delete(subject)
-                    record = self.record(session)
-                    record.version += 1
-                    version = record.version
+            with self.change(transaction) as change:
+                session = change.session
+                subject = session.scalar(
+                    select(SubjectRecord).where(SubjectRecord.gallery_id == self.id, SubjectRecord.external_id == external_id)
+                )
+                if subject is None:
+                    raise NotFoundError(f"no subject {external_id!r} in gallery {self.name!r}")
+                images = session.execute(
+                    select(ImageRecord.id, ImageRecord.content_hash).where(ImageRecord.subject_id == subject.id)
+                ).all()
+                change.remove = np.array(
+                    session.scalars(select(TemplateRecord.id).where(TemplateRecord.image_id.in_([i.id for i in images]))).all(),
+                    dtype=np.int64,
+                )
+                session.execute(delete(TemplateRecord).where(TemplateRecord.id.in_(change.remove.tolist())))
+                session.execute(delete(ImageRecord).where(ImageRecord.subject_id == subject.id))
+                session.delete(subject)
+                if before_commit is not None:
                     session.flush()
-                    if before_commit is not None:
-                        before_commit(session, RemovalReport(self.name, external_id, len(images), len(template_ids),
-                                                             len(images), len(template_ids)))
-                removed = self.apply_to_index(version, remove=template_ids)
+                    before_commit(session, RemovalReport(self.name, external_id, len(images), len(change.remove),
+                                                         len(images), len(change.remove)))
             files = sum(self.blobs.delete(image.content_hash) for image in images)
             erase_deleted_rows(self.galleries.engine)
-        return RemovalReport(self.name, external_id, len(images), len(template_ids), files, removed)
+        return RemovalReport(self.name, external_id, len(images), len(change.remove), files, change.removed)
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:

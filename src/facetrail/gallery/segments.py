@@ -41,7 +41,7 @@ import numpy as np
 from facetrail.config import IndexConfig
 from facetrail.crypto import KeyRing, sealed_size
 from facetrail.errors import CryptoError, IndexFileError
-from facetrail.gallery.blobs import write_atomically
+from facetrail.storage import write_atomically
 from facetrail.gallery.index import (TRAINING_SAMPLE, CompressedIndex, ExactScan, FaissExactIndex, SearchDepth, _as_float_rows,
                                     _as_ids, _lookup, _positive_int, _sample, checked_addition, choose_nlist)
 

@@ -21,7 +21,7 @@ from facetrail.accountability.service import Facetrail
 from facetrail.accountability.users import Actor
 from facetrail.api.routes.galleries import enrol_uploads
 from facetrail.errors import FacetrailError
-from facetrail.gallery.blobs import write_atomically
+from facetrail.storage import write_atomically
 from facetrail.gallery.enrol import EnrolOutcome
 from facetrail.store import utcnow
 

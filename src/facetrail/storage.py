@@ -1,4 +1,9 @@
-"""Content-addressed, encrypted file storage inside the data directory (enrolled photographs, probe images)."""
+"""Files in the data directory: atomic writes, and content-addressed encrypted storage (enrolled photographs,
+probe images).
+
+Below both the gallery and the key ring: a store encrypts with any ``Cipher`` (``facetrail.crypto.KeyRing`` is the
+one in use), so nothing here imports them.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,22 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO, Protocol
 
+from facetrail.datadir import DataDir
 from facetrail.errors import CryptoError
 
-if TYPE_CHECKING:
-    from facetrail.crypto import KeyRing
-    from facetrail.datadir import DataDir
-
 PROBE_CONTEXT_PREFIX = "probe"
+
+
+class Cipher(Protocol):
+    """Authenticated encryption bound to a context (``facetrail.crypto.KeyRing``)."""
+
+    def encrypt(self, plaintext: bytes, context: bytes) -> bytes: ...
+
+    def decrypt(self, blob: bytes, context: bytes) -> bytes: ...
+
+    def reencrypt(self, blob: bytes, context: bytes) -> bytes | None: ...
 
 
 class BlobStore:
@@ -24,7 +36,7 @@ class BlobStore:
     another store does not decrypt.
     """
 
-    def __init__(self, root: Path, keyring: KeyRing, context_prefix: str) -> None:
+    def __init__(self, root: Path, keyring: Cipher, context_prefix: str) -> None:
         self.root = root
         self.keyring = keyring
         self.context_prefix = context_prefix
@@ -85,7 +97,7 @@ class BlobStore:
         write_atomically(target, lambda handle: handle.write(blob))
 
 
-def probe_store(datadir: DataDir, keyring: KeyRing) -> BlobStore:
+def probe_store(datadir: DataDir, keyring: Cipher) -> BlobStore:
     """The store of probe images, ``DATA/probes``, keyed by the image's SHA-256."""
     return BlobStore(datadir.probes_dir, keyring, PROBE_CONTEXT_PREFIX)
 
