@@ -23,7 +23,7 @@ from facetrail.gallery.blobs import probe_store
 from facetrail.gallery.enrol import portrait_detection
 from facetrail.gallery.gallery import Galleries
 from facetrail.gallery.schema import TemplateRecord
-from tests.test_gallery import enrol_folder, galleries, photo_folder, probe_template  # noqa: F401 (fixtures)
+from tests.fixtures.gallery import enrol_folder, probe_template
 
 
 def photographs(folder: Path) -> list[Path]:

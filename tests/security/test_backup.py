@@ -14,7 +14,8 @@ from facetrail.datadir import DATABASE_URL_ENV, DataDir
 from facetrail.errors import FacetrailError
 from tests.fixtures.database import fresh_database_url
 from tests.security.helpers import run_search
-from tests.test_api import PASSWORD, jpeg
+from tests.fixtures.images import jpeg
+from tests.fixtures.world import PASSWORD
 
 
 def test_a_backup_restored_into_a_fresh_directory_verifies_and_searches(world, faces, tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ import pytest
 
 from facetrail.errors import FacetrailError
 from tests.security.helpers import add_user, decide, entries, run_search
-from tests.test_api import V1
+from tests.fixtures.world import V1
 
 RELAXED_POLICY_LINE = '    ["examiner", "supervisor"],\n'
 
