@@ -158,6 +158,7 @@ def test_two_examiners_blind_review_makes_a_lead(world, faces, tmp_path):
     # blind: the second examiner sees the search in the queue and no trace of the first decision
     assert [q["search_id"] for q in system.review_queue(who["ezra"])] == [search_id]
     shown = system.show_search(who["ezra"], search_id)
+    assert 1 in [c["rank"] for c in shown["candidates"]]  # erin's candidate is shown (an empty list would pass below)
     assert all(c["decisions"] == [] for c in shown["candidates"]) and shown["outcome"] is None
     assert system.review_queue(who["erin"]) == []
     with pytest.raises(FacetrailError, match="no verified lead"):

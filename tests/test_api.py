@@ -165,6 +165,7 @@ def test_search_review_lead_report_and_audit_over_http(world, faces, tmp_path):
         headers = world.as_user(examiner)
         assert [q["search_id"] for q in client.get(f"{V1}/reviews/queue", headers=headers).json()] == [search_id]
         shown = client.get(f"{V1}/searches/{search_id}", headers=headers).json()
+        assert 1 in [c["rank"] for c in shown["candidates"]]  # the candidate decided on is shown, so the next line checks it
         assert shown["outcome"] is None and all(c["decisions"] == [] for c in shown["candidates"])  # blind review
         image = client.get(f"{V1}/searches/{search_id}/candidates/1/image", headers=headers)
         assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
