@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,22 +18,11 @@ from facetrail.accountability.users import ROLE_ACTIONS
 from facetrail.engine.geometry import Box
 from facetrail.errors import DuplicateError, FacetrailError, PermissionDeniedError, RefusedError
 from facetrail.gallery.enrol import items_from_folder
+from tests.fixtures.images import jpeg
 from facetrail.accountability.requests import CaseRequest
 
 PASSWORD = "correct horse battery staple"
 CASE = "24-000123"
-
-
-def jpeg_bytes(path: Path, height: int, rotate: float = 0.0) -> bytes:
-    import io
-
-    image = Image.open(path).convert("RGB")
-    image = image.resize((round(image.width * height / image.height), height))
-    if rotate:
-        image = image.rotate(rotate, expand=True, fillcolor=(128, 128, 128))
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=92)
-    return buffer.getvalue()
 
 
 @pytest.fixture
@@ -57,7 +45,7 @@ def world(datadir, faces, tmp_path):
     folder = tmp_path / "bookings"
     for subject, name, height in (("B-1001", "obama.jpg", 400), ("B-2002", "biden.jpg", 640)):
         (folder / subject).mkdir(parents=True)
-        (folder / subject / "front.jpg").write_bytes(jpeg_bytes(faces[name], height))
+        (folder / subject / "front.jpg").write_bytes(jpeg(faces[name], height))
     system.admin.create_gallery(admin, "county", ["booking"], "County booking photographs")
     system.admin.grant_gallery(admin, "county", "RHD")
     summary = system.admin.enrol(admin, "county", items_from_folder(folder, "booking"),
@@ -73,7 +61,7 @@ def world(datadir, faces, tmp_path):
 def run_search(system, actor, faces, **overrides):
     request = dict(gallery="county", case_number=CASE, purpose="criminal_investigation", offence="robbery", note="bank robbery suspect")
     request.update(overrides)
-    probe = request.pop("probe", None) or jpeg_bytes(faces["obama3.jpg"], 700)
+    probe = request.pop("probe", None) or jpeg(faces["obama3.jpg"], 700)
     override = request.pop("quality_override", None)
     return system.searches.search(actor, probe, CaseRequest(**request), quality_override=override)
 
@@ -141,7 +129,7 @@ def test_probe_with_several_faces_needs_a_choice(world, faces):
 
 def test_poor_probe_needs_a_supervisor_override(world, faces):
     system, who = world
-    tilted = jpeg_bytes(faces["obama3.jpg"], 700, rotate=40)
+    tilted = jpeg(faces["obama3.jpg"], 700, rotate=40)
     with pytest.raises(RefusedError, match="supervisor must approve"):
         run_search(system, who["ivan"], faces, probe=tilted)
     with pytest.raises(RefusedError, match="override_quality"):
@@ -172,6 +160,7 @@ def test_two_examiners_blind_review_makes_a_lead(world, faces, tmp_path):
     # blind: the second examiner sees the search in the queue and no trace of the first decision
     assert [q["search_id"] for q in system.reviews.review_queue(who["ezra"])] == [search_id]
     shown = system.reviews.show_search(who["ezra"], search_id)
+    assert 1 in [c["rank"] for c in shown["candidates"]]  # erin's candidate is shown (an empty list would pass below)
     assert all(c["decisions"] == [] for c in shown["candidates"]) and shown["outcome"] is None
     assert system.reviews.review_queue(who["erin"]) == []
     with pytest.raises(FacetrailError, match="no verified lead"):
@@ -219,12 +208,12 @@ def test_retention_purges_probe_images_but_keeps_hashes_and_audit(world, faces):
 
 def test_compare_is_bound_by_the_same_rules(world, faces):
     system, who = world
-    same = system.searches.compare(who["ivan"], jpeg_bytes(faces["obama.jpg"], 500), jpeg_bytes(faces["obama2.jpg"], 500), CaseRequest(case_number=CASE, purpose="criminal_investigation", offence="robbery", note="is the suspect the same man as in the 2019 booking?"))
+    same = system.searches.compare(who["ivan"], jpeg(faces["obama.jpg"], 500), jpeg(faces["obama2.jpg"], 500), CaseRequest(case_number=CASE, purpose="criminal_investigation", offence="robbery", note="is the suspect the same man as in the 2019 booking?"))
     assert same.distance < 0.6 and same.notice == NOTICE
     with pytest.raises(RefusedError):
-        system.searches.compare(who["ivan"], jpeg_bytes(faces["obama.jpg"], 500), jpeg_bytes(faces["biden.jpg"], 500), CaseRequest(case_number="bad", purpose="criminal_investigation", offence="robbery", note="bad case number"))
+        system.searches.compare(who["ivan"], jpeg(faces["obama.jpg"], 500), jpeg(faces["biden.jpg"], 500), CaseRequest(case_number="bad", purpose="criminal_investigation", offence="robbery", note="bad case number"))
     with pytest.raises(RefusedError, match="compare"):
-        system.searches.compare(who["erin"], jpeg_bytes(faces["obama.jpg"], 500), jpeg_bytes(faces["biden.jpg"], 500), CaseRequest(case_number=CASE, purpose="criminal_investigation", offence="robbery", note="an examiner may not compare"))
+        system.searches.compare(who["erin"], jpeg(faces["obama.jpg"], 500), jpeg(faces["biden.jpg"], 500), CaseRequest(case_number=CASE, purpose="criminal_investigation", offence="robbery", note="an examiner may not compare"))
 
 
 ROLE_OF = {"investigator": "ivan", "examiner": "erin", "supervisor": "sam", "auditor": "alma", "admin": "admin"}
@@ -273,7 +262,7 @@ def test_policy_can_turn_two_person_verification_off(world, faces):
 
 def test_no_probe_or_gallery_bytes_in_plaintext_anywhere(world, faces, datadir):
     system, who = world
-    probe = jpeg_bytes(faces["obama3.jpg"], 700)
+    probe = jpeg(faces["obama3.jpg"], 700)
     run_search(system, who["ivan"], faces, probe=probe)
     system.close()
     needles = [probe[len(probe) // 2 : len(probe) // 2 + 64]]

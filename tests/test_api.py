@@ -3,108 +3,24 @@ OpenAPI document. Hostile input, errors, CSRF and rate limits are in test_api_se
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import io
 import pkgutil
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
-import pytest
 from fastapi.routing import APIRoute
-from fastapi.testclient import TestClient
-from PIL import Image
 
-from facetrail.accountability.service import Facetrail
 from facetrail.api import routes as routes_package
 from facetrail.api.app import create_app
 from facetrail.api.settings import ApiSettings
 from facetrail.datadir import DataDir
-from facetrail.gallery.enrol import items_from_folder
-from tests.test_accountability import jpeg_bytes
+from tests.fixtures.images import jpeg
+from tests.fixtures.world import CASE, PASSWORD, SEARCH_FIELDS, V1, auth
 from facetrail.accountability.requests import CaseRequest
 
-PASSWORD = "correct horse battery staple"
-CASE = "24-000123"
-V1 = "/api/v1"
-UPLOAD_LIMIT = 2 * 1024 * 1024
 ROLE_USERS = {"investigator": "ivan", "examiner": "erin", "supervisor": "sam", "auditor": "alma", "admin": "admin"}
-PEOPLE = {
-    "ivan": (["investigator"], "RHD"),
-    "erin": (["examiner"], "Forensics"),
-    "ezra": (["examiner"], "Forensics"),
-    "sam": (["supervisor"], "RHD"),
-    "alma": (["auditor"], "Inspector General"),
-    "tina": (["investigator"], "Vice"),
-}
-SEARCH_FIELDS = {"gallery": "county", "case_number": CASE, "purpose": "criminal_investigation", "offence": "robbery",
-                 "note": "bank robbery suspect"}
-
-
-def jpeg(path: Path, height: int) -> bytes:
-    """The photograph resized to ``height`` pixels, as JPEG."""
-    image = Image.open(path).convert("RGB")
-    image = image.resize((round(image.width * height / image.height), height))
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=92)
-    return buffer.getvalue()
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@dataclasses.dataclass
-class World:
-    """A running API, its system, and a token per user."""
-
-    client: TestClient
-    system: Facetrail
-    tokens: dict[str, str]
-
-    def as_user(self, username: str) -> dict[str, str]:
-        return auth(self.tokens[username])
-
-
-@pytest.fixture
-def client(datadir):
-    """The API (HTTPS, a 2 MiB upload limit) over a data directory that has its first admin."""
-    Facetrail.initialise(datadir, "admin", PASSWORD).close()
-    with TestClient(create_app(datadir, ApiSettings(max_upload_bytes=UPLOAD_LIMIT, allowed_hosts=("testserver",))), base_url="https://testserver") as client:
-        yield client
-
-
-@pytest.fixture
-def people(client) -> World:
-    """One user per role (two examiners, a second investigator), created through the service, and their tokens;
-    the policy allows 1000 requests a minute so the tests meet the rate limit only where they mean to."""
-    system: Facetrail = client.app.state.system
-    admin = system.auth.authenticate(system.auth.login("admin", PASSWORD)[1])
-    for username, (roles, unit) in PEOPLE.items():
-        system.admin.create_user(admin, username, PASSWORD, roles, unit)
-    system.admin.load_policy(admin, system.admin.policy_in_force(admin)[1].replace(
-        "requests_per_minute_per_user = 60", "requests_per_minute_per_user = 1000"))
-    return World(client, system, {name: system.auth.login(name, PASSWORD)[1] for name in ["admin", *PEOPLE]})
-
-
-@pytest.fixture
-def world(people, faces, tmp_path) -> World:
-    """``people`` and a gallery 'county' of two subjects that RHD (and Vice) may search."""
-    system = people.system
-    admin = system.auth.authenticate(people.tokens["admin"])
-    folder = tmp_path / "bookings"
-    for subject, name, height in (("B-1001", "obama.jpg", 400), ("B-2002", "biden.jpg", 640)):
-        (folder / subject).mkdir(parents=True)
-        (folder / subject / "front.jpg").write_bytes(jpeg(faces[name], height))
-    system.admin.create_gallery(admin, "county", ["booking"], "County booking photographs")
-    system.admin.grant_gallery(admin, "county", "RHD")
-    system.admin.grant_gallery(admin, "county", "Vice")
-    summary = system.admin.enrol(admin, "county", items_from_folder(folder, "booking"),
-                           dataclasses.replace(system.galleries.settings.enrolment, workers=1))
-    assert summary.count("enrolled") == 2
-    return people
 
 
 # --- who may call what --------------------------------------------------------------------------------------------
@@ -198,7 +114,7 @@ def test_every_endpoint_by_every_role(world, faces):
     system.reviews.decide(erin, ids["disputed"], 1, "possible_lead")
     system.reviews.decide(ezra, ids["disputed"], 1, "not_a_match")
     photos = {"probe": probe, "enrol": jpeg(faces["obama.jpg"], 520), "batch1": jpeg(faces["biden.jpg"], 500),
-              "batch2": jpeg(faces["obama2.jpg"], 450), "poor": jpeg_bytes(faces["obama3.jpg"], 700, rotate=40)}
+              "batch2": jpeg(faces["obama2.jpg"], 450), "poor": jpeg(faces["obama3.jpg"], 700, rotate=40)}
     ids["override"] = system.overrides.request_override(ivan, photos["poor"], CaseRequest(**SEARCH_FIELDS))
     spare = {role: system.auth.login(user, PASSWORD)[1] for role, user in ROLE_USERS.items()}
     policy_text = system.admin.policy_in_force(admin)[1] + "\n# edited over the API\n"
@@ -250,6 +166,7 @@ def test_search_review_lead_report_and_audit_over_http(world, faces, tmp_path):
         headers = world.as_user(examiner)
         assert [q["search_id"] for q in client.get(f"{V1}/reviews/queue", headers=headers).json()] == [search_id]
         shown = client.get(f"{V1}/searches/{search_id}", headers=headers).json()
+        assert 1 in [c["rank"] for c in shown["candidates"]]  # the candidate decided on is shown, so the next line checks it
         assert shown["outcome"] is None and all(c["decisions"] == [] for c in shown["candidates"])  # blind review
         image = client.get(f"{V1}/searches/{search_id}/candidates/1/image", headers=headers)
         assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import struct
-import zlib
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,27 +15,8 @@ from facetrail.api.ratelimit import SlidingWindowLimiter
 from facetrail.api.settings import ApiSettings
 from facetrail.datadir import DataDir
 from facetrail.errors import ConfigError
-from tests.test_api import (  # noqa: F401 - client and people are fixtures
-    PASSWORD,
-    SEARCH_FIELDS,
-    UPLOAD_LIMIT,
-    V1,
-    World,
-    auth,
-    client,
-    jpeg,
-    people,
-)
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A small, well-formed PNG whose header claims ``width`` x ``height`` pixels."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+from tests.fixtures.images import jpeg, png_claiming
+from tests.fixtures.world import PASSWORD, SEARCH_FIELDS, UPLOAD_LIMIT, V1, World, auth
 
 
 def error_of(response, status: int, kind: str) -> dict:

@@ -59,6 +59,7 @@ def test_walkthrough(datadir, admin_token, faces, tmp_path, monkeypatch):
         monkeypatch.setenv("FACETRAIL_TOKEN", tokens[examiner])
         assert [q["search_id"] for q in json.loads(invoke("review", "queue", "--json"))] == [int(search_id)]
         shown = json.loads(invoke("review", "show", search_id, "--json"))
+        assert 1 in [c["rank"] for c in shown["candidates"]]  # the candidate decided on is shown, so the next line checks it
         assert all(c["decisions"] == [] for c in shown["candidates"])  # blind to the other examiner
         invoke("review", "image", search_id, "--rank", "1", "--out", str(tmp_path / f"{examiner}-candidate.jpg"))
         invoke("review", "decide", search_id, "--rank", "1", "--decision", "possible_lead", "--notes", "consistent")

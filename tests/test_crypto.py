@@ -14,17 +14,17 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from facetrail.accountability.keys import rotate_data_key
 from facetrail.config import EnrolmentConfig
+from facetrail.accountability.keys import rotate_data_key
 from facetrail.crypto import KEY_FILE_ENV, KeyRing
 from facetrail.datadir import DataDir
 from facetrail.errors import CryptoError, IndexFileError
 from facetrail.engine.pipeline import FaceEngine
+from facetrail.storage import probe_store
 from facetrail.gallery.enrol import portrait_detection
 from facetrail.gallery.gallery import Galleries
 from facetrail.gallery.schema import TemplateRecord
-from facetrail.storage import probe_store
-from tests.test_gallery import enrol_folder, galleries, photo_folder, probe_template  # noqa: F401 (fixtures)
+from tests.fixtures.gallery import enrol_folder, probe_template
 
 
 def photographs(folder: Path) -> list[Path]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,24 +10,14 @@ import pytest
 from facetrail.evaluation import demographics, edc
 from facetrail.evaluation.demographics import IdentityBootstrap, demographic_report, labelled_set, score_pairs
 from facetrail.evaluation.templates import ImageTemplate
-
-
-def people(points: dict[str, list[tuple[float, ...] | None]]):
-    """Identities → image paths, and a template per image at the given point (None: failed to enrol)."""
-    identities, templates = {}, {}
-    for name, spots in points.items():
-        identities[name] = [Path(f"/set/{name}/{k}.jpg") for k in range(len(spots))]
-        for path, spot in zip(identities[name], spots):
-            vector = None if spot is None else np.array(spot, dtype=np.float32)
-            templates[path] = ImageTemplate(path, vector, "" if spot is not None else "no face found", "hog", 1)
-    return identities, templates
+from tests.fixtures.demographics import labelled_people
 
 
 def test_every_pair_is_scored_once_in_blocks_as_brute_force_finds(monkeypatch):
     rng = np.random.default_rng(3)
     points = {f"p{k}": [tuple(rng.normal(size=4) + k % 3) for _ in range(rng.integers(1, 5))] for k in range(12)}
     points["p5"][0] = None
-    identities, templates = people(points)
+    identities, templates = labelled_people(points)
     groups = {name: ("a" if k % 2 else "b") for k, name in enumerate(sorted(identities))}
     data, unlabelled = labelled_set(identities, groups, templates)
     scores = score_pairs(data, block_rows=3)  # several blocks, some rows split across them
@@ -53,7 +42,7 @@ def test_rates_per_group_at_one_threshold_match_hand_counts():
     # Group "a": Ann and Amy are close (2 of their 4 impostor pairs match at 0.5); Ann's own two images are 0.4
     # apart (a match), Amy's 0.9 apart (a false non-match). Group "b": Bob and Ben are far from everybody; Bob has
     # one image that failed to enrol, so his genuine pair is an error too.
-    identities, templates = people({
+    identities, templates = labelled_people({
         "Ann": [(0.0, 0.0), (0.4, 0.0)],
         "Amy": [(0.0, 0.2), (0.0, 1.1)],
         "Bob": [(10.0, 0.0), None],
@@ -86,7 +75,7 @@ def test_rates_per_group_at_one_threshold_match_hand_counts():
 
 def test_threshold_from_the_target_false_match_rate_over_all_impostors():
     rng = np.random.default_rng(0)
-    identities, templates = people({f"p{k}": [tuple(rng.normal(size=3)) for _ in range(3)] for k in range(20)})
+    identities, templates = labelled_people({f"p{k}": [tuple(rng.normal(size=3)) for _ in range(3)] for k in range(20)})
     groups = dict.fromkeys(identities, "everyone")
     report, _, impostors = demographic_report(identities, groups, templates, fmr=0.05, resamples=20)
     threshold = report["threshold"]["value"]

@@ -17,7 +17,7 @@ from facetrail.evaluation.datasets import read_groups, read_pairs
 from facetrail.evaluation.identification import identification_report, split_identities
 from facetrail.evaluation.templates import ImageTemplate
 from facetrail.evaluation.verification import verification_report
-from tests.conftest import ADMIN_PASSWORD
+from tests.fixtures.datadir import ADMIN_PASSWORD
 
 runner = CliRunner()
 

@@ -10,68 +10,29 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
 from sqlalchemy import func, select
 
 from facetrail.config import EnrolmentConfig
 from facetrail.errors import DuplicateError, GalleryError, IndexFileError, NotFoundError
-from facetrail.gallery.enrol import enrol, items_from_folder, items_from_manifest, write_report
+from facetrail.gallery.enrol import enrol, items_from_manifest, write_report
 from facetrail.gallery import segments
 from facetrail.gallery.gallery import Galleries
 from facetrail.gallery.index import CompressedIndex
 from facetrail.gallery.schema import ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
+from tests.fixtures.gallery import SERIAL, enrol_folder, probe_template
+from tests.fixtures.images import save_resized
 from facetrail.accountability.requests import CaseRequest
 
-SERIAL = EnrolmentConfig(workers=1, commit_every=2)
 BOTH_BACKENDS = pytest.mark.parametrize("index_backend", ["faiss", "milvus"], indirect=True)
-
-
-def save_resized(source: Path, target: Path, height: int, mirror: bool = False) -> Path:
-    image = Image.open(source).convert("RGB")
-    image = image.resize((round(image.width * height / image.height), height))
-    if mirror:
-        image = ImageOps.mirror(image)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    image.save(target, quality=92)
-    return target
-
-
-@pytest.fixture(scope="session")
-def photo_folder(tmp_path_factory, faces) -> Path:
-    """Two subjects with distinct small photographs each, plus one file that is not an image."""
-    root = tmp_path_factory.mktemp("bookings")
-    save_resized(faces["obama.jpg"], root / "B-1001" / "front.jpg", 400)
-    save_resized(faces["obama2.jpg"], root / "B-1001" / "second.jpg", 420)
-    save_resized(faces["biden.jpg"], root / "B-2002" / "front.jpg", 500)
-    save_resized(faces["biden.jpg"], root / "B-2002" / "mirror.jpg", 480, mirror=True)
-    (root / "B-2002" / "notes.jpg").write_text("booking notes, not a photograph")
-    return root
-
-
-@pytest.fixture
-def galleries(datadir, index_backend):
-    opened = Galleries.open(datadir)
-    yield opened
-    opened.close()
 
 
 @pytest.fixture
 def county(galleries):
     galleries.create("county", ["booking"], "county booking photographs")
     return galleries.get("county")
-
-
-def enrol_folder(gallery, folder, source="booking", rules=SERIAL, **kwargs):
-    settings = gallery.galleries.settings
-    return enrol(gallery, items_from_folder(folder, source), settings.engine, rules, **kwargs)
-
-
-def probe_template(engine, path):
-    return engine.template(engine.find_faces(engine.decode(Path(path).read_bytes()).pixels)[0]).embedding
 
 
 def counts(gallery) -> tuple[int, int, int]:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import faiss
 import hypothesis.extra.numpy as hnp
 import numpy as np
@@ -269,12 +273,40 @@ def test_dimension_must_be_positive():
 def test_set_search_threads():
     before = faiss.omp_get_max_threads()
     try:
+        faiss.omp_set_num_threads(2)  # not 1 to begin with (Galleries.open sets 1), so that setting 1 is seen
         set_search_threads(1)
         assert faiss.omp_get_max_threads() == 1
+        set_search_threads(3)
+        assert faiss.omp_get_max_threads() == 3
         with pytest.raises(ValueError, match="at least 1"):
             set_search_threads(0)
+        assert faiss.omp_get_max_threads() == 3  # a refused count changes nothing
     finally:
         faiss.omp_set_num_threads(before)
+
+
+SEARCH_ON_THREADS = """
+import os, sys
+import numpy as np
+from facetrail.gallery.index import FaissExactIndex, set_search_threads
+rng = np.random.default_rng(0)
+index = FaissExactIndex(128)
+index.add(np.arange(20_000), rng.standard_normal((20_000, 128)).astype(np.float32))
+set_search_threads(int(sys.argv[1]))
+before = len(os.listdir("/proc/self/task"))
+index.search(rng.standard_normal((8, 128)).astype(np.float32), 5)
+print(len(os.listdir("/proc/self/task")) - before)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+@pytest.mark.parametrize("threads", [1, 3])
+def test_a_search_runs_on_the_threads_set(threads):
+    """The effect itself: a search in a fresh process starts OpenMP's pool with the count set (the calling thread and
+    ``threads - 1`` more), whatever the machine's number of cores."""
+    started = subprocess.run([sys.executable, "-c", SEARCH_ON_THREADS, str(threads)], capture_output=True, text=True,
+                             timeout=120, check=True)
+    assert int(started.stdout) == threads - 1, started.stdout + started.stderr
 
 
 # --- compressed index with exact re-rank ---------------------------------------------

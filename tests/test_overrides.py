@@ -11,29 +11,11 @@ from sqlalchemy import select, update
 
 from facetrail.accountability.schema import OverrideRequestRecord, ProbeRecord, SearchRecord
 from facetrail.errors import DuplicateError, NotFoundError, PermissionDeniedError, PoorQualityError, RefusedError
-from tests.test_accountability import jpeg_bytes
-from tests.test_api import CASE, PASSWORD, SEARCH_FIELDS, World, client, people, world  # noqa: F401 - fixtures
+from tests.fixtures.images import jpeg
+from tests.fixtures.world import CASE, SEARCH_FIELDS, World, actors, add_user
 from facetrail.accountability.requests import CaseRequest
 
 V1 = "/api/v1"
-
-
-@pytest.fixture
-def poor(faces) -> bytes:
-    """A probe the quality checks call poor: the face is tilted 40 degrees (the limit is 30)."""
-    return jpeg_bytes(faces["obama3.jpg"], 700, rotate=40)
-
-
-def actors(world: World, *names: str):
-    return [world.system.auth.authenticate(world.tokens[name]) for name in names]
-
-
-def add_user(world: World, username: str, roles: list[str], unit: str):
-    """A further user, logged in; returns the actor."""
-    system = world.system
-    system.admin.create_user(*actors(world, "admin"), username, PASSWORD, roles, unit)
-    world.tokens[username] = system.auth.login(username, PASSWORD)[1]
-    return system.auth.authenticate(world.tokens[username])
 
 
 def audit_actions(world: World) -> list[tuple[str, str, str]]:
@@ -110,7 +92,7 @@ def test_a_declined_request_runs_no_search(world, poor):
 def test_requests_pass_the_checks_a_search_makes(world, faces, poor):
     system = world.system
     ivan, erin, tina, admin = actors(world, "ivan", "erin", "tina", "admin")
-    good = jpeg_bytes(faces["obama3.jpg"], 700)
+    good = jpeg(faces["obama3.jpg"], 700)
     refusals = [
         (lambda: system.overrides.request_override(ivan, good, CaseRequest(**SEARCH_FIELDS)), "quality is acceptable"),
         (lambda: system.overrides.request_override(ivan, poor, CaseRequest(**{**SEARCH_FIELDS, "case_number": "7"})), "case number"),

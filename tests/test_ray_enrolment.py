@@ -18,7 +18,7 @@ from facetrail.config import EngineConfig, EnrolmentConfig
 from facetrail.engine.parallel import IN_FLIGHT_PER_WORKER, analyse_many
 from facetrail.gallery.enrol import EnrolItem, _analyse, _Pending
 from facetrail.gallery.schema import TemplateRecord
-from tests.test_gallery import save_resized
+from tests.fixtures.images import save_resized
 
 runner = CliRunner()
 

@@ -25,10 +25,9 @@ from facetrail.gallery.index import IndexBackend, VectorIndex, choose_nlist
 from facetrail.gallery.milvus_index import MilvusBackend
 from facetrail.gallery.segments import MANIFEST_NAME, SegmentedBackend, SegmentedIndex
 from tests.fixtures.milvus import milvus_collection
+from tests.fixtures.segments import LAST, SMALL, D, state_at, step
 from facetrail.accountability.requests import CaseRequest
 
-D = 128
-SMALL = IndexConfig(compress_at=500, nprobe=16, rerank=50, segment_templates=256, milvus_nlist=16)
 GALLERY = 7
 
 
@@ -37,26 +36,6 @@ def keyring(tmp_path) -> KeyRing:
     datadir = DataDir(tmp_path / "data")
     datadir.create()
     return KeyRing.create(datadir)
-
-
-def step(t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Change number ``t`` of a deterministic history: 20 new templates, and every third of those of change t-2."""
-    ids = np.arange(t * 1000, t * 1000 + 20, dtype=np.int64)
-    vectors = np.random.default_rng(t).standard_normal((20, D)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    removed = np.arange((t - 2) * 1000, (t - 2) * 1000 + 20, 3, dtype=np.int64) if t > 2 else np.empty(0, dtype=np.int64)
-    return ids, vectors, removed
-
-
-def state_at(version: int) -> dict[int, np.ndarray]:
-    """Id → vector after changes 1..version."""
-    state: dict[int, np.ndarray] = {}
-    for t in range(1, version + 1):
-        ids, vectors, removed = step(t)
-        state.update(zip(ids.tolist(), vectors))
-        for i in removed.tolist():
-            state.pop(i, None)
-    return state
 
 
 @pytest.fixture(params=["faiss", "milvus"])
@@ -314,7 +293,7 @@ CHILD = textwrap.dedent("""
     from pathlib import Path
     from facetrail.crypto import KeyRing
     from facetrail.gallery.segments import SegmentedIndex
-    from tests.test_segments import SMALL, D, LAST, step
+    from tests.fixtures.segments import LAST, SMALL, D, step
 
     root, key_file = Path(sys.argv[1]), Path(sys.argv[2])
     keyring = KeyRing(key_file)
@@ -326,7 +305,6 @@ CHILD = textwrap.dedent("""
         index = index.retrained() or index  # as an enrolment does after its commits (from change 77 on)
         print(t, flush=True)
 """)
-LAST = 80
 
 
 def test_kill_9_at_any_point_leaves_a_whole_version(tmp_path, keyring):

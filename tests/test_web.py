@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_api import CASE, PASSWORD, SEARCH_FIELDS, World, client, jpeg, people, world  # noqa: F401 - fixtures
+from tests.fixtures.images import jpeg
+from tests.fixtures.web import post_login
+from tests.fixtures.world import CASE, PASSWORD, SEARCH_FIELDS, World
 from facetrail.accountability.requests import CaseRequest
 
 PAGES = {
@@ -35,13 +37,6 @@ def log_in(world: World, username: str) -> str:
     page = post_login(world.client, {"username": username, "password": PASSWORD})
     assert page.status_code == 200, page.text
     return csrf_of(page.text)
-
-
-def post_login(client, data: dict, **options):
-    """Post the login form as a browser does: fetched first, for the anti-forgery value it carries."""
-    form = client.get("/login")
-    value = re.search(r'name="login_csrf" value="([^"]+)"', form.text).group(1)
-    return client.post("/login", data={**data, "login_csrf": value}, **options)
 
 
 def csrf_of(html: str) -> str:

@@ -9,8 +9,9 @@ import time
 import pytest
 
 from facetrail.errors import AuthenticationError
-from tests.test_api import PASSWORD, World, client, jpeg, people  # noqa: F401 - fixtures
-from tests.test_web import post_login
+from tests.fixtures.images import jpeg
+from tests.fixtures.web import post_login
+from tests.fixtures.world import PASSWORD, World
 
 ADMIN_PAGES = ("/admin/users", "/admin/galleries", "/admin/galleries/county", "/admin/jobs", "/admin/jobs/1",
                "/admin/jobs/1.json", "/admin/policy")

@@ -14,8 +14,9 @@ import pytest
 from sqlalchemy import update
 
 from facetrail.accountability.schema import AuditEntryRecord
-from tests.test_api import CASE, PASSWORD, SEARCH_FIELDS, World, client, jpeg, people, world  # noqa: F401 - fixtures
-from tests.test_web import post_login
+from tests.fixtures.images import jpeg
+from tests.fixtures.web import post_login
+from tests.fixtures.world import CASE, PASSWORD, SEARCH_FIELDS, World
 from facetrail.accountability.requests import CaseRequest
 
 
@@ -276,7 +277,7 @@ def test_report_page_shows_the_models_differentials_and_where_its_calibration_ca
     from facetrail.evaluation import published
     from facetrail.engine.calibration import save_calibration
     from facetrail.evaluation.demographics import demographic_report
-    from tests.test_demographics import people as labelled_people
+    from tests.fixtures.demographics import labelled_people
 
     monkeypatch.setattr(published, "SHIPPED", tmp_path / "none-shipped")
     log_in(world, "alma")

@@ -8,9 +8,9 @@ import re
 import pytest
 
 from facetrail.errors import RefusedError
-from tests.test_api import CASE, PASSWORD, SEARCH_FIELDS, World, client, jpeg, people, world  # noqa: F401 - fixtures
-from tests.test_overrides import add_user, poor  # noqa: F401 - fixture
-from tests.test_web import post_login
+from tests.fixtures.images import jpeg
+from tests.fixtures.web import post_login
+from tests.fixtures.world import CASE, PASSWORD, SEARCH_FIELDS, World, add_user
 from facetrail.accountability.requests import CaseRequest
 
 

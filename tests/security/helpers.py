@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.test_api import PASSWORD, SEARCH_FIELDS, V1, World, jpeg
+from tests.fixtures.images import jpeg
+from tests.fixtures.world import PASSWORD, SEARCH_FIELDS, V1, World
 
 
 def run_search(world: World, faces, investigator: str = "ivan") -> int:

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from facetrail.api.app import server_config
 from facetrail.api.settings import ApiSettings
 from tests.security.helpers import entries
-from tests.test_api import PASSWORD, V1
+from tests.fixtures.world import PASSWORD, V1
 
 WRONG = "not the password at all"
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from facetrail.accountability.audit import AuditTrail
-from tests.test_api import V1, jpeg
+from tests.fixtures.images import jpeg
+from tests.fixtures.world import V1
 
 
 def _subject_rows(system, subject_id: str) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from facetrail.accountability import context as context_module
 from tests.security.helpers import entries, run_search
-from tests.test_api import SEARCH_FIELDS, V1, jpeg
-from tests.test_api_security import png_claiming
+from tests.fixtures.images import jpeg, png_claiming
+from tests.fixtures.world import SEARCH_FIELDS, V1
 
 
 def test_finding_faces_is_for_investigators_audited_and_limited_below_enrolment(world, faces):

@@ -6,7 +6,7 @@ import pytest
 
 from facetrail.errors import FacetrailError
 from tests.security.helpers import add_user, decide, entries, run_search
-from tests.test_api import V1
+from tests.fixtures.world import V1
 
 RELAXED_POLICY_LINE = '    ["examiner", "supervisor"],\n'
 
@@ -27,6 +27,7 @@ def test_an_examiner_who_supervises_still_reviews_blind(world, faces):
     assert decide(world, "erin", search_id, "possible_lead", notes="erin's reasons").status_code == 201
 
     shown = world.client.get(f"{V1}/searches/{search_id}", headers=world.as_user("esme")).json()
+    assert 1 in [candidate["rank"] for candidate in shown["candidates"]]  # erin's candidate is shown to esme
     assert all(candidate["decisions"] == [] for candidate in shown["candidates"]) and shown["outcome"] is None
     world.client.cookies.set("ft_session", world.tokens["esme"])
     page = world.client.get(f"/reviews/{search_id}")
