@@ -24,7 +24,6 @@ from facetrail.gallery.index import CompressedIndex
 from facetrail.gallery.schema import ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
 from tests.fixtures.gallery import SERIAL, enrol_folder, probe_template
 from tests.fixtures.images import save_resized
-from facetrail.accountability.requests import CaseRequest
 
 BOTH_BACKENDS = pytest.mark.parametrize("index_backend", ["faiss", "milvus"], indirect=True)
 
@@ -199,7 +198,7 @@ def test_index_is_rebuilt_when_missing_stale_or_corrupt(county, galleries, photo
         county.record(session).version += 1
         session.commit()
     fresh = Galleries.open(datadir).get("county")
-    assert [(c.template_id, round(c.distance, 5)) for c in fresh.searches.search(probe, CaseRequest(k=4)).candidates] == expected
+    assert [(c.template_id, round(c.distance, 5)) for c in fresh.search(probe, k=4).candidates] == expected
     assert sorted(fresh.index().ids().tolist()) == sorted(t for t, _ in expected)
     assert fresh.index().version == county.info().version
 
@@ -266,7 +265,7 @@ def test_a_change_the_index_missed_is_brought_from_the_store(county, photo_folde
         enrol_folder(county, newcomer)
     assert counts(county) == (3, 5, 5)
     fresh = Galleries.open(datadir).get("county")
-    hits = fresh.searches.search(probe, CaseRequest(k=10))
+    hits = fresh.search(probe, k=10)
     assert hits.version == county.info().version == fresh.index().version
     assert [c.subject_id for c in hits.candidates][:3] == ["B-3003", "B-1001", "B-1001"] and len(hits.candidates) == 5
     assert fresh.index().ids().tolist() == stored_ids() and len(fresh.index()) == 5  # no template twice
@@ -276,7 +275,7 @@ def test_a_change_the_index_missed_is_brought_from_the_store(county, photo_folde
         county.remove_subject("B-1001")
     assert counts(county) == (2, 3, 3)
     fresh = Galleries.open(datadir).get("county")
-    hits = fresh.searches.search(probe, CaseRequest(k=10))
+    hits = fresh.search(probe, k=10)
     assert hits.version == county.info().version == fresh.index().version
     assert [c.subject_id for c in hits.candidates] == ["B-3003", "B-2002", "B-2002"]
     assert fresh.index().ids().tolist() == stored_ids() and len(fresh.index()) == 3

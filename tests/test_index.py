@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from facetrail.gallery.index import MAX_NLIST, CompressedIndex, FaissExactIndex, SearchDepth, choose_nlist, set_search_threads
-from facetrail.accountability.requests import CaseRequest
 
 D = 128
 # Squared distances are compared with this absolute tolerance (float32 arithmetic in faiss).
@@ -339,7 +338,7 @@ def test_compressed_codes_round_trip_through_bytes():
     again = CompressedIndex.from_bytes(index.trained_bytes(), lambda wanted: np.stack([fetch[i] for i in wanted.tolist()]), index.depth)
     again.add_codes(ids, again.encode(vectors))
     np.testing.assert_array_equal(again.encode(vectors), index.encode(vectors))
-    for got, expected in zip(again.searches.search(vectors[:5], 7, CaseRequest()), index.search(vectors[:5], 7)):
+    for got, expected in zip(again.search(vectors[:5], 7), index.search(vectors[:5], 7)):
         np.testing.assert_array_equal(got, expected)
     with pytest.raises(ValueError, match="could not read"):
         CompressedIndex.from_bytes(b"not an index", lambda wanted: vectors[:0], index.depth)

@@ -26,7 +26,6 @@ from facetrail.gallery.milvus_index import MilvusBackend
 from facetrail.gallery.segments import MANIFEST_NAME, SegmentedBackend, SegmentedIndex
 from tests.fixtures.milvus import milvus_collection
 from tests.fixtures.segments import LAST, SMALL, D, state_at, step
-from facetrail.accountability.requests import CaseRequest
 
 GALLERY = 7
 
@@ -116,7 +115,7 @@ def test_restart_gives_the_same_index(backends):
             assert again.version == t and type(again) is type(index)
             assert_holds(again, state_at(t))
             queries = np.random.default_rng(t).standard_normal((5, D)).astype(np.float32)
-            for got, expected in zip(again.searches.search(queries, 10, CaseRequest()), index.search(queries, 10)):
+            for got, expected in zip(again.search(queries, 10), index.search(queries, 10)):
                 np.testing.assert_array_equal(got, expected)
             again.close()
     assert_holds(index, state_at(40))
@@ -137,7 +136,7 @@ def test_expunged_templates_are_never_found_again(backends):
         assert not np.isin(labels, gone).any()
     again = reopened(backend)
     assert not np.isin(gone, again.ids()).any() and len(again) == 780
-    _, labels = again.searches.search(vectors, 50, CaseRequest())
+    _, labels = again.search(vectors, 50)
     assert not np.isin(labels, gone).any()
 
 
