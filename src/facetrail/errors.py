@@ -94,8 +94,6 @@ class DuplicateError(GalleryError):
     """The record already exists."""
 
 
-class SourceNotAllowedError(GalleryError):
-    """An image's provenance source is not allowed for the gallery."""
 
 
 class IndexFileError(GalleryError):
