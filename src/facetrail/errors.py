@@ -94,8 +94,6 @@ class DuplicateError(GalleryError):
     """The record already exists."""
 
 
-
-
 class IndexFileError(GalleryError):
     """A saved vector index file is corrupt, truncated or not an index file."""
 
