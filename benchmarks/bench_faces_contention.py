@@ -26,8 +26,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from facetrail.accountability.service import Facetrail
-from facetrail.api.app import create_app
-from facetrail.api.settings import ApiSettings
+from facetrail.server import create_app
+from facetrail.http.settings import ApiSettings
 from facetrail.datadir import DataDir
 from facetrail.gallery.enrol import EnrolItem
 

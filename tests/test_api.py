@@ -13,8 +13,8 @@ import zipfile
 from fastapi.routing import APIRoute
 
 from facetrail.api import routes as routes_package
-from facetrail.api.app import create_app
-from facetrail.api.settings import ApiSettings
+from facetrail.server import create_app
+from facetrail.http.settings import ApiSettings
 from facetrail.datadir import DataDir
 from tests.fixtures.images import jpeg
 from tests.fixtures.world import CASE, PASSWORD, SEARCH_FIELDS, V1, auth

@@ -9,10 +9,10 @@ import logging
 import pytest
 from fastapi.testclient import TestClient
 
-from facetrail.api.app import create_app
-from facetrail.api.deps import CSRF_COOKIE
-from facetrail.api.ratelimit import SlidingWindowLimiter
-from facetrail.api.settings import ApiSettings
+from facetrail.server import create_app
+from facetrail.http.deps import CSRF_COOKIE
+from facetrail.http.ratelimit import SlidingWindowLimiter
+from facetrail.http.settings import ApiSettings
 from facetrail.datadir import DataDir
 from facetrail.errors import ConfigError
 from tests.fixtures.images import jpeg, png_claiming

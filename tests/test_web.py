@@ -157,7 +157,7 @@ def test_investigator_searches_from_the_form_and_sees_ranked_candidates(world, f
 
 
 def test_probe_and_candidates_are_framed_on_their_faces_at_one_scale(world, faces, engine):
-    from facetrail.api.files import FACE_FRAME_SIDE, face_frame_box
+    from facetrail.http.files import FACE_FRAME_SIDE, face_frame_box
 
     csrf = log_in(world, "ivan")
     page = web_search(world, csrf, jpeg(faces["obama2.jpg"], 600), follow_redirects=False)
@@ -182,7 +182,7 @@ def test_probe_and_candidates_are_framed_on_their_faces_at_one_scale(world, face
 
 
 def test_a_face_frame_centres_the_box_and_pads_beyond_the_edge():
-    from facetrail.api.files import face_frame, face_frame_box
+    from facetrail.http.files import face_frame, face_frame_box
 
     pixels = np.full((100, 200, 3), 40, dtype=np.uint8)
     pixels[0:20, 180:200] = 255  # the face box, in the top right corner

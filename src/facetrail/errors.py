@@ -94,10 +94,6 @@ class DuplicateError(GalleryError):
     """The record already exists."""
 
 
-class SourceNotAllowedError(GalleryError):
-    """An image's provenance source is not allowed for the gallery."""
-
-
 class IndexFileError(GalleryError):
     """A saved vector index file is corrupt, truncated or not an index file."""
 

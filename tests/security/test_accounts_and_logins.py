@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from facetrail.api.app import server_config
-from facetrail.api.settings import ApiSettings
+from facetrail.server import server_config
+from facetrail.http.settings import ApiSettings
 from tests.security.helpers import entries
 from tests.fixtures.world import PASSWORD, V1
 

@@ -45,6 +45,9 @@ from facetrail.accountability.verify_audit import (
     PUBLIC_KEY_FILE,
     ZERO_HASH,
     AuditVerification,
+    canonical_checkpoint,
+    canonical_entry,
+    canonical_json,
     check_trail,
     public_key_id,
 )
@@ -72,34 +75,6 @@ _TRANSACTION_OWNER = "facetrail.audit.trail"
 """``Session.info`` key naming the AuditTrail whose lock the session's transaction holds."""
 _STREAM_BATCH = 1000
 _LOCK_POLL_SECONDS = 0.002
-
-
-def _canonical_json(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def canonical_entry(
-    seq: int, recorded_at: str, actor: str, action: str, target: str, details: dict[str, Any], prev_hash: str
-) -> bytes:
-    """The bytes whose SHA-256 is an entry's ``entry_hash`` (verify_audit.py has its own copy, on purpose)."""
-    return _canonical_json(
-        {
-            "seq": seq,
-            "recorded_at": recorded_at,
-            "actor": actor,
-            "action": action,
-            "target": target,
-            "details": details,
-            "prev_hash": prev_hash,
-        }
-    )
-
-
-def canonical_checkpoint(entry_count: int, head_hash: str, signed_at: str, key_id: str) -> bytes:
-    """The bytes a checkpoint's Ed25519 signature is made over."""
-    return _canonical_json(
-        {"entry_count": entry_count, "head_hash": head_hash, "signed_at": signed_at, "key_id": key_id}
-    )
 
 
 def _timestamp() -> str:
@@ -405,14 +380,14 @@ class AuditTrail:
         public_key = self._signing_key().public_key()
         with self.sessions() as session:
             checkpoints = session.execute(select(*_CHECKPOINT_COLUMNS).order_by(*_CHECKPOINT_ORDER)).mappings().all()
-            (folder / CHECKPOINTS_FILE).write_bytes(b"".join(_canonical_json(dict(c)) + b"\n" for c in checkpoints))
+            (folder / CHECKPOINTS_FILE).write_bytes(b"".join(canonical_json(dict(c)) + b"\n" for c in checkpoints))
             entries = session.execute(
                 select(*_ENTRY_COLUMNS).order_by(AuditEntryRecord.seq).execution_options(yield_per=_STREAM_BATCH)
             ).mappings()
             count = 0
             with (folder / ENTRIES_FILE).open("wb") as stream:
                 for entry in entries:
-                    stream.write(_canonical_json(dict(entry)) + b"\n")
+                    stream.write(canonical_json(dict(entry)) + b"\n")
                     count += 1
         (folder / PUBLIC_KEY_FILE).write_bytes(
             public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)

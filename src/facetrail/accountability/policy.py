@@ -5,6 +5,10 @@ its line, so an administrator can fix a draft in one pass. ``refusal_reasons`` a
 request and explains each refusal in words an investigator understands. ``PolicyStore`` keeps every
 loaded version in the store; exactly one is active, and each search records the version it ran under.
 docs/policy.md describes every key.
+
+Why one module: the policy's dataclasses, the parser that checks each key against them and the rules that apply
+them are one reading of one document; split apart, a key's type, its check and its use would live in three files
+that must change together.
 """
 
 from __future__ import annotations

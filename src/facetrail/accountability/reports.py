@@ -10,6 +10,9 @@ narrowed by; the HTML page is self-contained (inline CSS, charts as inline PNG
 images) so it can be filed or e-mailed as it is, and ``render_html_fragment``
 is its body, for a page of the web application. docs/reports.md explains
 every figure and flag.
+
+Why one module: the figures and the four renderings of them change together (a new figure is counted, flagged and
+shown in JSON, CSV and HTML at once); the rendering half is marked below.
 """
 
 from __future__ import annotations

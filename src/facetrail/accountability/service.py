@@ -20,7 +20,7 @@ these services and nothing beneath them.
 from __future__ import annotations
 
 from facetrail.accountability.administration import Administration, RoleChange
-from facetrail.accountability.audit import AuditTrail
+from facetrail.accountability.audit import AuditTrail, AuditVerification
 from facetrail.accountability.authentication import Authentication
 from facetrail.accountability.context import NOTICE, Context
 from facetrail.accountability.overrides import Overrides
@@ -30,13 +30,14 @@ from facetrail.accountability.requests import CaseRequest
 from facetrail.accountability.retention import Retention
 from facetrail.accountability.reviews import Reviews
 from facetrail.accountability.searches import ComparisonResult, SearchResult, Searches
-from facetrail.accountability.users import Actor, UserDirectory
+from facetrail.accountability.users import ROLE_ACTIONS, Actor, UserDirectory
 from facetrail.datadir import DataDir
 from facetrail.errors import FacetrailError
 from facetrail.storage import BlobStore
-from facetrail.gallery.gallery import Galleries
+from facetrail.gallery.gallery import SUBJECT_ID_MAX, Galleries
 
-__all__ = ["NOTICE", "Actor", "CaseRequest", "ComparisonResult", "Facetrail", "RoleChange", "SearchResult"]
+__all__ = ["NOTICE", "ROLE_ACTIONS", "SUBJECT_ID_MAX", "Actor", "AuditVerification", "CaseRequest", "ComparisonResult",
+           "Facetrail", "RoleChange", "SearchResult"]
 """The public surface the interfaces use: the system, the request they send, and what comes back."""
 
 

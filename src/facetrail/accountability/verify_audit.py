@@ -44,7 +44,8 @@ CHECKPOINTS_FILE = "checkpoints.jsonl"
 PUBLIC_KEY_FILE = "audit-public-key.pem"
 
 
-def _canonical_json(value: Any) -> bytes:
+def canonical_json(value: Any) -> bytes:
+    """JSON with sorted keys, no spaces, UTF-8: the one serialization every hash and signature is made over."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -52,7 +53,7 @@ def canonical_entry(
     seq: int, recorded_at: str, actor: str, action: str, target: str, details: Any, prev_hash: str
 ) -> bytes:
     """The bytes whose SHA-256 is an entry's entry_hash."""
-    return _canonical_json(
+    return canonical_json(
         {
             "seq": seq,
             "recorded_at": recorded_at,
@@ -67,7 +68,7 @@ def canonical_entry(
 
 def canonical_checkpoint(entry_count: int, head_hash: str, signed_at: str, key_id: str) -> bytes:
     """The bytes a checkpoint's signature is made over."""
-    return _canonical_json(
+    return canonical_json(
         {"entry_count": entry_count, "head_hash": head_hash, "signed_at": signed_at, "key_id": key_id}
     )
 

@@ -243,7 +243,7 @@ def serve(
     data: DataOption = None,
 ) -> None:
     """Run the HTTP API and the web application (docs/api.md) until interrupted."""
-    from facetrail.api.app import serve as run_api
+    from facetrail.server import serve as run_api
 
     run(lambda: run_api(host, port, data, workers))
 

@@ -3,8 +3,6 @@ or Ray actors across a cluster (:mod:`facetrail.engine.ray_pool`)."""
 
 from __future__ import annotations
 
-import collections
-import dataclasses
 import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -15,12 +13,10 @@ from typing import TypeVar
 
 from facetrail.config import EngineConfig
 from facetrail.engine.pipeline import FaceEngine
+from facetrail.engine.scheduling import IN_FLIGHT_PER_WORKER, in_order, share_cores
 
 Job = TypeVar("Job")
 Result = TypeVar("Result")
-Handle = TypeVar("Handle")
-
-IN_FLIGHT_PER_WORKER = 4
 
 _worker_engine: FaceEngine | None = None
 
@@ -32,15 +28,6 @@ def _start_worker(config: EngineConfig) -> None:
 
 def _run_in_worker(task: Callable[[FaceEngine, Job], Result], job: Job) -> Result:
     return task(_worker_engine, job)
-
-
-def share_cores(config: EngineConfig, workers: int, cores: int | None = None) -> EngineConfig:
-    """``config`` with the network's threads set to each worker's share of ``cores`` (default: this machine's),
-    unless set explicitly."""
-    if config.embedding.threads:
-        return config
-    threads = max(1, (cores or os.cpu_count() or 1) // workers)
-    return dataclasses.replace(config, embedding=dataclasses.replace(config.embedding, threads=threads))
 
 
 def analyse_many(
@@ -82,19 +69,3 @@ def analyse_many(
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(worker_config,)) as pool:
         run = partial(_run_in_worker, task)
         yield from in_order(jobs, lambda job: pool.submit(run, job), Future.result, workers * IN_FLIGHT_PER_WORKER)
-
-
-def in_order(
-    jobs: Iterable[Job], submit: Callable[[Job], Handle], collect: Callable[[Handle], Result], window: int
-) -> Iterator[tuple[Job, Result]]:
-    """Yield ``(job, collect(submit(job)))`` in input order, with at most ``window`` jobs submitted and not yet
-    collected."""
-    in_flight: collections.deque[tuple[Job, Handle]] = collections.deque()
-    for job in jobs:
-        in_flight.append((job, submit(job)))
-        if len(in_flight) >= window:
-            done, handle = in_flight.popleft()
-            yield done, collect(handle)
-    while in_flight:
-        done, handle = in_flight.popleft()
-        yield done, collect(handle)

@@ -2,7 +2,7 @@
 
 Each actor loads a ``FaceEngine`` once and runs jobs one at a time; every actor
 asks Ray for its share of the cluster's CPUs and gives that many threads to
-ONNX Runtime (as :func:`facetrail.engine.parallel.share_cores` does for local
+ONNX Runtime (as :func:`facetrail.engine.scheduling.share_cores` does for local
 processes). Results come back in input order, with a bounded number of jobs in
 flight. Ray is optional (``pip install 'facetrail[ray]'``); every node must run
 the same facetrail version as the coordinating process.
@@ -18,7 +18,7 @@ from importlib.metadata import version
 from typing import Any, TypeVar
 
 from facetrail.config import EngineConfig
-from facetrail.engine.parallel import IN_FLIGHT_PER_WORKER, in_order, share_cores
+from facetrail.engine.scheduling import IN_FLIGHT_PER_WORKER, in_order, share_cores
 from facetrail.engine.pipeline import FaceEngine
 from facetrail.errors import FacetrailError
 

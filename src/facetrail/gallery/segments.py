@@ -21,6 +21,9 @@ removes them from memory.  The quantizers are trained on the gallery's own templ
 
 Encryption (``facetrail.crypto``): each slot is bound to its template id (``index-vector:<gallery>:<id>``), each
 codes section to its file name and header, the manifest and the quantizer file to the gallery.
+
+Why one module: the file layout, the manifest that commits it and the in-memory index that follows it are one
+format; its crash-safety argument (above) has to be read, and kept true, in one place.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from facetrail.accountability.service import Facetrail
-from facetrail.accountability.users import Actor
+from facetrail.accountability.service import Actor
 from facetrail.api.routes.galleries import enrol_uploads
 from facetrail.errors import FacetrailError
 from facetrail.storage import write_atomically

@@ -12,10 +12,10 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from facetrail.accountability.service import NOTICE
-from facetrail.accountability.users import ROLE_ACTIONS, Actor
-from facetrail.api.deps import csrf_token_for
-from facetrail.api.errors import facetrail_error_response
-from facetrail.api.files import FACE_FRAME_SIDE, face_frame_box
+from facetrail.accountability.service import ROLE_ACTIONS, Actor
+from facetrail.http.deps import csrf_token_for
+from facetrail.http.errors import facetrail_error_response
+from facetrail.http.files import FACE_FRAME_SIDE, face_frame_box
 from facetrail.errors import FacetrailError
 from facetrail.store import as_utc
 

@@ -7,8 +7,8 @@ from urllib.parse import urlencode
 
 from fastapi import Depends, Form, Request
 
-from facetrail.accountability.users import Actor
-from facetrail.api.deps import CSRF_COOKIE, SettingsDep, SystemDep, authenticate_request, check_csrf
+from facetrail.accountability.service import Actor
+from facetrail.http.deps import CSRF_COOKIE, SettingsDep, SystemDep, authenticate_request, check_csrf
 from facetrail.errors import AuthenticationError
 
 

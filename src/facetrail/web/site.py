@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from facetrail.api.routes import API_PREFIX
+from facetrail.http import API_PREFIX
 from facetrail.datadir import DataDir
 from facetrail.web.jobs import EnrolmentJobs
 from facetrail.web.pages import problem_page

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from facetrail.api.deps import reject_nul_text
+from facetrail.http import API_PREFIX
+from facetrail.http.deps import reject_nul_text
 
 from facetrail.api.routes import (
     audit,
@@ -21,8 +22,6 @@ from facetrail.api.routes import (
     searches,
     users,
 )
-
-API_PREFIX = "/api/v1"
 
 api_router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(reject_nul_text)])
 for module in (auth, users, policy, galleries, faces, searches, comparisons, overrides, reviews, leads, reports, audit,

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 from fastapi.responses import FileResponse
-from starlette.background import BackgroundTask
 
-from facetrail.accountability.service import Facetrail
-from facetrail.accountability.users import Actor
-from facetrail.api.deps import MAX_ID, CurrentActor, SystemDep
-from facetrail.api.errors import COMMON_ERRORS
-from facetrail.api.schemas import AuditEntryOut, AuditVerificationOut
+from facetrail.http.deps import MAX_ID, CurrentActor, SystemDep
+from facetrail.http.files import export_response
+from facetrail.http.errors import COMMON_ERRORS
+from facetrail.http.schemas import AuditEntryOut, AuditVerificationOut
 
 router = APIRouter(prefix="/audit", tags=["oversight"], responses=COMMON_ERRORS)
 
@@ -48,17 +43,3 @@ def export(actor: CurrentActor, system: SystemDep) -> FileResponse:
     """A zip of the trail (JSON Lines), the signed checkpoints, the public key, a README and a standalone verifier
     (auditors and supervisors; audited first, so the export includes its own entry)."""
     return export_response(system, actor)
-
-
-def export_response(system: Facetrail, actor: Actor) -> FileResponse:
-    """The audit export (``Facetrail.export_audit``) as a zip download; its scratch folder is removed once sent. Used
-    by the API and by the audit trail page."""
-    scratch = Path(tempfile.mkdtemp(prefix="facetrail-audit-"))
-    try:
-        folder = system.oversight.export_audit(actor, scratch / "audit-export")
-        archive = shutil.make_archive(str(scratch / "audit-export"), "zip", root_dir=folder)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
-    return FileResponse(archive, media_type="application/zip", filename="facetrail-audit-export.zip",
-                        background=BackgroundTask(shutil.rmtree, scratch, ignore_errors=True))

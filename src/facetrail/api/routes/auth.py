@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
-from facetrail.api.deps import (
+from facetrail.http.deps import (
     CurrentActor,
     SessionToken,
     SettingsDep,
@@ -13,8 +13,8 @@ from facetrail.api.deps import (
     log_in,
     set_session_cookies,
 )
-from facetrail.api.errors import COMMON_ERRORS, documented
-from facetrail.api.schemas import Account, LoginRequest, LoginResponse
+from facetrail.http.errors import COMMON_ERRORS, documented
+from facetrail.http.schemas import Account, LoginRequest, LoginResponse
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 

@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, UploadFile, status
 
-from facetrail.api.deps import CurrentActor, SystemDep
-from facetrail.api.forms import CaseForm
-from facetrail.api.errors import COMMON_ERRORS, UPLOAD_ERRORS
-from facetrail.api.files import read_upload
-from facetrail.api.schemas import ComparisonOut
+from facetrail.http.deps import CurrentActor, SystemDep
+from facetrail.http.forms import CaseForm
+from facetrail.http.errors import COMMON_ERRORS, UPLOAD_ERRORS
+from facetrail.http.files import read_upload
+from facetrail.http.schemas import ComparisonOut
 
 router = APIRouter(prefix="/comparisons", tags=["searches"], responses={**COMMON_ERRORS, **UPLOAD_ERRORS})
 

@@ -6,12 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 
-from facetrail.api.deps import CurrentActor, SystemDep
-from facetrail.api.errors import COMMON_ERRORS, UPLOAD_ERRORS, documented
-from facetrail.api.files import read_upload
-from facetrail.api.schemas import FaceOut, FacesOut
-from facetrail.engine.decode import DecodedImage
-from facetrail.engine.pipeline import FoundFace
+from facetrail.http.deps import CurrentActor, SystemDep
+from facetrail.http.errors import COMMON_ERRORS, UPLOAD_ERRORS, documented
+from facetrail.http.files import read_upload
+from facetrail.http.schemas import FacesOut, describe_faces
 
 router = APIRouter(prefix="/faces", tags=["searches"], responses={**COMMON_ERRORS, **UPLOAD_ERRORS, **documented(503)})
 
@@ -28,12 +26,3 @@ def find_faces(
     one photograph at a time, so it never delays a search; 503 when others' photographs keep it busy."""
     return describe_faces(*system.searches.inspect_faces(actor, read_upload(image), face_box or None))
 
-
-def describe_faces(decoded: DecodedImage, faces: list[FoundFace]) -> FacesOut:
-    """The faces found in a decoded photograph, largest first, with boxes and quality."""
-    return FacesOut(
-        format=decoded.format, width=decoded.pixels.shape[1], height=decoded.pixels.shape[0],
-        faces=[FaceOut(face=number, box=face.detection.box.as_list(), detector=face.detection.detector,
-                       score=face.detection.score, quality=face.quality.to_dict())
-               for number, face in enumerate(faces, start=1)],
-    )

@@ -12,11 +12,11 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 
 from facetrail.accountability.service import Facetrail
-from facetrail.accountability.users import Actor
-from facetrail.api.deps import CurrentActor, SystemDep
-from facetrail.api.errors import COMMON_ERRORS, UPLOAD_ERRORS, ApiError, documented
-from facetrail.api.files import read_upload, saved, upload_name
-from facetrail.api.schemas import (
+from facetrail.accountability.service import Actor
+from facetrail.http.deps import CurrentActor, SystemDep
+from facetrail.http.errors import COMMON_ERRORS, UPLOAD_ERRORS, ApiError, documented
+from facetrail.http.files import read_upload, saved, upload_name
+from facetrail.http.schemas import (
     EnrolBatchOut,
     EnrolOutcomeOut,
     GalleryCreate,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from facetrail.api.deps import SystemDep
-from facetrail.api.schemas import Health
+from facetrail.http.deps import SystemDep
+from facetrail.http.schemas import Health
 
 router = APIRouter(tags=["health"])
 

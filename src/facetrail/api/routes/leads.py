@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from facetrail.api.deps import CurrentActor, SearchId, SystemDep
-from facetrail.api.errors import COMMON_ERRORS
+from facetrail.http.deps import CurrentActor, SearchId, SystemDep
+from facetrail.http.errors import COMMON_ERRORS
 
 router = APIRouter(prefix="/leads", tags=["leads"], responses=COMMON_ERRORS)
 

@@ -7,11 +7,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile, status
 
-from facetrail.api.deps import MAX_ID, CurrentActor, SystemDep
-from facetrail.api.forms import SearchForm
-from facetrail.api.errors import COMMON_ERRORS, UPLOAD_ERRORS, documented
-from facetrail.api.files import IMAGE_RESPONSE, image_response, read_upload
-from facetrail.api.schemas import OverrideDecided, OverrideDecisionIn, OverrideRequested, OverrideRequestOut
+from facetrail.http.deps import MAX_ID, CurrentActor, SystemDep
+from facetrail.http.forms import SearchForm
+from facetrail.http.errors import COMMON_ERRORS, UPLOAD_ERRORS, documented
+from facetrail.http.files import IMAGE_RESPONSE, image_response, read_upload
+from facetrail.http.schemas import OverrideDecided, OverrideDecisionIn, OverrideRequested, OverrideRequestOut
 
 router = APIRouter(prefix="/overrides", tags=["overrides"], responses=COMMON_ERRORS)
 

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from facetrail.api.deps import CurrentActor, SystemDep
-from facetrail.api.errors import COMMON_ERRORS
-from facetrail.api.schemas import PolicyInForce, PolicyLoaded, PolicyVersion
+from facetrail.http.deps import CurrentActor, SystemDep
+from facetrail.http.errors import COMMON_ERRORS
+from facetrail.http.schemas import PolicyInForce, PolicyLoaded, PolicyVersion
 from facetrail.errors import FacetrailError
 
 router = APIRouter(prefix="/policy", tags=["policy"], responses=COMMON_ERRORS)

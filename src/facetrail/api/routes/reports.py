@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query, Response
 
 from facetrail.accountability.outcomes import OUTCOMES
 from facetrail.accountability.reports import GROUPINGS, NONE_LABEL
-from facetrail.api.deps import CurrentActor, SystemDep
-from facetrail.api.errors import COMMON_ERRORS
+from facetrail.http.deps import CurrentActor, SystemDep
+from facetrail.http.errors import COMMON_ERRORS
 from facetrail.api.routes.leads import HTML_POLICY
 
 router = APIRouter(prefix="/reports", tags=["oversight"], responses=COMMON_ERRORS)

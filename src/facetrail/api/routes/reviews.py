@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from facetrail.api.deps import CurrentActor, SearchId, SystemDep
-from facetrail.api.errors import COMMON_ERRORS, documented
-from facetrail.api.schemas import DecisionIn, DecisionRecorded, Dispute, QueueItem
+from facetrail.http.deps import CurrentActor, SearchId, SystemDep
+from facetrail.http.errors import COMMON_ERRORS, documented
+from facetrail.http.schemas import DecisionIn, DecisionRecorded, Dispute, QueueItem
 
 router = APIRouter(prefix="/reviews", tags=["reviews"], responses=COMMON_ERRORS)
 

@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Response, UploadFile, status
 
-from facetrail.api.deps import CurrentActor, Rank, SearchId, SystemDep
-from facetrail.api.forms import SearchForm
-from facetrail.api.errors import COMMON_ERRORS, UPLOAD_ERRORS, ApiError
-from facetrail.api.files import IMAGE_RESPONSE, image_response, read_upload
-from facetrail.api.schemas import MySearch, SearchDetail, SearchResultOut
+from facetrail.http.deps import CurrentActor, Rank, SearchId, SystemDep
+from facetrail.http.forms import SearchForm
+from facetrail.http.errors import COMMON_ERRORS, UPLOAD_ERRORS, ApiError
+from facetrail.http.files import IMAGE_RESPONSE, image_response, read_upload
+from facetrail.http.schemas import MySearch, SearchDetail, SearchResultOut
 
 router = APIRouter(prefix="/searches", tags=["searches"], responses=COMMON_ERRORS)
 

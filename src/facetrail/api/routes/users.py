@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from facetrail.api.deps import CurrentActor, SystemDep
-from facetrail.api.errors import COMMON_ERRORS, documented
-from facetrail.api.schemas import Account, RolesChanged, RolesUpdate, UserCreate, UserSummary
+from facetrail.http.deps import CurrentActor, SystemDep
+from facetrail.http.errors import COMMON_ERRORS, documented
+from facetrail.http.schemas import Account, RolesChanged, RolesUpdate, UserCreate, UserSummary
 
 router = APIRouter(prefix="/users", tags=["users"], responses=COMMON_ERRORS)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from facetrail.api.deps import reject_nul_text
+from facetrail.http.deps import reject_nul_text
 from facetrail.web.routes import admin, auth, examiner, investigator, oversight, photos, supervisor
 
 web_router = APIRouter(include_in_schema=False, dependencies=[Depends(reject_nul_text)])

@@ -12,12 +12,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from facetrail.accountability.schema import ROLES
 from facetrail.accountability.service import Facetrail, RoleChange
-from facetrail.accountability.users import Actor
-from facetrail.api.deps import MAX_ID, SystemDep
-from facetrail.api.files import read_upload, upload_name
+from facetrail.accountability.service import Actor
+from facetrail.http.deps import MAX_ID, SystemDep
+from facetrail.http.files import read_upload, upload_name
 from facetrail.api.routes.galleries import manifest_files
 from facetrail.errors import FacetrailError, NotFoundError
-from facetrail.gallery.gallery import SUBJECT_ID_MAX
+from facetrail.accountability.service import SUBJECT_ID_MAX
 from facetrail.web.jobs import KEPT_JOBS, EnrolmentJobs, Jobs
 from facetrail.web.pages import error_of, render
 from facetrail.web.session import FormActor, WebActor

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from facetrail.api.deps import SettingsDep, SystemDep, clear_session_cookies, log_in, set_session_cookies
+from facetrail.http.deps import SettingsDep, SystemDep, clear_session_cookies, log_in, set_session_cookies
 from facetrail.errors import FacetrailError
 from facetrail.web.pages import error_of, may, render
 from facetrail.web.session import FormActor, WebActor, safe_next

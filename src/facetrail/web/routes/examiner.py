@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from facetrail.accountability.schema import DECISIONS
 
-from facetrail.api.deps import Rank, SearchId, SystemDep
+from facetrail.http.deps import Rank, SearchId, SystemDep
 from facetrail.errors import FacetrailError
 from facetrail.web.pages import error_of, render
 from facetrail.web.session import FormActor, WebActor

@@ -9,10 +9,10 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from facetrail.accountability.service import Facetrail
-from facetrail.accountability.users import Actor
-from facetrail.api.deps import MAX_ID, SearchId, SystemDep
-from facetrail.api.files import picture_bytes, read_upload
-from facetrail.api.routes.faces import describe_faces
+from facetrail.accountability.service import Actor
+from facetrail.http.deps import MAX_ID, SearchId, SystemDep
+from facetrail.http.files import picture_bytes, read_upload
+from facetrail.http.schemas import describe_faces
 from facetrail.errors import FacetrailError, PoorQualityError
 from facetrail.web.pages import error_of, render
 from facetrail.web.session import FormActor, WebActor

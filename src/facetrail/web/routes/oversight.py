@@ -13,14 +13,13 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
-from facetrail.accountability.audit import AuditVerification
 from facetrail.accountability.outcomes import OUTCOMES
 from facetrail.accountability.reports import GROUPINGS
-from facetrail.accountability.service import Facetrail
-from facetrail.accountability.users import Actor
-from facetrail.api.deps import MAX_ID, SystemDep
-from facetrail.api.routes import API_PREFIX
-from facetrail.api.routes.audit import export_response
+from facetrail.accountability.service import AuditVerification, Facetrail
+from facetrail.accountability.service import Actor
+from facetrail.http.deps import MAX_ID, SystemDep
+from facetrail.http import API_PREFIX
+from facetrail.http.files import export_response
 from facetrail.errors import FacetrailError
 from facetrail.web.pages import error_of, render
 from facetrail.web.session import FormActor, WebActor

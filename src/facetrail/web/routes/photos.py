@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from facetrail.api.deps import Rank, SearchId, SystemDep
-from facetrail.api.files import face_frame, picture_bytes
+from facetrail.http.deps import Rank, SearchId, SystemDep
+from facetrail.http.files import face_frame, picture_bytes
 from facetrail.web.session import WebActor
 
 router = APIRouter(prefix="/searches/{search_id}")

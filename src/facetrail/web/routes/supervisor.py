@@ -10,9 +10,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from facetrail.accountability.schema import DECISIONS
 from facetrail.accountability.service import Facetrail
-from facetrail.accountability.users import Actor
-from facetrail.api.deps import MAX_ID, Rank, SearchId, SystemDep
-from facetrail.api.files import picture_bytes
+from facetrail.accountability.service import Actor
+from facetrail.http.deps import MAX_ID, Rank, SearchId, SystemDep
+from facetrail.http.files import picture_bytes
 from facetrail.errors import FacetrailError
 from facetrail.web.pages import error_of, may, render
 from facetrail.web.routes.photos import SHOWN_SIDE, picture_response

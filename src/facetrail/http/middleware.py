@@ -12,7 +12,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.trustedhost import TrustedHostMiddleware, parse_host_header
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from facetrail.api.errors import error_json
+from facetrail.http.errors import error_json
 
 logger = logging.getLogger("facetrail.api")
 

@@ -11,7 +11,11 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 from fastapi import Response, UploadFile
+from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
 from PIL import Image, ImageDraw
+
+from facetrail.accountability.service import Actor, Facetrail
 
 IMAGE_SIGNATURES = (
     (b"\xff\xd8\xff", "image/jpeg"),
@@ -99,3 +103,17 @@ def picture_bytes(pixels: np.ndarray, image_format: str = "JPEG", max_side: int 
     out = io.BytesIO()
     image.save(out, format=image_format, **({"quality": 90} if image_format == "JPEG" else {}))
     return out.getvalue()
+
+
+def export_response(system: Facetrail, actor: Actor) -> FileResponse:
+    """The audit export (``Facetrail.export_audit``) as a zip download; its scratch folder is removed once sent. Used
+    by the API and by the audit trail page."""
+    scratch = Path(tempfile.mkdtemp(prefix="facetrail-audit-"))
+    try:
+        folder = system.oversight.export_audit(actor, scratch / "audit-export")
+        archive = shutil.make_archive(str(scratch / "audit-export"), "zip", root_dir=folder)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return FileResponse(archive, media_type="application/zip", filename="facetrail-audit-export.zip",
+                        background=BackgroundTask(shutil.rmtree, scratch, ignore_errors=True))

@@ -8,7 +8,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from facetrail.accountability.schema import DECISIONS, OVERRIDE_STATUSES, ROLES
-from facetrail.accountability.users import Actor
+from facetrail.accountability.service import Actor
+from facetrail.engine.decode import DecodedImage
+from facetrail.engine.pipeline import FoundFace
 
 Role = Literal[ROLES]  # type: ignore[valid-type]
 Decision = Literal[DECISIONS]  # type: ignore[valid-type]
@@ -394,3 +396,13 @@ class Health(BaseModel):
     database: bool = Field(description="The database answers.")
     audit_key: Literal["present", "not_created_yet", "missing"] = Field(
         description="The audit signing key file: created with the first signed checkpoint.")
+
+
+def describe_faces(decoded: DecodedImage, faces: list[FoundFace]) -> FacesOut:
+    """The faces found in a decoded photograph, largest first, with boxes and quality."""
+    return FacesOut(
+        format=decoded.format, width=decoded.pixels.shape[1], height=decoded.pixels.shape[0],
+        faces=[FaceOut(face=number, box=face.detection.box.as_list(), detector=face.detection.detector,
+                       score=face.detection.score, quality=face.quality.to_dict())
+               for number, face in enumerate(faces, start=1)],
+    )

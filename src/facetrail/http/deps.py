@@ -10,10 +10,10 @@ from fastapi import Depends, Path, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from facetrail.accountability.service import Facetrail
-from facetrail.accountability.users import Actor
-from facetrail.api.errors import ApiError, csrf_failed, rate_limited
-from facetrail.api.ratelimit import SlidingWindowLimiter
-from facetrail.api.settings import ApiSettings
+from facetrail.accountability.service import Actor
+from facetrail.http.errors import ApiError, csrf_failed, rate_limited
+from facetrail.http.ratelimit import SlidingWindowLimiter
+from facetrail.http.settings import ApiSettings
 from facetrail.errors import AuthenticationError
 
 CSRF_COOKIE = "ft_csrf"

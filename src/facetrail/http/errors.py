@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from facetrail.api.schemas import ErrorResponse
+from facetrail.http.schemas import ErrorResponse
 from facetrail.errors import (
     AccountabilityError,
     AuthenticationError,

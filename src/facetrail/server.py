@@ -1,4 +1,7 @@
-"""The FastAPI application: one accountable system per application, opened at start-up and closed at shutdown."""
+"""The server: one FastAPI application holding the JSON API (``facetrail.api``) and the web pages
+(``facetrail.web``) over one accountable system, opened at start-up and closed at shutdown; ``serve`` runs it.
+
+``python -m facetrail.server [--host H] [--port P] [--workers N] [--data DIR]`` (or ``facetrail serve``) runs it."""
 
 from __future__ import annotations
 
@@ -14,13 +17,14 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from facetrail.accountability.service import NOTICE, Facetrail
-from facetrail.api.errors import install_error_handlers
-from facetrail.api.middleware import BodySizeLimit, RequestLog, SecurityHeaders, TrustedHosts
-from facetrail.api.ratelimit import SlidingWindowLimiter
-from facetrail.api.routes import API_PREFIX, api_router
-from facetrail.api.settings import ApiSettings
+from facetrail.api.routes import api_router
 from facetrail.datadir import DATA_ENV, DataDir
 from facetrail.errors import FacetrailError
+from facetrail.http import API_PREFIX
+from facetrail.http.errors import install_error_handlers
+from facetrail.http.middleware import BodySizeLimit, RequestLog, SecurityHeaders, TrustedHosts
+from facetrail.http.ratelimit import SlidingWindowLimiter
+from facetrail.http.settings import ApiSettings
 from facetrail.web import install_web
 
 DESCRIPTION = (
@@ -138,7 +142,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | os.PathLike | N
         uvicorn.Server(server_config(create_app(datadir, settings), settings, host, port)).run()
         return
     os.environ[DATA_ENV] = str(datadir.root)  # the worker processes read their settings from the environment
-    uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, **server_options(settings, host, port))
+    uvicorn.run("facetrail.server:worker_app", factory=True, workers=workers, **server_options(settings, host, port))
 
 
 def server_options(settings: ApiSettings, host: str = "127.0.0.1", port: int = 8000) -> dict[str, Any]:
@@ -155,3 +159,23 @@ def server_config(app: FastAPI, settings: ApiSettings, host: str = "127.0.0.1", 
     import uvicorn
 
     return uvicorn.Config(app, **server_options(settings, host, port))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m facetrail.server``: run the API and the web pages."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m facetrail.server", description="Run the facetrail server.")
+    parser.add_argument("--host", default="127.0.0.1", help="Address to listen on (default: 127.0.0.1).")
+    parser.add_argument("--port", type=int, default=8000, help="Port (default: 8000).")
+    parser.add_argument("--workers", type=int, default=1, help="Server processes (more than 1 needs PostgreSQL).")
+    parser.add_argument("--data", default=None, help="Data directory (default: FACETRAIL_DATA or ./facetrail-data).")
+    arguments = parser.parse_args(argv)
+    try:
+        serve(arguments.host, arguments.port, arguments.data, arguments.workers)
+    except FacetrailError as exc:
+        parser.exit(2, f"error: {exc}\n")
+
+
+if __name__ == "__main__":
+    main()
