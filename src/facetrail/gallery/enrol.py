@@ -27,8 +27,10 @@ from sqlalchemy import select
 from facetrail.config import EngineConfig, EnrolmentConfig
 from facetrail.csvcells import safe_cell
 from facetrail.engine.decode import read_image_bytes
+from facetrail.engine.detect import Detection
 from facetrail.engine.parallel import analyse_many
-from facetrail.engine.pipeline import FaceEngine, gallery_face
+from facetrail.engine.pipeline import FaceEngine, Template, gallery_face
+from facetrail.engine.quality import Quality
 from facetrail.errors import FacetrailError, ImageError
 from facetrail.gallery.gallery import Gallery
 from facetrail.gallery.schema import ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
@@ -143,27 +145,35 @@ class _Pending:
     rules: EnrolmentConfig
 
 
-def _analyse(engine: FaceEngine, entry: _Pending) -> dict[str, Any]:
-    """Decode, find the one gallery face and embed it; a refusal comes back as {'reason': ...}."""
+@dataclass(frozen=True)
+class Analysis:
+    """The template of a photograph's one gallery face, how that face was found, and the photograph's size."""
+
+    width: int
+    height: int
+    detection: Detection
+    quality: Quality
+    template: Template
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a photograph gives no template."""
+
+    reason: str
+
+
+def _analyse(engine: FaceEngine, entry: _Pending) -> Analysis | Refusal:
+    """Decode, find the one gallery face and embed it (run in a worker)."""
     try:
         image = engine.decode(entry.data)
         face = gallery_face(engine.find_faces(image.pixels), entry.rules)
         template = engine.template(face)
     except FacetrailError as exc:
-        return {"reason": str(exc)}
+        return Refusal(str(exc))
     except Exception as exc:  # noqa: BLE001 - one image's unexpected failure must not stop the batch
-        return {"reason": f"internal error while analysing the image: {type(exc).__name__}: {exc}"}
-    return {
-        "width": image.pixels.shape[1],
-        "height": image.pixels.shape[0],
-        "embedding": template.embedding.tobytes(),
-        "model_name": template.model_name,
-        "model_version": template.model_version,
-        "augmentation": template.augmentation,
-        "face_box": face.detection.box.as_list(),
-        "detector": face.detection.detector,
-        "quality": face.quality.to_dict(),
-    }
+        return Refusal(f"internal error while analysing the image: {type(exc).__name__}: {exc}")
+    return Analysis(image.pixels.shape[1], image.pixels.shape[0], face.detection, face.quality, template)
 
 
 # --- coordinator side ----------------------------------------------------------------
@@ -205,12 +215,12 @@ def enrol(
                 else:
                     yield checked
 
-        batch: list[tuple[_Pending, dict[str, Any]]] = []
+        batch: list[tuple[_Pending, Analysis]] = []
         for entry, result in analyse_many(screened(), _analyse, portrait_detection(engine_config, rules), rules.workers,
                                           rules.ray_address):
-            if "reason" in result:
-                _record_rejection(gallery, entry, result["reason"])
-                report(EnrolOutcome(entry.item, "rejected", result["reason"]))
+            if isinstance(result, Refusal):
+                _record_rejection(gallery, entry, result.reason)
+                report(EnrolOutcome(entry.item, "rejected", result.reason))
                 continue
             batch.append((entry, result))
             if len(batch) >= rules.commit_every:
@@ -284,7 +294,7 @@ def _record_rejection(gallery: Gallery, entry: _Pending, reason: str) -> None:
         session.commit()
 
 
-def _commit(gallery: Gallery, batch: list[tuple[_Pending, dict[str, Any]]]) -> list[EnrolOutcome]:
+def _commit(gallery: Gallery, batch: list[tuple[_Pending, Analysis]]) -> list[EnrolOutcome]:
     """Store one batch: photographs to blobs, then records and a version bump in one transaction, then the index
     (``Gallery.change``).
 
@@ -295,8 +305,8 @@ def _commit(gallery: Gallery, batch: list[tuple[_Pending, dict[str, Any]]]) -> l
     with gallery.change() as change:
         session = change.session
         subjects: dict[str, SubjectRecord] = {}
-        added: list[tuple[_Pending, dict[str, Any], TemplateRecord]] = []
-        for entry, result in batch:
+        added: list[tuple[_Pending, Analysis, TemplateRecord]] = []
+        for entry, analysis in batch:
             subject = subjects.get(entry.item.subject_id) or session.scalar(
                 select(SubjectRecord).where(SubjectRecord.gallery_id == gallery.id, SubjectRecord.external_id == entry.item.subject_id)
             )
@@ -311,23 +321,23 @@ def _commit(gallery: Gallery, batch: list[tuple[_Pending, dict[str, Any]]]) -> l
                 original_name=str(entry.item.path),
                 source=entry.item.source,
                 capture_date=entry.item.capture_date,
-                width=result["width"],
-                height=result["height"],
+                width=analysis.width,
+                height=analysis.height,
                 extra=entry.item.extra,
             )
             template = TemplateRecord(
                 gallery_id=gallery.id,
                 image=image,
-                embedding=gallery.encrypt_template(result["embedding"], entry.content_hash),
-                model_name=result["model_name"],
-                model_version=result["model_version"],
-                augmentation=result["augmentation"],
-                face_box=result["face_box"],
-                detector=result["detector"],
-                quality=result["quality"],
+                embedding=gallery.encrypt_template(analysis.template.embedding.tobytes(), entry.content_hash),
+                model_name=analysis.template.model_name,
+                model_version=analysis.template.model_version,
+                augmentation=analysis.template.augmentation,
+                face_box=analysis.detection.box.as_list(),
+                detector=analysis.detection.detector,
+                quality=analysis.quality.to_dict(),
             )
             session.add_all([image, template])
-            added.append((entry, result, template))
+            added.append((entry, analysis, template))
         session.execute(
             RejectionRecord.__table__.delete().where(
                 RejectionRecord.gallery_id == gallery.id,
@@ -336,11 +346,10 @@ def _commit(gallery: Gallery, batch: list[tuple[_Pending, dict[str, Any]]]) -> l
         )
         session.flush()
         ids = np.array([template.id for _, _, template in added], dtype=np.int64)
-        vectors = np.stack([np.frombuffer(result["embedding"], dtype=np.float32) for _, result, _ in added])
-        change.add = (ids, vectors)
+        change.add = (ids, np.stack([analysis.template.embedding for _, analysis, _ in added]))
     return [
-        EnrolOutcome(entry.item, "enrolled", "", template.image_id, result["quality"]["verdict"])
-        for entry, result, template in added
+        EnrolOutcome(entry.item, "enrolled", "", template.image_id, analysis.quality.verdict)
+        for entry, analysis, template in added
     ]
 
 
