@@ -1,7 +1,8 @@
 """Batch enrolment of photographs into a gallery.
 
-Items come from a folder (one subfolder per subject) or a CSV manifest. Each
-image is read and hashed here; images already enrolled or already rejected in
+Items come from a folder (one subfolder per subject), a CSV manifest
+(``facetrail.gallery.manifest``) or uploads, whose bytes they hold in memory
+(never written to disk in plaintext). Each image is read and hashed here; images already enrolled or already rejected in
 this gallery are skipped, so a rerun adds nothing twice and, after an
 interruption (even ``kill -9``), finishes only the rest. The face work runs in
 worker processes, or Ray actors across a cluster (``enrolment.ray_address``);
@@ -26,7 +27,7 @@ from sqlalchemy import select
 
 from facetrail.config import EngineConfig, EnrolmentConfig
 from facetrail.csvcells import safe_cell
-from facetrail.engine.decode import read_image_bytes
+from facetrail.engine.decode import check_size, read_image_bytes
 from facetrail.engine.detect import Detection
 from facetrail.engine.parallel import analyse_many
 from facetrail.engine.pipeline import FaceEngine, Template, gallery_face
@@ -35,19 +36,23 @@ from facetrail.errors import FacetrailError, ImageError
 from facetrail.gallery.gallery import Gallery
 from facetrail.gallery.schema import ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
 
-MANIFEST_REQUIRED = ("subject_id", "path")
-MANIFEST_OPTIONAL = ("source", "capture_date")
-
-
 @dataclass(frozen=True)
 class EnrolItem:
-    """One photograph to enrol and its provenance."""
+    """One photograph to enrol and its provenance: a file, or bytes uploaded under a name."""
 
     path: Path
+    """The file to read, or the name ``data`` was uploaded under."""
     subject_id: str
     source: str
     capture_date: dt.date | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    data: bytes | None = field(default=None, repr=False)
+    """The uploaded photograph's bytes, held in memory; None to read the file at ``path``."""
+
+
+def uploaded(file_name: str, data: bytes, subject_id: str, source: str, capture_date: dt.date | None = None) -> EnrolItem:
+    """The item of a photograph uploaded as ``file_name``, its bytes held in memory."""
+    return EnrolItem(Path(file_name), subject_id, source, capture_date, data=data)
 
 
 @dataclass(frozen=True)
@@ -100,38 +105,6 @@ def items_from_folder(root: Path, source: str) -> list[EnrolItem]:
             items.append(EnrolItem(path, subject_dir.name, source))
     if not items:
         raise FacetrailError(f"{root}: no images found (expected one subfolder per subject)")
-    return items
-
-
-def items_from_manifest(manifest: Path, default_source: str | None, base: Path | None = None) -> list[EnrolItem]:
-    """Items from a CSV with columns subject_id, path (relative to ``base`` or the manifest's folder), optional
-    source and capture_date (ISO date); other columns are kept as image metadata."""
-    base = base or manifest.parent
-    try:
-        with manifest.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            missing = [c for c in MANIFEST_REQUIRED if c not in (reader.fieldnames or [])]
-            if missing:
-                raise FacetrailError(f"{manifest}: missing column(s) {', '.join(missing)}")
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise FacetrailError(f"{manifest}: cannot read manifest: {exc}") from exc
-    items = []
-    for line, row in enumerate(rows, start=2):
-        source = (row.get("source") or default_source or "").strip()
-        if not source:
-            raise FacetrailError(f"{manifest}:{line}: no source (give a 'source' column or --source)")
-        subject = (row["subject_id"] or "").strip()
-        if not subject or not (row["path"] or "").strip():
-            raise FacetrailError(f"{manifest}:{line}: subject_id and path are required")
-        try:
-            captured = dt.date.fromisoformat(row["capture_date"].strip()) if (row.get("capture_date") or "").strip() else None
-        except ValueError:
-            raise FacetrailError(f"{manifest}:{line}: capture_date {row['capture_date']!r} is not an ISO date (YYYY-MM-DD)") from None
-        extra = {k: v for k, v in row.items() if k not in MANIFEST_REQUIRED + MANIFEST_OPTIONAL and k is not None}
-        items.append(EnrolItem(base / row["path"].strip(), subject, source, captured, extra))
-    if not items:
-        raise FacetrailError(f"{manifest}: no rows")
     return items
 
 
@@ -267,8 +240,9 @@ def _screen(
     """Checks that need no face work: provenance, readability, and whether the bytes are already known."""
     if item.source not in allowed:
         return EnrolOutcome(item, "rejected", f"source {item.source!r} is not allowed for this gallery (allowed: {', '.join(sorted(allowed))})")
+    limits = engine_config.limits
     try:
-        data = read_image_bytes(item.path, engine_config.limits)
+        data = read_image_bytes(item.path, limits) if item.data is None else check_size(item.data, limits)
     except ImageError as exc:
         return EnrolOutcome(item, "rejected", str(exc))
     content_hash = hashlib.sha256(data).hexdigest()
