@@ -282,6 +282,14 @@ def test_index_is_rebuilt_when_missing_stale_or_corrupt(county, galleries, photo
     assert [(c.template_id, round(c.distance, 5)) for c in Galleries.open(datadir).get("county").search(probe, k=4).candidates] == expected
 
 
+def test_whole_index_files_of_the_format_before_segments_are_deleted_once_at_opening(datadir):
+    legacy = datadir.index_dir / "gallery-1-v7.faiss"
+    legacy.parent.mkdir(parents=True, exist_ok=True)
+    legacy.write_bytes(b"an index of the old format")
+    Galleries.open(datadir).close()
+    assert not legacy.exists() and datadir.index_dir.is_dir()
+
+
 @BOTH_BACKENDS
 def test_searches_during_an_enrolment_see_one_version_and_do_not_wait_for_it(county, galleries, photo_folder, engine, faces):
     """A process keeps one object per gallery (its index stays loaded); searches on one thread while another enrols,

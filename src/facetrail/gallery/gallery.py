@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from filelock import FileLock, Timeout
@@ -136,6 +137,7 @@ class Galleries:
         self.index_backend = open_index_backend(settings.index, datadir, keyring)
         self._opened: dict[tuple[int, str], Gallery] = {}
         self._opened_lock = threading.Lock()
+        delete_whole_index_files(datadir.index_dir)
         set_search_threads(1)  # one query at a time: faiss is slower splitting a single query across threads
 
     @classmethod
@@ -368,7 +370,7 @@ class Gallery:
 
     def _bring_index_to_store(self) -> VectorIndex | None:
         """Apply to the index (creating it if missing) the difference between its template ids and the store's, at
-        the store's version; sweep photographs and index files left by interrupted writes. Hold the write lock."""
+        the store's version; sweep photographs left by interrupted writes. Hold the write lock."""
         with self.session() as session:
             version = self.record(session).version
             stored = np.array(session.scalars(
@@ -377,8 +379,6 @@ class Gallery:
             hashes = set(session.scalars(select(ImageRecord.content_hash).where(ImageRecord.gallery_id == self.id)))
         for orphan in self.blobs.keys() - hashes:
             self.blobs.delete(orphan)
-        for legacy in self.galleries.datadir.index_dir.glob(f"gallery-{self.id}-v*.faiss"):
-            legacy.unlink()  # a whole-index file of the format before segments
         index = self._index
         held = index.ids() if index is not None else np.empty(0, dtype=np.int64)
         missing = np.setdiff1d(stored, held)
@@ -545,6 +545,13 @@ def check_subject_id(subject_id: str) -> str:
         raise GalleryError(f"subject id {shown!r}: use 1 to {SUBJECT_ID_MAX} letters, digits, '.', '_' or '-', "
                            "starting with a letter or digit")
     return subject_id
+
+
+def delete_whole_index_files(index_dir: Path) -> None:
+    """Delete the whole-index files (``gallery-<id>-v<version>.faiss``) of the index format before segments: done
+    once when the galleries are opened, since nothing writes them any more."""
+    for legacy in index_dir.glob("gallery-*-v*.faiss"):
+        legacy.unlink()
 
 
 def open_index_backend(config: IndexConfig, datadir: DataDir, keyring: KeyRing) -> IndexBackend:
