@@ -2,13 +2,14 @@
 
 Items come from a folder (one subfolder per subject), a CSV manifest
 (``facetrail.gallery.manifest``) or uploads, whose bytes they hold in memory
-(never written to disk in plaintext). Each image is read and hashed here; images already enrolled or already rejected in
-this gallery are skipped, so a rerun adds nothing twice and, after an
-interruption (even ``kill -9``), finishes only the rest. The face work runs in
-worker processes, or Ray actors across a cluster (``enrolment.ray_address``);
-this process alone commits the results, in batches, each batch one
-transaction that also bumps the gallery's version. One bad image never stops
-the batch: its reason is recorded and reported.
+(never written to disk in plaintext). Each image is read and hashed here;
+images already enrolled or already rejected in this gallery are skipped, so a
+rerun adds nothing twice and, after an interruption (even ``kill -9``),
+finishes only the rest. The face work runs in worker processes, or Ray actors
+across a cluster (``enrolment.ray_address``); this process alone commits the
+results, in batches, each batch one transaction that also bumps the gallery's
+version (``Gallery.change``). One bad image never stops the batch: its reason
+is recorded and reported.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from facetrail.engine.quality import Quality
 from facetrail.errors import FacetrailError, ImageError
 from facetrail.gallery.gallery import Gallery
 from facetrail.gallery.schema import ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
+
 
 @dataclass(frozen=True)
 class EnrolItem:

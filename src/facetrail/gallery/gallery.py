@@ -42,10 +42,10 @@ from facetrail.crypto import KeyRing, key_file_path
 from facetrail.datadir import DataDir
 from facetrail.config import IndexConfig
 from facetrail.errors import ConfigError, CryptoError, DuplicateError, FacetrailError, GalleryError, NotFoundError
-from facetrail.storage import BlobStore
 from facetrail.gallery.index import IndexBackend, VectorIndex, set_search_threads
 from facetrail.gallery.segments import SegmentedBackend
 from facetrail.gallery.schema import GalleryRecord, ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
+from facetrail.storage import BlobStore
 from facetrail.store import check_schema, create_store_engine, erase_deleted_rows, migrate, session_factory
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
