@@ -16,11 +16,12 @@ import pytest
 from sqlalchemy import func, select
 
 from facetrail.config import EnrolmentConfig
-from facetrail.errors import DuplicateError, GalleryError, IndexFileError, NotFoundError
-from facetrail.gallery.enrol import enrol, items_from_manifest, write_report
+from facetrail.errors import DuplicateError, FacetrailError, GalleryError, IndexFileError, NotFoundError
+from facetrail.gallery.enrol import enrol, items_from_folder, uploaded, write_report
 from facetrail.gallery import segments
 from facetrail.gallery.gallery import Galleries
 from facetrail.gallery.index import CompressedIndex
+from facetrail.gallery.manifest import items_from_manifest, items_from_uploads
 from facetrail.gallery.schema import ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
 from tests.fixtures.gallery import SERIAL, enrol_folder, probe_template
 from tests.fixtures.images import save_resized
@@ -106,6 +107,35 @@ def test_manifest_errors_name_the_line(tmp_path):
     manifest.write_text("subject,file\nA,a.jpg\n")
     with pytest.raises(Exception, match="missing column"):
         items_from_manifest(manifest, "booking")
+
+
+def test_one_manifest_names_files_or_uploads(tmp_path):
+    """The command line's manifest and the uploads' are one format: ``path`` (alias ``file``) names the photograph."""
+    text = "subject_id,file,capture_date,agency\nA-1,a.jpg,2020-01-02,LASD\n"
+    (upload,) = items_from_uploads(text, [("a.jpg", b"the bytes")], "booking")
+    assert (upload.path, upload.subject_id, upload.source, str(upload.capture_date), upload.extra, upload.data) == (
+        Path("a.jpg"), "A-1", "booking", "2020-01-02", {"agency": "LASD"}, b"the bytes")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(text.replace("file", "path"))
+    (from_file,) = items_from_manifest(manifest, "booking")
+    assert from_file.path == tmp_path / "a.jpg" and from_file.data is None and from_file.extra == upload.extra
+    with pytest.raises(FacetrailError, match="the manifest and the files differ: no file uploaded for b.jpg"):
+        items_from_uploads(text + "A-2,b.jpg,,\n", [("a.jpg", b"x")], "booking")
+    with pytest.raises(FacetrailError, match="manifest:3: 'a.jpg' is named twice"):
+        items_from_uploads(text + "A-2,a.jpg,,\n", [("a.jpg", b"x")], "booking")
+    with pytest.raises(FacetrailError, match="manifest:2: subject id 'B/1'"):
+        items_from_uploads("subject_id,path\nB/1,a.jpg\n", [("a.jpg", b"x")], "booking")
+
+
+def test_uploaded_photographs_are_enrolled_from_memory(county, photo_folder):
+    photo = (photo_folder / "B-1001" / "front.jpg").read_bytes()
+    items = [uploaded("front.jpg", photo, "B-1001", "booking"), uploaded("empty.jpg", b"", "B-1001", "booking")]
+    summary = enrol(county, items, county.galleries.settings.engine, SERIAL)
+    assert {o.item.path.name: (o.status, o.reason) for o in summary.outcomes} == {
+        "front.jpg": ("enrolled", ""), "empty.jpg": ("rejected", "the image has no bytes")}
+    with county.session() as session:
+        assert session.scalar(select(ImageRecord.original_name)) == "front.jpg"
+        assert session.scalar(select(func.count()).select_from(RejectionRecord)) == 0  # refused before any face work
 
 
 @BOTH_BACKENDS
@@ -211,6 +241,14 @@ def test_index_is_rebuilt_when_missing_stale_or_corrupt(county, galleries, photo
         with pytest.raises(GalleryError, match="writer at work"):
             Galleries.open(datadir).get("county").search(probe, k=4)
     assert [(c.template_id, round(c.distance, 5)) for c in Galleries.open(datadir).get("county").search(probe, k=4).candidates] == expected
+
+
+def test_whole_index_files_of_the_format_before_segments_are_deleted_once_at_opening(datadir):
+    legacy = datadir.index_dir / "gallery-1-v7.faiss"
+    legacy.parent.mkdir(parents=True, exist_ok=True)
+    legacy.write_bytes(b"an index of the old format")
+    Galleries.open(datadir).close()
+    assert not legacy.exists() and datadir.index_dir.is_dir()
 
 
 @BOTH_BACKENDS

@@ -16,7 +16,7 @@ from facetrail.accountability.service import Facetrail
 from facetrail.cli import app
 from facetrail.config import EngineConfig, EnrolmentConfig
 from facetrail.engine.parallel import IN_FLIGHT_PER_WORKER, analyse_many
-from facetrail.gallery.enrol import EnrolItem, _analyse, _Pending
+from facetrail.gallery.enrol import Analysis, EnrolItem, Refusal, _analyse, _Pending
 from facetrail.gallery.schema import TemplateRecord
 from tests.fixtures.images import save_resized
 
@@ -118,8 +118,8 @@ def test_ray_pool_keeps_input_order_bounds_work_in_flight_and_returns_failures(r
         results.append((job, result))
     assert [job for job, _ in results] == jobs
     assert pulled_at_first <= 2 * IN_FLIGHT_PER_WORKER < len(jobs)
-    assert "reason" in results[5][1] and "not a recognised image" in results[5][1]["reason"]
-    embeddings = [np.frombuffer(result["embedding"], dtype=np.float32) for _, result in results if "reason" not in result]
+    assert isinstance(results[5][1], Refusal) and "not a recognised image" in results[5][1].reason
+    embeddings = [result.template.embedding for _, result in results if isinstance(result, Analysis)]
     assert len(embeddings) == 12
     assert all(np.array_equal(embeddings[i], embeddings[i % 3]) for i in range(12))  # the same photo, the same template
 

@@ -96,7 +96,8 @@ def enroll(
     as_json: JsonOption = False,
 ) -> None:
     """Enrol photographs into a gallery (admin): idempotent by content hash, resumable, every rejection reported."""
-    from facetrail.gallery.enrol import items_from_folder, items_from_manifest, write_report
+    from facetrail.gallery.enrol import items_from_folder, write_report
+    from facetrail.gallery.manifest import items_from_manifest
 
     def body(system, actor):
         if manifest is not None:

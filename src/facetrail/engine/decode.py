@@ -88,16 +88,22 @@ def read_image_bytes(path: str | os.PathLike, limits: DecodeLimits) -> bytes:
     return data
 
 
+def check_size(data: bytes, limits: DecodeLimits) -> bytes:
+    """``data``, unless it is empty (EmptyImageError) or over ``limits.max_bytes`` (ImageTooLargeError)."""
+    if not data:
+        raise EmptyImageError("the image has no bytes")
+    if len(data) > limits.max_bytes:
+        raise ImageTooLargeError(f"the image is {len(data):,} bytes; the limit is {limits.max_bytes:,}")
+    return data
+
+
 def decode_image(data: bytes, limits: DecodeLimits = DecodeLimits()) -> DecodedImage:
     """Decode image bytes into upright 8-bit RGB pixels, or raise an ``ImageError`` subclass."""
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         raise RuntimeError(
             "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set in this process; truncated images would be accepted"
         )
-    if not data:
-        raise EmptyImageError("the image has no bytes")
-    if len(data) > limits.max_bytes:
-        raise ImageTooLargeError(f"the image is {len(data):,} bytes; the limit is {limits.max_bytes:,}")
+    check_size(data, limits)
     # Pillow's own bomb limit (Image.MAX_IMAGE_PIXELS) still applies when it is lower than ours.
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)

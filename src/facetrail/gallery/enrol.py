@@ -1,13 +1,15 @@
 """Batch enrolment of photographs into a gallery.
 
-Items come from a folder (one subfolder per subject) or a CSV manifest. Each
-image is read and hashed here; images already enrolled or already rejected in
-this gallery are skipped, so a rerun adds nothing twice and, after an
-interruption (even ``kill -9``), finishes only the rest. The face work runs in
-worker processes, or Ray actors across a cluster (``enrolment.ray_address``);
-this process alone commits the results, in batches, each batch one
-transaction that also bumps the gallery's version. One bad image never stops
-the batch: its reason is recorded and reported.
+Items come from a folder (one subfolder per subject), a CSV manifest
+(``facetrail.gallery.manifest``) or uploads, whose bytes they hold in memory
+(never written to disk in plaintext). Each image is read and hashed here;
+images already enrolled or already rejected in this gallery are skipped, so a
+rerun adds nothing twice and, after an interruption (even ``kill -9``),
+finishes only the rest. The face work runs in worker processes, or Ray actors
+across a cluster (``enrolment.ray_address``); this process alone commits the
+results, in batches, each batch one transaction that also bumps the gallery's
+version (``Gallery.change``). One bad image never stops the batch: its reason
+is recorded and reported.
 """
 
 from __future__ import annotations
@@ -26,26 +28,33 @@ from sqlalchemy import select
 
 from facetrail.config import EngineConfig, EnrolmentConfig
 from facetrail.csvcells import safe_cell
-from facetrail.engine.decode import read_image_bytes
+from facetrail.engine.decode import check_size, read_image_bytes
+from facetrail.engine.detect import Detection
 from facetrail.engine.parallel import analyse_many
-from facetrail.engine.pipeline import FaceEngine, gallery_face
+from facetrail.engine.pipeline import FaceEngine, Template, gallery_face
+from facetrail.engine.quality import Quality
 from facetrail.errors import FacetrailError, ImageError
 from facetrail.gallery.gallery import Gallery
 from facetrail.gallery.schema import ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
 
-MANIFEST_REQUIRED = ("subject_id", "path")
-MANIFEST_OPTIONAL = ("source", "capture_date")
-
 
 @dataclass(frozen=True)
 class EnrolItem:
-    """One photograph to enrol and its provenance."""
+    """One photograph to enrol and its provenance: a file, or bytes uploaded under a name."""
 
     path: Path
+    """The file to read, or the name ``data`` was uploaded under."""
     subject_id: str
     source: str
     capture_date: dt.date | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    data: bytes | None = field(default=None, repr=False)
+    """The uploaded photograph's bytes, held in memory; None to read the file at ``path``."""
+
+
+def uploaded(file_name: str, data: bytes, subject_id: str, source: str, capture_date: dt.date | None = None) -> EnrolItem:
+    """The item of a photograph uploaded as ``file_name``, its bytes held in memory."""
+    return EnrolItem(Path(file_name), subject_id, source, capture_date, data=data)
 
 
 @dataclass(frozen=True)
@@ -101,38 +110,6 @@ def items_from_folder(root: Path, source: str) -> list[EnrolItem]:
     return items
 
 
-def items_from_manifest(manifest: Path, default_source: str | None, base: Path | None = None) -> list[EnrolItem]:
-    """Items from a CSV with columns subject_id, path (relative to ``base`` or the manifest's folder), optional
-    source and capture_date (ISO date); other columns are kept as image metadata."""
-    base = base or manifest.parent
-    try:
-        with manifest.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            missing = [c for c in MANIFEST_REQUIRED if c not in (reader.fieldnames or [])]
-            if missing:
-                raise FacetrailError(f"{manifest}: missing column(s) {', '.join(missing)}")
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise FacetrailError(f"{manifest}: cannot read manifest: {exc}") from exc
-    items = []
-    for line, row in enumerate(rows, start=2):
-        source = (row.get("source") or default_source or "").strip()
-        if not source:
-            raise FacetrailError(f"{manifest}:{line}: no source (give a 'source' column or --source)")
-        subject = (row["subject_id"] or "").strip()
-        if not subject or not (row["path"] or "").strip():
-            raise FacetrailError(f"{manifest}:{line}: subject_id and path are required")
-        try:
-            captured = dt.date.fromisoformat(row["capture_date"].strip()) if (row.get("capture_date") or "").strip() else None
-        except ValueError:
-            raise FacetrailError(f"{manifest}:{line}: capture_date {row['capture_date']!r} is not an ISO date (YYYY-MM-DD)") from None
-        extra = {k: v for k, v in row.items() if k not in MANIFEST_REQUIRED + MANIFEST_OPTIONAL and k is not None}
-        items.append(EnrolItem(base / row["path"].strip(), subject, source, captured, extra))
-    if not items:
-        raise FacetrailError(f"{manifest}: no rows")
-    return items
-
-
 @dataclass
 class _Pending:
     """An item whose bytes were read and found new, waiting for face analysis."""
@@ -143,27 +120,35 @@ class _Pending:
     rules: EnrolmentConfig
 
 
-def _analyse(engine: FaceEngine, entry: _Pending) -> dict[str, Any]:
-    """Decode, find the one gallery face and embed it; a refusal comes back as {'reason': ...}."""
+@dataclass(frozen=True)
+class Analysis:
+    """The template of a photograph's one gallery face, how that face was found, and the photograph's size."""
+
+    width: int
+    height: int
+    detection: Detection
+    quality: Quality
+    template: Template
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a photograph gives no template."""
+
+    reason: str
+
+
+def _analyse(engine: FaceEngine, entry: _Pending) -> Analysis | Refusal:
+    """Decode, find the one gallery face and embed it (run in a worker)."""
     try:
         image = engine.decode(entry.data)
         face = gallery_face(engine.find_faces(image.pixels), entry.rules)
         template = engine.template(face)
     except FacetrailError as exc:
-        return {"reason": str(exc)}
+        return Refusal(str(exc))
     except Exception as exc:  # noqa: BLE001 - one image's unexpected failure must not stop the batch
-        return {"reason": f"internal error while analysing the image: {type(exc).__name__}: {exc}"}
-    return {
-        "width": image.pixels.shape[1],
-        "height": image.pixels.shape[0],
-        "embedding": template.embedding.tobytes(),
-        "model_name": template.model_name,
-        "model_version": template.model_version,
-        "augmentation": template.augmentation,
-        "face_box": face.detection.box.as_list(),
-        "detector": face.detection.detector,
-        "quality": face.quality.to_dict(),
-    }
+        return Refusal(f"internal error while analysing the image: {type(exc).__name__}: {exc}")
+    return Analysis(image.pixels.shape[1], image.pixels.shape[0], face.detection, face.quality, template)
 
 
 # --- coordinator side ----------------------------------------------------------------
@@ -205,12 +190,12 @@ def enrol(
                 else:
                     yield checked
 
-        batch: list[tuple[_Pending, dict[str, Any]]] = []
+        batch: list[tuple[_Pending, Analysis]] = []
         for entry, result in analyse_many(screened(), _analyse, portrait_detection(engine_config, rules), rules.workers,
                                           rules.ray_address):
-            if "reason" in result:
-                _record_rejection(gallery, entry, result["reason"])
-                report(EnrolOutcome(entry.item, "rejected", result["reason"]))
+            if isinstance(result, Refusal):
+                _record_rejection(gallery, entry, result.reason)
+                report(EnrolOutcome(entry.item, "rejected", result.reason))
                 continue
             batch.append((entry, result))
             if len(batch) >= rules.commit_every:
@@ -257,8 +242,9 @@ def _screen(
     """Checks that need no face work: provenance, readability, and whether the bytes are already known."""
     if item.source not in allowed:
         return EnrolOutcome(item, "rejected", f"source {item.source!r} is not allowed for this gallery (allowed: {', '.join(sorted(allowed))})")
+    limits = engine_config.limits
     try:
-        data = read_image_bytes(item.path, engine_config.limits)
+        data = read_image_bytes(item.path, limits) if item.data is None else check_size(item.data, limits)
     except ImageError as exc:
         return EnrolOutcome(item, "rejected", str(exc))
     content_hash = hashlib.sha256(data).hexdigest()
@@ -284,7 +270,7 @@ def _record_rejection(gallery: Gallery, entry: _Pending, reason: str) -> None:
         session.commit()
 
 
-def _commit(gallery: Gallery, batch: list[tuple[_Pending, dict[str, Any]]]) -> list[EnrolOutcome]:
+def _commit(gallery: Gallery, batch: list[tuple[_Pending, Analysis]]) -> list[EnrolOutcome]:
     """Store one batch: photographs to blobs, then records and a version bump in one transaction, then the index
     (``Gallery.change``).
 
@@ -295,8 +281,8 @@ def _commit(gallery: Gallery, batch: list[tuple[_Pending, dict[str, Any]]]) -> l
     with gallery.change() as change:
         session = change.session
         subjects: dict[str, SubjectRecord] = {}
-        added: list[tuple[_Pending, dict[str, Any], TemplateRecord]] = []
-        for entry, result in batch:
+        added: list[tuple[_Pending, Analysis, TemplateRecord]] = []
+        for entry, analysis in batch:
             subject = subjects.get(entry.item.subject_id) or session.scalar(
                 select(SubjectRecord).where(SubjectRecord.gallery_id == gallery.id, SubjectRecord.external_id == entry.item.subject_id)
             )
@@ -311,23 +297,23 @@ def _commit(gallery: Gallery, batch: list[tuple[_Pending, dict[str, Any]]]) -> l
                 original_name=str(entry.item.path),
                 source=entry.item.source,
                 capture_date=entry.item.capture_date,
-                width=result["width"],
-                height=result["height"],
+                width=analysis.width,
+                height=analysis.height,
                 extra=entry.item.extra,
             )
             template = TemplateRecord(
                 gallery_id=gallery.id,
                 image=image,
-                embedding=gallery.encrypt_template(result["embedding"], entry.content_hash),
-                model_name=result["model_name"],
-                model_version=result["model_version"],
-                augmentation=result["augmentation"],
-                face_box=result["face_box"],
-                detector=result["detector"],
-                quality=result["quality"],
+                embedding=gallery.encrypt_template(analysis.template.embedding.tobytes(), entry.content_hash),
+                model_name=analysis.template.model_name,
+                model_version=analysis.template.model_version,
+                augmentation=analysis.template.augmentation,
+                face_box=analysis.detection.box.as_list(),
+                detector=analysis.detection.detector,
+                quality=analysis.quality.to_dict(),
             )
             session.add_all([image, template])
-            added.append((entry, result, template))
+            added.append((entry, analysis, template))
         session.execute(
             RejectionRecord.__table__.delete().where(
                 RejectionRecord.gallery_id == gallery.id,
@@ -336,11 +322,10 @@ def _commit(gallery: Gallery, batch: list[tuple[_Pending, dict[str, Any]]]) -> l
         )
         session.flush()
         ids = np.array([template.id for _, _, template in added], dtype=np.int64)
-        vectors = np.stack([np.frombuffer(result["embedding"], dtype=np.float32) for _, result, _ in added])
-        change.add = (ids, vectors)
+        change.add = (ids, np.stack([analysis.template.embedding for _, analysis, _ in added]))
     return [
-        EnrolOutcome(entry.item, "enrolled", "", template.image_id, result["quality"]["verdict"])
-        for entry, result, template in added
+        EnrolOutcome(entry.item, "enrolled", "", template.image_id, analysis.quality.verdict)
+        for entry, analysis, template in added
     ]
 
 

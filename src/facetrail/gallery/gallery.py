@@ -19,6 +19,9 @@ after searching, that no other process committed a change meanwhile.
 Biometric data is encrypted at rest with the data directory's key ring
 (``facetrail.crypto``): template embeddings in the store, photographs under
 ``images/<gallery id>/`` and index files, each bound to what it belongs to.
+
+Why one module: ``Galleries`` and ``Gallery`` share one consistency protocol (the store's version, the index guard,
+the writer's file lock, the catch-up of an index behind the store) whose reasoning must be read in one place.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from filelock import FileLock, Timeout
@@ -41,10 +45,10 @@ from facetrail.crypto import KeyRing, key_file_path
 from facetrail.datadir import DataDir
 from facetrail.config import IndexConfig
 from facetrail.errors import ConfigError, CryptoError, DuplicateError, FacetrailError, GalleryError, NotFoundError
-from facetrail.storage import BlobStore
 from facetrail.gallery.index import IndexBackend, VectorIndex, set_search_threads
 from facetrail.gallery.segments import SegmentedBackend
 from facetrail.gallery.schema import GalleryRecord, ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
+from facetrail.storage import BlobStore
 from facetrail.store import check_schema, create_store_engine, erase_deleted_rows, migrate, session_factory
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -136,6 +140,7 @@ class Galleries:
         self.index_backend = open_index_backend(settings.index, datadir, keyring)
         self._opened: dict[tuple[int, str], Gallery] = {}
         self._opened_lock = threading.Lock()
+        delete_whole_index_files(datadir.index_dir)
         set_search_threads(1)  # one query at a time: faiss is slower splitting a single query across threads
 
     @classmethod
@@ -368,7 +373,7 @@ class Gallery:
 
     def _bring_index_to_store(self) -> VectorIndex | None:
         """Apply to the index (creating it if missing) the difference between its template ids and the store's, at
-        the store's version; sweep photographs and index files left by interrupted writes. Hold the write lock."""
+        the store's version; sweep photographs left by interrupted writes. Hold the write lock."""
         with self.session() as session:
             version = self.record(session).version
             stored = np.array(session.scalars(
@@ -377,8 +382,6 @@ class Gallery:
             hashes = set(session.scalars(select(ImageRecord.content_hash).where(ImageRecord.gallery_id == self.id)))
         for orphan in self.blobs.keys() - hashes:
             self.blobs.delete(orphan)
-        for legacy in self.galleries.datadir.index_dir.glob(f"gallery-{self.id}-v*.faiss"):
-            legacy.unlink()  # a whole-index file of the format before segments
         index = self._index
         held = index.ids() if index is not None else np.empty(0, dtype=np.int64)
         missing = np.setdiff1d(stored, held)
@@ -545,6 +548,13 @@ def check_subject_id(subject_id: str) -> str:
         raise GalleryError(f"subject id {shown!r}: use 1 to {SUBJECT_ID_MAX} letters, digits, '.', '_' or '-', "
                            "starting with a letter or digit")
     return subject_id
+
+
+def delete_whole_index_files(index_dir: Path) -> None:
+    """Delete the whole-index files (``gallery-<id>-v<version>.faiss``) of the index format before segments: done
+    once when the galleries are opened, since nothing writes them any more."""
+    for legacy in index_dir.glob("gallery-*-v*.faiss"):
+        legacy.unlink()
 
 
 def open_index_backend(config: IndexConfig, datadir: DataDir, keyring: KeyRing) -> IndexBackend:

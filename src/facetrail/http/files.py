@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import io
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 import numpy as np
 from fastapi import Response, UploadFile
@@ -38,22 +34,6 @@ def upload_name(upload: UploadFile, fallback: str) -> str:
     name = PurePosixPath((upload.filename or "").replace("\\", "/")).name
     usable = name not in ("", ".", "..") and len(name.encode()) <= 200 and name.isprintable()
     return name if usable else fallback
-
-
-@contextmanager
-def saved(files: list[tuple[str, bytes]]) -> Iterator[list[Path]]:
-    """Write ``(name, bytes)`` pairs to a private temporary folder, each under its own name; removed afterwards."""
-    folder = Path(tempfile.mkdtemp(prefix="facetrail-upload-"))
-    try:
-        paths = []
-        for number, (name, data) in enumerate(files):
-            path = folder / str(number) / name
-            path.parent.mkdir()
-            path.write_bytes(data)
-            paths.append(path)
-        yield paths
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def image_response(data: bytes) -> Response:

@@ -19,10 +19,10 @@ from fastapi import Depends, Request
 
 from facetrail.accountability.service import Facetrail
 from facetrail.accountability.service import Actor
-from facetrail.api.routes.galleries import enrol_uploads
+from facetrail.http.enrolment import enrol_uploads
 from facetrail.errors import FacetrailError
 from facetrail.storage import write_atomically
-from facetrail.gallery.enrol import EnrolOutcome
+from facetrail.gallery.enrol import EnrolItem, EnrolOutcome
 from facetrail.store import utcnow
 
 logger = logging.getLogger("facetrail.web")
@@ -60,7 +60,7 @@ class EnrolmentJob:
         """Note one file's outcome (called by the enrolment as each is known)."""
         item = outcome.item
         with self._lock:
-            self.outcomes.append({"file": item.extra.get("uploaded_as", item.path.name), "subject_id": item.subject_id,
+            self.outcomes.append({"file": item.path.name, "subject_id": item.subject_id,
                                   "source": item.source, "status": outcome.status, "reason": outcome.reason,
                                   "quality": outcome.quality, "image_id": outcome.image_id})
         if time.monotonic() - self._saved_at >= SAVE_EVERY_S:
@@ -106,9 +106,9 @@ class EnrolmentJobs:
         self._running: dict[int, EnrolmentJob] = {}
         self._lock = threading.Lock()
 
-    def start(self, system: Facetrail, actor: Actor, gallery: str, files: list[tuple]) -> EnrolmentJob:
-        """Enrol ``(file name, bytes, subject_id, source, capture_date, extra)`` items into ``gallery`` as ``actor``
-        in a new thread (searches go on meanwhile); the job, to follow its progress."""
+    def start(self, system: Facetrail, actor: Actor, gallery: str, files: list[EnrolItem]) -> EnrolmentJob:
+        """Enrol uploaded photographs (items holding their bytes) into ``gallery`` as ``actor`` in a new thread
+        (searches go on meanwhile); the job, to follow its progress."""
         self.folder.mkdir(mode=0o700, exist_ok=True)
         job_id = self._claim_number()
         job = EnrolmentJob(job_id, gallery, actor.username, len(files), self._path(job_id))
@@ -186,7 +186,7 @@ def _alive(pid: Any) -> bool:
     return True
 
 
-def _run(job: EnrolmentJob, system: Facetrail, actor: Actor, files: list[tuple], jobs: EnrolmentJobs) -> None:
+def _run(job: EnrolmentJob, system: Facetrail, actor: Actor, files: list[EnrolItem], jobs: EnrolmentJobs) -> None:
     try:
         enrol_uploads(system, actor, job.gallery, files, job.record)
     except FacetrailError as exc:

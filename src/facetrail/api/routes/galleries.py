@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import csv
-import dataclasses
 import datetime as dt
-import io
-from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 
-from facetrail.accountability.service import Facetrail
-from facetrail.accountability.service import Actor
+from facetrail.accountability.service import SUBJECT_ID_MAX
 from facetrail.http.deps import CurrentActor, SystemDep
 from facetrail.http.errors import COMMON_ERRORS, UPLOAD_ERRORS, ApiError, documented
-from facetrail.http.files import read_upload, saved, upload_name
+from facetrail.http.enrolment import enrol_uploads, manifest_files
+from facetrail.http.files import read_upload, upload_name
 from facetrail.http.schemas import (
     EnrolBatchOut,
     EnrolOutcomeOut,
@@ -26,14 +22,10 @@ from facetrail.http.schemas import (
     GrantCreate,
     RemovalReportOut,
 )
-from facetrail.errors import FacetrailError
-from facetrail.gallery.enrol import EnrolItem, EnrolOutcome, EnrolSummary
-from facetrail.gallery.gallery import SUBJECT_ID_MAX, check_subject_id
+from facetrail.gallery.enrol import EnrolOutcome, uploaded
+
 
 router = APIRouter(prefix="/galleries", tags=["galleries"], responses=COMMON_ERRORS)
-
-MANIFEST_COLUMNS = ("file", "subject_id")
-MANIFEST_OPTIONAL = ("source", "capture_date")
 
 
 @router.get("", summary="List galleries", response_model=list[GalleryOut])
@@ -95,12 +87,12 @@ def enrol_image(
 ) -> EnrolOutcomeOut:
     """Enrol one photograph of a subject (admin; audited). 201 when enrolled, 200 when the same bytes are already
     enrolled; a photograph refused (no single acceptable face, a source not allowed, not an image) is 422."""
-    system.require(actor, "enrol")  # before the upload touches the disk; the service checks again
-    file_name = upload_name(image, "image")
-    _, (enrolled,) = enrol_uploads(system, actor, name, [(file_name, read_upload(image), subject_id, source, capture_date, {})])
-    outcome = _outcome_out(file_name, enrolled)
+    system.require(actor, "enrol")  # before the upload is read; the service checks again
+    photo = uploaded(upload_name(image, "image"), read_upload(image), subject_id, source, capture_date)
+    _, (enrolled,) = enrol_uploads(system, actor, name, [photo])
+    outcome = _outcome_out(enrolled)
     if outcome.status in ("rejected", "previously-rejected"):
-        raise ApiError(422, "enrolment_rejected", f"{file_name}: {outcome.reason}")
+        raise ApiError(422, "enrolment_rejected", f"{outcome.file}: {outcome.reason}")
     if outcome.status == "duplicate":
         response.status_code = status.HTTP_200_OK
     return outcome
@@ -111,86 +103,20 @@ def enrol_image(
 def enrol_batch(
     name: str,
     images: Annotated[list[UploadFile], File(description="The photographs, each under a distinct file name.")],
-    manifest: Annotated[str, Form(description="CSV with columns file, subject_id and optionally source, capture_date "
-                                              "(YYYY-MM-DD); other columns are kept as image metadata. One row per file.")],
+    manifest: Annotated[str, Form(description="CSV with columns subject_id, path (the uploaded file's name; the column "
+                                              "may be called file) and optionally source, capture_date (YYYY-MM-DD); "
+                                              "other columns are kept as image metadata. One row per file.")],
     actor: CurrentActor,
     system: SystemDep,
     source: Annotated[str | None, Form(description="Source for rows without one.")] = None,
 ) -> EnrolBatchOut:
     """Enrol several photographs (admin; audited). Each gets its own outcome: one bad photograph never stops the
     batch, and photographs already enrolled are skipped."""
-    system.require(actor, "enrol")  # before the uploads touch the disk; the service checks again
-    files = manifest_files(images, manifest, source)
-    summary, outcomes = enrol_uploads(system, actor, name, files)
-    return EnrolBatchOut(**summary.to_dict(), outcomes=[_outcome_out(f[0], o) for f, o in zip(files, outcomes)])
+    system.require(actor, "enrol")  # before the uploads are read; the service checks again
+    summary, outcomes = enrol_uploads(system, actor, name, manifest_files(images, manifest, source))
+    return EnrolBatchOut(**summary.to_dict(), outcomes=[_outcome_out(outcome) for outcome in outcomes])
 
 
-def manifest_files(images: list[UploadFile], manifest: str, source: str | None) -> list[tuple]:
-    """The uploaded photographs as ``(file name, bytes, subject_id, source, capture_date, extra)`` items, each by its
-    row in the manifest CSV; refused unless the manifest names exactly the uploaded files, each once."""
-    names = [upload_name(upload, f"image-{number}") for number, upload in enumerate(images, start=1)]
-    if len(set(names)) != len(names):
-        raise FacetrailError("two uploaded files have the same name; the manifest names each file once")
-    rows = _manifest(manifest, source)
-    problems = []
-    if missing := sorted(set(names) - set(rows)):
-        problems.append(f"no manifest row for {', '.join(missing)}")
-    if unknown := sorted(set(rows) - set(names)):
-        problems.append(f"no file uploaded for {', '.join(unknown)}")
-    if problems:
-        raise FacetrailError("the manifest and the files differ: " + "; ".join(problems))
-    return [(file_name, read_upload(upload), *rows[file_name]) for file_name, upload in zip(names, images)]
-
-
-def _manifest(text: str, default_source: str | None) -> dict[str, tuple]:
-    """file name -> (subject_id, source, capture_date, extra) from the manifest CSV."""
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [column for column in MANIFEST_COLUMNS if column not in (reader.fieldnames or [])]
-    if missing:
-        raise FacetrailError(f"manifest: missing column(s) {', '.join(missing)}")
-    rows: dict[str, tuple] = {}
-    try:
-        for line, row in enumerate(reader, start=2):
-            file_name, subject = (row.get("file") or "").strip(), (row.get("subject_id") or "").strip()
-            row_source = (row.get("source") or default_source or "").strip()
-            if not file_name or not subject or not row_source:
-                raise FacetrailError(f"manifest line {line}: file, subject_id and source (a column or the source field) are required")
-            try:
-                check_subject_id(subject)
-            except FacetrailError as exc:
-                raise FacetrailError(f"manifest line {line}: {exc}") from None
-            if file_name in rows:
-                raise FacetrailError(f"manifest line {line}: {file_name!r} is named twice")
-            try:
-                captured = dt.date.fromisoformat(row["capture_date"].strip()) if (row.get("capture_date") or "").strip() else None
-            except ValueError:
-                raise FacetrailError(f"manifest line {line}: capture_date {row['capture_date']!r} is not YYYY-MM-DD") from None
-            extra = {k: v for k, v in row.items() if k not in MANIFEST_COLUMNS + MANIFEST_OPTIONAL and k is not None}
-            rows[file_name] = (subject, row_source, captured, extra)
-    except csv.Error as exc:
-        raise FacetrailError(f"manifest: not valid CSV: {exc}") from None
-    if not rows:
-        raise FacetrailError("manifest: no rows")
-    return rows
-
-
-def enrol_uploads(system: Facetrail, actor: Actor, gallery: str, files: list[tuple],
-                  on_outcome: Callable[[EnrolOutcome], None] = lambda outcome: None) -> tuple[EnrolSummary, list[EnrolOutcome]]:
-    """Enrol ``(file name, bytes, subject_id, source, capture_date, extra)`` items through the service, in this
-    process with a face engine of its own (or on the Ray cluster of ``enrolment.ray_address``), so searches go on
-    meanwhile (the uploads are written to a private temporary folder for the duration); the summary and each file's
-    outcome, in order. ``on_outcome`` hears of each outcome as it is known; the file's name is in its item's ``extra["uploaded_as"]``."""
-    rules = system.admin.enrolment_rules(actor)
-    if not rules.ray_address:  # on Ray the actors do the face work; otherwise it stays in this process
-        rules = dataclasses.replace(rules, workers=1)
-    with saved([(file_name, data) for file_name, data, *_ in files]) as paths:
-        items = [EnrolItem(path, subject, source, captured, {**extra, "uploaded_as": file_name})
-                 for path, (file_name, _, subject, source, captured, extra) in zip(paths, files)]
-        summary = system.admin.enrol(actor, gallery, items, rules, on_outcome)
-    by_path = {outcome.item.path: outcome for outcome in summary.outcomes}
-    return summary, [by_path[path] for path in paths]
-
-
-def _outcome_out(file_name: str, outcome: EnrolOutcome) -> EnrolOutcomeOut:
-    return EnrolOutcomeOut(file=file_name, subject_id=outcome.item.subject_id, source=outcome.item.source,
+def _outcome_out(outcome: EnrolOutcome) -> EnrolOutcomeOut:
+    return EnrolOutcomeOut(file=outcome.item.path.name, subject_id=outcome.item.subject_id, source=outcome.item.source,
                            status=outcome.status, reason=outcome.reason, image_id=outcome.image_id, quality=outcome.quality)

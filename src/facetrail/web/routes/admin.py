@@ -15,9 +15,10 @@ from facetrail.accountability.service import Facetrail, RoleChange
 from facetrail.accountability.service import Actor
 from facetrail.http.deps import MAX_ID, SystemDep
 from facetrail.http.files import read_upload, upload_name
-from facetrail.api.routes.galleries import manifest_files
+from facetrail.http.enrolment import manifest_files
 from facetrail.errors import FacetrailError, NotFoundError
 from facetrail.accountability.service import SUBJECT_ID_MAX
+from facetrail.gallery.enrol import EnrolItem, uploaded
 from facetrail.web.jobs import KEPT_JOBS, EnrolmentJobs, Jobs
 from facetrail.web.pages import error_of, render
 from facetrail.web.session import FormActor, WebActor
@@ -249,7 +250,7 @@ def start_enrolment(
     return RedirectResponse(f"/admin/jobs/{job.id}", status_code=303)
 
 
-def _uploaded_files(images: list[UploadFile], manifest: UploadFile | None, subject_id: str, source: str) -> list[tuple]:
+def _uploaded_files(images: list[UploadFile], manifest: UploadFile | None, subject_id: str, source: str) -> list[EnrolItem]:
     """The photographs as enrolment items: by the manifest's rows when one is uploaded, else all of ``subject_id``."""
     if not images:
         raise FacetrailError("choose at least one photograph to enrol")
@@ -263,7 +264,7 @@ def _uploaded_files(images: list[UploadFile], manifest: UploadFile | None, subje
         return manifest_files(images, manifest_text, source or None)
     if not subject_id or not source:
         raise FacetrailError("give a manifest, or one subject id and a source for all the photographs")
-    return [(upload_name(image, f"image-{number}"), read_upload(image), subject_id, source, None, {})
+    return [uploaded(upload_name(image, f"image-{number}"), read_upload(image), subject_id, source)
             for number, image in enumerate(images, start=1)]
 
 
