@@ -20,6 +20,17 @@ pytest_plugins = ["tests.fixtures.datadir", "tests.fixtures.world", "tests.fixtu
 SHARED_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_session_file(tmp_path_factory):
+    """``facetrail login`` and ``logout`` keep tokens in ~/.config/facetrail/sessions.json. The tests, and the scripts
+    and servers they start, keep theirs in a file of this test process's own (under its base temporary directory,
+    which pytest-xdist makes per worker): they leave the developer's file alone, and two workers never rewrite one
+    file at once (its writer uses one fixed temporary name beside it)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FACETRAIL_SESSION_FILE", str(tmp_path_factory.getbasetemp() / "sessions.json"))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def quick_setup(request, monkeypatch):
     """Make the many short-lived systems the tests build cheap to set up: password hashes with argon2id at its
