@@ -13,11 +13,16 @@ import pytest
 # a test's own do
 pytest.register_assert_rewrite("tests.fixtures", "tests.security.helpers")
 
+from tests.fixtures.database import finish_drops  # noqa: E402
 from tests.fixtures.face_images import face_images  # noqa: E402
 
 pytest_plugins = ["tests.fixtures.datadir", "tests.fixtures.world", "tests.fixtures.gallery"]
 
 SHARED_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
+
+
+def pytest_sessionfinish(session):
+    finish_drops()  # the test databases still being dropped (tests/fixtures/database.py)
 
 
 @pytest.fixture(scope="session", autouse=True)
