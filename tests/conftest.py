@@ -4,6 +4,7 @@ directory, the API world and the galleries in the modules of tests/fixtures/ nam
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from pathlib import Path
 
@@ -40,8 +41,8 @@ def private_session_file(tmp_path_factory):
 def quick_setup(request, monkeypatch):
     """Make the many short-lived systems the tests build cheap to set up: password hashes with argon2id at its
     smallest cost (tests marked ``real_password_hashing`` keep the production parameters), and the face model's
-    weights loaded once per test session (per backend) instead of once per system. Neither changes what is
-    computed."""
+    weights loaded once per test session (per backend) instead of once per system, running on this test process's
+    share of the cores (see ``_threads``). None of this changes what is computed."""
     from argon2 import PasswordHasher
 
     from facetrail.engine import pipeline
@@ -56,7 +57,16 @@ def quick_setup(request, monkeypatch):
 def _shared_model(name: str = "dlib-resnet-v1", backend: str = "onnx", threads: int = 0):
     from facetrail.engine.models import load_model
 
-    return _OneCallAtATime(load_model(name, backend, threads))
+    return _OneCallAtATime(load_model(name, backend, threads or _threads()))
+
+
+def _threads() -> int:
+    """The threads of the shared model: 0 (one per core) when the suite runs in one process; under pytest-xdist, the
+    worker's share of the cores, as facetrail's own worker pools give each process its share, so the workers' ONNX
+    Runtime threads do not outnumber the cores (and spin waiting for each other). Its descriptors are the same
+    whatever the count (ONNX Runtime splits the work, not the sums)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return 0 if workers <= 1 else max(1, (os.cpu_count() or 1) // workers)
 
 
 class _OneCallAtATime:
