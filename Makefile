@@ -30,8 +30,13 @@ browser: $(CHROMIUM)
 run: setup
 	$(BIN)/python scripts/sample_gallery.py --data $(DATA) --shared-faces $(SHARED_FACES) --port $(PORT)
 
+# The suite runs on every core (pytest-xdist, one worker process per core: TEST_WORKERS=0 runs it in this process).
+# Each test has its own data directory and PostgreSQL database; a module whose tests share an expensive fixture is
+# marked xdist_group and runs in one worker (--dist loadgroup), the other tests go to whichever worker is free.
+TEST_WORKERS ?= auto
+
 test: setup browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_search.py

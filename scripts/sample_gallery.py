@@ -63,6 +63,15 @@ def quiet(*args: str, token: str, env: dict | None = None) -> str:
     return subprocess.run([FACETRAIL, *args], check=True, env=environment, capture_output=True, text=True).stdout
 
 
+def copy_whole(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` under a temporary name, then rename it: the sample folders are shared by every
+    run from this checkout (`make run`, and the browser test of `make test` in any test process), and a run that
+    reads them while another copies never sees half a photograph."""
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    shutil.copyfile(source, partial)
+    os.replace(partial, target)
+
+
 def sample_sets(shared: Path, cache: Path) -> tuple[Path, Path, Path]:
     """(gallery folder, probe photograph, folder of people to calibrate the estimated false-match rate on)."""
     orl = shared / "att_faces"
@@ -72,18 +81,18 @@ def sample_sets(shared: Path, cache: Path) -> tuple[Path, Path, Path]:
         for person in sorted(p for p in orl.iterdir() if p.is_dir()):
             (gallery / person.name).mkdir(parents=True, exist_ok=True)
             for photo in sorted(person.glob("*.pgm"))[:5]:
-                shutil.copyfile(photo, gallery / person.name / photo.name)
+                copy_whole(photo, gallery / person.name / photo.name)
         return gallery, orl / "s12" / "8.pgm", orl
     print("sample: the face_recognition 1.3.0 test photographs (../shared/faces is absent)")
     photos = face_images()
     gallery, people = cache / "gallery", cache / "face_recognition-photographs"
     for subject, name in (("obama", "obama.jpg"), ("biden", "biden.jpg")):
         (gallery / subject).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(photos[name], gallery / subject / name)
+        copy_whole(photos[name], gallery / subject / name)
     for subject, names in (("obama", ("obama.jpg", "obama2.jpg", "obama3.jpg")), ("biden", ("biden.jpg",))):
         (people / subject).mkdir(parents=True, exist_ok=True)
         for name in names:
-            shutil.copyfile(photos[name], people / subject / name)
+            copy_whole(photos[name], people / subject / name)
     return gallery, photos["obama2.jpg"], people
 
 

@@ -13,14 +13,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.servers import start_server, stop
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -34,12 +34,6 @@ CASE = "24-000777"
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent (make test installs it)")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """(base URL, sample passwords, sample probe): the sample system served on a free loopback port."""
@@ -47,27 +41,17 @@ def site(tmp_path_factory):
     setup = subprocess.run([sys.executable, str(ROOT / "scripts" / "sample_gallery.py"), "--data", str(data),
                             "--shared-faces", str(data / "no-shared-faces"), "--no-serve"], capture_output=True, text=True)
     assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
-    port = free_port()
-    log = (data.parent / "server.log").open("w")
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "facetrail"), "serve", "--port", str(port), "--data", str(data)],
-        env={**os.environ, "FACETRAIL_API_COOKIE_SECURE": "false"}, stdout=log, stderr=subprocess.STDOUT)
+    server, port = start_server(
+        lambda port: [str(Path(sys.executable).parent / "facetrail"), "serve", "--port", str(port), "--data", str(data)],
+        data.parent / "server.log", env={**os.environ, "FACETRAIL_API_COOKIE_SECURE": "false"})
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(base + "/api/v1/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("the server did not start: " + (data.parent / "server.log").read_text())
+        with urllib.request.urlopen(base + "/api/v1/health", timeout=30) as health:
+            assert health.status == 200
         probe = (data / ".sample-ready").read_text().split(": ", 1)[1].strip()
         yield base, json.loads((data / "sample-passwords.json").read_text()), probe
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+        stop(server, timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ from facetrail.engine.pipeline import FaceEngine, choose_face
 from facetrail.errors import ConfigError, ModelFormatError
 
 TOLERANCE = 1e-5
+# one worker process runs this module (make test: pytest-xdist --dist loadgroup), so dlib's model is loaded once
+pytestmark = pytest.mark.xdist_group("dlib-model")
 
 
 @pytest.fixture(scope="module")

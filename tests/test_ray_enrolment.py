@@ -21,6 +21,8 @@ from facetrail.gallery.schema import TemplateRecord
 from tests.fixtures.images import save_resized
 
 runner = CliRunner()
+# one worker process runs this module (make test: pytest-xdist --dist loadgroup), so one Ray instance is started
+pytestmark = pytest.mark.xdist_group("ray")
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from typer.testing import CliRunner
 
 from facetrail.accountability.service import Facetrail
 from facetrail.cli import app
+from tests.fixtures.servers import start_server, stop
 
 runner = CliRunner()
 PASSWORD = "several workers password 1"
@@ -29,12 +29,6 @@ def test_several_workers_are_refused_on_sqlite(datadir):
     assert "--workers 2 needs PostgreSQL" in result.output and "serve it with one worker" in result.output
     result = runner.invoke(app, ["serve", "--workers", "0"])
     assert result.exit_code == 2 and "--workers must be at least 1" in result.output
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def call(url: str, method: str = "GET", body: dict | None = None, token: str = "") -> tuple[int, bytes]:
@@ -59,16 +53,12 @@ def test_two_server_processes_append_to_one_linear_audit_chain(datadir, tmp_path
     token = system.auth.login("admin", PASSWORD)[1]
     system.close()
 
-    port = free_port()
+    server, port = start_server(
+        lambda port: [sys.executable, "-m", "facetrail", "serve", "--port", str(port), "--workers", "2", "--data",
+                      str(datadir.root)],
+        tmp_path / "server.log", ready=lambda log: log.count("Application startup complete") >= 2)  # both processes
     base = f"http://127.0.0.1:{port}/api/v1"
-    log = (tmp_path / "server.log").open("w+")
-    server = subprocess.Popen([sys.executable, "-m", "facetrail", "serve", "--port", str(port), "--workers", "2",
-                               "--data", str(datadir.root)], stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        while (tmp_path / "server.log").read_text().count("Application startup complete") < 2:  # both processes
-            assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
-            time.sleep(0.2)
         assert call(f"{base}/health")[0] == 200
         with ThreadPoolExecutor(8) as pool:  # each request a connection of its own, taken by either process
             statuses = list(pool.map(
@@ -76,8 +66,7 @@ def test_two_server_processes_append_to_one_linear_audit_chain(datadir, tmp_path
                 range(GRANTS)))
         assert statuses == [201] * GRANTS
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        stop(server, timeout=60)
     lines = [json.loads(line) for line in (tmp_path / "server.log").read_text().splitlines() if line.startswith("{")]
     assert len({line["pid"] for line in lines if line["path"].endswith("/grants")}) == 2, "one process took every request"
 
