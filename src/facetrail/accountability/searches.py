@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,6 +31,9 @@ from facetrail.errors import FacetrailError, NotFoundError, PermissionDeniedErro
 from facetrail.engine.calibration import load_calibration
 from facetrail.gallery.gallery import Gallery, GalleryInfo
 from facetrail.store import utcnow
+
+REFUSED_LABELS = {"search": "search", "compare": "comparison"}
+"""How a refusal of each kind of request names it."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,7 @@ class Searches:
         started = utcnow()
         probe_sha = hashlib.sha256(probe_bytes).hexdigest()
         policy_version, policy = self.context.policy()
-        try:
+        with self._refused_as("search", actor, request, policy_version, probe_sha, started):
             require(actor, "search")
             target = self.searchable(actor, request.gallery)
             self.check_request(policy, "search", actor, request)
@@ -135,12 +140,6 @@ class Searches:
                                                quality_override)
                 template = engine.template(probe.face)
             hits = target.search(template.embedding, policy.max_candidates)
-        except (FacetrailError, ValueError) as exc:
-            self._refuse("search", actor, request, policy_version, probe_sha, started, str(exc))
-            raise RefusedError(f"search refused: {exc}") from exc
-        except Exception as exc:
-            self._refuse("search", actor, request, policy_version, probe_sha, started, failure_reason(exc))
-            raise
         found = hits.candidates
         if policy.max_distance is not None:
             found = [c for c in found if c.distance <= policy.max_distance]
@@ -184,19 +183,13 @@ class Searches:
         started = utcnow()
         first_sha = hashlib.sha256(first).hexdigest()
         policy_version, policy = self.context.policy()
-        try:
+        with self._refused_as("compare", actor, request, policy_version, first_sha, started):
             require(actor, "compare")
             self.check_request(policy, "compare", actor, request)
             with self.context.engines.searching() as engine:
                 probes = [self._acceptable_probe(engine, data, None, None, policy, None) for data in (first, second)]
                 a, b = (engine.template(p.face).embedding for p in probes)
                 model_name = engine.model.name
-        except (FacetrailError, ValueError) as exc:
-            self._refuse("compare", actor, request, policy_version, first_sha, started, str(exc))
-            raise RefusedError(f"comparison refused: {exc}") from exc
-        except Exception as exc:
-            self._refuse("compare", actor, request, policy_version, first_sha, started, failure_reason(exc))
-            raise
         distance = float(np.linalg.norm(a - b))
         calibration = load_calibration(self.context.datadir, model_name)
         fmr = calibration.false_match_rate(distance) if calibration else None
@@ -273,6 +266,20 @@ class Searches:
                 raise PoorQualityError(f"probe quality is poor ({reasons}); a supervisor must approve the search (override)")
             require(override, "override_quality")
         return probe
+
+    @contextmanager
+    def _refused_as(self, kind: str, actor: Actor, request: CaseRequest, policy_version: int, probe_sha: str,
+                    started: dt.datetime) -> Iterator[None]:
+        """Record and audit any failure in the block as a refused ``kind`` ("search" or "compare"): a refusal
+        (FacetrailError, ValueError) is raised again as RefusedError naming it, anything else as it was."""
+        try:
+            yield
+        except (FacetrailError, ValueError) as exc:
+            self._refuse(kind, actor, request, policy_version, probe_sha, started, str(exc))
+            raise RefusedError(f"{REFUSED_LABELS[kind]} refused: {exc}") from exc
+        except Exception as exc:
+            self._refuse(kind, actor, request, policy_version, probe_sha, started, failure_reason(exc))
+            raise
 
     def _refuse(self, kind: str, actor: Actor, request: CaseRequest, policy_version: int, probe_sha: str,
                 started: dt.datetime, reason: str) -> None:
