@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from facetrail.accountability.service import Facetrail
 from facetrail.cli import app
+from facetrail.gallery.enrol import uploaded
 from tests.fixtures.servers import start_server, stop
 
 runner = CliRunner()
@@ -101,7 +102,7 @@ def test_enrolment_jobs_are_seen_by_every_server_process(datadir, faces):
         admin = system.auth.authenticate(system.auth.login("admin", PASSWORD)[1])
         system.admin.create_gallery(admin, "county", ["booking"])
         jobs = EnrolmentJobs(datadir.jobs_dir)
-        files = [(name, faces[name].read_bytes(), subject, "booking", None, {})
+        files = [uploaded(name, faces[name].read_bytes(), subject, "booking")
                  for name, subject in (("obama.jpg", "B-1"), ("biden.jpg", "B-2"))]
         job = jobs.start(system, admin, "county", files)
         deadline = time.monotonic() + 60
