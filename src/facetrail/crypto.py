@@ -77,8 +77,15 @@ class KeyRing:
 
     @classmethod
     def create(cls, datadir: DataDir) -> KeyRing:
-        """The key ring of ``datadir``, creating the key file with one random key if there is none."""
+        """The key ring of ``datadir``, creating the key file with one random key if there is none. Refuses to
+        create one for a data directory that already holds photographs: their key file must be restored (or
+        ``FACETRAIL_KEY_FILE`` set) instead."""
         path = key_file_path(datadir)
+        if not path.exists() and any(photo.is_file() for photo in datadir.images_dir.rglob("*")):
+            raise CryptoError(
+                f"{datadir.root} already holds encrypted photographs but its data key file {path} is missing: "
+                "restore the key file from backup (or set FACETRAIL_KEY_FILE to its location) instead of creating a new key"
+            )
         if path == datadir.keys_dir / KEY_FILE_NAME:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(path.parent, 0o700)

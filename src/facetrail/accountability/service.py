@@ -31,10 +31,14 @@ from facetrail.accountability.retention import Retention
 from facetrail.accountability.reviews import Reviews
 from facetrail.accountability.searches import ComparisonResult, SearchResult, Searches
 from facetrail.accountability.users import ROLE_ACTIONS, Actor, UserDirectory
+from facetrail.config import Settings
+from facetrail.crypto import KeyRing
 from facetrail.datadir import DataDir
 from facetrail.errors import FacetrailError
-from facetrail.storage import BlobStore
 from facetrail.gallery.gallery import SUBJECT_ID_MAX, Galleries
+from facetrail.gallery.index import SEARCH_THREADS, set_search_threads
+from facetrail.storage import probe_store
+from facetrail.store import Store
 
 __all__ = ["NOTICE", "ROLE_ACTIONS", "SUBJECT_ID_MAX", "Actor", "AuditVerification", "CaseRequest", "ComparisonResult",
            "Facetrail", "RoleChange", "SearchResult"]
@@ -44,14 +48,18 @@ __all__ = ["NOTICE", "ROLE_ACTIONS", "SUBJECT_ID_MAX", "Actor", "AuditVerificati
 class Facetrail:
     """The accountable face search system over one data directory."""
 
-    def __init__(self, galleries: Galleries) -> None:
-        self.galleries = galleries
-        self.datadir: DataDir = galleries.datadir
-        self.audit = AuditTrail(galleries.engine, galleries.sessions, self.datadir)
-        self.policies = PolicyStore(galleries.sessions)
-        self.users = UserDirectory(galleries.sessions)
-        self.probes = BlobStore(self.datadir.probes_dir, galleries.keyring, "probe")
-        self.context = Context(galleries, self.audit, self.policies, self.users, self.probes)
+    def __init__(self, datadir: DataDir, settings: Settings, keyring: KeyRing, store: Store) -> None:
+        """Build the system of one data directory over its settings, key ring and database (``open`` and
+        ``initialise`` make them): the galleries, the audit trail, the policies, the users and the probe store
+        share them."""
+        set_search_threads(SEARCH_THREADS)
+        self.datadir = datadir
+        self.galleries = Galleries(datadir, settings, keyring, store)
+        self.audit = AuditTrail(store.engine, store.sessions, datadir)
+        self.policies = PolicyStore(store.sessions)
+        self.users = UserDirectory(store.sessions)
+        self.probes = probe_store(datadir, keyring)
+        self.context = Context(self.galleries, self.audit, self.policies, self.users, self.probes)
         self.auth = Authentication(self.context)
         self.searches = Searches(self.context)
         self.reviews = Reviews(self.context)
@@ -63,7 +71,8 @@ class Facetrail:
     @classmethod
     def open(cls, datadir: DataDir, purge: bool = True) -> Facetrail:
         """Open an initialised data directory; past-retention probe images are purged first (the start hook)."""
-        system = cls(Galleries.open(datadir))
+        settings = datadir.settings()
+        system = cls(datadir, settings, KeyRing.load(datadir), Store.open(datadir.database_url(settings)))
         if purge:
             system.retention.purge_expired(None)
         return system
@@ -71,7 +80,10 @@ class Facetrail:
     @classmethod
     def initialise(cls, datadir: DataDir, admin_username: str | None = None, admin_password: str | None = None) -> Facetrail:
         """Create or upgrade the data directory; create the first admin when there are no users yet."""
-        system = cls(Galleries.initialise(datadir))
+        datadir.create()
+        settings = datadir.settings()
+        keyring = KeyRing.create(datadir)
+        system = cls(datadir, settings, keyring, Store.open(datadir.database_url(settings), upgrade=True))
         version, _ = system.policies.active()
         if system.users.count() == 0:
             if not admin_username or not admin_password:

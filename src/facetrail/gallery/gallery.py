@@ -41,15 +41,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from facetrail.config import Settings
-from facetrail.crypto import KeyRing, key_file_path
+from facetrail.crypto import KeyRing
 from facetrail.datadir import DataDir
 from facetrail.config import IndexConfig
-from facetrail.errors import ConfigError, CryptoError, DuplicateError, FacetrailError, GalleryError, NotFoundError
-from facetrail.gallery.index import IndexBackend, VectorIndex, set_search_threads
+from facetrail.errors import ConfigError, DuplicateError, FacetrailError, GalleryError, NotFoundError
+from facetrail.gallery.index import SEARCH_THREADS, IndexBackend, VectorIndex, set_search_threads
 from facetrail.gallery.segments import SegmentedBackend
 from facetrail.gallery.schema import GalleryRecord, ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
 from facetrail.storage import BlobStore
-from facetrail.store import check_schema, create_store_engine, erase_deleted_rows, migrate, session_factory
+from facetrail.store import Store, erase_deleted_rows
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 SOURCE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
@@ -131,46 +131,42 @@ class Change:
 class Galleries:
     """Every gallery in one data directory's store."""
 
-    def __init__(self, datadir: DataDir, settings: Settings, keyring: KeyRing) -> None:
+    def __init__(self, datadir: DataDir, settings: Settings, keyring: KeyRing, store: Store) -> None:
+        """The galleries of ``store``, their photographs and indexes under ``datadir``, encrypted with ``keyring``
+        (built by the composition root, ``facetrail.accountability.service.Facetrail``, or by ``open`` and
+        ``initialise`` for the gallery layer on its own)."""
         self.datadir = datadir
         self.settings = settings
         self.keyring = keyring
-        self.engine = create_store_engine(datadir.database_url(settings))
-        self.sessions = session_factory(self.engine)
+        self.store = store
+        self.engine = store.engine
+        self.sessions = store.sessions
         self.index_backend = open_index_backend(settings.index, datadir, keyring)
         self._opened: dict[tuple[int, str], Gallery] = {}
         self._opened_lock = threading.Lock()
         delete_whole_index_files(datadir.index_dir)
-        set_search_threads(1)  # one query at a time: faiss is slower splitting a single query across threads
 
     @classmethod
     def open(cls, datadir: DataDir) -> Galleries:
-        """Open an initialised data directory (refuses one whose schema is out of date or whose key file is missing)."""
-        galleries = cls(datadir, datadir.settings(), KeyRing.load(datadir))
-        check_schema(galleries.engine)
-        return galleries
+        """The galleries of an initialised data directory on their own (refuses one whose schema is out of date or
+        whose key file is missing)."""
+        settings = datadir.settings()
+        set_search_threads(SEARCH_THREADS)
+        return cls(datadir, settings, KeyRing.load(datadir), Store.open(datadir.database_url(settings)))
 
     @classmethod
     def initialise(cls, datadir: DataDir) -> Galleries:
-        """Create the data directory and its data key file if needed, and bring the store's schema up to date.
-
-        Refuses to create a new key file for a data directory that already holds photographs: their key file
-        must be restored (or ``FACETRAIL_KEY_FILE`` set) instead.
-        """
+        """Create the data directory and its data key file if needed (``KeyRing.create``), bring the store's schema
+        up to date, and open its galleries."""
         datadir.create()
-        key_file = key_file_path(datadir)
-        if not key_file.exists() and any(path.is_file() for path in datadir.images_dir.rglob("*")):
-            raise CryptoError(
-                f"{datadir.root} already holds encrypted photographs but its data key file {key_file} is missing: "
-                "restore the key file from backup (or set FACETRAIL_KEY_FILE to its location) instead of creating a new key"
-            )
-        galleries = cls(datadir, datadir.settings(), KeyRing.create(datadir))
-        migrate(galleries.engine)
-        return galleries
+        settings = datadir.settings()
+        keyring = KeyRing.create(datadir)
+        set_search_threads(SEARCH_THREADS)
+        return cls(datadir, settings, keyring, Store.open(datadir.database_url(settings), upgrade=True))
 
     def close(self) -> None:
         self.index_backend.close()
-        self.engine.dispose()
+        self.store.close()
 
     def create(self, name: str, allowed_sources: list[str], description: str = "",
                session: Session | None = None) -> GalleryInfo:

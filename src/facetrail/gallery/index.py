@@ -74,6 +74,11 @@ class IndexBackend(Protocol):
     def close(self) -> None: ...
 
 
+SEARCH_THREADS = 1
+"""faiss's threads, set where a process opens its galleries: one query at a time is faster on one thread than split
+across several (benchmarks/bench_search.py)."""
+
+
 def set_search_threads(n: int) -> None:
     """Set the number of OpenMP threads faiss uses; this is process-wide.
 

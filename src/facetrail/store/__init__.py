@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +95,23 @@ def erase_deleted_rows(engine: Engine) -> None:
 def session_factory(engine: Engine) -> sessionmaker:
     """Sessions that keep loaded objects usable after commit."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@dataclass(frozen=True)
+class Store:
+    """One data directory's database: its engine and its session factory, shared by the galleries, the audit trail,
+    the policies and the users."""
+
+    engine: Engine
+    sessions: sessionmaker
+
+    @classmethod
+    def open(cls, url: str, upgrade: bool = False) -> Store:
+        """The database at ``url``; ``upgrade`` brings its schema to the newest revision (creating it on an empty
+        database), otherwise a schema that is not at it is refused."""
+        engine = create_store_engine(url)
+        (migrate if upgrade else check_schema)(engine)
+        return cls(engine, session_factory(engine))
+
+    def close(self) -> None:
+        self.engine.dispose()
