@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from facetrail.config import EnrolmentConfig
 from facetrail.errors import DuplicateError, FacetrailError, GalleryError, IndexFileError, NotFoundError
-from facetrail.gallery.enrol import enrol, items_from_folder, uploaded, write_report
+from facetrail.gallery.enrol import enrol, uploaded, write_report
 from facetrail.gallery import segments
 from facetrail.gallery.gallery import Galleries
 from facetrail.gallery.index import CompressedIndex

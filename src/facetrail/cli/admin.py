@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from facetrail.cli.common import DataOption, JsonOption, acting, console, emit_json, fail, out, password_from, run, save_token
+from facetrail.cli.common import DataOption, JsonOption, acting, console, emit_json, out, password_from, run, save_token
 from facetrail.datadir import DataDir
 
 user_app = typer.Typer(no_args_is_help=True, help="Create users, change roles, disable and unlock accounts (admin).")

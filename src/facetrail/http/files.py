@@ -1,9 +1,11 @@
-"""Uploads in, images out."""
+"""Uploads in; images and the audit export out."""
 
 from __future__ import annotations
 
 import io
-from pathlib import PurePosixPath
+import shutil
+import tempfile
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from fastapi import Response, UploadFile
