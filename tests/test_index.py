@@ -272,7 +272,7 @@ def test_dimension_must_be_positive():
 def test_set_search_threads():
     before = faiss.omp_get_max_threads()
     try:
-        faiss.omp_set_num_threads(2)  # not 1 to begin with (Galleries.open sets 1), so that setting 1 is seen
+        faiss.omp_set_num_threads(2)  # not 1 to begin with (opening a data directory sets 1), so setting 1 is seen
         set_search_threads(1)
         assert faiss.omp_get_max_threads() == 1
         set_search_threads(3)
