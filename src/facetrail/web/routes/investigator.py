@@ -8,15 +8,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
-from facetrail.accountability.service import Facetrail
-from facetrail.accountability.service import Actor
+from facetrail.accountability.service import Actor, CaseRequest, Facetrail
+from facetrail.http import forms
 from facetrail.http.deps import MAX_ID, SearchId, SystemDep
 from facetrail.http.files import picture_bytes, read_upload
 from facetrail.http.schemas import describe_faces
 from facetrail.errors import FacetrailError, PoorQualityError
 from facetrail.web.pages import error_of, render
 from facetrail.web.session import FormActor, WebActor
-from facetrail.accountability.service import CaseRequest
 
 router = APIRouter()
 
@@ -61,12 +60,12 @@ def search(
     actor: FormActor,
     system: SystemDep,
     probe: Annotated[UploadFile, File()],
-    gallery: Annotated[str, Form(max_length=100)] = "",
-    case_number: Annotated[str, Form(max_length=100)] = "",
-    purpose: Annotated[str, Form(max_length=100)] = "",
-    offence: Annotated[str, Form(max_length=100)] = "",
-    authorization_ref: Annotated[str, Form(max_length=200)] = "",
-    note: Annotated[str, Form(max_length=10_000)] = "",
+    gallery: forms.Gallery = "",
+    case_number: forms.CaseNumber = "",
+    purpose: forms.Purpose = "",
+    offence: forms.Offence = "",
+    authorization_ref: forms.AuthorizationRef = "",
+    note: forms.Note = "",
     face: Annotated[str, Form(max_length=10)] = "",
     face_box: Annotated[str, Form(max_length=100)] = "",
     ask_override: Annotated[bool, Form()] = False,
