@@ -21,6 +21,9 @@ def denied(world, username: str, action: str) -> list[dict]:
 
 def test_an_examiner_who_supervises_reads_no_decision_through_the_trail_until_they_have_decided(world, faces):
     allow_roles_together(world, "examiner", "supervisor")
+    system = world.system
+    admin = system.auth.authenticate(world.tokens["admin"])  # esme's unit oversees every unit: only blindness limits her
+    system.admin.load_policy(admin, system.admin.policy_in_force(admin)[1].replace('oversight_unit = ""', 'oversight_unit = "RHD"'))
     add_user(world, "esme", ["examiner", "supervisor"], "RHD")
     search_id = run_search(world, faces)
     assert len(ranks(world, search_id)) == 2

@@ -21,12 +21,13 @@ from facetrail.accountability.context import (
     candidate_at,
     check_notes,
     completed_search,
+    open_to,
     user_names,
 )
 from facetrail.accountability.schema import DECISIONS, ProbeRecord, ResolutionRecord, ReviewRecord, SearchRecord
 from facetrail.accountability.users import Actor
 from facetrail.engine.geometry import Box
-from facetrail.errors import DuplicateError, FacetrailError, NotFoundError, PermissionDeniedError
+from facetrail.errors import DuplicateError, FacetrailError, NotFoundError
 from facetrail.gallery.schema import ImageRecord, TemplateRecord
 
 
@@ -89,15 +90,19 @@ class Reviews:
         context.require(actor, "review", f"search:{search_id}")
         _check_decision(decision)
         check_notes(notes)
+        with context.galleries.sessions() as session:
+            if completed_search(session, search_id).user_id == actor.id:
+                context.deny(actor, "review", f"search:{search_id}", "the investigator who ran a search cannot review it")
         with context.audit.transaction() as session:
             search = completed_search(session, search_id)
-            if search.user_id == actor.id:
-                raise PermissionDeniedError("the investigator who ran a search cannot review it")
             candidate = candidate_at(search, rank)
-            already = session.scalar(select(ReviewRecord).where(ReviewRecord.candidate_id == candidate.id,
-                                                                ReviewRecord.examiner_id == actor.id))
-            if already is not None:
+            reviews = list(session.scalars(select(ReviewRecord).where(ReviewRecord.candidate_id == candidate.id)))
+            if any(review.examiner_id == actor.id for review in reviews):
                 raise DuplicateError(f"you already decided on candidate {rank} of search {search_id}; decisions are final")
+            resolution = session.scalar(select(ResolutionRecord).where(ResolutionRecord.candidate_id == candidate.id))
+            if not open_to(reviews, resolution, actor.id, context.examiners_required()):
+                raise DuplicateError(f"candidate {rank} of search {search_id} is no longer open for review: the "
+                                     "examiners' decisions on it are complete (a supervisor settles a disagreement)")
             session.add(ReviewRecord(search_id=search_id, candidate_id=candidate.id, examiner_id=actor.id, decision=decision, notes=notes))
             session.flush()
             context.audit.record(session, actor.username, "review_decision", f"search:{search_id}",
@@ -147,6 +152,11 @@ class Reviews:
             search = completed_search(session, search_id)
             if not context.oversees(actor, search):
                 raise context.scope_refusal(actor, "resolve_dispute", search)
+            reviewed = session.scalar(select(ReviewRecord.id).where(ReviewRecord.search_id == search_id,
+                                                                    ReviewRecord.examiner_id == actor.id))
+            if search.user_id == actor.id or reviewed is not None:
+                context.deny(actor, "resolve_dispute", f"search:{search_id}",
+                             "a supervisor cannot resolve a dispute on a search they ran or reviewed")
         with context.audit.transaction() as session:
             search = completed_search(session, search_id)
             candidate = candidate_at(search, rank)
@@ -156,8 +166,6 @@ class Reviews:
                                      "resolutions are final")
             if outcomes.candidate_status(list(reviews), None, context.examiners_required()) != "disputed":
                 raise FacetrailError(f"candidate {rank} of search {search_id} is not in dispute")
-            if search.user_id == actor.id or any(r.examiner_id == actor.id for r in reviews):
-                raise PermissionDeniedError("a supervisor cannot resolve a dispute on a search they ran or reviewed")
             session.add(ResolutionRecord(candidate_id=candidate.id, supervisor_id=actor.id, decision=decision, notes=notes))
             session.flush()
             context.audit.record(session, actor.username, "dispute_resolved", f"search:{search_id}",
