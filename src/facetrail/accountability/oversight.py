@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from facetrail.accountability.context import Context, listed_searches
 from facetrail.accountability.schema import OverrideRequestRecord, SearchRecord, UserRecord
-from facetrail.accountability.users import Actor
+from facetrail.accountability.users import ROLE_ACTIONS, Actor
 from facetrail.errors import FacetrailError
 from facetrail.evaluation.published import published_figures
 
@@ -146,6 +146,17 @@ class Oversight:
             "since_seq": since_seq, "limit": limit, "actor": who, "action": action, "entries": len(entries),
             "unit": "(every unit)" if unit is None else unit})
         return entries
+
+    def trail_scope(self, actor: Actor) -> dict[str, Any]:
+        """What of the audit trail ``actor`` reads, for a page to say so: ``unit`` (None: every unit, see
+        ``audit_entries``), ``open_reviews`` (the searches whose other decisions are withheld from them) and
+        ``exports`` (whether they may export the whole trail)."""
+        self.context.require(actor, "view_audit")
+        unit = self.context.audit_unit(actor)
+        with self.context.galleries.sessions() as session:
+            waiting = len(self.context.open_reviews(session, actor))
+        return {"unit": unit, "open_reviews": waiting,
+                "exports": unit is None and not waiting and bool(actor.roles & ROLE_ACTIONS["export_audit"])}
 
     def _of_unit(self, entries: list[dict], unit: str) -> list[dict]:
         """The ``entries`` about ``unit``: those about its searches and override requests, and its members' entries
