@@ -161,3 +161,16 @@ def test_refusals_of_ones_own_work_are_audited(world, faces, poor):
     assert refused.status_code == 403 and len(denied(world, "bea", "resolve_dispute")) == 1
     assert system.reviews.outcome(bea_search) == "disputed"
     assert json.dumps(denied(world, "bea", "resolve_dispute")[0]["details"]).count("ran or reviewed") == 1
+
+
+def test_another_units_refused_search_answers_a_resolution_as_a_missing_one(world, faces):
+    add_user(world, "vic", ["supervisor"], "Vice")
+    refused = world.client.post(f"{V1}/searches", headers=world.as_user("ivan"), data={**SEARCH_FIELDS, "purpose": "curiosity"},
+                                files={"probe": ("still.jpg", b"not a photograph", "image/jpeg")})
+    assert refused.status_code in (415, 422)
+    search_id = int(entries(world, "search_refused")[-1]["target"].split(":")[1])
+    for number in (search_id, search_id + 1000):
+        answer = world.client.post(f"{V1}/reviews/{number}/resolutions", headers=world.as_user("vic"),
+                                   json={"rank": 1, "decision": "not_a_match"})
+        assert (answer.status_code, answer.json()["error"]["message"]) == (404, f"no search {number}")
+    assert [e["target"] for e in denied(world, "vic", "resolve_dispute")] == [f"search:{search_id}"]

@@ -149,9 +149,10 @@ class Reviews:
             context.deny(actor, "resolve_dispute", f"search:{search_id}",
                          "an examiner may not settle examiners' disputes (blind review)")
         with context.galleries.sessions() as session:
-            search = completed_search(session, search_id)
-            if not context.oversees(actor, search):
+            search = session.get(SearchRecord, search_id)
+            if search is not None and not context.oversees(actor, search):  # before it is known to be completed
                 raise context.scope_refusal(actor, "resolve_dispute", search)
+            search = completed_search(session, search_id)
             reviewed = session.scalar(select(ReviewRecord.id).where(ReviewRecord.search_id == search_id,
                                                                     ReviewRecord.examiner_id == actor.id))
             if search.user_id == actor.id or reviewed is not None:
