@@ -2,8 +2,9 @@
 
 A search's candidates and photographs are shown to its investigator, to examiners (of every unit) and to the
 supervisors of its unit, each view audited. Examiners review blind: each sees only their own decisions, and a
-candidate becomes a lead only when two different examiners verify it (``outcomes``). A supervisor who neither ran
-nor reviewed a search settles examiners' disagreements.
+candidate becomes a lead only when two different examiners verify it (``outcomes``). A candidate that is a lead,
+settled or in dispute takes no further examiner's decision (``context.open_to``); a supervisor who neither ran nor
+reviewed a search settles examiners' disagreements.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ class Reviews:
         return shown
 
     def decide(self, actor: Actor, search_id: int, rank: int, decision: str, notes: str = "") -> str:
-        """Record an examiner's decision on one candidate; returns the search's outcome afterwards."""
+        """Record an examiner's decision on one candidate still open to them; returns the search's outcome
+        afterwards. Refused on a search they ran (audited), twice, or once the candidate is no longer open."""
         context = self.context
         context.require(actor, "review", f"search:{search_id}")
         _check_decision(decision)
@@ -179,7 +181,8 @@ class Reviews:
             return self.context.search_outcome(session, search_id)
 
     def lead_report(self, actor: Actor, search_id: int) -> str:
-        """The lead report of a search with a verified lead, as a self-contained HTML page (audited)."""
+        """The lead report of a search with a verified lead, as a self-contained HTML page (audited), for
+        ``leads.LEAD_READERS``."""
         from facetrail.accountability.leads import export_lead
 
         return export_lead(self.context, actor, search_id)
