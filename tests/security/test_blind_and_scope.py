@@ -70,7 +70,10 @@ def test_supervisors_read_only_their_own_units_trail_and_report(world, faces):
     assert "erin on the RHD search" not in trail.text and "ivan" not in {e["actor"] for e in trail.json()}
     assert client.get(f"{V1}/audit/entries", params={"actor": "ivan"}, headers=vic).json() == []
     log_in_web(world, "vic")
-    assert f"search:{rhd}" not in client.get("/oversight/audit", params={"limit": 500}).text
+    page = client.get("/oversight/audit", params={"limit": 500}).text
+    assert f"search:{rhd}" not in page and f"search:{vice}" in page and "/oversight/audit/export" not in page
+    web_report = client.get("/oversight/report")
+    assert web_report.status_code == 200 and "1 search by 1 person" in web_report.text and "unit “Vice”" in web_report.text
 
     report = client.get(f"{V1}/reports", headers=vic).json()
     assert report["filters"] == {"unit": "Vice"} and report["totals"]["total"] == 1
