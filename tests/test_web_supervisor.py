@@ -82,9 +82,9 @@ def test_a_supervisor_declines_and_another_units_supervisor_sees_nothing(world, 
 
     csrf = log_in(world, "vic")
     assert "No request is waiting." in world.client.get("/supervision").text
-    assert world.client.get(f"/supervision/overrides/{request_id}/probe.jpg").status_code == 403
+    assert world.client.get(f"/supervision/overrides/{request_id}/probe.jpg").status_code == 404
     foreign = world.client.post(f"/supervision/overrides/{request_id}", data={"decision": "approve", "csrf_token": csrf})
-    assert foreign.status_code == 403 and "supervisors of unit" in foreign.text
+    assert foreign.status_code == 404 and f"no override request {request_id}" in foreign.text
 
     csrf = log_in(world, "sam")
     declined = world.client.post(f"/supervision/overrides/{request_id}", data={

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from tests.fixtures.images import jpeg
+from tests.fixtures.web import post_login
 from tests.fixtures.world import PASSWORD, SEARCH_FIELDS, V1, World
 
 
@@ -29,3 +32,20 @@ def add_user(world: World, username: str, roles: list[str], unit: str) -> None:
 
 def entries(world: World, action: str) -> list[dict]:
     return world.system.audit.entries(action=action)
+
+
+def allow_roles_together(world: World, *roles: str) -> None:
+    """Load the policy in force without its ban on holding ``roles`` together (as the admin)."""
+    system = world.system
+    admin = system.auth.authenticate(world.tokens["admin"])
+    line = "    [" + ", ".join(f'"{role}"' for role in roles) + "],\n"
+    text = system.admin.policy_in_force(admin)[1]
+    assert line in text
+    system.admin.load_policy(admin, text.replace(line, ""))
+
+
+def log_in_web(world: World, username: str) -> str:
+    """Log ``username`` in on the web pages of the test client (its cookies are kept); returns the CSRF token."""
+    world.client.cookies.clear()
+    assert post_login(world.client, {"username": username, "password": PASSWORD}).status_code == 200
+    return re.search(r'name="csrf_token" value="([^"]+)"', world.client.get("/").text).group(1)

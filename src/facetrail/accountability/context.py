@@ -3,13 +3,15 @@
 The services (searches, reviews, overrides, administration, oversight, retention) are small classes over one
 ``Context``: the audit trail, the policies, the users, the galleries, the encrypted probe store and the face engines.
 The context also holds the checks more than one service makes: an action's permission (its refusal audited), which
-searches an actor may look at, and the two-person rule's count of examiners.
+searches an actor may look at, which an examiner may still decide on (and so must read blind), whose part of the
+audit trail a supervisor reads, and the two-person rule's count of examiners.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -21,7 +23,14 @@ from sqlalchemy.orm import selectinload
 from facetrail.accountability import outcomes
 from facetrail.accountability.audit import AuditTrail
 from facetrail.accountability.policy import Policy, PolicyStore
-from facetrail.accountability.schema import CandidateRecord, ProbeRecord, SearchRecord, UserRecord
+from facetrail.accountability.schema import (
+    CandidateRecord,
+    ProbeRecord,
+    ResolutionRecord,
+    ReviewRecord,
+    SearchRecord,
+    UserRecord,
+)
 from facetrail.accountability.users import ROLE_ACTIONS, Actor, UserDirectory, require
 from facetrail.config import Settings
 from facetrail.datadir import DataDir
@@ -157,8 +166,43 @@ class Context:
         one can learn which search ids exist outside their scope); the audit entry records the real reason."""
         reason = (f"search {search.id} belongs to unit {search.unit or '(none)'!r}: only its investigator, examiners "
                   f"and that unit's supervisors may see it")
-        self.audit.append(actor.username, "access_denied", f"search:{search.id}", {"action": action, "reason": reason})
-        return NotFoundError(f"no search {search.id}")
+        return self.hidden(actor, action, f"search:{search.id}", reason, f"no search {search.id}")
+
+    def hidden(self, actor: Actor, action: str, target: str, reason: str, answer: str) -> NotFoundError:
+        """Audit a refused look at something outside the actor's scope (``access_denied``, with the real ``reason``)
+        and return the NotFoundError to raise, whose ``answer`` is what a missing one would get."""
+        self.audit.append(actor.username, "access_denied", clipped(target, 200), {"action": action, "reason": reason})
+        return NotFoundError(answer)
+
+    # --- blind review and the unit scope of what an actor reads ----------------------------------------------
+
+    def open_reviews(self, session, actor: Actor, search_ids: Iterable[int] | None = None) -> set[int]:
+        """The searches ``actor`` may still decide on (among ``search_ids`` when given): for an account holding the
+        examiner role, the completed searches it did not run with a candidate it has not decided that is still open
+        under the two-person rule (``open_to``). Blind review: no way of reading shows such an account another
+        examiner's decision, notes or the outcome of these searches. Empty for an account without the role."""
+        if not actor.has("examiner"):
+            return set()
+        searches = select(SearchRecord.id).where(SearchRecord.kind == "search", SearchRecord.status == "completed",
+                                                 SearchRecord.user_id != actor.id)
+        if search_ids is not None:
+            searches = searches.where(SearchRecord.id.in_(sorted(set(search_ids))))
+        reviews: dict[int, list[ReviewRecord]] = defaultdict(list)
+        for review in session.scalars(select(ReviewRecord).where(ReviewRecord.search_id.in_(searches))):
+            reviews[review.candidate_id].append(review)
+        resolutions = {resolution.candidate_id: resolution for resolution in session.scalars(
+            select(ResolutionRecord).join(CandidateRecord, CandidateRecord.id == ResolutionRecord.candidate_id)
+            .where(CandidateRecord.search_id.in_(searches)))}
+        required = self.examiners_required()
+        candidates = session.execute(select(CandidateRecord.id, CandidateRecord.search_id)
+                                     .where(CandidateRecord.search_id.in_(searches)))
+        return {search_id for candidate_id, search_id in candidates
+                if open_to(reviews[candidate_id], resolutions.get(candidate_id), actor.id, required)}
+
+    def audit_unit(self, actor: Actor) -> str | None:
+        """The unit whose part of the audit trail and reports ``actor`` reads: None (every unit) for an auditor and
+        for a supervisor of the policy's oversight unit, else a supervisor's own unit."""
+        return None if actor.has("auditor") or self.oversees_every_unit(actor) else actor.unit
 
     # --- the two-person rule ---------------------------------------------------------------------------------
 
@@ -212,6 +256,15 @@ def listed_searches(session, condition, limit: int, examiners_required: int) -> 
          "outcome": None if r.kind == "compare" and r.status == "completed" else outcome[r.id]}
         for r in records
     ]
+
+
+def open_to(reviews: list[ReviewRecord], resolution: ResolutionRecord | None, examiner_id: int,
+            examiners_required: int) -> bool:
+    """Whether the examiner ``examiner_id`` may still decide on a candidate with these ``reviews`` and
+    ``resolution``: they have not decided it, and it is neither a lead, nor settled as no lead, nor in dispute (a
+    supervisor settles a dispute; a third examiner's word would change nothing or break the tie unseen)."""
+    return (all(review.examiner_id != examiner_id for review in reviews)
+            and outcomes.candidate_status(reviews, resolution, examiners_required) == "undecided")
 
 
 def completed_search(session, search_id: int) -> SearchRecord:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from facetrail.accountability.outcomes import candidate_status
 from facetrail.accountability.schema import ProbeRecord, ResolutionRecord, ReviewRecord
 from facetrail.accountability.context import NOTICE, Context, user_names
-from facetrail.accountability.users import Actor, require
+from facetrail.accountability.users import Actor
 from facetrail.engine.decode import decode_image
 from facetrail.errors import FacetrailError
 from facetrail.gallery.schema import ImageRecord
@@ -25,11 +25,22 @@ LEAD_NOTICE = (
 THUMBNAIL_PX = 480
 
 
+LEAD_READERS = ("the lead report of a search is for its investigator, the supervisors of its unit and the examiners "
+                "who reviewed it once no candidate of it is left for them to decide (blind review)")
+"""Why a lead report is refused to someone who may look at the search itself."""
+
+
 def export_lead(context: Context, actor: Actor, search_id: int) -> str:
-    """The lead report for ``search_id`` as HTML (audited); refused unless the search has a verified lead."""
-    require(actor, "export_lead")
+    """The lead report for ``search_id`` as HTML (audited); refused (audited) to anyone but LEAD_READERS, whatever the
+    search's outcome, then unless the search has a verified lead."""
+    context.require(actor, "export_lead", f"search:{search_id}")
     with context.galleries.sessions() as session:
         search = context.viewable_search(session, actor, search_id)
+        reviewed = session.scalar(select(ReviewRecord.id).where(ReviewRecord.search_id == search_id,
+                                                                ReviewRecord.examiner_id == actor.id))
+        reader = search.user_id == actor.id or context.oversees(actor, search) or reviewed is not None
+        if not reader or context.open_reviews(session, actor, [search_id]):
+            context.deny(actor, "export_lead", f"search:{search_id}", LEAD_READERS)
         if context.search_outcome(session, search_id) != "lead":
             raise FacetrailError(f"search {search_id} has no verified lead (two examiners must independently mark a candidate 'possible lead')")
         names = user_names(session)

@@ -18,9 +18,9 @@ from facetrail.accountability.context import Context, check_notes, user_names
 from facetrail.accountability.requests import CaseRequest
 from facetrail.accountability.schema import OverrideRequestRecord, ProbeRecord
 from facetrail.accountability.searches import Searches
-from facetrail.accountability.users import Actor, require
+from facetrail.accountability.users import ROLE_ACTIONS, Actor, require
 from facetrail.engine.geometry import Box
-from facetrail.errors import DuplicateError, FacetrailError, NotFoundError, PermissionDeniedError, RefusedError
+from facetrail.errors import DuplicateError, FacetrailError, NotFoundError, RefusedError
 from facetrail.store import as_utc, utcnow
 
 
@@ -105,8 +105,11 @@ class Overrides:
         """The probe of an override request and the face box that would be searched (audited as a view): for the
         investigator who asked and the supervisors of their unit."""
         context = self.context
+        if not actor.roles & (ROLE_ACTIONS["search"] | ROLE_ACTIONS["override_quality"]):
+            context.deny(actor, "view_override_probe", f"override:{request_id}",
+                         "only investigators and supervisors see the probes of override requests")
         with context.galleries.sessions() as session:
-            record = _visible_override(session, actor, request_id)
+            record = self._visible(session, actor, request_id, "view_override_probe")
             probe = session.get(ProbeRecord, record.probe_id)
             if not probe.stored:
                 raise NotFoundError(f"the probe of override request {request_id} was purged under the retention policy")
@@ -126,12 +129,16 @@ class Overrides:
         supervisor, under the policy in force now, and its id is returned; declined, None. A search refused at that
         point leaves the request 'refused', with the reason, and raises the refusal."""
         context = self.context
-        context.require(supervisor, "override_quality")
+        context.require(supervisor, "override_quality", f"override:{request_id}")
         check_notes(notes)
+        with context.galleries.sessions() as session:
+            if self._visible(session, supervisor, request_id, "override_quality").user_id == supervisor.id:
+                context.deny(supervisor, "override_quality", f"override:{request_id}",
+                             "a supervisor cannot decide their own override request")
         with context.audit.transaction() as session:
-            record = _visible_override(session, supervisor, request_id)
-            if record.user_id == supervisor.id:
-                raise PermissionDeniedError("a supervisor cannot decide their own override request")
+            record = session.get(OverrideRequestRecord, request_id)
+            if record is None:  # purged under the retention policy a moment ago
+                raise NotFoundError(f"no override request {request_id}")
             if record.status != "pending":
                 raise DuplicateError(f"override request {request_id} is already {record.status}; decisions are final")
             probe = session.get(ProbeRecord, record.probe_id)
@@ -159,6 +166,19 @@ class Overrides:
             raise
         self._settle(request_id, search_id=result.search_id)
         return result.search_id
+
+    def _visible(self, session, actor: Actor, request_id: int, action: str) -> OverrideRequestRecord:
+        """An override request the actor may see: their own, or any from their unit for its supervisors. One the
+        actor may not see is refused as a missing one is (the same NotFoundError), the refusal audited."""
+        record = session.get(OverrideRequestRecord, request_id)
+        answer = f"no override request {request_id}"
+        if record is None:
+            raise NotFoundError(answer)
+        if record.user_id != actor.id and not (actor.has("supervisor") and record.unit == actor.unit):
+            raise self.context.hidden(actor, action, f"override:{request_id}", (
+                f"override request {request_id} is for its investigator and the supervisors of unit "
+                f"{record.unit or '(none)'!r}"), answer)
+        return record
 
     def _settle(self, request_id: int, search_id: int | None = None, refusal_reason: str = "") -> None:
         """Link an approved request to the search it ran (audited as that search), or mark it refused with why."""
@@ -191,12 +211,3 @@ def _listed_overrides(session, conditions, newest_first: bool = True, limit: int
     ]
 
 
-def _visible_override(session, actor: Actor, request_id: int) -> OverrideRequestRecord:
-    """An override request the actor may see: their own, or any from their unit for its supervisors."""
-    record = session.get(OverrideRequestRecord, request_id)
-    if record is None:
-        raise NotFoundError(f"no override request {request_id}")
-    if record.user_id != actor.id and not (actor.has("supervisor") and record.unit == actor.unit):
-        raise PermissionDeniedError(f"override request {request_id} is for its investigator and the supervisors of "
-                                    f"unit {record.unit or '(none)'!r}")
-    return record

@@ -2,8 +2,9 @@
 
 A search's candidates and photographs are shown to its investigator, to examiners (of every unit) and to the
 supervisors of its unit, each view audited. Examiners review blind: each sees only their own decisions, and a
-candidate becomes a lead only when two different examiners verify it (``outcomes``). A supervisor who neither ran
-nor reviewed a search settles examiners' disagreements.
+candidate becomes a lead only when two different examiners verify it (``outcomes``). A candidate that is a lead,
+settled or in dispute takes no further examiner's decision (``context.open_to``); a supervisor who neither ran nor
+reviewed a search settles examiners' disagreements.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from facetrail.accountability.context import (
     candidate_at,
     check_notes,
     completed_search,
+    open_to,
     user_names,
 )
 from facetrail.accountability.schema import DECISIONS, ProbeRecord, ResolutionRecord, ReviewRecord, SearchRecord
 from facetrail.accountability.users import Actor
 from facetrail.engine.geometry import Box
-from facetrail.errors import DuplicateError, FacetrailError, NotFoundError, PermissionDeniedError
+from facetrail.errors import DuplicateError, FacetrailError, NotFoundError
 from facetrail.gallery.schema import ImageRecord, TemplateRecord
 
 
@@ -84,20 +86,25 @@ class Reviews:
         return shown
 
     def decide(self, actor: Actor, search_id: int, rank: int, decision: str, notes: str = "") -> str:
-        """Record an examiner's decision on one candidate; returns the search's outcome afterwards."""
+        """Record an examiner's decision on one candidate still open to them; returns the search's outcome
+        afterwards. Refused on a search they ran (audited), twice, or once the candidate is no longer open."""
         context = self.context
         context.require(actor, "review", f"search:{search_id}")
         _check_decision(decision)
         check_notes(notes)
+        with context.galleries.sessions() as session:
+            if completed_search(session, search_id).user_id == actor.id:
+                context.deny(actor, "review", f"search:{search_id}", "the investigator who ran a search cannot review it")
         with context.audit.transaction() as session:
             search = completed_search(session, search_id)
-            if search.user_id == actor.id:
-                raise PermissionDeniedError("the investigator who ran a search cannot review it")
             candidate = candidate_at(search, rank)
-            already = session.scalar(select(ReviewRecord).where(ReviewRecord.candidate_id == candidate.id,
-                                                                ReviewRecord.examiner_id == actor.id))
-            if already is not None:
+            reviews = list(session.scalars(select(ReviewRecord).where(ReviewRecord.candidate_id == candidate.id)))
+            if any(review.examiner_id == actor.id for review in reviews):
                 raise DuplicateError(f"you already decided on candidate {rank} of search {search_id}; decisions are final")
+            resolution = session.scalar(select(ResolutionRecord).where(ResolutionRecord.candidate_id == candidate.id))
+            if not open_to(reviews, resolution, actor.id, context.examiners_required()):
+                raise DuplicateError(f"candidate {rank} of search {search_id} is no longer open for review: the "
+                                     "examiners' decisions on it are complete (a supervisor settles a disagreement)")
             session.add(ReviewRecord(search_id=search_id, candidate_id=candidate.id, examiner_id=actor.id, decision=decision, notes=notes))
             session.flush()
             context.audit.record(session, actor.username, "review_decision", f"search:{search_id}",
@@ -144,9 +151,15 @@ class Reviews:
             context.deny(actor, "resolve_dispute", f"search:{search_id}",
                          "an examiner may not settle examiners' disputes (blind review)")
         with context.galleries.sessions() as session:
-            search = completed_search(session, search_id)
-            if not context.oversees(actor, search):
+            search = session.get(SearchRecord, search_id)
+            if search is not None and not context.oversees(actor, search):  # before it is known to be completed
                 raise context.scope_refusal(actor, "resolve_dispute", search)
+            search = completed_search(session, search_id)
+            reviewed = session.scalar(select(ReviewRecord.id).where(ReviewRecord.search_id == search_id,
+                                                                    ReviewRecord.examiner_id == actor.id))
+            if search.user_id == actor.id or reviewed is not None:
+                context.deny(actor, "resolve_dispute", f"search:{search_id}",
+                             "a supervisor cannot resolve a dispute on a search they ran or reviewed")
         with context.audit.transaction() as session:
             search = completed_search(session, search_id)
             candidate = candidate_at(search, rank)
@@ -156,8 +169,6 @@ class Reviews:
                                      "resolutions are final")
             if outcomes.candidate_status(list(reviews), None, context.examiners_required()) != "disputed":
                 raise FacetrailError(f"candidate {rank} of search {search_id} is not in dispute")
-            if search.user_id == actor.id or any(r.examiner_id == actor.id for r in reviews):
-                raise PermissionDeniedError("a supervisor cannot resolve a dispute on a search they ran or reviewed")
             session.add(ResolutionRecord(candidate_id=candidate.id, supervisor_id=actor.id, decision=decision, notes=notes))
             session.flush()
             context.audit.record(session, actor.username, "dispute_resolved", f"search:{search_id}",
@@ -170,7 +181,8 @@ class Reviews:
             return self.context.search_outcome(session, search_id)
 
     def lead_report(self, actor: Actor, search_id: int) -> str:
-        """The lead report of a search with a verified lead, as a self-contained HTML page (audited)."""
+        """The lead report of a search with a verified lead, as a self-contained HTML page (audited), for
+        ``leads.LEAD_READERS``."""
         from facetrail.accountability.leads import export_lead
 
         return export_lead(self.context, actor, search_id)

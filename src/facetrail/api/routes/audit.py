@@ -32,7 +32,9 @@ def entries(
     who: Annotated[str | None, Query(alias="actor", description="Only this user's entries.")] = None,
     action: Annotated[str | None, Query(description="Only entries of this action, e.g. search.")] = None,
 ) -> list[dict]:
-    """Audit entries in order (auditors and supervisors)."""
+    """Audit entries in order (auditors and supervisors): a supervisor outside the policy's oversight unit reads
+    their unit's entries; an account that may still decide on a review reads others' decisions on it withheld and no
+    hashes (blind review)."""
     return system.oversight.audit_entries(actor, since_seq, limit, who, action)
 
 
@@ -41,5 +43,6 @@ def entries(
                               "description": "A zip of the trail, signed checkpoints, public key and verifier"}})
 def export(actor: CurrentActor, system: SystemDep) -> FileResponse:
     """A zip of the trail (JSON Lines), the signed checkpoints, the public key, a README and a standalone verifier
-    (auditors and supervisors; audited first, so the export includes its own entry)."""
+    (auditors and the oversight unit's supervisors, with no review still open to them; audited first, so the export
+    includes its own entry)."""
     return export_response(system, actor)

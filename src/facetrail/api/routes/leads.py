@@ -17,5 +17,7 @@ HTML_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 @router.get("/{search_id}", summary="The lead report of a search", response_class=HTMLResponse,
             responses={200: {"content": {"text/html": {}}, "description": "A self-contained HTML page"}})
 def lead_report(search_id: SearchId, actor: CurrentActor, system: SystemDep) -> HTMLResponse:
-    """The lead report (HTML) of a search whose candidate two examiners verified (audited); 400 without a lead."""
+    """The lead report (HTML) of a search whose candidate two examiners verified (audited; 400 without a lead): for
+    its investigator, the supervisors of its unit and the examiners who reviewed it once nothing of it is left for
+    them to decide (403 to anyone else, whatever the outcome, audited)."""
     return HTMLResponse(system.reviews.lead_report(actor, search_id), headers={"Content-Security-Policy": HTML_POLICY})

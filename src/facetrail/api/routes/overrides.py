@@ -53,7 +53,7 @@ def list_overrides(
             responses=IMAGE_RESPONSE)
 def override_probe(request_id: RequestId, actor: CurrentActor, system: SystemDep) -> Response:
     """The probe as uploaded, for its investigator and the supervisors of their unit (audited; 404 once purged under
-    the retention policy)."""
+    the retention policy). Another unit's request answers 404 as a missing one does (the refusal audited)."""
     return image_response(system.overrides.override_probe(actor, request_id)[0])
 
 

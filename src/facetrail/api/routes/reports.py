@@ -36,7 +36,9 @@ def transparency_report(
                        Query(description="Only requests with this outcome.")] = None,
 ) -> Response:
     """How often face search was used, by whom, for what and with what outcome, with anomaly flags (auditors and
-    supervisors; audited). Filtered by unit, purpose or outcome, the report says so in every format."""
+    supervisors; audited). Filtered by unit, purpose or outcome, the report says so in every format. A supervisor
+    outside the policy's oversight unit gets their own unit's report (another unit: 403); an account that may still
+    decide on a review gets none (403), both refusals audited."""
     text = system.oversight.transparency_report(actor, since, until, by, format, unit, purpose, outcome)
     headers = {"Content-Security-Policy": HTML_POLICY} if format == "html" else None
     return Response(text, media_type=MEDIA_TYPES[format], headers=headers)

@@ -92,6 +92,7 @@ def _audit_page(request: Request, system: Facetrail, actor: Actor, who: str = ""
         "first_page": f"/oversight/audit?{urlencode(query)}" if since_seq else None,
         "next_page": (f"/oversight/audit?{urlencode({**query, 'since_seq': entries[-1]['seq']})}"
                       if len(entries) == limit else None),
+        "scope": system.oversight.trail_scope(actor),
         "verification": verification,
         "last_verification": last_verification,
         "length": length,
