@@ -27,7 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from filelock import FileLock, Timeout
 
-from facetrail.accountability.verify_audit import canonical_json, head_problem
+from facetrail.accountability.verify_audit import canonical_json, describe_head, head_problem
 from facetrail.config import AuditConfig
 from facetrail.datadir import DataDir
 from facetrail.errors import AuditError, ConfigError
@@ -65,11 +65,6 @@ class Witness(Protocol):
     def heads(self, key_id: str) -> list[dict]:
         """Every head held for the log with that key id, in order of entry_count (WitnessUnavailable if unreadable)."""
         ...
-
-
-def describe_head(head: Mapping[str, Any]) -> str:
-    """A head in words: its count, when it was signed and its hash."""
-    return f"the head of {head['entry_count']} entries signed at {head['signed_at']} (hash {head['head_hash']})"
 
 
 class HeadFile:
