@@ -460,10 +460,10 @@ class AuditTrail:
             head_seq, head_hash = self._head(session)
             return self._sign(session, head_seq, head_hash) if self._due(session, head_seq) else None
 
-    def start_timer(self, interval: float = TIMER_SECONDS) -> CheckpointTimer:
-        """Start a background thread that signs due checkpoints and retries witnesses every ``interval`` seconds;
-        ``stop()`` it at shutdown."""
-        timer = CheckpointTimer(self, interval)
+    def start_timer(self, interval: float | None = None) -> CheckpointTimer:
+        """Start a background thread that signs due checkpoints and retries witnesses every ``interval`` seconds
+        (default TIMER_SECONDS); ``stop()`` it at shutdown."""
+        timer = CheckpointTimer(self, TIMER_SECONDS if interval is None else interval)
         timer.start()
         return timer
 
