@@ -480,8 +480,8 @@ class AuditTrail:
         take them now is logged and retried later; one that refuses a head is logged as an error (the trail
         disagrees with what it holds: run ``facetrail audit verify``)."""
         witnesses = [w for w in self.witnesses if not only_behind or w.name in self._behind]
-        if not witnesses:
-            return
+        if not witnesses or not (self.key_path.exists() or self.checkpoints_signed()):
+            return  # nothing signed yet
         try:
             key_id = self.key_id()
         except AuditError as error:
