@@ -160,11 +160,18 @@ def test_deleting_checkpoints_alone_is_caught_without_any_witness(trail_dir):
 
 def test_a_forged_head_at_the_witness_is_reported(trail_dir):
     heads = trail_dir.keys_dir / "witness" / "heads.jsonl"
+    running = Facetrail.open(trail_dir)  # a server that has read the witness file already
+    assert running.audit.verify().ok
     lines = heads.read_bytes().splitlines(keepends=True)
     forged = {**json.loads(lines[1]), "signed_at": "2020-01-01T00:00:00.000000+00:00"}
     heads.write_bytes(lines[0] + verify_audit.canonical_json(forged) + b"\n")
+    try:
+        seen = running.audit.verify()  # the file was edited in place: read again, not served from memory
+    finally:
+        running.close()
 
     result, exit_code, _ = _verify(trail_dir)
+    assert seen.problem == result.problem
     assert (result.ok, result.first_bad_seq) == (False, 200)
     assert result.problem == (
         "the signature of the head of 200 entries signed at 2020-01-01T00:00:00.000000+00:00 (hash "
