@@ -313,7 +313,7 @@ def test_a_checkpoint_rolled_back_with_its_transaction_is_never_witnessed(trail_
 def test_a_crash_between_commit_and_push_leaves_a_gap_the_next_checkpoint_fills(trail_dir, monkeypatch):
     system = Facetrail.open(trail_dir)
     try:
-        monkeypatch.setattr(system.audit, "publish", lambda: None)  # the process dies right after its commit
+        monkeypatch.setattr(system.audit, "publish", lambda **_: None)  # the process dies right after its commit
         while system.audit.length() < 300:
             system.audit.append("ivan", "search.start")
         monkeypatch.undo()
