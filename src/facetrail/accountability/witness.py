@@ -58,7 +58,9 @@ class Witness(Protocol):
     def submit(self, head: dict) -> dict | None:
         """Deliver one signed head; return a receipt (a remote witness's countersignature) or None.
 
-        Raises WitnessUnavailable when the witness cannot take it now, WitnessRefused when it never will.
+        A head whose count and hash the witness already holds is accepted and changes nothing, even below the latest
+        it holds (several processes deliver the same heads concurrently). Raises WitnessUnavailable when the witness
+        cannot take it now, WitnessRefused when it never will (malformed, or inconsistent with the heads it holds).
         """
         ...
 
@@ -215,6 +217,6 @@ def witness_folder(config: AuditConfig, datadir: DataDir) -> Path:
 def open_witnesses(config: AuditConfig, datadir: DataDir) -> list[Witness]:
     """The witnesses of ``config``: the file witness in ``audit.witness_dir``, then one per ``audit.witness_urls``."""
     witnesses: list[Witness] = [FileWitness(witness_folder(config, datadir))]
-    for url in config.witness_urls:  # remote witnesses (facetrail witness serve) are built here
-        raise ConfigError(f"audit.witness_urls: {url}: remote witnesses are not supported by this version")
+    if config.witness_urls:  # remote witnesses (facetrail witness serve) are built here, one per URL
+        raise ConfigError(f"audit.witness_urls: {config.witness_urls[0]}: remote witnesses are not supported yet")
     return witnesses
