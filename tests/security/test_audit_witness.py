@@ -495,3 +495,21 @@ def test_the_auditors_page_shows_a_witness_gap(world, tmp_path):
     held = sorted({head["entry_count"] for head in late.heads(system.audit.key_id())})
     answer = world.client.get(f"{V1}/audit/verify", headers=world.as_user("alma")).json()
     assert answer["ok"] is True and answer["unwitnessed"] == {later.name: held} and answer["unreachable"] == {}
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"checkpoint_every": 0}, "audit.checkpoint_every: must be at least 1, got 0"),
+    ({"checkpoint_minutes": 0}, "audit.checkpoint_minutes: must be more than 0, got 0.0"),
+    ({"checkpoint_minutes": "5"}, "audit.checkpoint_minutes: expected float, got '5'"),
+    ({"witness_urls": ["witness.example.org"]}, "audit.witness_urls: expected http(s)://host[:port]/..., got "
+                                                "'witness.example.org'"),
+    ({"witness_dir": 3}, "audit.witness_dir: expected str, got 3"),
+])
+def test_the_audit_settings_refuse_bad_values_by_name(section, message):
+    from facetrail.config import settings_from_dict
+    from facetrail.errors import ConfigError
+
+    assert settings_from_dict({"audit": {"witness_dir": "/mnt/witness", "checkpoint_minutes": 1}}).audit.checkpoint_minutes == 1.0
+    with pytest.raises(ConfigError) as refused:
+        settings_from_dict({"audit": section}, source="config.toml")
+    assert str(refused.value) == f"config.toml: {message}"
