@@ -47,7 +47,8 @@ class DataDir:
 
     @property
     def keys_dir(self) -> Path:
-        """Data encryption keys and the audit signing key (kept out of the database; mode 0700)."""
+        """Data encryption keys and the audit signing key (kept out of the database; mode 0700); by default also the
+        audit witness's folder (``audit.witness_dir``), which belongs on another volume."""
         return self.root / "keys"
 
     @property
