@@ -230,6 +230,35 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """How the audit trail signs checkpoints and where their witnesses are (see docs/audit.md)."""
+
+    checkpoint_every: int = 100
+    """A checkpoint (the trail's length and head hash, signed) is made at every entry whose number is a multiple
+    of this."""
+    checkpoint_minutes: float = 5.0
+    """...and whenever the last checkpoint is older than this many minutes and entries were added since (checked
+    on every append, and by the server once a minute when idle): what could be cut unnoticed is bounded in time
+    as well as in count."""
+    witness_dir: str = ""
+    """The folder of the file witness, which keeps every signed checkpoint (``heads.jsonl``); relative to the data
+    directory; empty means DATA/keys/witness. Put it on another volume or host (a mounted share the database
+    administrator cannot write), never inside the database."""
+    witness_urls: tuple[str, ...] = ()
+    """Remote witnesses (``facetrail witness serve`` in another office) that each signed checkpoint is sent to."""
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_every < 1:
+            raise ConfigError(f"audit.checkpoint_every: must be at least 1, got {self.checkpoint_every}")
+        if not self.checkpoint_minutes > 0:
+            raise ConfigError(f"audit.checkpoint_minutes: must be more than 0, got {self.checkpoint_minutes}")
+        for url in self.witness_urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(f"audit.witness_urls: expected http(s)://host[:port]/..., got {url!r}")
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """What the face engine needs: decoding limits, detection, embedding and quality thresholds."""
 
@@ -250,6 +279,7 @@ class Settings:
     enrolment: EnrolmentConfig = field(default_factory=EnrolmentConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
     @property
     def engine(self) -> EngineConfig:

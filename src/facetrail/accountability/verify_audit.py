@@ -249,24 +249,31 @@ def read_entries(path: Path) -> Iterator[dict]:
         yield value
 
 
+HEAD_FIELDS = frozenset((*CHECKPOINT_FIELDS, "signature"))
+"""The fields of a signed head: a checkpoint as exported, as a witness holds it."""
+
+
+def head_problem(value: Any) -> str:
+    """What makes ``value`` not a signed head in form ('' when it is one); the signature is not checked here."""
+    if not isinstance(value, dict) or set(value) != HEAD_FIELDS:
+        return f"it needs exactly {sorted(HEAD_FIELDS)}"
+    if not _is_int(value["entry_count"]) or value["entry_count"] < 0:
+        return "entry_count must be a whole number, 0 or more"
+    if not all(isinstance(value[name], str) for name in HEAD_FIELDS - {"entry_count"}):
+        return "head_hash, signed_at, key_id and signature must be text"
+    return ""
+
+
 def read_checkpoints(path: Path) -> list[dict]:
-    """The checkpoints of an exported ``checkpoints.jsonl``; a malformed line raises :class:`Problem`."""
-    fields = set(CHECKPOINT_FIELDS) | {"signature"}
+    """The signed heads in a JSON-lines file (an export's ``checkpoints.jsonl``, a witness's heads); a malformed
+    line raises :class:`Problem`."""
     checkpoints = []
     for number, value in _json_lines(path):
         if isinstance(value, ValueError):
             raise Problem(None, f"{path.name} line {number} is not valid JSON: {value}")
-        if (
-            not isinstance(value, dict)
-            or set(value) != fields
-            or not _is_int(value["entry_count"])
-            or not all(isinstance(value[name], str) for name in fields - {"entry_count"})
-        ):
-            raise Problem(
-                None,
-                f"{path.name} line {number} is not a checkpoint: it needs exactly {sorted(fields)}, "
-                "entry_count an integer and the others text",
-            )
+        problem = head_problem(value)
+        if problem:
+            raise Problem(None, f"{path.name} line {number} is not a checkpoint: {problem}")
         checkpoints.append(value)
     return checkpoints
 
