@@ -16,21 +16,21 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from facetrail.accountability.verify_audit import CHECKPOINT_FIELDS, canonical_json, public_key_id
-from facetrail.accountability.witness import WitnessRefused, WitnessUnavailable
+from facetrail.accountability.verify_audit import HEAD_FIELDS, canonical_json, head_problem, public_key_id
+from facetrail.errors import WitnessRefused, WitnessUnavailable
 
 API_PATH = "/witness/v1"
 """Where a witness service answers, below its base URL."""
-HEAD_FIELDS = (*CHECKPOINT_FIELDS, "signature")
-"""A signed head, as the log hands it over."""
-RECEIPT_FIELDS = (*HEAD_FIELDS, "received_at", "witness_key_id", "countersignature")
+WITNESS_FIELDS = frozenset(("received_at", "witness_key_id", "countersignature"))
+RECEIPT_FIELDS = HEAD_FIELDS | WITNESS_FIELDS
 """A receipt: the head, when the witness received it, the witness's key id, and its signature over the rest."""
 TIMEOUT_SECONDS = 5.0
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
@@ -54,11 +54,21 @@ def countersign(head: Mapping[str, Any], key: Ed25519PrivateKey, received_at: st
             "countersignature": base64.b64encode(signature).decode("ascii")}
 
 
+def receipt_shape_problem(value: Any) -> str:
+    """What makes ``value`` not a receipt in form ('' when it is one); the countersignature is not checked here."""
+    if not isinstance(value, dict) or set(value) != RECEIPT_FIELDS:
+        return f"it needs exactly {sorted(RECEIPT_FIELDS)}"
+    if not all(isinstance(value[name], str) for name in WITNESS_FIELDS):
+        return f"{', '.join(sorted(WITNESS_FIELDS))} must be text"
+    return head_problem({name: value[name] for name in HEAD_FIELDS})
+
+
 def receipt_problem(receipt: Any, head: Mapping[str, Any], public_key: Ed25519PublicKey) -> str:
     """Why ``receipt`` is not the countersignature of ``head`` by ``public_key`` ('' when it is)."""
-    if not isinstance(receipt, dict) or set(receipt) != set(RECEIPT_FIELDS):
-        return f"the receipt is not an object with exactly the fields {sorted(RECEIPT_FIELDS)}"
-    changed = [name for name in HEAD_FIELDS if receipt[name] != head[name]]
+    problem = receipt_shape_problem(receipt)
+    if problem:
+        return f"the receipt is not one: {problem}"
+    changed = sorted(name for name in HEAD_FIELDS if receipt[name] != head[name])
     if changed:
         return f"the receipt is for another head (it differs in {', '.join(changed)})"
     if receipt["witness_key_id"] != public_key_id(public_key):
@@ -71,14 +81,32 @@ def receipt_problem(receipt: Any, head: Mapping[str, Any], public_key: Ed25519Pu
     return ""
 
 
+def receipt_file_name(url: str) -> str:
+    """The name of the file a log keeps a witness's receipts in: its URL's host, port and path, e.g.
+    ``witness.example.org_443_ft.jsonl``."""
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", f"{parts.hostname}_{port}_{parts.path.strip('/')}").strip("_") + ".jsonl"
+
+
+class ReceiptStore(Protocol):
+    """Where a log keeps the receipts a witness gave (a :class:`facetrail.accountability.witness.HeadFile`)."""
+
+    def add(self, receipt: Mapping[str, Any]) -> bool: ...
+
+    def heads(self, key_id: str) -> list[dict]: ...
+
+
 class RemoteWitness:
     """The :class:`facetrail.accountability.witness.Witness` protocol over HTTP(S), for a witness service at ``url``.
 
     ``key_id``, when given, pins the witness's key: answers signed with another key are refused. Otherwise the key the
-    witness publishes (``GET /witness/v1/key``) is fetched once and used to check every receipt.
+    witness publishes (``GET /witness/v1/key``) is fetched once and used to check every receipt. Each checked receipt
+    is kept in ``receipts`` when given.
     """
 
-    def __init__(self, url: str, key_id: str | None = None, timeout: float = TIMEOUT_SECONDS) -> None:
+    def __init__(self, url: str, key_id: str | None = None, timeout: float = TIMEOUT_SECONDS,
+                 receipts: ReceiptStore | None = None) -> None:
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.query or parsed.fragment:
             raise WitnessRefused(f"a witness URL must be http(s)://host[:port][/path], not {url!r}")
@@ -86,6 +114,7 @@ class RemoteWitness:
         self.name = self.url
         self.key_id = key_id
         self.timeout = timeout
+        self.receipts = receipts
         self._public_key: Ed25519PublicKey | None = None
 
     def submit(self, head: dict) -> dict:
@@ -100,6 +129,8 @@ class RemoteWitness:
         if problem:
             raise WitnessRefused(f"the witness {self.name} answered the head of {head.get('entry_count')} entries "
                                  f"with a bad receipt: {problem}")
+        if self.receipts is not None:
+            self.receipts.add(receipt)
         return receipt
 
     def heads(self, key_id: str) -> list[dict]:
