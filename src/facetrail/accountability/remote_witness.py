@@ -32,7 +32,7 @@ API_PATH = "/witness/v1"
 WITNESS_FIELDS = frozenset(("received_at", "witness_key_id", "countersignature"))
 RECEIPT_FIELDS = HEAD_FIELDS | WITNESS_FIELDS
 """A receipt: the head, when the witness received it, the witness's key id, and its signature over the rest."""
-TIMEOUT_SECONDS = 5.0
+TIMEOUT_SECONDS = 3.0
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
 """The largest answer read from a witness (the heads of a long trail take a few MB)."""
 UNAVAILABLE_STATUSES = {404, 408, 425, 429}
@@ -134,8 +134,12 @@ class RemoteWitness:
         return receipt
 
     def heads(self, key_id: str) -> list[dict]:
-        """Every head the witness holds for the log with ``key_id``, by entry count."""
-        answer = self._call("GET", f"/logs/{urllib.parse.quote(key_id, safe='')}/heads")
+        """Every head the witness holds for the log with ``key_id``, by entry count; WitnessUnavailable when they
+        cannot be had, whatever the witness answered instead."""
+        try:
+            answer = self._call("GET", f"/logs/{urllib.parse.quote(key_id, safe='')}/heads")
+        except WitnessRefused as refused:
+            raise WitnessUnavailable(str(refused)) from None
         heads = answer.get("heads") if isinstance(answer, dict) else None
         if not isinstance(heads, list) or not all(isinstance(head, dict) for head in heads):
             raise WitnessUnavailable(f"the witness {self.name} answered the list of heads with something else")
