@@ -136,7 +136,11 @@ def test_the_witness_accepts_only_consistent_heads_signed_by_a_registered_log(tm
 
         receipt = remote.submit(first)
         assert {name: receipt[name] for name in first} == first
+        witness_key_id = public_key_id(office.public_key())
         assert countersigned_by(receipt, office.public_key())
+        assert RemoteWitness(f"{office.url}#key={witness_key_id}").submit(first) == receipt
+        with pytest.raises(WitnessRefused, match=f"answers with key {witness_key_id}, not the pinned key 0{{64}}"):
+            RemoteWitness(f"{office.url}#key={'0' * 64}").submit(first)
         assert call(f"{office.url}/witness/v1/heads", "POST", canonical_json(first)) == (200, receipt)  # the same
 
         forged = {**signed_head(log_key, 200, "b" * 64), "signature": signed_head(other_key, 200, "b" * 64)["signature"]}

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from facetrail.accountability.verify_audit import HEAD_FIELDS, canonical_json, head_problem, public_key_id
-from facetrail.errors import WitnessRefused, WitnessUnavailable
+from facetrail.errors import ConfigError, WitnessRefused, WitnessUnavailable
 
 API_PATH = "/witness/v1"
 """Where a witness service answers, below its base URL."""
@@ -35,6 +35,8 @@ RECEIPT_FIELDS = HEAD_FIELDS | WITNESS_FIELDS
 TIMEOUT_SECONDS = 3.0
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
 """The largest answer read from a witness (the heads of a long trail take a few MB)."""
+HEX64 = re.compile(r"[0-9a-f]{64}")
+"""A key id or a head hash: 64 lowercase hexadecimal digits."""
 UNAVAILABLE_STATUSES = {404, 408, 425, 429}
 """4xx answers that mean "not now" (an unregistered log, a timeout, a rate limit); every 5xx means it too."""
 
@@ -100,19 +102,21 @@ class ReceiptStore(Protocol):
 class RemoteWitness:
     """The :class:`facetrail.accountability.witness.Witness` protocol over HTTP(S), for a witness service at ``url``.
 
-    ``key_id``, when given, pins the witness's key: answers signed with another key are refused. Otherwise the key the
-    witness publishes (``GET /witness/v1/key``) is fetched once and used to check every receipt. Each checked receipt
-    is kept in ``receipts`` when given.
+    ``url`` may end in ``#key=<the witness's key id>``, which pins the witness's key: a witness answering with
+    another key is refused. Otherwise the key the witness publishes (``GET /witness/v1/key``) is fetched once and
+    used to check every receipt. Each checked receipt is kept in ``receipts`` when given.
     """
 
-    def __init__(self, url: str, key_id: str | None = None, timeout: float = TIMEOUT_SECONDS,
-                 receipts: ReceiptStore | None = None) -> None:
+    def __init__(self, url: str, timeout: float = TIMEOUT_SECONDS, receipts: ReceiptStore | None = None) -> None:
         parsed = urllib.parse.urlsplit(url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.query or parsed.fragment:
-            raise WitnessRefused(f"a witness URL must be http(s)://host[:port][/path], not {url!r}")
-        self.url = url.rstrip("/")
+        pinned = parsed.fragment.removeprefix("key=")
+        if (parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.query
+                or (parsed.fragment and not HEX64.fullmatch(pinned))):
+            raise ConfigError(f"audit.witness_urls: a witness URL is http(s)://host[:port][/path], optionally ending "
+                              f"in #key=<the witness's key id, 64 hex digits>; not {url!r}")
+        self.url = urllib.parse.urlunsplit(parsed._replace(fragment="")).rstrip("/")
         self.name = self.url
-        self.key_id = key_id
+        self.key_id = pinned or None
         self.timeout = timeout
         self.receipts = receipts
         self._public_key: Ed25519PublicKey | None = None

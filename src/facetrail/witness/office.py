@@ -20,7 +20,6 @@ import binascii
 import datetime as dt
 import json
 import os
-import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from facetrail.accountability.audit import signing_key
-from facetrail.accountability.remote_witness import countersign, receipt_shape_problem
+from facetrail.accountability.remote_witness import HEX64, countersign, receipt_shape_problem
 from facetrail.accountability.verify_audit import canonical_checkpoint, head_problem, public_key_id
 from facetrail.accountability.witness import HEADS_FILE, HeadFile
 from facetrail.errors import FacetrailError, WitnessRefused
@@ -42,7 +41,6 @@ KEY_FILE = "witness-key.pem"
 LOGS_DIR = "logs"
 RECEIPTS_FILE = "receipts.jsonl"
 MAX_NAME_CHARS = 200
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _SIGNATURE_CHARS = 200
 _SIGNED_AT_CHARS = 64
 
@@ -184,7 +182,7 @@ class WitnessOffice:
     def log(self, key_id: str) -> RegisteredLog:
         """The registered log with ``key_id``; UnknownLog when there is none."""
         path = self.logs_dir / f"{key_id}.json"
-        if not _HEX64.fullmatch(key_id) or not path.is_file():
+        if not HEX64.fullmatch(key_id) or not path.is_file():
             raise UnknownLog(f"no log with key id {key_id!r} is registered with this witness (its operator registers "
                              "a log with 'facetrail witness add-log --public-key audit-public-key.pem')")
         try:
@@ -239,7 +237,7 @@ class WitnessOffice:
 def _field_problem(head: dict) -> str:
     """What a well-formed head's text fields must also be, so nothing else is stored."""
     for name in ("head_hash", "key_id"):
-        if not _HEX64.fullmatch(head[name]):
+        if not HEX64.fullmatch(head[name]):
             return f"{name} must be 64 lowercase hexadecimal digits"
     if len(head["signature"]) > _SIGNATURE_CHARS or len(head["signed_at"]) > _SIGNED_AT_CHARS:
         return f"signature must be at most {_SIGNATURE_CHARS} characters, signed_at at most {_SIGNED_AT_CHARS}"
