@@ -4,25 +4,33 @@ Every entry holds the SHA-256 of the one before it (``prev_hash``) and its own
 hash over a canonical serialization (:func:`canonical_entry`), so editing,
 removing, inserting or reordering entries breaks the chain. Every
 ``checkpoint_every`` entries, and whenever :meth:`AuditTrail.checkpoint` is
-called, the trail's length and head hash are signed with an Ed25519 key kept
-outside the database (``DATA/keys/audit-signing-key.pem`` or
-``FACETRAIL_AUDIT_KEY_FILE``), so cutting entries off the end, or rewriting the
-chain, is caught too. Appends are serialized across processes (a file lock on
-SQLite, an advisory lock on PostgreSQL), so the chain stays linear.
+called, and when the last checkpoint is older than ``checkpoint_minutes``, the
+trail's length and head hash are signed with an Ed25519 key kept outside the
+database (``DATA/keys/audit-signing-key.pem`` or ``FACETRAIL_AUDIT_KEY_FILE``).
+Each signed checkpoint (a *head*) is handed, after its transaction commits, to
+the witnesses (``witness.py``): keepers of heads outside the database, so that a
+database administrator who cuts or rewrites entries and deletes the checkpoints
+that vouched for them is still caught. Appends are serialized across processes
+(a file lock on SQLite, an advisory lock on PostgreSQL), so the chain stays
+linear.
 
 Verification (:meth:`AuditTrail.verify`) runs the same code as the standalone
 ``verify_audit.py`` that :meth:`AuditTrail.export` copies beside the exported
-files.
+files, over the database and the heads every witness holds.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
+import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import secrets
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -51,6 +59,7 @@ from facetrail.accountability.verify_audit import (
     check_trail,
     public_key_id,
 )
+from facetrail.accountability.witness import Witness, WitnessRefused, WitnessUnavailable
 from facetrail.datadir import DataDir
 from facetrail.errors import AuditError
 from facetrail.store import utcnow
@@ -73,8 +82,15 @@ _CHECKPOINT_ORDER = (AuditCheckpointRecord.entry_count, AuditCheckpointRecord.si
 _LIMITS = {"actor": 100, "action": 60, "target": 200}
 _TRANSACTION_OWNER = "facetrail.audit.trail"
 """``Session.info`` key naming the AuditTrail whose lock the session's transaction holds."""
+_SIGNED = "facetrail.audit.signed"
+"""``Session.info`` key listing the checkpoints signed in the session's transaction, handed to the witnesses after
+its commit."""
 _STREAM_BATCH = 1000
 _LOCK_POLL_SECONDS = 0.002
+TIMER_SECONDS = 60.0
+"""How often a server's checkpoint timer looks for entries left unsigned longer than ``checkpoint_minutes``."""
+
+logger = logging.getLogger("facetrail.audit")
 
 
 def _timestamp() -> str:
@@ -222,19 +238,57 @@ a later export's checkpoints with it shows whether entries were later removed.
 """
 
 
+class CheckpointTimer(threading.Thread):
+    """A server's background thread: every ``interval`` seconds, signs a checkpoint when one is due (an idle server
+    still signs its last entries within ``checkpoint_minutes``) and retries witnesses a delivery failed to. At
+    start it catches every witness up (heads a crash between commit and delivery left behind)."""
+
+    def __init__(self, trail: AuditTrail, interval: float) -> None:
+        super().__init__(name="facetrail-audit-checkpoints", daemon=True)
+        self.trail = trail
+        self.interval = interval
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        self.trail.publish()
+        while not self._stopped.wait(self.interval):
+            try:
+                self.trail.checkpoint_if_due()
+            except Exception:  # noqa: BLE001 - a database hiccup must not end the timer; the next tick retries
+                logger.exception("the audit checkpoint timer could not sign a checkpoint")
+            self.trail.publish(only_behind=True)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread and wait (at most ``timeout`` seconds) for it to finish its tick."""
+        self._stopped.set()
+        if self.is_alive():
+            self.join(timeout)
+
+
 class AuditTrail:
     """The audit trail of one facetrail store: append, checkpoint, verify, export and browse."""
 
-    def __init__(self, engine: Engine, sessions: sessionmaker, datadir: DataDir, checkpoint_every: int = 100) -> None:
-        """``sessions`` should keep objects usable after commit (as :func:`facetrail.store.session_factory` does)."""
+    def __init__(
+        self, engine: Engine, sessions: sessionmaker, datadir: DataDir, checkpoint_every: int = 100,
+        checkpoint_minutes: float = 5.0, witnesses: Sequence[Witness] = (),
+    ) -> None:
+        """``sessions`` should keep objects usable after commit (as :func:`facetrail.store.session_factory` does);
+        every checkpoint signed is handed to each of ``witnesses`` (``witness.open_witnesses`` builds the configured
+        ones)."""
         if engine.dialect.name not in ("sqlite", "postgresql"):
             raise AuditError(f"the audit trail needs SQLite or PostgreSQL, not {engine.dialect.name}")
         if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
             raise AuditError(f"checkpoint_every must be a positive whole number, not {checkpoint_every!r}")
+        if not isinstance(checkpoint_minutes, (int, float)) or not checkpoint_minutes > 0:
+            raise AuditError(f"checkpoint_minutes must be a number above 0, not {checkpoint_minutes!r}")
         self.engine = engine
         self.sessions = sessions
         self.datadir = datadir
         self.checkpoint_every = checkpoint_every
+        self.checkpoint_age = dt.timedelta(minutes=checkpoint_minutes)
+        self.witnesses = list(witnesses)
+        self._behind: set[str] = set()
+        """Names of the witnesses the last delivery to failed: the timer retries them."""
         self.key_path = Path(os.environ.get(KEY_FILE_ENV) or datadir.keys_dir / KEY_FILE_NAME)
         self._file_lock: FileLock | None = None
         if engine.dialect.name == "sqlite":
@@ -281,13 +335,18 @@ class AuditTrail:
         ``pg_advisory_xact_lock`` is taken first thing (under a ``lock_timeout`` of LOCK_TIMEOUT_SECONDS, which
         stays in force for the transaction). Commits on normal exit, rolls back on an exception.
         """
+        signed: list[int] = []
         with self._exclusive(), self.sessions() as session, session.begin():
             self._lock_database(session)
             session.info[_TRANSACTION_OWNER] = self
+            session.info[_SIGNED] = signed
             try:
                 yield session
             finally:
                 session.info.pop(_TRANSACTION_OWNER, None)
+                session.info.pop(_SIGNED, None)
+        if signed:  # committed: only now may a witness hold the heads
+            self.publish()
 
     @staticmethod
     def _head(session: Session) -> tuple[int, str]:
@@ -300,7 +359,8 @@ class AuditTrail:
     def record(
         self, session: Session, actor: str, action: str, target: str = "", details: dict[str, Any] | None = None
     ) -> AuditEntryRecord:
-        """Append one entry in a session from :meth:`transaction`; every ``checkpoint_every``-th signs a checkpoint.
+        """Append one entry in a session from :meth:`transaction`; every ``checkpoint_every``-th, and the first after
+        the last checkpoint grew older than ``checkpoint_minutes``, signs a checkpoint.
 
         Refuses (AuditError) empty or over-long actor/action, over-long target, and details that are not a dict
         of finite JSON values.
@@ -319,9 +379,23 @@ class AuditTrail:
         entry = AuditEntryRecord(**fields, entry_hash=hashlib.sha256(canonical_entry(**fields)).hexdigest())
         session.add(entry)
         session.flush()
-        if entry.seq % self.checkpoint_every == 0:
+        if entry.seq % self.checkpoint_every == 0 or self._due(session, entry.seq):
             self._sign(session, entry.seq, entry.entry_hash)
         return entry
+
+    def _due(self, session: Session, head_seq: int) -> bool:
+        """Whether entries up to ``head_seq`` are unsigned and the last checkpoint (or, before any, the first entry)
+        is older than ``checkpoint_minutes``."""
+        last = session.execute(
+            select(AuditCheckpointRecord.entry_count, AuditCheckpointRecord.signed_at)
+            .order_by(AuditCheckpointRecord.id.desc()).limit(1)
+        ).first()
+        if last is not None and last.entry_count >= head_seq:
+            return False
+        since = last.signed_at if last is not None else session.scalar(
+            select(AuditEntryRecord.recorded_at).where(AuditEntryRecord.seq == 1)
+        )
+        return since is not None and utcnow() - dt.datetime.fromisoformat(since) >= self.checkpoint_age
 
     def append(
         self, actor: str, action: str, target: str = "", details: dict[str, Any] | None = None
@@ -348,6 +422,7 @@ class AuditTrail:
         )
         session.add(checkpoint)
         session.flush()
+        session.info[_SIGNED].append(entry_count)
         return checkpoint
 
     def checkpoint(self) -> AuditCheckpointRecord:
@@ -355,11 +430,80 @@ class AuditTrail:
         with self.transaction() as session:
             return self._sign(session, *self._head(session))
 
-    def verify(self) -> AuditVerification:
-        """Check every entry's hash and link and every checkpoint (signature, key, head hash, length); see check_trail.
+    def checkpoint_if_due(self) -> AuditCheckpointRecord | None:
+        """Sign the head if entries were added since the last checkpoint and it is older than
+        ``checkpoint_minutes`` (what a server's timer calls, so an idle server signs its last entries too)."""
+        with self.sessions() as session:  # looked at without the audit lock first: usually nothing is due
+            if not self._due(session, self._head(session)[0]):
+                return None
+        with self.transaction() as session:
+            head_seq, head_hash = self._head(session)
+            return self._sign(session, head_seq, head_hash) if self._due(session, head_seq) else None
 
-        Reads the checkpoints before the entries, so appends made meanwhile cannot look like a truncation.
-        A missing or unusable signing key is reported as a problem at the first checkpoint.
+    def start_timer(self, interval: float = TIMER_SECONDS) -> CheckpointTimer:
+        """Start a background thread that signs due checkpoints and retries witnesses every ``interval`` seconds;
+        ``stop()`` it at shutdown."""
+        timer = CheckpointTimer(self, interval)
+        timer.start()
+        return timer
+
+    def key_id(self) -> str:
+        """The key id of the audit signing key (AuditError when it is missing or unusable)."""
+        try:
+            return public_key_id(_read_signing_key(self.key_path).public_key())
+        except FileNotFoundError:
+            raise AuditError(f"the audit signing key {self.key_path} does not exist") from None
+
+    def publish(self, only_behind: bool = False) -> None:
+        """Catch every witness up (or only those a delivery failed to, ``only_behind``): ask for the latest head it
+        holds and submit every checkpoint of the database after it, in order. Never raises: a witness that cannot
+        take them now is logged and retried later; one that refuses a head is logged as an error (the trail
+        disagrees with what it holds: run ``facetrail audit verify``)."""
+        witnesses = [w for w in self.witnesses if not only_behind or w.name in self._behind]
+        if not witnesses:
+            return
+        try:
+            key_id = self.key_id()
+        except AuditError as error:
+            logger.error("cannot hand signed audit heads to the witnesses: %s", error)
+            return
+        for witness in witnesses:
+            try:
+                held = witness.heads(key_id)
+                for head in self._checkpoints_after(held[-1]["entry_count"] if held else -1):
+                    witness.submit(head)
+            except WitnessRefused as error:
+                self._behind.add(witness.name)
+                logger.error("audit witness %s refused a signed head; run 'facetrail audit verify': %s",
+                             witness.name, error)
+            except Exception as error:  # noqa: BLE001 - committed already: a witness's failure is never the caller's
+                self._behind.add(witness.name)
+                logger.warning("audit witness %s is unavailable; the heads it lacks are handed to it later: %s",
+                               witness.name, error, exc_info=not isinstance(error, WitnessUnavailable))
+            else:
+                self._behind.discard(witness.name)
+
+    def _checkpoints_after(self, entry_count: int) -> list[dict[str, Any]]:
+        """The database's checkpoints of more than ``entry_count`` entries, the first signed of each count, in
+        order."""
+        with self.sessions() as session:
+            rows = session.execute(
+                select(*_CHECKPOINT_COLUMNS).where(AuditCheckpointRecord.entry_count > entry_count)
+                .order_by(*_CHECKPOINT_ORDER)
+            ).mappings().all()
+        firsts: dict[int, dict[str, Any]] = {}
+        for row in rows:
+            firsts.setdefault(row["entry_count"], dict(row))
+        return list(firsts.values())
+
+    def verify(self) -> AuditVerification:
+        """Check every entry's hash and link and every checkpoint (signature, key, head hash, length), and the trail
+        against the heads every witness holds, with checkpoints at least every ``checkpoint_every`` entries; see
+        check_trail. Checkpoints a witness lacks are reported in ``unwitnessed``, witnesses that cannot be read in
+        ``unreachable``.
+
+        Reads the witnesses' heads, then the checkpoints, then the entries, so appends made meanwhile cannot look
+        like a truncation. A missing or unusable signing key is reported as a problem at the first checkpoint.
         """
         public_key, key_problem = None, ""
         try:
@@ -368,12 +512,20 @@ class AuditTrail:
             key_problem = f"the audit signing key {self.key_path} does not exist"
         except AuditError as error:
             key_problem = str(error)
+        witnessed: dict[str, list[dict]] = {}
+        unreachable: dict[str, str] = {}
+        for witness in self.witnesses if public_key is not None else ():
+            try:
+                witnessed[witness.name] = witness.heads(public_key_id(public_key))
+            except WitnessUnavailable as error:
+                unreachable[witness.name] = str(error)
         with self.sessions() as session:
             checkpoints = session.execute(select(*_CHECKPOINT_COLUMNS).order_by(*_CHECKPOINT_ORDER)).mappings().all()
             entries = session.execute(
                 select(*_ENTRY_COLUMNS).order_by(AuditEntryRecord.seq).execution_options(yield_per=_STREAM_BATCH)
             ).mappings()
-            return check_trail(entries, checkpoints, public_key, key_problem)
+            result = check_trail(entries, checkpoints, public_key, key_problem, witnessed, self.checkpoint_every)
+        return dataclasses.replace(result, unreachable=unreachable)
 
     def export(self, folder: Path) -> Path:
         """Write the trail, as stored, for verification without facetrail; returns ``folder``.

@@ -71,12 +71,14 @@ class Oversight:
         return renderers[fmt](report)
 
     def verify_audit(self, actor: Actor):
-        """Recompute the audit chain and check the signed checkpoints (the check itself is audited)."""
+        """Recompute the audit chain and check the signed checkpoints and the witnesses' heads (the check itself is
+        audited, with the witnesses' gaps if any)."""
         audit = self.context.audit
         self.context.require(actor, "verify_audit")
         result = audit.verify()
+        notes = {"notes": result.notes()} if result.notes() else {}
         audit.append(actor.username, "audit_verified", "audit", {"ok": result.ok, "entries": result.entries,
-                                                                  "first_bad_seq": result.first_bad_seq})
+                                                                  "first_bad_seq": result.first_bad_seq, **notes})
         if result.ok:
             audit.checkpoint()  # sign what was just verified: later truncation below this point is detectable
         return result

@@ -31,6 +31,7 @@ from facetrail.accountability.retention import Retention
 from facetrail.accountability.reviews import Reviews
 from facetrail.accountability.searches import ComparisonResult, SearchResult, Searches
 from facetrail.accountability.users import ROLE_ACTIONS, Actor, UserDirectory
+from facetrail.accountability.witness import open_witnesses
 from facetrail.config import Settings
 from facetrail.crypto import KeyRing
 from facetrail.datadir import DataDir
@@ -55,7 +56,8 @@ class Facetrail:
         set_search_threads(SEARCH_THREADS)
         self.datadir = datadir
         self.galleries = Galleries(datadir, settings, keyring, store)
-        self.audit = AuditTrail(store.engine, store.sessions, datadir)
+        self.audit = AuditTrail(store.engine, store.sessions, datadir, settings.audit.checkpoint_every,
+                                settings.audit.checkpoint_minutes, open_witnesses(settings.audit, datadir))
         self.policies = PolicyStore(store.sessions)
         self.users = UserDirectory(store.sessions)
         self.probes = probe_store(datadir, keyring)

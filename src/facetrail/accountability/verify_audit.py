@@ -2,13 +2,16 @@
 
 Usage (in the export folder, or naming it)::
 
-    python3 verify_audit.py [FOLDER] [--public-key PEM]
+    python3 verify_audit.py [FOLDER] [--public-key PEM] [--heads FILE ...] [--checkpoint-every N]
 
 Needs only Python 3.8+ and the ``cryptography`` package. Reads ``audit.jsonl``
 (one entry per line), ``checkpoints.jsonl`` and ``audit-public-key.pem``;
 recomputes every entry's SHA-256 hash and its link to the previous entry;
 checks every checkpoint's Ed25519 signature and key id, and that the entry at
-each checkpoint's count has the head hash it signed. Prints ``OK: ...`` and
+each checkpoint's count has the head hash it signed; with ``--heads``, that the
+trail agrees with every signed head kept in those files (heads an auditor kept,
+or a copy of a witness's file: a head beyond the trail's end means entries were
+cut, another hash at its count means they were rewritten). Prints ``OK: ...`` and
 exits 0, or prints ``FAILED: <the first problem>`` and exits 1 (2 when the
 files cannot be read).
 
@@ -26,8 +29,8 @@ import binascii
 import hashlib
 import json
 import sys
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +94,20 @@ class AuditVerification:
     """The seq of the first entry found missing, altered or out of place, or that a bad checkpoint vouches for."""
     problem: str
     """The first problem, in words ('' when ``ok``)."""
+    unwitnessed: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    """Per witness, the counts of checkpoints it does not hold yet: a gap (delivery pending), not tampering."""
+    unreachable: Mapping[str, str] = field(default_factory=dict)
+    """Witnesses whose heads could not be read, and why: the trail was not checked against them."""
+
+    def notes(self) -> list[str]:
+        """The gaps and unreadable witnesses, one sentence each (what ``audit verify`` prints below its verdict)."""
+        notes = [f"witness {name} could not be read: {reason}" for name, reason in self.unreachable.items()]
+        notes += [
+            f"witness {name} does not yet hold the heads of {', '.join(map(str, counts))} entries "
+            "(signed but not yet delivered: a gap, not tampering)"
+            for name, counts in self.unwitnessed.items() if counts
+        ]
+        return notes
 
 
 class Problem(Exception):
@@ -128,6 +145,11 @@ def _check_entry(entry: Mapping[str, Any], expected_seq: int, prev_hash: str) ->
         raise Problem(seq, f"entry {seq} has been altered: its content does not match its entry_hash")
 
 
+def describe_head(head: Mapping[str, Any]) -> str:
+    """A signed head in words: its count, when it was signed and its hash."""
+    return f"the head of {head['entry_count']} entries signed at {head['signed_at']} (hash {head['head_hash']})"
+
+
 class _Checkpoints:
     """Checkpoints in order of entry count, checked as the walk along the chain reaches each one."""
 
@@ -146,15 +168,17 @@ class _Checkpoints:
     def describe(checkpoint: Mapping[str, Any]) -> str:
         return f"the checkpoint of {checkpoint['entry_count']} entries signed at {checkpoint['signed_at']}"
 
-    def check_signature(self, checkpoint: Mapping[str, Any]) -> None:
+    def check_signature(self, checkpoint: Mapping[str, Any], described: str = "", forged: str = "checkpoint") -> None:
+        """Check the key id and signature of a checkpoint (or, ``described``, of a ``forged`` witnessed head)."""
         seq = checkpoint["entry_count"] or None
+        described = described or self.describe(checkpoint)
         if self.public_key is None:
-            raise Problem(seq, f"{self.describe(checkpoint)} cannot be checked: {self.key_problem}")
+            raise Problem(seq, f"{described} cannot be checked: {self.key_problem}")
         if checkpoint["key_id"] != self.key_id:
             raise Problem(
                 seq,
-                f"{self.describe(checkpoint)} names signing key {checkpoint['key_id']}, not the audit signing key "
-                f"{self.key_id}: the checkpoint was forged or the signing key was replaced",
+                f"{described} names signing key {checkpoint['key_id']}, not the audit signing key "
+                f"{self.key_id}: the {forged} was forged or the signing key was replaced",
             )
         payload = canonical_checkpoint(
             checkpoint["entry_count"], checkpoint["head_hash"], checkpoint["signed_at"], checkpoint["key_id"]
@@ -163,8 +187,7 @@ class _Checkpoints:
             self.public_key.verify(base64.b64decode(checkpoint["signature"], validate=True), payload)
         except (InvalidSignature, binascii.Error, ValueError):
             raise Problem(
-                seq,
-                f"the signature of {self.describe(checkpoint)} does not verify: the checkpoint was forged or edited",
+                seq, f"the signature of {described} does not verify: the {forged} was forged or edited"
             ) from None
 
     def reach(self, count: int, head: str) -> None:
@@ -193,31 +216,110 @@ class _Checkpoints:
             )
 
 
+class _Witnessed:
+    """Heads held by witnesses outside the database, checked as the walk reaches each one's count.
+
+    A witnessed head beyond the trail's end means entries were cut; another hash at its count means the entries up
+    to it were rewritten; with ``checkpoint_every``, a stretch of that many entries without a checkpoint in the
+    trail means checkpoints were deleted (the trail signs at least every ``checkpoint_every`` entries).
+    """
+
+    def __init__(
+        self, witnessed: Mapping[str, Sequence[Mapping[str, Any]]], checkpoints: _Checkpoints,
+        checkpoint_every: int | None,
+    ) -> None:
+        own = {
+            name: [head for head in heads if head["key_id"] == checkpoints.key_id or checkpoints.public_key is None]
+            for name, heads in witnessed.items()
+        }
+        self.pending = sorted(
+            ((head["entry_count"], name, head) for name, heads in own.items() for head in heads),
+            key=lambda item: item[0],
+        )
+        self.held = {name: {head["entry_count"] for head in heads} for name, heads in own.items()}
+        self.checkpoints = checkpoints
+        self.every = checkpoint_every
+        self.next = 0
+
+    @staticmethod
+    def describe(name: str, head: Mapping[str, Any]) -> str:
+        return f"{describe_head(head)} held by witness {name}"
+
+    def reach(self, count: int, head: str) -> None:
+        """The chain is intact up to entry ``count`` (hash ``head``), and the checkpoints up to it are good."""
+        while self.next < len(self.pending) and self.pending[self.next][0] <= count:
+            _, name, witnessed = self.pending[self.next]
+            described = self.describe(name, witnessed)
+            self.checkpoints.check_signature(witnessed, described, "head")
+            if witnessed["head_hash"] != head:
+                raise Problem(
+                    count or None,
+                    f"entry {count}'s hash {head} differs from {described}: entries up to {count} were rewritten "
+                    "after the witness received the head",
+                )
+            self.next += 1
+        covered = self.checkpoints.covered
+        if self.every and count - covered >= self.every:
+            raise Problem(
+                count,
+                f"no checkpoint is signed for entries {covered + 1} to {count}, though one is signed at least every "
+                f"{self.every} entries: checkpoints were deleted",
+            )
+
+    def finish(self, count: int) -> None:
+        """The chain ends at entry ``count``: a witnessed head beyond it means entries were removed."""
+        if self.next < len(self.pending):
+            _, name, witnessed = self.pending[self.next]
+            described = self.describe(name, witnessed)
+            self.checkpoints.check_signature(witnessed, described, "head")
+            raise Problem(
+                count + 1,
+                f"the trail ends at entry {count}, before {described}: entries {count + 1} to "
+                f"{witnessed['entry_count']} have been removed",
+            )
+
+    def gaps(self) -> dict[str, tuple[int, ...]]:
+        """Per witness, the counts of the trail's checkpoints it does not hold."""
+        counts = sorted({checkpoint["entry_count"] for checkpoint in self.checkpoints.pending})
+        missing = {name: tuple(count for count in counts if count not in held) for name, held in self.held.items()}
+        return {name: gap for name, gap in missing.items() if gap}
+
+
 def check_trail(
     entries: Iterable[Mapping[str, Any]],
     checkpoints: Iterable[Mapping[str, Any]],
     public_key: Ed25519PublicKey | None,
     key_problem: str = "",
+    witnessed: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    checkpoint_every: int | None = None,
 ) -> AuditVerification:
-    """Check ``entries`` (in stored order, each with the ENTRY_FIELDS and entry_hash) and ``checkpoints``.
+    """Check ``entries`` (in stored order, each with the ENTRY_FIELDS and entry_hash) and ``checkpoints``, and the
+    trail against the heads each witness holds (``witnessed``: witness name -> its heads; heads of another key are
+    ignored).
 
     ``public_key`` is the public half of the audit signing key; when it is unavailable pass None and say why in
     ``key_problem``. Stops at the first problem in seq order: a missing, misplaced or altered entry; a checkpoint
-    whose key or signature does not verify, or whose head hash is not the hash of the entry at its count; a trail
-    shorter than a checkpoint vouches for (truncation). Iterating ``entries`` may itself raise :class:`Problem`.
+    or witnessed head whose key or signature does not verify, or whose head hash is not the hash of the entry at its
+    count; a trail shorter than a checkpoint or a witnessed head vouches for (truncation); with
+    ``checkpoint_every``, more entries than that without a checkpoint (deleted). Checkpoints a witness does not hold
+    are reported in ``unwitnessed``. Iterating ``entries`` may itself raise :class:`Problem`.
     """
     walk = _Checkpoints(checkpoints, public_key, key_problem)
+    witnesses = _Witnessed(witnessed or {}, walk, checkpoint_every)
     count, head = 0, ZERO_HASH
     try:
         walk.reach(count, head)
+        witnesses.reach(count, head)
         for entry in entries:
             _check_entry(entry, count + 1, head)
             count, head = count + 1, entry["entry_hash"]
             walk.reach(count, head)
+            witnesses.reach(count, head)
         walk.finish(count)
+        witnesses.finish(count)
     except Problem as problem:
         return AuditVerification(False, count, len(walk.pending), problem.seq, problem.message)
-    return AuditVerification(True, count, len(walk.pending), None, "")
+    return AuditVerification(True, count, len(walk.pending), None, "", witnesses.gaps())
 
 
 def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
@@ -289,13 +391,25 @@ def read_public_key(path: Path) -> Ed25519PublicKey:
     return key
 
 
-def verify_folder(folder: Path, public_key: Ed25519PublicKey) -> AuditVerification:
-    """Check the trail exported in ``folder`` against ``public_key``."""
+def verify_folder(
+    folder: Path, public_key: Ed25519PublicKey, heads: Sequence[Path] = (), checkpoint_every: int | None = None
+) -> AuditVerification:
+    """Check the trail exported in ``folder`` against ``public_key`` and the signed heads kept in the ``heads``
+    files (each named as a witness by its path); ValueError when a heads file is malformed."""
+    witnessed = {}
+    for path in heads:
+        try:
+            witnessed[str(path)] = read_checkpoints(path)
+        except Problem as problem:
+            raise ValueError(f"{path}: {problem.message}") from None
     try:
         checkpoints = read_checkpoints(folder / CHECKPOINTS_FILE)
     except Problem as problem:
         return AuditVerification(False, 0, 0, problem.seq, problem.message)
-    return check_trail(read_entries(folder / ENTRIES_FILE), checkpoints, public_key)
+    return check_trail(
+        read_entries(folder / ENTRIES_FILE), checkpoints, public_key, witnessed=witnessed,
+        checkpoint_every=checkpoint_every,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -309,10 +423,19 @@ def main(argv: list[str] | None = None) -> int:
         "--public-key", type=Path, default=None,
         help=f"the audit public key, obtained separately (default: FOLDER/{PUBLIC_KEY_FILE})",
     )
+    parser.add_argument(
+        "--heads", type=Path, action="append", default=[], metavar="FILE",
+        help="signed heads kept earlier (JSON lines: an earlier export's checkpoints.jsonl, a copy of a witness's "
+        "heads.jsonl); the export must agree with every one (repeatable)",
+    )
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=None, metavar="N",
+        help="the agency's audit.checkpoint_every: N entries without a checkpoint means checkpoints were deleted",
+    )
     args = parser.parse_args(argv)
     try:
         public_key = read_public_key(args.public_key or args.folder / PUBLIC_KEY_FILE)
-        result = verify_folder(args.folder, public_key)
+        result = verify_folder(args.folder, public_key, args.heads, args.checkpoint_every)
     except (OSError, ValueError) as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return 2
@@ -323,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
         f"OK: {result.entries} entries and {result.checkpoints} checkpoints verified; "
         f"signing key id {public_key_id(public_key)}"
     )
+    for note in result.notes():
+        print(f"NOTE: {note}")
     return 0
 
 

@@ -28,7 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 from filelock import FileLock, Timeout
 
 from facetrail.accountability.remote_witness import RemoteWitness, receipt_file_name, receipt_shape_problem
-from facetrail.accountability.verify_audit import canonical_json, head_problem
+from facetrail.accountability.verify_audit import canonical_json, describe_head, head_problem
 from facetrail.config import AuditConfig
 from facetrail.datadir import DataDir
 from facetrail.errors import WitnessRefused, WitnessUnavailable
@@ -37,9 +37,9 @@ __all__ = ["FileWitness", "HeadFile", "Witness", "WitnessRefused", "WitnessUnava
 
 HEADS_FILE = "heads.jsonl"
 WITNESS_DIR_NAME = "witness"
+"""The default witness folder, inside the data directory's keys folder."""
 RECEIPTS_DIR_NAME = "receipts"
 """Inside the witness folder: one file per remote witness of the receipts (countersigned heads) it gave."""
-"""The default witness folder, inside the data directory's keys folder."""
 LOCK_TIMEOUT_SECONDS = 10
 
 
@@ -60,11 +60,6 @@ class Witness(Protocol):
     def heads(self, key_id: str) -> list[dict]:
         """Every head held for the log with that key id, in order of entry_count (WitnessUnavailable if unreadable)."""
         ...
-
-
-def describe_head(head: Mapping[str, Any]) -> str:
-    """A head in words: its count, when it was signed and its hash."""
-    return f"the head of {head['entry_count']} entries signed at {head['signed_at']} (hash {head['head_hash']})"
 
 
 class HeadFile:

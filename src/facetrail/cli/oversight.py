@@ -39,7 +39,8 @@ def report(
 
 @audit_app.command("verify")
 def audit_verify(data: DataOption = None, as_json: JsonOption = False) -> None:
-    """Recompute the hash chain and check the signed checkpoints; report the first broken entry."""
+    """Recompute the hash chain, check the signed checkpoints and the heads the witnesses hold; report the first
+    broken entry, then the witnesses' gaps."""
     result = acting(data, lambda system, actor: system.oversight.verify_audit(actor))
     if as_json:
         emit_json(result.__dict__)
@@ -47,6 +48,8 @@ def audit_verify(data: DataOption = None, as_json: JsonOption = False) -> None:
         out.print(f"audit trail intact: {result.entries} entries, {result.checkpoints} signed checkpoints")
     else:
         out.print(f"[bold red]AUDIT TRAIL BROKEN[/] at entry {result.first_bad_seq}: {result.problem}")
+    for note in [] if as_json else result.notes():
+        out.print(f"note: {note}", markup=False)
     if not result.ok:
         raise typer.Exit(1)
 
