@@ -224,6 +224,12 @@ def test_the_standalone_verifier_checks_an_export_against_heads_the_auditor_kept
     rewritten = _standalone(first, kept)
     assert rewritten.returncode == 1
     assert rewritten.stdout.startswith("FAILED: entry 100's hash ") and "were rewritten" in rewritten.stdout
+    assert "--checkpoint-every 100" in (first / "README.txt").read_text()  # the agency's setting, for the auditor
+    counted = subprocess.run([sys.executable, str(first / "verify_audit.py"), str(first), "--checkpoint-every", "100"],
+                             capture_output=True, text=True, timeout=120)
+    assert counted.returncode == 1 and counted.stdout.strip() == (
+        "FAILED: no checkpoint is signed for entries 1 to 100, though one is signed at least every 100 entries: "
+        "checkpoints were deleted")
 
 
 # --- an unreachable witness -------------------------------------------------------------------------------------------

@@ -17,6 +17,13 @@ linear.
 Verification (:meth:`AuditTrail.verify`) runs the same code as the standalone
 ``verify_audit.py`` that :meth:`AuditTrail.export` copies beside the exported
 files, over the database and the heads every witness holds.
+
+Why one module: appending, signing, delivering heads to witnesses, verifying and
+exporting all rest on one discipline (the audit lock held from the first read of
+the head to the commit, heads delivered only after it, checkpoints read before
+entries): kept together it is visible in one place. The serialization and the
+checks live in ``verify_audit.py`` (which outside parties run alone), the
+witnesses in ``witness.py``.
 """
 
 from __future__ import annotations
@@ -224,6 +231,26 @@ is signed by the key, and the entry at each checkpoint's count has the hash the
 checkpoint signed. Otherwise it prints "FAILED: " and the first problem, naming
 the entry (seq) concerned, and exits 1.
 
+Checking against heads you kept
+-------------------------------
+A database administrator can cut entries off the end, or rewrite entries and
+re-hash the chain, and delete the checkpoints that vouched for them: the export
+is then consistent on its own. It cannot agree with a signed head someone else
+kept. Give the verifier the heads you hold, each file as --heads (repeatable):
+checkpoints.jsonl of an export you received earlier, or a copy of the agency's
+witness file (heads.jsonl, kept outside its database):
+
+   python3 verify_audit.py --heads EARLIER/checkpoints.jsonl --heads heads.jsonl \
+       --checkpoint-every {checkpoint_every}
+
+A kept head beyond the export's last entry means entries were removed; a kept
+head whose hash is not the hash of the entry at its count means the entries up
+to it were rewritten; with --checkpoint-every (the agency's setting, {checkpoint_every}
+when this export was made), that many entries without a checkpoint means
+checkpoints were deleted. The kept heads' signatures are checked too. Lines
+"NOTE: ..." name the export's checkpoints a heads file does not hold (signed
+after you kept it): not a problem.
+
 What is hashed
 --------------
 entry_hash = SHA-256 of the UTF-8 bytes of
@@ -233,8 +260,9 @@ A checkpoint's signature (base64) is the Ed25519 signature of the same
 serialization of {{"entry_count", "head_hash", "signed_at", "key_id"}}.
 
 The last checkpoint was signed when this export was made, so it vouches for
-every entry in it. Keep this export (or at least checkpoints.jsonl): comparing
-a later export's checkpoints with it shows whether entries were later removed.
+every entry in it. Keep this export (or at least checkpoints.jsonl): checking a
+later export against it (--heads) shows whether entries were later removed or
+rewritten.
 """
 
 
@@ -555,7 +583,8 @@ class AuditTrail:
         (folder / VERIFIER_FILE).write_bytes(resources.files(__package__).joinpath(VERIFIER_FILE).read_bytes())
         (folder / README_FILE).write_text(
             _README.format(
-                exported_at=_timestamp(), entries=count, checkpoints=len(checkpoints), key_id=public_key_id(public_key)
+                exported_at=_timestamp(), entries=count, checkpoints=len(checkpoints), key_id=public_key_id(public_key),
+                checkpoint_every=self.checkpoint_every,
             ),
             encoding="utf-8",
         )
