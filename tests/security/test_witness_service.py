@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import shutil
+import socket
 import sqlite3
 import sys
 import time
@@ -25,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from typer.testing import CliRunner
 
 import facetrail
-from facetrail.accountability.remote_witness import RemoteWitness
+from facetrail.accountability.remote_witness import TIMEOUT_SECONDS, RemoteWitness
 from facetrail.accountability.verify_audit import canonical_checkpoint, canonical_json, public_key_id
 from facetrail.accountability.service import Facetrail
 from facetrail.cli import app
@@ -269,6 +271,26 @@ def test_a_witness_that_is_down_blocks_no_append_and_gets_the_missed_heads_when_
     held = [(head["entry_count"], head["head_hash"]) for head in witness.heads(key_id)]
     assert held == _checkpoints(datadir)
     assert [count for count, _ in held][-4:] == [100, 200, 300, 400]
+
+
+@pytest.mark.parametrize("datadir", ["sqlite"], indirect=True)
+def test_a_witness_that_never_answers_costs_only_the_checkpoint_s_append_the_timeout(datadir, tmp_path, caplog):
+    with socket.socket() as silent:  # takes connections (the kernel's backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(WitnessUnavailable, match=f"the witness {url} .* cannot be reached: timed out"):
+            RemoteWitness(url).submit(signed_head(Ed25519PrivateKey.generate(), 1, "a" * 64))
+        assert time.monotonic() - started < TIMEOUT_SECONDS + 1
+
+        Facetrail.initialise(datadir, "admin", ADMIN_PASSWORD).close()
+        config = datadir.config_path.read_text()
+        datadir.config_path.write_text(config.replace("witness_urls = []", f'witness_urls = ["{url}"]'))
+        with caplog.at_level(logging.WARNING, logger="facetrail.audit"):
+            took = _append_until(datadir, 120)
+    assert max(took) < TIMEOUT_SECONDS + 1 and sum(took) < 2 * TIMEOUT_SECONDS + 10, (max(took), sum(took))
+    assert any(f"audit witness {url} is unavailable" in record.getMessage() for record in caplog.records)
 
 
 @pytest.mark.parametrize("datadir", ["sqlite"], indirect=True)
