@@ -31,7 +31,7 @@ from facetrail.accountability.remote_witness import TIMEOUT_SECONDS, RemoteWitne
 from facetrail.accountability.verify_audit import canonical_checkpoint, canonical_json, public_key_id
 from facetrail.accountability.service import Facetrail
 from facetrail.cli import app
-from facetrail.errors import WitnessRefused, WitnessUnavailable
+from facetrail.errors import ConfigError, WitnessRefused, WitnessUnavailable
 from tests.fixtures.datadir import ADMIN_PASSWORD
 from tests.fixtures.servers import start_server, stop
 
@@ -143,6 +143,8 @@ def test_the_witness_accepts_only_consistent_heads_signed_by_a_registered_log(tm
         assert RemoteWitness(f"{office.url}#key={witness_key_id}").submit(first) == receipt
         with pytest.raises(WitnessRefused, match=f"answers with key {witness_key_id}, not the pinned key 0{{64}}"):
             RemoteWitness(f"{office.url}#key={'0' * 64}").submit(first)
+        with pytest.raises(ConfigError, match="audit.witness_urls: a witness URL is .* not 'http://127.0.0.1:1#key=3f'"):
+            RemoteWitness("http://127.0.0.1:1#key=3f")
         assert call(f"{office.url}/witness/v1/heads", "POST", canonical_json(first)) == (200, receipt)  # the same
 
         forged = {**signed_head(log_key, 200, "b" * 64), "signature": signed_head(other_key, 200, "b" * 64)["signature"]}
