@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -342,6 +343,27 @@ def test_a_checkpoint_is_signed_when_the_last_is_older_than_checkpoint_minutes(g
     clock.now += dt.timedelta(minutes=10)
     assert trail.checkpoint_if_due() is None  # nothing new since entry 7 was signed
     assert trail.verify().ok
+
+
+def test_an_idle_server_signs_and_witnesses_its_last_entries(trail_dir, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from facetrail.server import create_app
+
+    clock = _Clock()
+    monkeypatch.setattr("facetrail.accountability.audit.utcnow", clock)
+    monkeypatch.setattr("facetrail.accountability.audit.TIMER_SECONDS", 0.01)
+    witness = _witness(trail_dir)
+    with TestClient(create_app(trail_dir)) as client:
+        system = client.app.state.system
+        length = system.audit.length()
+        assert [h["entry_count"] for h in witness.heads(system.audit.key_id())] == [100, 200]
+        clock.now += dt.timedelta(minutes=5)  # nobody appends: the server's timer signs the entries after 200
+        deadline = time.monotonic() + 10
+        while len(witness.heads(system.audit.key_id())) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [h["entry_count"] for h in witness.heads(system.audit.key_id())] == [100, 200, length]
+    assert not [thread for thread in threading.enumerate() if thread.name == "facetrail-audit-checkpoints"]
 
 
 @pytest.fixture

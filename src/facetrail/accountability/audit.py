@@ -468,10 +468,10 @@ class AuditTrail:
             head_seq, head_hash = self._head(session)
             return self._sign(session, head_seq, head_hash) if self._due(session, head_seq) else None
 
-    def start_timer(self, interval: float = TIMER_SECONDS) -> CheckpointTimer:
-        """Start a background thread that signs due checkpoints and retries witnesses every ``interval`` seconds;
-        ``stop()`` it at shutdown."""
-        timer = CheckpointTimer(self, interval)
+    def start_timer(self, interval: float | None = None) -> CheckpointTimer:
+        """Start a background thread that signs due checkpoints and retries witnesses every ``interval`` seconds
+        (default TIMER_SECONDS); ``stop()`` it at shutdown."""
+        timer = CheckpointTimer(self, TIMER_SECONDS if interval is None else interval)
         timer.start()
         return timer
 
@@ -488,8 +488,8 @@ class AuditTrail:
         take them now is logged and retried later; one that refuses a head is logged as an error (the trail
         disagrees with what it holds: run ``facetrail audit verify``)."""
         witnesses = [w for w in self.witnesses if not only_behind or w.name in self._behind]
-        if not witnesses:
-            return
+        if not witnesses or not (self.key_path.exists() or self.checkpoints_signed()):
+            return  # nothing signed yet
         try:
             key_id = self.key_id()
         except AuditError as error:
