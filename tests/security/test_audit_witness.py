@@ -450,7 +450,7 @@ def test_two_processes_appending_to_one_witness_file_are_serialized(tmp_path):
 def test_the_auditors_page_shows_a_witness_gap(world, tmp_path):
     """Checkpoints a witness lacks are a gap, not tampering: shown on the auditor's page, with the verdict intact."""
     from tests.fixtures.web import post_login
-    from tests.fixtures.world import PASSWORD
+    from tests.fixtures.world import PASSWORD, V1
 
     system = world.system
     system.audit.checkpoint()
@@ -466,3 +466,9 @@ def test_the_auditors_page_shows_a_witness_gap(world, tmp_path):
     assert "The audit trail is intact." in page and gap in page, page
     assert gap in " ".join(world.client.get("/oversight/audit").text.split())  # the last verification's, as audited
     assert [h["entry_count"] for h in late.heads(system.audit.key_id())][:len(signed)] == signed  # then caught up
+
+    later = FileWitness(tmp_path / "newer-witness")  # the API reports the gap too
+    system.audit.witnesses.append(later)
+    held = sorted({head["entry_count"] for head in late.heads(system.audit.key_id())})
+    answer = world.client.get(f"{V1}/audit/verify", headers=world.as_user("alma")).json()
+    assert answer["ok"] is True and answer["unwitnessed"] == {later.name: held} and answer["unreachable"] == {}

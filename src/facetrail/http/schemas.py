@@ -378,6 +378,10 @@ class AuditVerificationOut(BaseModel):
     checkpoints: int
     first_bad_seq: int | None
     problem: str
+    unwitnessed: dict[str, list[int]] = {}
+    """Per witness, the counts of signed checkpoints it does not hold yet (a gap, not tampering)."""
+    unreachable: dict[str, str] = {}
+    """Witnesses whose heads could not be read, and why."""
 
 
 class AuditEntryOut(BaseModel):
