@@ -22,14 +22,15 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from typer.testing import CliRunner
 
 import facetrail
 from facetrail.accountability.remote_witness import TIMEOUT_SECONDS, RemoteWitness
-from facetrail.accountability.verify_audit import canonical_checkpoint, canonical_json, public_key_id
 from facetrail.accountability.service import Facetrail
+from facetrail.accountability.verify_audit import canonical_checkpoint, canonical_json, public_key_id
 from facetrail.cli import app
 from facetrail.errors import ConfigError, WitnessRefused, WitnessUnavailable
 from tests.fixtures.datadir import ADMIN_PASSWORD
@@ -119,7 +120,7 @@ def countersigned_by(receipt: dict, witness_key: Ed25519PublicKey) -> bool:
     payload = canonical_json({name: value for name, value in receipt.items() if name != "countersignature"})
     try:
         witness_key.verify(base64.b64decode(receipt["countersignature"]), payload)
-    except Exception:
+    except InvalidSignature:
         return False
     return receipt["witness_key_id"] == public_key_id(witness_key)
 

@@ -13,10 +13,10 @@ import base64
 import binascii
 import http.client
 import json
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
-import re
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -69,7 +69,7 @@ def receipt_problem(receipt: Any, head: Mapping[str, Any], public_key: Ed25519Pu
     """Why ``receipt`` is not the countersignature of ``head`` by ``public_key`` ('' when it is)."""
     problem = receipt_shape_problem(receipt)
     if problem:
-        return f"the receipt is not one: {problem}"
+        return f"the answer is not a receipt: {problem}"
     changed = sorted(name for name in HEAD_FIELDS if receipt[name] != head[name])
     if changed:
         return f"the receipt is for another head (it differs in {', '.join(changed)})"
