@@ -131,6 +131,23 @@ def test_cutting_the_trail_and_its_checkpoints_in_the_database_is_caught_by_the_
         "to 200 have been removed", output), output
 
 
+def test_a_trail_grown_again_after_a_cut_is_refused_by_the_witness(trail_dir, caplog):
+    """New entries after a cut reach a count the witness holds with another hash: it refuses the head, loudly."""
+    _sql(trail_dir, "DELETE FROM audit_entries WHERE seq > 150", "DELETE FROM audit_checkpoints WHERE entry_count > 150")
+    system = Facetrail.open(trail_dir)
+    try:
+        with caplog.at_level(logging.ERROR, logger="facetrail.audit"):
+            while system.audit.length() < 200:
+                system.audit.append("ivan", "search.start")  # the appends themselves go through
+        assert system.audit.length() == 200
+    finally:
+        system.close()
+    refusals = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert len(refusals) == 1 and "refused a signed head" in refusals[0], refusals
+    assert "so it refuses another hash" in refusals[0] and "for 200 entries: the log was rewritten" in refusals[0]
+    assert [h["entry_count"] for h in _witness(trail_dir).heads(_key_id(trail_dir))] == [100, 200]
+
+
 def test_rewriting_an_entry_rehashing_the_chain_and_deleting_the_checkpoints_is_caught(trail_dir):
     _rewrite_actor(trail_dir, 3, "someone-else")
 
@@ -160,11 +177,18 @@ def test_deleting_checkpoints_alone_is_caught_without_any_witness(trail_dir):
 
 def test_a_forged_head_at_the_witness_is_reported(trail_dir):
     heads = trail_dir.keys_dir / "witness" / "heads.jsonl"
+    running = Facetrail.open(trail_dir)  # a server that has read the witness file already
+    assert running.audit.verify().ok
     lines = heads.read_bytes().splitlines(keepends=True)
     forged = {**json.loads(lines[1]), "signed_at": "2020-01-01T00:00:00.000000+00:00"}
     heads.write_bytes(lines[0] + verify_audit.canonical_json(forged) + b"\n")
+    try:
+        seen = running.audit.verify()  # the file was edited in place: read again, not served from memory
+    finally:
+        running.close()
 
     result, exit_code, _ = _verify(trail_dir)
+    assert seen.problem == result.problem
     assert (result.ok, result.first_bad_seq) == (False, 200)
     assert result.problem == (
         "the signature of the head of 200 entries signed at 2020-01-01T00:00:00.000000+00:00 (hash "

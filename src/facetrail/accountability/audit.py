@@ -374,7 +374,7 @@ class AuditTrail:
                 session.info.pop(_TRANSACTION_OWNER, None)
                 session.info.pop(_SIGNED, None)
         if signed:  # committed: only now may a witness hold the heads
-            self.publish()
+            self.publish(signed=signed)
 
     @staticmethod
     def _head(session: Session) -> tuple[int, str]:
@@ -482,11 +482,12 @@ class AuditTrail:
         except FileNotFoundError:
             raise AuditError(f"the audit signing key {self.key_path} does not exist") from None
 
-    def publish(self, only_behind: bool = False) -> None:
+    def publish(self, only_behind: bool = False, signed: Sequence[int] = ()) -> None:
         """Catch every witness up (or only those a delivery failed to, ``only_behind``): ask for the latest head it
-        holds and submit every checkpoint of the database after it, in order. Never raises: a witness that cannot
-        take them now is logged and retried later; one that refuses a head is logged as an error (the trail
-        disagrees with what it holds: run ``facetrail audit verify``)."""
+        holds and submit every checkpoint of the database after it, in order, and the heads of the ``signed``
+        counts just committed even when the witness holds heads beyond them (it then refuses one it disagrees
+        with). Never raises: a witness that cannot take them now is logged and retried later; one that refuses a
+        head is logged as an error (the trail disagrees with what it holds: run ``facetrail audit verify``)."""
         witnesses = [w for w in self.witnesses if not only_behind or w.name in self._behind]
         if not witnesses or not (self.key_path.exists() or self.checkpoints_signed()):
             return  # nothing signed yet
@@ -498,7 +499,8 @@ class AuditTrail:
         for witness in witnesses:
             try:
                 held = witness.heads(key_id)
-                for head in self._checkpoints_after(held[-1]["entry_count"] if held else -1):
+                latest = held[-1]["entry_count"] if held else -1
+                for head in self._checkpoints_after(min(latest, min(signed, default=latest + 1) - 1)):
                     witness.submit(head)
             except WitnessRefused as error:
                 self._behind.add(witness.name)

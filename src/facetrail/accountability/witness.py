@@ -78,9 +78,10 @@ class HeadFile:
         self._problem = problem
         self._lock = FileLock(str(self.path.with_name(self.path.name + ".lock")))
         self._guard = threading.Lock()
-        self._identity: tuple[int, int] | None = None
-        self._offset = 0
-        self._lines = 0
+        self._seen: tuple[int, int, int, int] | None = None
+        """The file's identity, size and modification time as last read or written by this object."""
+        self._complete = 0
+        """The length of the file's complete lines (beyond it, a torn line)."""
         self._heads: dict[str, list[dict]] = {}
 
     def heads(self, key_id: str) -> list[dict]:
@@ -133,12 +134,11 @@ class HeadFile:
         created = not self.path.exists()
         descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            if self._offset < os.fstat(descriptor).st_size:  # a torn line: a writer died mid-write
-                os.ftruncate(descriptor, self._offset)
+            if self._complete < os.fstat(descriptor).st_size:  # a torn line: a writer died mid-write
+                os.ftruncate(descriptor, self._complete)
             os.write(descriptor, line)
             os.fsync(descriptor)
-            self._offset = os.fstat(descriptor).st_size
-            self._lines += 1
+            status = os.fstat(descriptor)
         finally:
             os.close(descriptor)
         if created:
@@ -147,31 +147,29 @@ class HeadFile:
                 os.fsync(folder)
             finally:
                 os.close(folder)
-            status = self.path.stat()
-            self._identity = (status.st_dev, status.st_ino)
+        self._seen, self._complete = _identity(status), status.st_size
 
     def _refresh(self) -> None:
-        """Read the lines appended since the last read (everything again if the file was replaced or shortened)."""
+        """Read the file again unless it is as this object last read or wrote it (any other change, another
+        process's append or an edit, is read in full)."""
         try:
             with self.path.open("rb") as stream:
-                status = os.fstat(stream.fileno())
-                identity = (status.st_dev, status.st_ino)
-                if identity != self._identity or status.st_size < self._offset:
-                    self._identity, self._offset, self._lines, self._heads = identity, 0, 0, {}
-                stream.seek(self._offset)
+                seen = _identity(os.fstat(stream.fileno()))
+                if seen == self._seen:
+                    return
                 data = stream.read()
         except FileNotFoundError:
-            self._identity, self._offset, self._lines, self._heads = None, 0, 0, {}
+            self._seen, self._complete, self._heads = None, 0, {}
             return
         except OSError as error:
             raise WitnessUnavailable(f"cannot read the witness file {self.path}: {error.strerror or error}") from None
         complete = data[: data.rfind(b"\n") + 1]  # a last line without its newline is torn: ignored
-        lines = complete.split(b"\n")[:-1]
-        parsed = [self._parse(line, number) for number, line in enumerate(lines, start=self._lines + 1) if line.strip()]
-        for head in parsed:
-            self._heads.setdefault(head["key_id"], []).append(head)
-        self._offset += len(complete)
-        self._lines += len(lines)
+        heads: dict[str, list[dict]] = {}
+        for number, line in enumerate(complete.split(b"\n")[:-1], start=1):
+            if line.strip():
+                head = self._parse(line, number)
+                heads.setdefault(head["key_id"], []).append(head)
+        self._seen, self._complete, self._heads = seen, len(complete), heads
 
     def _parse(self, line: bytes, number: int) -> dict:
         try:
@@ -182,6 +180,11 @@ class HeadFile:
         if problem:
             raise WitnessUnavailable(f"{self.path} line {number} is not a signed head ({problem}): the file is damaged")
         return head
+
+
+def _identity(status: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells one state of a file from another: device, inode, size and modification time."""
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
 
 
 class FileWitness:
