@@ -268,6 +268,13 @@ def test_a_witness_that_is_down_blocks_no_append_and_gets_the_missed_heads_when_
     witness.stop()
     took = _append_until(datadir, 350)  # checkpoints 200 and 300 signed while the witness is down
     assert len(took) == 200 and max(took) < 3, max(took)
+    system = Facetrail.open(datadir)
+    try:
+        checked = system.audit.verify()
+    finally:
+        system.close()
+    assert checked.ok and checked.unreachable[witness.url].startswith(f"the witness {witness.url} (GET /witness/v1/"
+                                                                      f"logs/{key_id}/heads) cannot be reached")
 
     witness.start()  # on the same port
     _append_until(datadir, 450)
