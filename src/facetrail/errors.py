@@ -136,5 +136,13 @@ class AuditError(AccountabilityError):
     """The audit trail could not be written or its signing key is unusable."""
 
 
+class WitnessUnavailable(AuditError):
+    """The witness cannot be reached, read or written now; the heads it misses are pushed again later."""
+
+
+class WitnessRefused(AuditError):
+    """The witness refuses the head: it is malformed, or inconsistent with heads the witness already holds."""
+
+
 class BusyError(FacetrailError):
     """The work cannot start now (e.g. every face engine for it is busy); try again shortly."""

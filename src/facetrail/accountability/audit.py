@@ -137,17 +137,18 @@ def _distinct_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return value
 
 
-def _read_signing_key(path: Path) -> Ed25519PrivateKey:
-    """The Ed25519 private key in ``path``; FileNotFoundError when there is none, AuditError when unusable."""
+def _read_signing_key(path: Path, label: str = "audit signing key") -> Ed25519PrivateKey:
+    """The Ed25519 private key in ``path``; FileNotFoundError when there is none, AuditError (naming ``label``) when
+    unusable."""
     try:
         mode = path.stat().st_mode
         data = path.read_bytes()
     except FileNotFoundError:
         raise
     except OSError as error:
-        raise AuditError(f"cannot read the audit signing key {path}: {error.strerror}") from None
+        raise AuditError(f"cannot read the {label} {path}: {error.strerror}") from None
     if os.name == "posix" and mode & 0o077:
-        raise AuditError(f"the audit signing key {path} is open to other users (mode {mode & 0o777:o}); chmod it 600")
+        raise AuditError(f"the {label} {path} is open to other users (mode {mode & 0o777:o}); chmod it 600")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as error:
@@ -157,7 +158,7 @@ def _read_signing_key(path: Path) -> Ed25519PrivateKey:
     return key
 
 
-def _create_signing_key(path: Path) -> Ed25519PrivateKey:
+def _create_signing_key(path: Path, label: str) -> Ed25519PrivateKey:
     """Write a new key to ``path`` (mode 0600) unless another process gets there first; return the key there."""
     pem = Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -181,10 +182,20 @@ def _create_signing_key(path: Path) -> Ed25519PrivateKey:
         finally:
             os.close(directory)
     except OSError as error:
-        raise AuditError(f"cannot create the audit signing key {path}: {error}") from None
+        raise AuditError(f"cannot create the {label} {path}: {error}") from None
     finally:
         temporary.unlink(missing_ok=True)
-    return _read_signing_key(path)
+    return _read_signing_key(path, label)
+
+
+def signing_key(path: Path, label: str = "audit signing key") -> Ed25519PrivateKey:
+    """The Ed25519 private key in ``path``, created (mode 0600) on first use; AuditError naming ``label`` when the
+    file is unusable (unreadable, open to other users, not an Ed25519 PEM key). The audit trail's key, and a witness's
+    (``facetrail.witness``)."""
+    try:
+        return _read_signing_key(path, label)
+    except FileNotFoundError:
+        return _create_signing_key(path, label)
 
 
 _README = """\
@@ -423,10 +434,7 @@ class AuditTrail:
 
     def _signing_key(self) -> Ed25519PrivateKey:
         """The audit signing key, created (mode 0600, outside the database) on first use."""
-        try:
-            return _read_signing_key(self.key_path)
-        except FileNotFoundError:
-            return _create_signing_key(self.key_path)
+        return signing_key(self.key_path)
 
     def _sign(self, session: Session, entry_count: int, head_hash: str) -> AuditCheckpointRecord:
         key = self._signing_key()

@@ -21,31 +21,26 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from filelock import FileLock, Timeout
 
+from facetrail.accountability.remote_witness import RemoteWitness, receipt_file_name, receipt_shape_problem
 from facetrail.accountability.verify_audit import canonical_json, describe_head, head_problem
 from facetrail.config import AuditConfig
 from facetrail.datadir import DataDir
-from facetrail.errors import AuditError, ConfigError
+from facetrail.errors import WitnessRefused, WitnessUnavailable
 
 __all__ = ["FileWitness", "HeadFile", "Witness", "WitnessRefused", "WitnessUnavailable", "open_witnesses"]
 
 HEADS_FILE = "heads.jsonl"
 WITNESS_DIR_NAME = "witness"
 """The default witness folder, inside the data directory's keys folder."""
+RECEIPTS_DIR_NAME = "receipts"
+"""Inside the witness folder: one file per remote witness of the receipts (countersigned heads) it gave."""
 LOCK_TIMEOUT_SECONDS = 10
-
-
-class WitnessUnavailable(AuditError):
-    """The witness cannot be reached, read or written now; the heads it misses are pushed again later."""
-
-
-class WitnessRefused(AuditError):
-    """The witness refuses the head: it is malformed, or inconsistent with heads the witness already holds."""
 
 
 @runtime_checkable
@@ -78,8 +73,11 @@ class HeadFile:
     torn by a crash mid-write (never acknowledged) is ignored when read and cut off before the next append.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, problem: Callable[[Any], str] = head_problem) -> None:
+        """``problem`` says what makes a record unfit to hold ('' when it is fit): by default, not being a signed
+        head; a remote witness's receipts (a head and its countersignature) are kept in a HeadFile too."""
         self.path = Path(path)
+        self._problem = problem
         self._lock = FileLock(str(self.path.with_name(self.path.name + ".lock")))
         self._guard = threading.Lock()
         self._seen: tuple[int, int, int, int] | None = None
@@ -97,7 +95,7 @@ class HeadFile:
     def add(self, head: Mapping[str, Any]) -> bool:
         """Store ``head`` (fsync'd); False when that count and hash were already held. WitnessRefused when the head
         is malformed or inconsistent, WitnessUnavailable when the file cannot be locked or written."""
-        problem = head_problem(head)
+        problem = self._problem(head)
         if problem:
             raise WitnessRefused(f"{self.path}: refused a head that is not a signed head: {problem}")
         head = dict(head)
@@ -180,7 +178,7 @@ class HeadFile:
             head = json.loads(line.decode("utf-8"))
         except ValueError as error:
             raise WitnessUnavailable(f"{self.path} line {number} is not JSON ({error}): the file is damaged") from None
-        problem = head_problem(head)
+        problem = self._problem(head)
         if problem:
             raise WitnessUnavailable(f"{self.path} line {number} is not a signed head ({problem}): the file is damaged")
         return head
@@ -216,7 +214,9 @@ def witness_folder(config: AuditConfig, datadir: DataDir) -> Path:
 
 def open_witnesses(config: AuditConfig, datadir: DataDir) -> list[Witness]:
     """The witnesses of ``config``: the file witness in ``audit.witness_dir``, then one per ``audit.witness_urls``."""
-    witnesses: list[Witness] = [FileWitness(witness_folder(config, datadir))]
-    if config.witness_urls:  # remote witnesses (facetrail witness serve) are built here, one per URL
-        raise ConfigError(f"audit.witness_urls: {config.witness_urls[0]}: remote witnesses are not supported yet")
+    folder = witness_folder(config, datadir)
+    witnesses: list[Witness] = [FileWitness(folder)]
+    for url in config.witness_urls:  # each one's receipts are kept beside the file witness's heads
+        receipts = HeadFile(folder / RECEIPTS_DIR_NAME / receipt_file_name(url), receipt_shape_problem)
+        witnesses.append(RemoteWitness(url, receipts=receipts))
     return witnesses
