@@ -30,11 +30,10 @@ class CaseRequest:
     def __post_init__(self) -> None:
         """Keep the case fields as the policy reads them, whichever interface made the request: the case number,
         purpose, offence and authorization reference cleaned (``textfold.clean``: NFKC, no invisible characters, no
-        surrounding space), purpose and offence in lower case (policy ids are), the note without surrounding space
-        (otherwise as typed: its keywords are matched on its folded form)."""
+        surrounding space), the note without surrounding space (otherwise as typed: its keywords are matched on its
+        folded form)."""
         for name in ("case_number", "purpose", "offence", "authorization_ref"):
-            value = clean(getattr(self, name))
-            object.__setattr__(self, name, value.lower() if name in ("purpose", "offence") else value)
+            object.__setattr__(self, name, clean(getattr(self, name)))
         object.__setattr__(self, "note", self.note.strip())
 
     def box(self) -> Box | None:
