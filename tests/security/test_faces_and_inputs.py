@@ -9,6 +9,7 @@ import re
 
 from facetrail.accountability import context as context_module
 from facetrail.csvcells import safe_cell
+from facetrail.engine.pipeline import FaceEngine
 from facetrail.gallery.enrol import uploaded, write_report
 from tests.security.helpers import entries, run_search
 from tests.fixtures.images import jpeg, png_claiming
@@ -130,3 +131,24 @@ def test_formulas_after_a_separator_or_spaces_are_neutralised_in_every_csv_downl
 
 def test_numbers_stay_numbers_in_csv_cells():
     assert [safe_cell(value) for value in (-5, -2.5, "-5", "+0.25", "-1+1", "=1")] == [-5, -2.5, "-5", "+0.25", "'-1+1", "'=1"]
+
+
+def test_an_enrolment_error_names_the_uploaded_file_never_a_server_path(world, faces, monkeypatch):
+    scratch = "/tmp/facetrail-upload-3f2a/0001.jpg"
+
+    def unreadable_model(self, face):  # as when the engine meets a file the server cannot read
+        raise OSError(2, "No such file or directory", scratch)
+
+    monkeypatch.setattr(FaceEngine, "template", unreadable_model)
+    photo = ("booking 17.jpg", jpeg(faces["biden.jpg"], 500), "image/jpeg")
+    answers = [world.client.post(f"{V1}/galleries/county/images", headers=world.as_user("admin"), files={"image": photo},
+                                 data={"subject_id": "B-4004", "source": "booking"}) for _ in range(2)]
+    for answer in answers:  # rejected, then previously rejected: the stored reason is the one shown again
+        assert answer.status_code == 422, answer.text
+        message = answer.json()["error"]["message"]
+        assert message.startswith("booking 17.jpg: ") and "/tmp" not in message and "facetrail-upload" not in message
+    batch = world.client.post(f"{V1}/galleries/county/batches", headers=world.as_user("admin"),
+                              files=[("images", ("other.jpg", jpeg(faces["obama2.jpg"], 500), "image/jpeg"))],
+                              data={"manifest": "subject_id,path\nB-5005,other.jpg\n", "source": "booking"})
+    [outcome] = batch.json()["outcomes"]
+    assert outcome["file"] == "other.jpg" and outcome["status"] == "rejected" and "/tmp" not in outcome["reason"]
