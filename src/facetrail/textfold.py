@@ -30,11 +30,8 @@ def clean(text: str) -> str:
 
 
 def fold(text: str) -> str:
-    """The form in which ``text`` is compared: cleaned, case-folded, without combining marks, as its TR39 skeleton
-    (case-folded again, as some prototypes are capitals: 0 → O)."""
-    prototypes = _prototypes()
-    bare = _without_marks(clean(text).casefold())
-    return _without_marks("".join(prototypes.get(c, c) for c in bare)).casefold()
+    """The form in which ``text`` is compared: cleaned, without combining marks, each character as ``_folded``."""
+    return "".join(_folded(c) for c in _without_marks(clean(text)))
 
 
 def imitation(text: str) -> str | None:
@@ -47,6 +44,21 @@ def describe(char: str) -> str:
     """A character named for a message: ``'А' (CYRILLIC CAPITAL LETTER A), which looks like 'A'``."""
     looks_like = _prototypes().get(char, char)
     return f"{char!r} ({unicodedata.name(char, f'U+{ord(char):04X}')}), which looks like {looks_like!r}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _folded(char: str) -> str:
+    """One character case-folded and reduced to its TR39 prototype. The prototypes keep case (capital I looks like
+    l; Cyrillic Н like H, its small н not like h), so the small letter's prototype is taken when it is plain ASCII
+    (I → i), else the prototype's small letter (Н → H → h)."""
+    small_first = _skeleton(char.casefold()).casefold()
+    return small_first if small_first.isascii() else _skeleton(_skeleton(char).casefold()).casefold()
+
+
+def _skeleton(text: str) -> str:
+    """Each character replaced by its TR39 prototype, without the combining marks that leaves."""
+    prototypes = _prototypes()
+    return _without_marks("".join(prototypes.get(c, c) for c in text))
 
 
 def _without_marks(text: str) -> str:

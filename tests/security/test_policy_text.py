@@ -65,3 +65,21 @@ def test_request_values_are_stored_as_the_policy_read_them(world, faces):
         "criminal_investigation", "robbery", "24-000123", "W-1", "bank robbery suspect")
     [audited] = entries(world, "search")
     assert (audited["details"]["purpose"], audited["details"]["case_number"]) == ("criminal_investigation", "24-000123")
+
+
+def test_a_username_or_unit_that_imitates_another_is_refused(world):
+    admin = world.system.auth.authenticate(world.tokens["admin"])
+    password = "correct horse battery staple"
+    # a1ma and sarn pass for alma and sam in a list of searches; R\u041dD (Cyrillic Н) for the unit RHD
+    for username, unit, looks_like in (("a1ma", "Vice", "'alma'"), ("sarn", "Vice", "'sam'"),
+                                       ("olga", "R\u041dD", "'RHD'"), ("otto", "\uff52\uff48\uff44", "'RHD'")):
+        answer = world.client.post(f"{V1}/users", headers=world.as_user("admin"), json={
+            "username": username, "password": password, "roles": ["investigator"], "unit": unit})
+        assert answer.status_code in (400, 409), (username, answer.text)
+        assert looks_like in answer.json()["error"]["message"], (username, answer.text)
+    assert not {"a1ma", "sarn", "olga", "otto"} & {u["username"] for u in world.system.admin.list_users(admin)}
+    refused = world.client.post(f"{V1}/galleries/county/grants", headers=world.as_user("admin"), json={"unit": "R\u200bH\u13a0"})
+    assert refused.status_code in (400, 409) and "'RHD'" in refused.json()["error"]["message"], refused.text
+    # a unit typed with invisible characters or full-width letters is kept as it reads
+    created = world.system.admin.create_user(admin, "olga", password, ["investigator"], "\uff36ice\u200b ")
+    assert created.unit == "Vice"
