@@ -28,6 +28,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from facetrail.accountability.lookalikes import refuse_imitation
 from facetrail.accountability.schema import ROLES, GalleryGrantRecord, LoginThrottleRecord, TokenRecord, UserRecord
 from facetrail.errors import (
     AccountabilityError,
@@ -38,7 +39,7 @@ from facetrail.errors import (
 )
 from facetrail.gallery.schema import GalleryRecord
 from facetrail.store import utcnow
-from facetrail.textfold import clean, fold
+from facetrail.textfold import clean
 
 USERNAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
 MIN_PASSWORD_LENGTH = 12
@@ -151,9 +152,8 @@ class UserDirectory:
                             password_hash=self._hasher.hash(password), active=True)
         try:
             with self._writing(session) as writing:
-                _refuse_imitation(writing, "username", username, UserRecord.username)
-                if unit:
-                    _refuse_imitation(writing, "unit", unit, UserRecord.unit, GalleryGrantRecord.unit)
+                refuse_imitation(writing, "username", username, UserRecord.username)
+                refuse_imitation(writing, "unit", unit, UserRecord.unit, GalleryGrantRecord.unit)
                 writing.add(record)
         except IntegrityError:
             raise DuplicateError(f"a user named {username!r} already exists") from None
@@ -324,11 +324,11 @@ class UserDirectory:
     def grant_gallery(self, gallery_id: int, unit: str, granted_by: Actor, session: Session | None = None) -> None:
         """Let investigators of ``unit`` ('*' for every unit) search the gallery; ``granted_by`` must be an admin."""
         require(granted_by, "manage_galleries")
-        unit = _check_grant_unit(unit)
+        unit = _check_unit(unit, grant=True)
         try:
             with self._writing(session) as writing:
                 name = _gallery(writing, gallery_id).name
-                _refuse_imitation(writing, "unit", unit, UserRecord.unit, GalleryGrantRecord.unit)
+                refuse_imitation(writing, "unit", unit, UserRecord.unit, GalleryGrantRecord.unit)
                 writing.add(GalleryGrantRecord(gallery_id=gallery_id, unit=unit, granted_by=granted_by.id))
         except IntegrityError:
             raise DuplicateError(f"unit {unit!r} already has a grant for gallery {name!r}") from None
@@ -452,31 +452,14 @@ def _check_roles(roles: Iterable[str]) -> list[str]:
     return sorted(wanted)
 
 
-def _refuse_imitation(session: Session, what: str, value: str, *columns) -> None:
-    """Refuse (AccountabilityError) a ``what`` that is not, but looks like, a value already in ``columns``: the same
-    ``textfold.fold`` (a1ma for alma, rn for m, a Cyrillic letter for a Latin one), which lists and the audit trail
-    would show as the other."""
-    folded = fold(value)
-    for column in columns:
-        for existing in session.scalars(select(column).distinct()):
-            if existing != value and fold(existing) == folded:
-                raise AccountabilityError(f"{what} {value!r} looks like {existing!r}, which exists: choose one that "
-                                          "cannot be taken for it")
-
-
-def _check_unit(unit: str) -> str:
+def _check_unit(unit: str, grant: bool = False) -> str:
+    """``unit`` cleaned (``textfold.clean``): a user's (may be empty, never '*'), or with ``grant`` a grant's (never
+    empty, '*' for every unit)."""
     unit = clean(unit)
-    if unit == ALL_UNITS:
-        raise AccountabilityError(f"{ALL_UNITS!r} means every unit in grants; it cannot be a user's unit")
-    if len(unit) > 100:
-        raise AccountabilityError("unit: at most 100 characters")
-    return unit
-
-
-def _check_grant_unit(unit: str) -> str:
-    unit = clean(unit)
-    if not unit:
+    if grant and not unit:
         raise AccountabilityError(f"a grant names a unit, or {ALL_UNITS!r} for every unit")
+    if not grant and unit == ALL_UNITS:
+        raise AccountabilityError(f"{ALL_UNITS!r} means every unit in grants; it cannot be a user's unit")
     if len(unit) > 100:
         raise AccountabilityError("unit: at most 100 characters")
     return unit
