@@ -83,3 +83,11 @@ def test_a_username_or_unit_that_imitates_another_is_refused(world):
     # a unit typed with invisible characters or full-width letters is kept as it reads
     created = world.system.admin.create_user(admin, "olga", password, ["investigator"], "\uff36ice\u200b ")
     assert created.unit == "Vice"
+
+
+def test_a_gallery_name_that_imitates_another_is_refused(world):
+    for name in ("county\n", "c0unty", "COUNTY"):  # a trailing newline, a digit for a letter, another case
+        answer = world.client.post(f"{V1}/galleries", headers=world.as_user("admin"),
+                                   json={"name": name, "allowed_sources": ["booking"]})
+        assert answer.status_code == 400, (name, answer.text)
+    assert [g.name for g in world.system.galleries.list()] == ["county"]
