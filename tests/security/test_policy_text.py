@@ -90,4 +90,7 @@ def test_a_gallery_name_that_imitates_another_is_refused(world):
         answer = world.client.post(f"{V1}/galleries", headers=world.as_user("admin"),
                                    json={"name": name, "allowed_sources": ["booking"]})
         assert answer.status_code == 400, (name, answer.text)
+    answer = world.client.post(f"{V1}/galleries", headers=world.as_user("admin"),
+                                json={"name": "other", "allowed_sources": ["booking\n"]})
+    assert answer.status_code == 400, answer.text
     assert [g.name for g in world.system.galleries.list()] == ["county"]

@@ -565,5 +565,5 @@ def open_index_backend(config: IndexConfig, datadir: DataDir, keyring: KeyRing) 
 
 
 def _check_source_name(source: str) -> None:
-    if not SOURCE_PATTERN.match(source):
+    if not SOURCE_PATTERN.fullmatch(source):
         raise GalleryError(f"source {source!r}: use lower-case letters, digits, '.', '_' or '-'")
