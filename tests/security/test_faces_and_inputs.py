@@ -3,7 +3,14 @@ readers."""
 
 from __future__ import annotations
 
+import csv
+import io
+import re
+
 from facetrail.accountability import context as context_module
+from facetrail.csvcells import safe_cell
+from facetrail.engine.pipeline import FaceEngine
+from facetrail.gallery.enrol import uploaded, write_report
 from tests.security.helpers import entries, run_search
 from tests.fixtures.images import jpeg, png_claiming
 from tests.fixtures.world import SEARCH_FIELDS, V1
@@ -85,3 +92,63 @@ def test_a_unit_named_with_a_slash_can_be_granted_and_revoked(world):
     assert world.client.post(f"{V1}/galleries/county/grants", headers=admin, json={"unit": "RHD/Night"}).status_code == 201
     assert world.client.delete(f"{V1}/galleries/county/grants/RHD/Night", headers=admin).status_code == 204
     assert "RHD/Night" not in world.client.get(f"{V1}/galleries/county", headers=admin).json()["searchable_by_units"]
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def formula_cells(text: str) -> list[tuple[str, str]]:
+    """The cells a spreadsheet would take for formulas, reading ``text`` with each usual separator (quotes respected,
+    surrounding spaces trimmed, as LibreOffice's import offers)."""
+    found = []
+    for separator in (",", ";", "\t", "|"):
+        for row in csv.reader(io.StringIO(text), delimiter=separator):
+            found += [(separator, cell) for cell in row if cell.lstrip(" ").startswith(FORMULA_STARTS)
+                      and not NUMBER.fullmatch(cell.strip())]
+    return found
+
+
+NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
+
+
+def test_formulas_after_a_separator_or_spaces_are_neutralised_in_every_csv_download(world, faces, tmp_path):
+    photo = ("still.jpg", jpeg(faces["obama3.jpg"], 600), "image/jpeg")
+    for purpose in ("a;=1+1", "b; -2+3", "c|@SUM(A1)", "d\t+1", 'e"=1', "\uff1dcmd|' /C calc'!A0"):
+        world.client.post(f"{V1}/searches", headers=world.as_user("ivan"), files={"probe": photo},
+                          data={**SEARCH_FIELDS, "purpose": purpose})
+    report = world.client.get(f"{V1}/reports", params={"format": "csv", "by": "purpose"}, headers=world.as_user("alma"))
+    assert report.status_code == 200 and "a;'=1+1" in report.text
+    assert not formula_cells(report.text), report.text
+
+    names = (" =1+1.jpg", "x;=1+1.jpg", "\u3000@SUM(A1).jpg", "\uff0bcmd.jpg", "-5.jpg")
+    admin = world.system.auth.authenticate(world.tokens["admin"])
+    summary = world.system.admin.enrol(admin, "county", [uploaded(name, b"", "B-3003", "booking") for name in names])
+    write_report(tmp_path / "report.csv", summary.outcomes)
+    text = (tmp_path / "report.csv").read_text(encoding="utf-8")
+    assert not formula_cells(text), text
+    assert "' =1+1.jpg" in text  # marked as text, otherwise as it was
+
+
+def test_numbers_stay_numbers_in_csv_cells():
+    assert [safe_cell(value) for value in (-5, -2.5, "-5", "+0.25", "-1+1", "=1")] == [-5, -2.5, "-5", "+0.25", "'-1+1", "'=1"]
+
+
+def test_an_enrolment_error_names_the_uploaded_file_never_a_server_path(world, faces, monkeypatch):
+    scratch = "/tmp/facetrail-upload-3f2a/0001.jpg"
+
+    def unreadable_model(self, face):  # as when the engine meets a file the server cannot read
+        raise OSError(2, "No such file or directory", scratch)
+
+    monkeypatch.setattr(FaceEngine, "template", unreadable_model)
+    photo = ("booking 17.jpg", jpeg(faces["biden.jpg"], 500), "image/jpeg")
+    answers = [world.client.post(f"{V1}/galleries/county/images", headers=world.as_user("admin"), files={"image": photo},
+                                 data={"subject_id": "B-4004", "source": "booking"}) for _ in range(2)]
+    for answer in answers:  # rejected, then previously rejected: the stored reason is the one shown again
+        assert answer.status_code == 422, answer.text
+        message = answer.json()["error"]["message"]
+        assert message.startswith("booking 17.jpg: ") and "/tmp" not in message and "facetrail-upload" not in message
+    batch = world.client.post(f"{V1}/galleries/county/batches", headers=world.as_user("admin"),
+                              files=[("images", ("other.jpg", jpeg(faces["obama2.jpg"], 500), "image/jpeg"))],
+                              data={"manifest": "subject_id,path\nB-5005,other.jpg\n", "source": "booking"})
+    [outcome] = batch.json()["outcomes"]
+    assert outcome["file"] == "other.jpg" and outcome["status"] == "rejected" and "/tmp" not in outcome["reason"]

@@ -17,6 +17,7 @@ import numpy as np
 from sqlalchemy import select
 
 from facetrail.accountability.context import PHOTO_ROLES, Context, clipped, user_names
+from facetrail.accountability.lookalikes import refuse_imitation
 from facetrail.accountability.policy import Policy, role_problems
 from facetrail.accountability.schema import RoleChangeRecord
 from facetrail.accountability.users import Actor
@@ -29,6 +30,7 @@ from facetrail.evaluation.datasets import identity_folders
 from facetrail.evaluation.published import publish as publish_figures
 from facetrail.gallery.enrol import EnrolItem, EnrolOutcome, EnrolSummary, enrol
 from facetrail.gallery.gallery import GalleryInfo, check_subject_id
+from facetrail.gallery.schema import GalleryRecord
 from facetrail.store import utcnow
 
 ROLE_CHANGE_HOURS = 24
@@ -162,6 +164,7 @@ class Administration:
         context = self.context
         context.require(by, "manage_galleries")
         with context.audit.transaction() as session:
+            refuse_imitation(session, "gallery name", name, GalleryRecord.name)
             info = context.galleries.create(name, allowed_sources, description, session=session)
             context.audit.record(session, by.username, "gallery_created", name, {"allowed_sources": info.allowed_sources})
         return info

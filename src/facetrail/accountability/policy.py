@@ -14,6 +14,7 @@ that must change together.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import math
 import re
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from facetrail.accountability.schema import ROLES, PolicyRecord
 from facetrail.errors import PolicyError
+from facetrail.textfold import describe, fold, imitation
 from facetrail.store import as_utc
 
 REQUEST_FIELDS = ("case_number", "purpose", "offence", "authorization_ref", "note")
@@ -95,16 +97,18 @@ class Prohibition:
     beginning so ("protest*" matches "protesters")."""
 
     def matches_purpose(self, purpose: str) -> bool:
-        """Whether ``purpose`` (compared without regard to case or surrounding space) is prohibited here."""
-        return purpose.strip().casefold() in self.purposes
+        """Whether ``purpose`` is prohibited here, compared as read (``textfold.fold``: case, spacing, invisible
+        characters, accents and look-alike letters aside)."""
+        return fold(purpose) in {fold(p) for p in self.purposes}
 
     def matches_offence(self, offence: str) -> bool:
-        """Whether ``offence`` (compared without regard to case or surrounding space) is prohibited here."""
-        return offence.strip().casefold() in self.offences
+        """Whether ``offence`` is prohibited here, compared as read (as ``matches_purpose``)."""
+        return fold(offence) in {fold(o) for o in self.offences}
 
     def matching_keyword(self, note: str) -> str | None:
-        """The first keyword found in ``note``, or None."""
-        return next((k for k in self.keywords if _keyword_pattern(k).search(note)), None)
+        """The first keyword found in ``note``, both compared as read (as ``matches_purpose``)."""
+        folded = fold(note)
+        return next((k for k in self.keywords if _keyword_pattern(k).search(folded)), None)
 
     def matches(self, request: SearchRequest) -> bool:
         """Whether ``request`` falls under this prohibition (any one of purpose, offence or keyword suffices)."""
@@ -112,11 +116,14 @@ class Prohibition:
                 or self.matching_keyword(request.note) is not None)
 
 
+@functools.cache
 def _keyword_pattern(keyword: str) -> re.Pattern[str]:
-    words = keyword.rstrip("*").split()
+    """The pattern finding ``keyword`` in folded text: whole words, any spacing between them, a trailing ``*``
+    matching any word beginning so."""
+    words = fold(keyword.rstrip("*")).split()
     body = r"\s+".join(re.escape(word) for word in words)
     tail = r"\w*" if keyword.endswith("*") else ""
-    return re.compile(rf"(?<!\w){body}{tail}(?!\w)", re.IGNORECASE)
+    return re.compile(rf"(?<!\w){body}{tail}(?!\w)")
 
 
 @dataclass(frozen=True)
@@ -767,8 +774,12 @@ def refusal_reasons(policy: Policy, request: SearchRequest, history: RequestHist
 
     case_number = request.case_number
     pattern = policy.requests.case_number_pattern
+    lookalike = imitation(case_number)
     if len(case_number) > MAX_CASE_NUMBER_LENGTH:
         reasons.append(f"case number is longer than {MAX_CASE_NUMBER_LENGTH} characters")
+    elif lookalike is not None:
+        reasons.append(f"case number {case_number!r} contains {describe(lookalike)}: type it in plain letters and "
+                       "digits, so it cannot pass for another case")
     elif given["case_number"] and not pattern.fullmatch(case_number):
         reasons.append(f"case number {case_number!r} does not match the required format {pattern.pattern}")
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from facetrail.accountability.policy import SearchRequest
 from facetrail.accountability.users import Actor
 from facetrail.engine.geometry import Box
+from facetrail.textfold import clean
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,15 @@ class CaseRequest:
     """A Box, or the text "x,y,w,h" as typed (checked by ``box()`` when the request is judged, so a bad one is an
     audited refusal)."""
     face_number: int | None = None
+
+    def __post_init__(self) -> None:
+        """Keep the case fields as the policy reads them, whichever interface made the request: the case number,
+        purpose, offence and authorization reference cleaned (``textfold.clean``: NFKC, no invisible characters, no
+        surrounding space), the note without surrounding space (otherwise as typed: its keywords are matched on its
+        folded form)."""
+        for name in ("case_number", "purpose", "offence", "authorization_ref"):
+            object.__setattr__(self, name, clean(getattr(self, name)))
+        object.__setattr__(self, "note", self.note.strip())
 
     def box(self) -> Box | None:
         """The hand-drawn face box, if any (FacetrailError naming the problem with a bad one)."""

@@ -11,12 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from facetrail.accountability.context import NOTICE, Context, Probe, failure_reason, listed_searches
 from facetrail.accountability.policy import Policy, RequestHistory, refusal_reasons
@@ -149,7 +150,9 @@ class Searches:
             for c in found
         ]
         gallery_version = hits.version
-        with self.context.audit.transaction() as session:
+        with self._refused_as("search", actor, request, policy_version, probe_sha, started), \
+                self.context.audit.transaction() as session:
+            self.check_request(policy, "search", actor, request, session)
             probe_record = self.context.store_probe(session, probe)
             record = SearchRecord(
                 kind="search", user_id=actor.id, unit=actor.unit, status="completed", gallery_id=target.id,
@@ -193,7 +196,9 @@ class Searches:
         distance = float(np.linalg.norm(a - b))
         calibration = load_calibration(self.context.datadir, model_name)
         fmr = calibration.false_match_rate(distance) if calibration else None
-        with self.context.audit.transaction() as session:
+        with self._refused_as("compare", actor, request, policy_version, first_sha, started), \
+                self.context.audit.transaction() as session:
+            self.check_request(policy, "compare", actor, request, session)
             first_record, second_record = (self.context.store_probe(session, p) for p in probes)
             record = SearchRecord(kind="compare", user_id=actor.id, unit=actor.unit, status="completed", policy_version=policy_version,
                                   **request.case_fields(), probe_id=first_record.id, second_probe_id=second_record.id,
@@ -222,10 +227,15 @@ class Searches:
 
     # --- the checks every request passes (overrides make them too) ------------------------------------------------
 
-    def check_request(self, policy: Policy, kind: str, actor: Actor, request: CaseRequest) -> None:
-        """Refuse (RefusedError, every reason) a request the policy does not permit, counting the actor's searches
-        today and the searches already made on the case."""
-        with self.context.galleries.sessions() as session:
+    def check_request(self, policy: Policy, kind: str, actor: Actor, request: CaseRequest,
+                      session: Session | None = None) -> None:
+        """Refuse (RefusedError, every reason) a request the policy does not permit, counting the completed searches
+        ``session`` sees: the actor's today, and everyone's on the case. Without ``session``, in a session of its own:
+        the early check, before the face work, so a refused request costs little. The authoritative check runs again
+        in the transaction that records the request (``session``): it holds the audit lock (a file lock on SQLite, an
+        advisory lock on PostgreSQL, across processes), so requests arriving at once are counted one after another
+        and no more than the limits complete."""
+        with nullcontext(session) if session is not None else self.context.galleries.sessions() as session:
             day_start = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
             today = session.scalar(select(func.count()).select_from(SearchRecord).where(
                 SearchRecord.user_id == actor.id, SearchRecord.status == "completed", SearchRecord.started_at >= day_start))

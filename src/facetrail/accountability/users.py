@@ -28,6 +28,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from facetrail.accountability.lookalikes import refuse_imitation
 from facetrail.accountability.schema import ROLES, GalleryGrantRecord, LoginThrottleRecord, TokenRecord, UserRecord
 from facetrail.errors import (
     AccountabilityError,
@@ -38,6 +39,7 @@ from facetrail.errors import (
 )
 from facetrail.gallery.schema import GalleryRecord
 from facetrail.store import utcnow
+from facetrail.textfold import clean
 
 USERNAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
 MIN_PASSWORD_LENGTH = 12
@@ -150,6 +152,8 @@ class UserDirectory:
                             password_hash=self._hasher.hash(password), active=True)
         try:
             with self._writing(session) as writing:
+                refuse_imitation(writing, "username", username, UserRecord.username)
+                refuse_imitation(writing, "unit", unit, UserRecord.unit, GalleryGrantRecord.unit)
                 writing.add(record)
         except IntegrityError:
             raise DuplicateError(f"a user named {username!r} already exists") from None
@@ -320,17 +324,18 @@ class UserDirectory:
     def grant_gallery(self, gallery_id: int, unit: str, granted_by: Actor, session: Session | None = None) -> None:
         """Let investigators of ``unit`` ('*' for every unit) search the gallery; ``granted_by`` must be an admin."""
         require(granted_by, "manage_galleries")
-        unit = _check_grant_unit(unit)
+        unit = _check_unit(unit, grant=True)
         try:
             with self._writing(session) as writing:
                 name = _gallery(writing, gallery_id).name
+                refuse_imitation(writing, "unit", unit, UserRecord.unit, GalleryGrantRecord.unit)
                 writing.add(GalleryGrantRecord(gallery_id=gallery_id, unit=unit, granted_by=granted_by.id))
         except IntegrityError:
             raise DuplicateError(f"unit {unit!r} already has a grant for gallery {name!r}") from None
 
     def revoke_gallery(self, gallery_id: int, unit: str, session: Session | None = None) -> None:
         """Withdraw the grant of the gallery to ``unit``."""
-        unit = unit.strip()
+        unit = clean(unit)
         with self._writing(session) as writing:
             gallery = _gallery(writing, gallery_id)
             grant = writing.scalar(
@@ -447,19 +452,14 @@ def _check_roles(roles: Iterable[str]) -> list[str]:
     return sorted(wanted)
 
 
-def _check_unit(unit: str) -> str:
-    unit = unit.strip()
-    if unit == ALL_UNITS:
-        raise AccountabilityError(f"{ALL_UNITS!r} means every unit in grants; it cannot be a user's unit")
-    if len(unit) > 100:
-        raise AccountabilityError("unit: at most 100 characters")
-    return unit
-
-
-def _check_grant_unit(unit: str) -> str:
-    unit = unit.strip()
-    if not unit:
+def _check_unit(unit: str, grant: bool = False) -> str:
+    """``unit`` cleaned (``textfold.clean``): a user's (may be empty, never '*'), or with ``grant`` a grant's (never
+    empty, '*' for every unit)."""
+    unit = clean(unit)
+    if grant and not unit:
         raise AccountabilityError(f"a grant names a unit, or {ALL_UNITS!r} for every unit")
+    if not grant and unit == ALL_UNITS:
+        raise AccountabilityError(f"{ALL_UNITS!r} means every unit in grants; it cannot be a user's unit")
     if len(unit) > 100:
         raise AccountabilityError("unit: at most 100 characters")
     return unit

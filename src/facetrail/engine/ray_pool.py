@@ -22,6 +22,8 @@ from facetrail.engine.scheduling import IN_FLIGHT_PER_WORKER, in_order, share_co
 from facetrail.engine.pipeline import FaceEngine
 from facetrail.errors import FacetrailError
 
+logger = logging.getLogger("facetrail.enrol")
+
 Job = TypeVar("Job")
 Result = TypeVar("Result")
 
@@ -105,7 +107,8 @@ def _get(ray: Any, ref: Any) -> Any:
     try:
         return ray.get(ref)
     except ray.exceptions.RayActorError as exc:
-        raise FacetrailError(f"a Ray worker stopped before finishing its jobs: {exc}") from None
+        logger.error("a Ray worker stopped before finishing its jobs: %s", exc)  # its text names the cluster's files
+        raise FacetrailError("a Ray worker stopped before finishing its jobs; the server's log has the details") from None
 
 
 def _check_versions(ray: Any, pool: list) -> None:

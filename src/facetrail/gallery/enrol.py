@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,6 +37,8 @@ from facetrail.engine.quality import Quality
 from facetrail.errors import FacetrailError, ImageError
 from facetrail.gallery.gallery import Gallery
 from facetrail.gallery.schema import ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
+
+logger = logging.getLogger("facetrail.enrol")
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,10 @@ def _analyse(engine: FaceEngine, entry: _Pending) -> Analysis | Refusal:
     except FacetrailError as exc:
         return Refusal(str(exc))
     except Exception as exc:  # noqa: BLE001 - one image's unexpected failure must not stop the batch
-        return Refusal(f"internal error while analysing the image: {type(exc).__name__}: {exc}")
+        # its text may name the server's files (a model, a temporary file): the log has it, the uploader its kind
+        logger.exception("internal error while analysing %s", entry.item.path.name)
+        return Refusal(f"internal error while analysing the image ({type(exc).__name__}); the server's log has the "
+                       "details")
     return Analysis(image.pixels.shape[1], image.pixels.shape[0], face.detection, face.quality, template)
 
 

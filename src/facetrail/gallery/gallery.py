@@ -172,7 +172,7 @@ class Galleries:
                session: Session | None = None) -> GalleryInfo:
         """Create a gallery accepting images only from ``allowed_sources``; in ``session``'s transaction when given
         (which its owner commits), else in one of its own."""
-        if not NAME_PATTERN.match(name):
+        if not NAME_PATTERN.fullmatch(name):  # match() would let a trailing newline through
             raise GalleryError(f"gallery name {name!r}: use letters, digits, '.', '_' or '-' (at most 100)")
         sources = sorted(set(allowed_sources))
         if not sources:
@@ -565,5 +565,5 @@ def open_index_backend(config: IndexConfig, datadir: DataDir, keyring: KeyRing) 
 
 
 def _check_source_name(source: str) -> None:
-    if not SOURCE_PATTERN.match(source):
+    if not SOURCE_PATTERN.fullmatch(source):
         raise GalleryError(f"source {source!r}: use lower-case letters, digits, '.', '_' or '-'")
