@@ -66,7 +66,7 @@ from facetrail.accountability.verify_audit import (
     check_trail,
     public_key_id,
 )
-from facetrail.accountability.witness import Witness, WitnessRefused, WitnessUnavailable
+from facetrail.accountability.witness import FileWitness, Witness, WitnessRefused, WitnessUnavailable
 from facetrail.datadir import DataDir
 from facetrail.errors import AuditError
 from facetrail.store import utcnow
@@ -268,27 +268,39 @@ rewritten.
 
 class CheckpointTimer(threading.Thread):
     """A server's background thread: every ``interval`` seconds, signs a checkpoint when one is due (an idle server
-    still signs its last entries within ``checkpoint_minutes``) and retries witnesses a delivery failed to. At
-    start it catches every witness up (heads a crash between commit and delivery left behind)."""
+    still signs its last entries within ``checkpoint_minutes``) and retries witnesses a delivery failed to; woken
+    (``wake``), it hands the newest heads to the witnesses reached over the network, so a slow or unreachable one
+    never holds up a request. At start it catches every witness up (heads a crash between commit and delivery left
+    behind)."""
 
     def __init__(self, trail: AuditTrail, interval: float) -> None:
         super().__init__(name="facetrail-audit-checkpoints", daemon=True)
         self.trail = trail
         self.interval = interval
         self._stopped = threading.Event()
+        self._woken = threading.Event()
 
     def run(self) -> None:
         self.trail.publish()
-        while not self._stopped.wait(self.interval):
+        while not self._stopped.is_set():
+            woken = self._woken.wait(self.interval)
+            self._woken.clear()  # before delivering: a wake-up during delivery makes one more round
+            if self._stopped.is_set():
+                break
             try:
                 self.trail.checkpoint_if_due()
             except Exception:  # noqa: BLE001 - a database hiccup must not end the timer; the next tick retries
                 logger.exception("the audit checkpoint timer could not sign a checkpoint")
-            self.trail.publish(only_behind=True)
+            self.trail.publish(only_behind=not woken)
+
+    def wake(self) -> None:
+        """Deliver the heads just committed now, in this thread, rather than at the next tick."""
+        self._woken.set()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the thread and wait (at most ``timeout`` seconds) for it to finish its tick."""
         self._stopped.set()
+        self._woken.set()
         if self.is_alive():
             self.join(timeout)
 
@@ -317,6 +329,7 @@ class AuditTrail:
         self.witnesses = list(witnesses)
         self._behind: set[str] = set()
         """Names of the witnesses the last delivery to failed: the timer retries them."""
+        self._timer: CheckpointTimer | None = None
         self.key_path = Path(os.environ.get(KEY_FILE_ENV) or datadir.keys_dir / KEY_FILE_NAME)
         self._file_lock: FileLock | None = None
         if engine.dialect.name == "sqlite":
@@ -374,7 +387,7 @@ class AuditTrail:
                 session.info.pop(_TRANSACTION_OWNER, None)
                 session.info.pop(_SIGNED, None)
         if signed:  # committed: only now may a witness hold the heads
-            self.publish(signed=signed)
+            self._hand_over(signed)
 
     @staticmethod
     def _head(session: Session) -> tuple[int, str]:
@@ -473,7 +486,21 @@ class AuditTrail:
         (default TIMER_SECONDS); ``stop()`` it at shutdown."""
         timer = CheckpointTimer(self, TIMER_SECONDS if interval is None else interval)
         timer.start()
+        self._timer = timer
         return timer
+
+    def _hand_over(self, signed: Sequence[int]) -> None:
+        """Deliver the heads of the ``signed`` counts just committed: to every witness in the caller's thread, except
+        where a timer runs (a server), which takes the witnesses reached over the network, so a request never waits
+        on one; the file witness is written before the caller goes on."""
+        timer = self._timer
+        if timer is None or not timer.is_alive():
+            self.publish(signed=signed)
+            return
+        nearby = [witness for witness in self.witnesses if isinstance(witness, FileWitness)]
+        self.publish(signed=signed, among=nearby)
+        if len(nearby) < len(self.witnesses):
+            timer.wake()
 
     def key_id(self) -> str:
         """The key id of the audit signing key (AuditError when it is missing or unusable)."""
@@ -482,13 +509,16 @@ class AuditTrail:
         except FileNotFoundError:
             raise AuditError(f"the audit signing key {self.key_path} does not exist") from None
 
-    def publish(self, only_behind: bool = False, signed: Sequence[int] = ()) -> None:
+    def publish(
+        self, only_behind: bool = False, signed: Sequence[int] = (), among: Sequence[Witness] | None = None
+    ) -> None:
         """Catch every witness up (or only those a delivery failed to, ``only_behind``): ask for the latest head it
         holds and submit every checkpoint of the database after it, in order, and the heads of the ``signed``
         counts just committed even when the witness holds heads beyond them (it then refuses one it disagrees
-        with). Never raises: a witness that cannot take them now is logged and retried later; one that refuses a
+        with); to ``among`` only, when given. Never raises: a witness that cannot take them now is logged and retried later; one that refuses a
         head is logged as an error (the trail disagrees with what it holds: run ``facetrail audit verify``)."""
-        witnesses = [w for w in self.witnesses if not only_behind or w.name in self._behind]
+        candidates = self.witnesses if among is None else among
+        witnesses = [w for w in candidates if not only_behind or w.name in self._behind]
         if not witnesses or not (self.key_path.exists() or self.checkpoints_signed()):
             return  # nothing signed yet
         try:
