@@ -152,3 +152,19 @@ def test_an_enrolment_error_names_the_uploaded_file_never_a_server_path(world, f
                               data={"manifest": "subject_id,path\nB-5005,other.jpg\n", "source": "booking"})
     [outcome] = batch.json()["outcomes"]
     assert outcome["file"] == "other.jpg" and outcome["status"] == "rejected" and "/tmp" not in outcome["reason"]
+
+
+def test_damaged_stored_data_is_reported_by_reference_never_by_server_path(world, faces, caplog):
+    """A probe that no longer decrypts (or a damaged index) is the installation's fault: the user is told so with a
+    reference to the logged text, which alone names the file on the server."""
+    search_id = run_search(world, faces)
+    for blob in world.system.datadir.probes_dir.rglob("*"):
+        if blob.is_file():
+            blob.write_bytes(b"FTENC1" + bytes(64))  # damaged on disk
+    with caplog.at_level("ERROR", logger="facetrail.api"):
+        answer = world.client.get(f"{V1}/searches/{search_id}/probe", headers=world.as_user("ivan"))
+    root = str(world.system.datadir.root)
+    assert answer.status_code == 500 and root not in answer.text, answer.text
+    reference = re.search(r"reference ([0-9a-f]{8})", answer.json()["error"]["message"]).group(1)
+    [logged] = [record.getMessage() for record in caplog.records if reference in record.getMessage()]
+    assert root in logged  # the administrator finds the file from the reference

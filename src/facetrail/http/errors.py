@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 import traceback
 from typing import Any
 
@@ -19,10 +20,12 @@ from facetrail.errors import (
     AuthenticationError,
     CorruptImageError,
     BusyError,
+    CryptoError,
     DuplicateError,
     EmptyImageError,
     FacetrailError,
     ImageTooLargeError,
+    IndexFileError,
     NotFoundError,
     PermissionDeniedError,
     PolicyError,
@@ -51,6 +54,10 @@ STATUS_OF: dict[type[FacetrailError], int] = {
 KEEPS_CAUSE_STATUS = (PermissionDeniedError, NotFoundError, ImageTooLargeError, UnsupportedImageError, EmptyImageError,
                       CorruptImageError)
 """Causes of a refused search whose own status the refusal keeps."""
+
+STORED_DATA_FAULTS = (CryptoError, IndexFileError)
+"""Faults of the installation's stored data (a blob that does not decrypt, a damaged index): their text names files
+on the server, so a user is given a reference to the logged text instead (``stored_data_fault``)."""
 
 _HTTP_TYPES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
 
@@ -90,7 +97,19 @@ def kind_of(exc: FacetrailError) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+def _stored_data_fault(exc: FacetrailError) -> JSONResponse:
+    """A 500 naming a reference to the logged text of a STORED_DATA_FAULTS error (or of the one that refused a
+    search), never its server paths."""
+    reference = secrets.token_hex(4)
+    logger.error(json.dumps({"event": "stored_data_fault", "reference": reference, "error": type(exc).__name__,
+                             "message": str(exc), "cause": str(exc.__cause__ or "")}))
+    return error_json(500, "stored_data", "the stored data this needs could not be read; it has been logged for an "
+                      f"administrator (reference {reference})")
+
+
 def facetrail_error_response(exc: FacetrailError) -> JSONResponse:
+    if isinstance(exc, STORED_DATA_FAULTS) or isinstance(exc.__cause__, STORED_DATA_FAULTS):
+        return _stored_data_fault(exc)
     if isinstance(exc, RefusedError):
         # The service has audited the refusal. Refused for lack of permission, an unknown gallery or an unusable
         # image: that cause's status; under the policy or for want of a usable face: 422.
