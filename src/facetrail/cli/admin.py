@@ -216,8 +216,9 @@ def backup(
     folder: Annotated[Path, typer.Argument(help="A new (or empty) folder for the backup.")],
     data: DataOption = None,
 ) -> None:
-    """Back up the data directory (the store, photographs, probes and config) without its keys (admin; audited).
-    Back up the data key file and the audit signing key separately (docs/security.md)."""
+    """Back up the data directory (the store, photographs, probes and config) without its keys (admin; audited); its
+    manifest is signed with the audit signing key. Back up the data key file and the audit signing key separately
+    (docs/security.md)."""
     manifest = acting(data, lambda system, actor: system.admin.back_up(actor, folder))
     console.print(f"backed up {sum(manifest['rows'].values())} rows and {len(manifest['files'])} files to {folder}; "
                   "keys are not included: back up DATA/keys (or FACETRAIL_KEY_FILE, FACETRAIL_AUDIT_KEY_FILE) separately")
@@ -228,12 +229,15 @@ def restore(
     data: DataOption = None,
 ) -> None:
     """Restore a backup into a fresh data directory that holds only its keys (put the backed-up keys in DATA/keys
-    first, or set FACETRAIL_KEY_FILE and FACETRAIL_AUDIT_KEY_FILE). Then run 'facetrail audit verify'."""
+    first, or set FACETRAIL_KEY_FILE and FACETRAIL_AUDIT_KEY_FILE). A backup whose manifest the audit signing key did
+    not sign, with a file missing, changed or not listed, or whose audit trail does not verify, is refused, naming
+    the problem, and nothing is left restored."""
     from facetrail.accountability.backup import restore as restore_backup
 
     datadir = DataDir.locate(data)
     rows = run(lambda: restore_backup(folder, datadir))
-    console.print(f"restored {sum(rows.values())} rows into {datadir.root}; run 'facetrail audit verify' next")
+    console.print(f"restored {sum(rows.values())} rows into {datadir.root}; the backup's signature and the restored "
+                  "audit trail verified")
 
 
 def serve(
