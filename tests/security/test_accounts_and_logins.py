@@ -3,7 +3,10 @@ forwarded addresses."""
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
+
+from facetrail.errors import AccountabilityError
 
 from facetrail.server import server_config
 from facetrail.http.settings import ApiSettings
@@ -101,3 +104,24 @@ def test_logins_are_limited_per_account_across_addresses(people):
         with TestClient(app, base_url="https://testserver", client=(f"203.0.113.{n}", 4000)) as client:
             answers.append(client.post(f"{V1}/auth/login", json={"username": "sam", "password": WRONG}).status_code)
     assert answers[:10] == [401] * 10 and answers[10] == 429
+
+
+def test_a_common_password_dressed_up_with_a_year_or_punctuation_is_refused_everywhere(people, tmp_path):
+    """zxcvbn alone scores 'Summer2024!!' as safe; a common word with a season, a year or symbols around it is not."""
+    admin = people.as_user("admin")
+    weak = ("Summer2024!!", "WINTER-2025??", "Dragon1984!!", "!!Monkey123456!", "P@ssw0rd-2024-09!", "Liverpool2024!")
+    for password in weak:
+        answer = people.client.post(f"{V1}/users", headers=admin, json={
+            "username": "mallory", "password": password, "roles": ["auditor"], "unit": "IG"})
+        assert answer.status_code == 400, (password, answer.text)
+        assert "common password" in answer.json()["error"]["message"], answer.text
+    system = people.system
+    actor = system.auth.authenticate(people.tokens["admin"])
+    with pytest.raises(AccountabilityError, match="common password"):
+        system.admin.create_user(actor, "mallory", "Summer2024!!", ["auditor"], "IG")
+    with pytest.raises(AccountabilityError, match="common password"):
+        system.users.set_password("alma", "Autumn2026!!")
+    assert "mallory" not in {u["username"] for u in system.users.list_users()}
+    assert people.client.post(f"{V1}/users", headers=admin, json={  # a passphrase with a year is still fine
+        "username": "mallory", "password": "summer orchard tractor 2024", "roles": ["auditor"], "unit": "IG"},
+    ).status_code == 201

@@ -1,10 +1,10 @@
 """Users, roles, passwords, API tokens and gallery grants: who is acting, and what they may do.
 
 Passwords are kept only as argon2id hashes and tokens only as their SHA-256, so neither can be read back from
-the store; a password must be long, not common or guessable (zxcvbn's bundled lists of common passwords, words and
-patterns) and must not contain the username. Repeated wrong passwords for one account from one client address lock
-that account for that address for a while (others can still log in from elsewhere; unknown usernames are counted
-and answered alike, so the answers do not tell which accounts exist); an account's existing tokens keep working
+the store; a password must be long, not common or guessable and must not contain the username (``passwords``).
+Repeated wrong passwords for one account from one client address lock that account for that address for a while
+(others can still log in from elsewhere; unknown usernames are counted and answered alike, so the answers do not
+tell which accounts exist); an account's existing tokens keep working
 while it is locked (the lock stops password guessing, it does not sign the real user out). Whether a role
 *combination* is allowed is the policy's business and is checked by the service layer, not here.
 
@@ -28,6 +28,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from facetrail.accountability.passwords import check_password
 from facetrail.accountability.schema import ROLES, GalleryGrantRecord, LoginThrottleRecord, TokenRecord, UserRecord
 from facetrail.errors import (
     AccountabilityError,
@@ -40,8 +41,6 @@ from facetrail.gallery.schema import GalleryRecord
 from facetrail.store import utcnow
 
 USERNAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
-MIN_PASSWORD_LENGTH = 12
-MAX_PASSWORD_LENGTH = 1024
 ALL_UNITS = "*"
 TOKEN_PREFIX = "ft_"
 BAD_CREDENTIALS = "invalid username or password"
@@ -49,9 +48,6 @@ LOCKED = ("account is locked for logins from this address after repeated failure
           "administrator to unlock it")
 LOCAL_ADDRESS = "local"
 """The address a login from the command line counts against."""
-MIN_PASSWORD_SCORE = 3
-"""The least zxcvbn score (0-4) a password needs: 3 is 'safely unguessable: moderate protection from offline
-slow-hash scenarios'."""
 
 ROLE_ACTIONS: dict[str, frozenset[str]] = {
     "search": frozenset({"investigator"}),
@@ -463,24 +459,6 @@ def _check_grant_unit(unit: str) -> str:
     if len(unit) > 100:
         raise AccountabilityError("unit: at most 100 characters")
     return unit
-
-
-def check_password(password: str, username: str = "", display_name: str = "") -> None:
-    """Refuse (AccountabilityError, saying why) a password of the wrong length, one containing the username, and one
-    that zxcvbn's bundled lists of common passwords, words, names and keyboard patterns make guessable."""
-    from zxcvbn import zxcvbn
-
-    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
-        raise AccountabilityError(
-            f"a password needs {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters (got {len(password)})"
-        )
-    if username and username.casefold() in password.casefold():
-        raise AccountabilityError("a password may not contain the username")
-    strength = zxcvbn(password[:100], user_inputs=[part for part in (username, display_name, "facetrail") if part])
-    if strength["score"] < MIN_PASSWORD_SCORE:
-        advice = " ".join(filter(None, [strength["feedback"].get("warning"), *strength["feedback"].get("suggestions", [])]))
-        raise AccountabilityError(f"this password is too easy to guess (common words, names, dates or patterns)"
-                                  f"{': ' + advice if advice else ''}")
 
 
 def _token_hash(token: str) -> str:
