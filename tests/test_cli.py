@@ -106,11 +106,13 @@ def test_bad_configuration_names_the_key(datadir):
 def log_in_investigator(datadir, admin_token: str, monkeypatch) -> None:
     """Create the investigator 'ivan' (once) and act as him in the commands that follow (FACETRAIL_TOKEN)."""
     from facetrail.accountability.service import Facetrail
+    from tests.fixtures.world import create_confirmed
 
     system = Facetrail.open(datadir)
     try:
         if "ivan" not in {user["username"] for user in system.users.list_users()}:
-            system.admin.create_user(system.auth.authenticate(admin_token), "ivan", "correct horse battery staple", ["investigator"], "RHD")
+            create_confirmed(system, system.auth.authenticate(admin_token), "ivan", ["investigator"], "RHD",
+                             "correct horse battery staple")
         monkeypatch.setenv("FACETRAIL_TOKEN", system.auth.login("ivan", "correct horse battery staple")[1])
     finally:
         system.close()

@@ -41,6 +41,7 @@ EXPECTED_ACTIONS = {
     "export_audit": {"auditor", "supervisor"},
     "view_reports": {"auditor", "supervisor"},
     "manage_users": {"admin"},
+    "confirm_roles": {"admin", "supervisor"},
     "manage_galleries": {"admin"},
     "enrol": {"admin"},
     "manage_policy": {"admin"},

@@ -10,8 +10,9 @@ from facetrail.errors import AccountabilityError
 
 from facetrail.server import server_config
 from facetrail.http.settings import ApiSettings
-from tests.security.helpers import entries
-from tests.fixtures.world import PASSWORD, V1
+from tests.security.helpers import entries, run_search
+from tests.fixtures.images import jpeg
+from tests.fixtures.world import PASSWORD, SEARCH_FIELDS, V1
 
 WRONG = "not the password at all"
 
@@ -29,6 +30,8 @@ def test_no_one_changes_their_own_roles_and_admins_do_not_see_photographs(people
 
 
 def test_where_the_policy_allows_an_admin_photographs_a_second_admin_must_agree(people):
+    """Issue 17: the two-admin rule was met by an admin the first admin had just created. The second admin must
+    have had an account before the request, and not one the requesting admin created."""
     system, client = people.system, people.client
     admin = system.auth.authenticate(people.tokens["admin"])
     system.admin.load_policy(admin, system.admin.policy_in_force(admin)[1].replace('    ["examiner", "admin"],\n', ""))
@@ -42,11 +45,53 @@ def test_where_the_policy_allows_an_admin_photographs_a_second_admin_must_agree(
     assert again.status_code == 202  # the same admin asking twice is still one admin
     assert client.put(f"{V1}/users/root2/roles", headers=root2, json={"roles": ["admin", "examiner"]}).status_code == 403
 
-    system.admin.create_user(admin, "root3", PASSWORD, ["admin"])
+    system.admin.create_user(admin, "root3", PASSWORD, ["admin"])  # made after the request, by the admin who asked
     root3 = {"Authorization": f"Bearer {system.auth.login('root3', PASSWORD)[1]}"}
-    done = client.put(f"{V1}/users/root2/roles", headers=root3, json={"roles": ["admin", "examiner"]})
+    refused = client.put(f"{V1}/users/root2/roles", headers=root3, json={"roles": ["admin", "examiner"]})
+    assert refused.status_code == 403, refused.text
+    assert "created by 'admin', who asked for this change" in refused.json()["error"]["message"]
+    # 'root' is older than the request, but the requesting admin made it too
+    by_root = client.post(f"{V1}/users/root2/roles/confirm", headers=people.as_user("root"))
+    assert by_root.status_code == 403 and "created by 'admin'" in by_root.json()["error"]["message"]
+    assert system.users.user("root2").roles == {"admin"}
+    assert [e["details"]["action"] for e in entries(people, "access_denied")][-2:] == ["confirm_roles"] * 2
+
+    # asked for by 'root', confirmed by 'admin' (older than the request, and not made by 'root'): two people
+    assert client.put(f"{V1}/users/root3/roles", headers=people.as_user("root"),
+                      json={"roles": ["admin", "examiner"]}).status_code == 202
+    done = client.post(f"{V1}/users/root3/roles/confirm", headers=people.as_user("admin"))
     assert done.status_code == 200 and done.json()["roles"] == ["admin", "examiner"]
-    assert entries(people, "roles_changed")[-1]["details"]["requested_by"] == "admin"
+    changed = entries(people, "roles_changed")[-1]["details"]
+    assert (changed["requested_by"], changed["confirmed_by"]) == ("root", "admin")
+
+
+def test_an_admin_cannot_make_a_stand_in_account_that_sees_photographs(world, faces):
+    """Issue 17: an admin created 'puppet' (investigator, RHD), logged in as it and searched. Roles that see
+    photographs now wait for a second person; the unit's supervisor may be that person."""
+    client, system = world.client, world.system
+    search_id = run_search(world, faces)
+    created = client.post(f"{V1}/users", headers=world.as_user("admin"), json={
+        "username": "puppet", "password": PASSWORD, "roles": ["investigator"], "unit": "RHD"})
+    assert created.status_code == 202, created.text
+    assert created.json()["roles"] == [] and created.json()["requested_roles"] == ["investigator"]
+    puppet = {"Authorization": f"Bearer {system.auth.login('puppet', PASSWORD)[1]}"}
+    probe = ("still.jpg", jpeg(faces["obama3.jpg"], 600), "image/jpeg")
+    assert client.post(f"{V1}/searches", headers=puppet, files={"probe": probe}, data=SEARCH_FIELDS).status_code == 403
+    assert client.get(f"{V1}/searches/{search_id}", headers=puppet).status_code == 403
+    # nor can an existing account be given such a role by one admin
+    moved = client.put(f"{V1}/users/alma/roles", headers=world.as_user("admin"), json={"roles": ["investigator"]})
+    assert moved.status_code == 202 and system.users.user("alma").roles == {"auditor"}
+
+    assert client.post(f"{V1}/users/puppet/roles/confirm", headers=world.as_user("admin")).status_code == 403
+    assert client.post(f"{V1}/users/puppet/roles/confirm", headers=world.as_user("ivan")).status_code == 403
+    requests = client.get(f"{V1}/users/role-requests", headers=world.as_user("sam")).json()
+    assert [(r["username"], r["roles"], r["requested_by"]) for r in requests] == [("puppet", ["investigator"], "admin")]
+    confirmed = client.post(f"{V1}/users/puppet/roles/confirm", headers=world.as_user("sam"))
+    assert confirmed.status_code == 200 and confirmed.json()["roles"] == ["investigator"]
+    assert client.post(f"{V1}/searches", headers=puppet, files={"probe": probe}, data=SEARCH_FIELDS).status_code == 201
+    assert entries(world, "roles_changed")[-1]["details"]["confirmed_by"] == "sam"
+    listed = {u["username"]: u for u in client.get(f"{V1}/users", headers=world.as_user("admin")).json()}
+    assert listed["puppet"]["created_by"] == "admin" and listed["alma"]["pending_roles"] == ["investigator"]
 
 
 def test_a_lockout_holds_only_for_the_address_that_guessed_and_says_nothing_of_existence(people):

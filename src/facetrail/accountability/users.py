@@ -61,6 +61,7 @@ ROLE_ACTIONS: dict[str, frozenset[str]] = {
     "export_audit": frozenset({"auditor", "supervisor"}),
     "view_reports": frozenset({"auditor", "supervisor"}),
     "manage_users": frozenset({"admin"}),
+    "confirm_roles": frozenset({"admin", "supervisor"}),
     "manage_galleries": frozenset({"admin"}),
     "enrol": frozenset({"admin"}),
     "manage_policy": frozenset({"admin"}),
@@ -133,17 +134,19 @@ class UserDirectory:
 
     def create_user(
         self, username: str, password: str, roles: list[str], unit: str = "", display_name: str = "",
-        session: Session | None = None,
+        session: Session | None = None, created_by: int | None = None, roles_pending: bool = False,
     ) -> Actor:
-        """Create an active account; the password is stored only as an argon2id hash."""
+        """Create an active account, recording which user created it (None: set-up); the password is stored only as
+        an argon2id hash. ``roles_pending``: the roles it was asked for wait for a second person, so it may start
+        with none."""
         _check_username(username)
-        stored_roles = _check_roles(roles)
+        stored_roles = _check_roles(roles, allow_none=roles_pending)
         unit = _check_unit(unit)
         if len(display_name) > 200:
             raise AccountabilityError("display name: at most 200 characters")
         check_password(password, username, display_name)
         record = UserRecord(username=username, display_name=display_name, unit=unit, roles=stored_roles,
-                            password_hash=self._hasher.hash(password), active=True)
+                            password_hash=self._hasher.hash(password), active=True, created_by=created_by)
         try:
             with self._writing(session) as writing:
                 writing.add(record)
@@ -191,6 +194,7 @@ class UserDirectory:
         now = utcnow()
         with self.sessions() as session:
             users = session.scalars(select(UserRecord).order_by(UserRecord.username)).all()
+            names = {user.id: user.username for user in users}
             throttles: dict[str, list[LoginThrottleRecord]] = {}
             for throttle in session.scalars(select(LoginThrottleRecord)):
                 throttles.setdefault(throttle.username, []).append(throttle)
@@ -209,6 +213,7 @@ class UserDirectory:
                     "locked": bool(locks),
                     "locked_until": _iso(max(locks)) if locks else None,
                     "created_at": _iso(user.created_at),
+                    "created_by": names.get(user.created_by),
                 })
             return rows
 
@@ -433,9 +438,9 @@ def _check_username(username: str) -> None:
         )
 
 
-def _check_roles(roles: Iterable[str]) -> list[str]:
+def _check_roles(roles: Iterable[str], allow_none: bool = False) -> list[str]:
     wanted = set(roles)
-    if not wanted:
+    if not wanted and not allow_none:
         raise AccountabilityError(f"a user needs at least one role (one of {', '.join(ROLES)})")
     unknown = wanted - set(ROLES)
     if unknown:

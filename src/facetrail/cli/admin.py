@@ -95,10 +95,42 @@ def user_create(
     name: Annotated[str, typer.Option(help="Display name.")] = "",
     data: DataOption = None,
 ) -> None:
-    """Create a user (the password comes from FACETRAIL_NEW_PASSWORD or a prompt)."""
+    """Create a user (the password comes from FACETRAIL_NEW_PASSWORD or a prompt). Roles that see photographs
+    (investigator, examiner, supervisor) wait until a second person runs 'facetrail user confirm USERNAME'."""
     password = password_from("FACETRAIL_NEW_PASSWORD", f"password for {username}", confirm=True)
     created = acting(data, lambda system, actor: system.admin.create_user(actor, username, password, role, unit, name))
-    console.print(f"created {created.username} ({', '.join(sorted(created.roles))})")
+    console.print(f"created {created.user.username} ({', '.join(sorted(created.user.roles)) or 'no roles yet'})")
+    _say_pending(created)
+
+
+def _say_pending(change) -> None:
+    """Tell who must confirm roles that wait for a second person."""
+    if change.pending:
+        console.print(f"{change.user.username}: the roles {', '.join(change.requested)} wait for a second person (an "
+                      "admin, or a supervisor of the user's unit, whose account is older than this request and was not "
+                      f"created by you) to run 'facetrail user confirm {change.user.username}' within 24 hours")
+
+
+@user_app.command("confirm")
+def user_confirm(username: str, data: DataOption = None) -> None:
+    """Confirm, as the second person, the roles an admin asked for a user (admins, or a supervisor of the user's
+    unit, whose account is older than the request and was not created by the admin who asked)."""
+    change = acting(data, lambda system, actor: system.admin.confirm_roles(actor, username))
+    console.print(f"{change.user.username}: {', '.join(sorted(change.user.roles))}")
+
+
+@user_app.command("requests")
+def user_requests(data: DataOption = None, as_json: JsonOption = False) -> None:
+    """The requests for roles waiting for a second person (every one for an admin, their unit's for a supervisor)."""
+    requests = acting(data, lambda system, actor: system.admin.role_requests(actor))
+    if as_json:
+        emit_json(requests)
+        return
+    table = Table("username", "unit", "roles asked for", "holds now", "asked by", "asked at")
+    for r in requests:
+        table.add_row(r["username"], r["unit"], ", ".join(r["roles"]), ", ".join(r["from"]), r["requested_by"] or "",
+                      r["requested_at"])
+    out.print(table)
 
 
 @user_app.command("list")
@@ -108,20 +140,20 @@ def user_list(data: DataOption = None, as_json: JsonOption = False) -> None:
     if as_json:
         emit_json(users)
         return
-    table = Table("username", "roles", "unit", "active", "locked until")
+    table = Table("username", "roles", "unit", "active", "locked until", "roles waiting", "created by")
     for u in users:
-        table.add_row(u["username"], ", ".join(u["roles"]), u.get("unit", ""), str(u.get("active", "")), str(u.get("locked_until") or ""))
+        table.add_row(u["username"], ", ".join(u["roles"]), u.get("unit", ""), str(u.get("active", "")),
+                      str(u.get("locked_until") or ""), ", ".join(u["pending_roles"] or []), u["created_by"] or "")
     out.print(table)
 
 
 @user_app.command("set-roles")
 def user_set_roles(username: str, role: Annotated[list[str], typer.Option("--role")], data: DataOption = None) -> None:
-    """Replace a user's roles (not your own). A change that makes an admin see photographs, where the policy allows
-    it, waits until a second admin runs the same command."""
+    """Replace a user's roles (not your own). A change that gives a role that sees photographs (or makes such a user
+    an admin), where the policy allows it, waits until a second person confirms it ('facetrail user confirm')."""
     change = acting(data, lambda system, actor: system.admin.set_roles(actor, username, role))
     if change.pending:
-        console.print(f"{username}: the change to {', '.join(sorted(set(role)))} waits for a second admin to run the "
-                      "same command; the roles are unchanged until then")
+        _say_pending(change)
     else:
         console.print(f"{change.user.username}: {', '.join(sorted(change.user.roles))}")
 
