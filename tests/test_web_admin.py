@@ -205,3 +205,17 @@ def test_policy_page_refuses_an_invalid_policy_line_by_line_and_loads_a_valid_on
     assert f"version {version + 1} stays in force" in same.text
     history = client.get("/admin/policy").text
     assert all(entry["sha256"] in history for entry in system.admin.policy_history(admin))
+
+
+def test_policy_page_names_the_accounts_holding_roles_it_forbids_together(people):
+    client, system = people.client, people.system
+    admin = system.auth.authenticate(people.tokens["admin"])
+    text = system.admin.policy_in_force(admin)[1]
+    log_in(people, "admin")
+    token = csrf(people, "/admin/policy")
+    system.users.set_roles("alma", ["auditor", "admin"])  # given before a policy forbidding them together
+    loaded = client.post("/admin/policy", data={"csrf_token": token,
+                                                "text": text.replace('    ["auditor", "investigator"],\n',
+                                                                     '    ["auditor", "investigator"],\n    ["auditor", "admin"],\n')})
+    assert loaded.status_code == 200 and "1 account(s) hold roles this policy forbids together" in loaded.text
+    assert "alma (admin, auditor): a user may not hold both &#39;auditor&#39; and &#39;admin&#39;" in loaded.text

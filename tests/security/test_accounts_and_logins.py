@@ -10,7 +10,7 @@ from facetrail.errors import AccountabilityError
 
 from facetrail.server import server_config
 from facetrail.http.settings import ApiSettings
-from tests.security.helpers import entries, run_search
+from tests.security.helpers import decide, entries, run_search
 from tests.fixtures.images import jpeg
 from tests.fixtures.world import PASSWORD, SEARCH_FIELDS, V1
 
@@ -170,3 +170,30 @@ def test_a_common_password_dressed_up_with_a_year_or_punctuation_is_refused_ever
     assert people.client.post(f"{V1}/users", headers=admin, json={  # a passphrase with a year is still fine
         "username": "mallory", "password": "summer orchard tractor 2024", "roles": ["auditor"], "unit": "IG"},
     ).status_code == 201
+
+
+def test_accounts_holding_a_pair_a_new_policy_forbids_are_reported_and_held_back(world, faces):
+    """Issue 17: loading a policy that forbids a pair of roles left the accounts already holding both using them. They
+    are named at the load, and what only those roles allow is refused until an admin resolves their roles."""
+    system, client = world.system, world.client
+    admin = system.auth.authenticate(world.tokens["admin"])
+    policy = system.admin.policy_in_force(admin)[1]
+    system.admin.load_policy(admin, policy.replace('    ["examiner", "supervisor"],\n', ""))
+    system.users.set_roles("sam", ["examiner", "supervisor"])  # given while that policy was in force
+    search_id = run_search(world, faces)
+    loaded = client.put(f"{V1}/policy", headers=world.as_user("admin"), content=policy.encode())
+    assert loaded.status_code == 200, loaded.text
+
+    refused = decide(world, "sam", search_id, "possible_lead")
+    assert refused.status_code == 403, refused.text
+    assert "an admin resolves the account's roles" in refused.json()["error"]["message"]
+    assert client.get(f"{V1}/audit/verify", headers=world.as_user("sam")).status_code == 403
+    assert client.get(f"{V1}/galleries", headers=world.as_user("sam")).status_code == 200  # roles outside the pair
+    assert entries(world, "access_denied")[-1]["details"]["action"] == "verify_audit"
+    held = loaded.json()["accounts_holding_forbidden_roles"]
+    assert [(user["username"], user["roles"]) for user in held] == [("sam", ["examiner", "supervisor"])]
+    assert entries(world, "policy_loaded")[-1]["details"]["accounts_holding_forbidden_roles"] == ["sam"]
+
+    system.admin.set_roles(admin, "sam", ["supervisor"])  # resolved: dropping a role needs no second person
+    assert client.get(f"{V1}/audit/verify", headers=world.as_user("sam")).status_code == 200
+    assert system.admin.roles_held_apart(admin) == []

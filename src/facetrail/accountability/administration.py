@@ -17,7 +17,7 @@ import numpy as np
 from sqlalchemy import select
 
 from facetrail.accountability.context import PHOTO_ROLES, Context, clipped, user_names
-from facetrail.accountability.policy import Policy, role_problems
+from facetrail.accountability.policy import Policy, parse_policy, role_problems
 from facetrail.accountability.schema import RoleChangeRecord, UserRecord
 from facetrail.accountability.users import Actor
 from facetrail.config import EngineConfig, EnrolmentConfig
@@ -288,7 +288,9 @@ class Administration:
     # --- policy -----------------------------------------------------------------------------------------------
 
     def load_policy(self, by: Actor, text: str) -> int:
-        """Load a new policy version (refused with line-level errors, keeping the old one, if invalid)."""
+        """Load a new policy version (refused with line-level errors, keeping the old one, if invalid). Accounts that
+        already hold roles it forbids together are named in its audit entry (and by ``roles_held_apart``): what those
+        roles allow is refused until an admin resolves their roles."""
         context = self.context
         context.require(by, "manage_policy")
         before, _ = context.policy()
@@ -296,12 +298,20 @@ class Administration:
             with context.audit.transaction() as session:
                 version = context.policies.load(text, by.id, session=session)
                 if version != before:
-                    context.audit.record(session, by.username, "policy_loaded", f"policy:{version}",
-                                         {"sha256": hashlib.sha256(text.encode()).hexdigest()})
+                    held_apart = _held_apart(parse_policy(text), context.users.list_users())
+                    context.audit.record(session, by.username, "policy_loaded", f"policy:{version}", {
+                        "sha256": hashlib.sha256(text.encode()).hexdigest(),
+                        "accounts_holding_forbidden_roles": [user["username"] for user in held_apart]})
         except PolicyError as exc:
             context.audit.append(by.username, "policy_refused", "", {"problems": [list(p) for p in exc.problems]})
             raise
         return version
+
+    def roles_held_apart(self, by: Actor) -> list[dict[str, Any]]:
+        """The active accounts holding roles the policy in force forbids together, each with why (admins): what
+        those roles allow is refused until an admin changes their roles (``set_roles``)."""
+        self.context.require(by, "manage_policy")
+        return _held_apart(self.context.policy()[1], self.context.users.list_users())
 
     def policy_in_force(self, by: Actor) -> tuple[int, str]:
         """The active policy's version and text: any authenticated user may read the rules they work under."""
@@ -372,6 +382,17 @@ class Administration:
         path = publish_figures(self.context.datadir, figures, dataset)
         self.context.audit.append(by.username, "evaluation_published", model, {"dataset": dataset})
         return path
+
+
+def _held_apart(policy: Policy, users: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The active accounts among ``users`` whose roles ``policy`` forbids together: username, unit, roles, problems."""
+    held = []
+    for user in users:
+        problems = role_problems(policy, user["roles"])
+        if user["active"] and problems:
+            held.append({"username": user["username"], "unit": user["unit"], "roles": user["roles"],
+                         "problems": problems})
+    return held
 
 
 def _open_requests(session) -> list[RoleChangeRecord]:

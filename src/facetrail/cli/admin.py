@@ -200,8 +200,13 @@ def policy_validate(file: Path) -> None:
 @policy_app.command("load")
 def policy_load(file: Path, data: DataOption = None) -> None:
     """Load a policy file as the new version (an invalid file is refused and the old policy stays in force)."""
-    version = acting(data, lambda system, actor: system.admin.load_policy(actor, _read(file)))
+    version, held_apart = acting(data, lambda system, actor: (system.admin.load_policy(actor, _read(file)),
+                                                               system.admin.roles_held_apart(actor)))
     console.print(f"policy version {version} in force")
+    for user in held_apart:
+        console.print(f"warning: {user['username']} holds {', '.join(user['roles'])}: {'; '.join(user['problems'])}. "
+                      "What those roles allow is refused until an admin changes the account's roles "
+                      f"('facetrail user set-roles {user['username']} --role ...')")
 
 
 @policy_app.command("history")

@@ -122,8 +122,20 @@ class PolicyInForce(BaseModel):
     text: str = Field(description="The policy file (TOML), as loaded.")
 
 
+class HeldApart(BaseModel):
+    """An account holding roles the policy in force forbids together: what those roles allow is refused until an
+    admin changes its roles."""
+
+    username: str
+    unit: str
+    roles: list[str]
+    problems: list[str]
+
+
 class PolicyLoaded(BaseModel):
     version: int = Field(description="The version now in force (unchanged when the text was identical).")
+    accounts_holding_forbidden_roles: list[HeldApart] = Field(
+        default_factory=list, description="Accounts already holding roles this policy forbids together: resolve them.")
 
 
 class PolicyVersion(BaseModel):

@@ -321,6 +321,7 @@ def _policy_page(request: Request, system: Facetrail, actor: Actor, text: str | 
                for entry in reversed(system.admin.policy_history(actor))]
     return render(request, "admin_policy.html", {
         "version": version, "in_force": in_force, "history": history,
+        "held_apart": system.admin.roles_held_apart(actor),
         "text": in_force if text is None else text, **context,
     }, status)
 
