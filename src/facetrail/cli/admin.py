@@ -123,13 +123,19 @@ def user_confirm(username: str, data: DataOption = None) -> None:
 def user_requests(data: DataOption = None, as_json: JsonOption = False) -> None:
     """The requests for roles waiting for a second person (every one for an admin, their unit's for a supervisor)."""
     requests = acting(data, lambda system, actor: system.admin.role_requests(actor))
+    _rows(requests, as_json, ("username", "unit", "roles asked for", "holds now", "asked by", "asked at"),
+          lambda r: (r["username"], r["unit"], ", ".join(r["roles"]), ", ".join(r["from"]), r["requested_by"] or "",
+                     r["requested_at"]))
+
+
+def _rows(rows: list[dict], as_json: bool, columns: tuple[str, ...], cells) -> None:
+    """``rows`` as JSON, or as a table of ``columns`` whose cells ``cells`` makes of each row."""
     if as_json:
-        emit_json(requests)
+        emit_json(rows)
         return
-    table = Table("username", "unit", "roles asked for", "holds now", "asked by", "asked at")
-    for r in requests:
-        table.add_row(r["username"], r["unit"], ", ".join(r["roles"]), ", ".join(r["from"]), r["requested_by"] or "",
-                      r["requested_at"])
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*cells(row))
     out.print(table)
 
 
@@ -137,14 +143,9 @@ def user_requests(data: DataOption = None, as_json: JsonOption = False) -> None:
 def user_list(data: DataOption = None, as_json: JsonOption = False) -> None:
     """List users, their roles, units and state."""
     users = acting(data, lambda system, actor: system.admin.list_users(actor))
-    if as_json:
-        emit_json(users)
-        return
-    table = Table("username", "roles", "unit", "active", "locked until", "roles waiting", "created by")
-    for u in users:
-        table.add_row(u["username"], ", ".join(u["roles"]), u.get("unit", ""), str(u.get("active", "")),
-                      str(u.get("locked_until") or ""), ", ".join(u["pending_roles"] or []), u["created_by"] or "")
-    out.print(table)
+    _rows(users, as_json, ("username", "roles", "unit", "active", "locked until", "roles waiting", "created by"),
+          lambda u: (u["username"], ", ".join(u["roles"]), u["unit"], str(u["active"]), str(u["locked_until"] or ""),
+                     ", ".join(u["pending_roles"] or []), u["created_by"] or "set-up"))
 
 
 @user_app.command("set-roles")
