@@ -213,9 +213,10 @@ def test_policy_page_names_the_accounts_holding_roles_it_forbids_together(people
     text = system.admin.policy_in_force(admin)[1]
     log_in(people, "admin")
     token = csrf(people, "/admin/policy")
-    system.users.set_roles("alma", ["auditor", "admin"])  # given before a policy forbidding them together
+    system.users.set_roles("sam", ["investigator", "supervisor"])  # given before a policy forbidding the pair
     loaded = client.post("/admin/policy", data={"csrf_token": token,
-                                                "text": text.replace('    ["auditor", "investigator"],\n',
-                                                                     '    ["auditor", "investigator"],\n    ["auditor", "admin"],\n')})
+                                                "text": text.replace('    ["auditor", "admin"],\n',
+                                                                     '    ["auditor", "admin"],\n    ["investigator", "supervisor"],\n')})
     assert loaded.status_code == 200 and "1 account(s) hold roles this policy forbids together" in loaded.text
-    assert "alma (admin, auditor): a user may not hold both &#39;auditor&#39; and &#39;admin&#39;" in loaded.text
+    assert ("sam (investigator, supervisor): a user may not hold both &#39;investigator&#39; and &#39;supervisor&#39;"
+            in loaded.text)
