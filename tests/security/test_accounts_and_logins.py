@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from facetrail.errors import AccountabilityError
+from facetrail.accountability.requests import CaseRequest
+from facetrail.errors import AccountabilityError, RefusedError
 
 from facetrail.server import server_config
 from facetrail.http.settings import ApiSettings
@@ -197,3 +198,24 @@ def test_accounts_holding_a_pair_a_new_policy_forbids_are_reported_and_held_back
     system.admin.set_roles(admin, "sam", ["supervisor"])  # resolved: dropping a role needs no second person
     assert client.get(f"{V1}/audit/verify", headers=world.as_user("sam")).status_code == 200
     assert system.admin.roles_held_apart(admin) == []
+
+
+def test_services_that_audit_their_own_refusals_also_hold_back_forbidden_pairs(world, faces):
+    """The same hole behind the services' own role checks: a search or comparison (as the CLI makes them, with no
+    HTTP check before) by an account holding a pair the policy in force forbids is refused, and audited as such."""
+    system = world.system
+    admin = system.auth.authenticate(world.tokens["admin"])
+    policy = system.admin.policy_in_force(admin)[1]
+    system.admin.load_policy(admin, policy.replace('    ["investigator", "examiner"],\n', ""))
+    system.users.set_roles("ivan", ["examiner", "investigator"])  # given while that policy was in force
+    system.admin.load_policy(admin, policy)
+    ivan = system.auth.authenticate(world.tokens["ivan"])
+    photo = jpeg(faces["obama3.jpg"], 600)
+    request = CaseRequest(gallery="county", case_number="24-000123", purpose="criminal_investigation",
+                          offence="robbery", note="a still")
+    with pytest.raises(RefusedError, match="until an admin resolves"):
+        system.searches.search(ivan, photo, request)
+    with pytest.raises(RefusedError, match="until an admin resolves"):
+        system.searches.compare(ivan, photo, photo, request)
+    refused = [entries(world, "search_refused")[-1], entries(world, "compare_refused")[-1]]
+    assert all("until an admin resolves" in e["details"]["reason"] for e in refused)

@@ -121,12 +121,17 @@ class Context:
     def require(self, actor: Actor, action: str, target: str = "") -> None:
         """``users.require``, with a refusal audited (``access_denied``) before it is raised."""
         try:
-            require(actor, action)
+            self.check(actor, action)
         except PermissionDeniedError as exc:
             self.deny(actor, action, target, str(exc))
+
+    def check(self, actor: Actor, action: str) -> None:
+        """``users.require``, and ``roles_held_apart``: PermissionDeniedError, unaudited, for a caller that audits a
+        refusal its own way (a refused search, say)."""
+        require(actor, action)
         held_apart = self.roles_held_apart(actor, action)
         if held_apart:
-            self.deny(actor, action, target, held_apart)
+            raise PermissionDeniedError(held_apart)
 
     def roles_held_apart(self, actor: Actor, action: str) -> str:
         """Why ``actor`` may not ``action`` while holding roles that the policy in force forbids together (a policy

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from facetrail.accountability.outcomes import candidate_status
 from facetrail.accountability.schema import ProbeRecord, ResolutionRecord, ReviewRecord
 from facetrail.accountability.context import NOTICE, Context, user_names
-from facetrail.accountability.users import Actor, require
+from facetrail.accountability.users import Actor
 from facetrail.engine.decode import decode_image
 from facetrail.errors import FacetrailError
 from facetrail.gallery.schema import ImageRecord
@@ -27,7 +27,7 @@ THUMBNAIL_PX = 480
 
 def export_lead(context: Context, actor: Actor, search_id: int) -> str:
     """The lead report for ``search_id`` as HTML (audited); refused unless the search has a verified lead."""
-    require(actor, "export_lead")
+    context.check(actor, "export_lead")
     with context.galleries.sessions() as session:
         search = context.viewable_search(session, actor, search_id)
         if context.search_outcome(session, search_id) != "lead":
