@@ -331,8 +331,9 @@ class Administration:
     # --- keys, backups and calibration ------------------------------------------------------------------------
 
     def back_up(self, by: Actor, folder: Path) -> dict[str, Any]:
-        """Write a backup of the data directory, without its keys, to a new folder (admins; audited before and after,
-        so the backup holds its own start). See ``accountability.backup``."""
+        """Write a backup of the data directory, without its keys, to a new folder, its manifest signed with the audit
+        signing key (admins; audited before and after, so the backup holds its own start). See
+        ``accountability.backup``."""
         from facetrail.accountability.backup import back_up
 
         context = self.context

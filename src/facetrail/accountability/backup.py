@@ -139,9 +139,9 @@ def _audit_key_path(datadir: DataDir) -> Path:
     return Path(os.environ.get(KEY_FILE_ENV) or datadir.keys_dir / KEY_FILE_NAME)
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
+def _read_manifest(folder: Path) -> dict[str, Any]:
     """The backup's manifest, as written (FacetrailError when there is none, or it is of an unknown or unsigned
-    format); :func:`check_backup` checks it."""
+    format); ``check_backup`` checks it."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -159,7 +159,7 @@ def check_backup(folder: Path, audit_key: Path) -> dict[str, Any]:
     """The backup's manifest, after checking that the audit signing key in ``audit_key`` signed it and that the
     folder holds exactly the files it lists, each with its SHA-256 (FacetrailError naming the first problem)."""
     folder = Path(folder)
-    manifest = read_manifest(folder)
+    manifest = _read_manifest(folder)
     problem = AuditTrail.document_problem(audit_key, SIGNED_AS, _signed_part(manifest), manifest.get("signature"))
     if problem:
         raise FacetrailError(f"{folder}/{MANIFEST} is not to be trusted, so the backup is refused: {problem}")
@@ -180,7 +180,7 @@ def restore(folder: Path, datadir: DataDir) -> dict[str, int]:
     """Restore a backup into ``datadir``, which must hold nothing but its keys; returns the rows restored per table.
     See the module docstring for what it checks; a refusal leaves the directory holding only its keys."""
     folder = Path(folder)
-    manifest = read_manifest(folder)
+    manifest = _read_manifest(folder)
     leftovers = [path for path in _files(datadir.root) if datadir.keys_dir not in path.parents] if datadir.root.exists() else []
     if leftovers:
         raise FacetrailError(f"{datadir.root} is not empty (it holds {leftovers[0]}): restore into a fresh directory "
