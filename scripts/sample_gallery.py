@@ -3,7 +3,8 @@
 On first start every step is a real `facetrail` command, echoed before it runs:
 initialise a data directory with its first admin and calibrate the estimated
 false-match rate on every pair of different people in the sample's photographs
-(all 400 ORL faces, or the face_recognition photographs), create a user for each role,
+(all 400 ORL faces, or the face_recognition photographs), create a second admin and a user for each role
+(the second admin asks, the first confirms the roles that see photographs),
 create and authorize a gallery, enrol sample photographs, run a case-bound
 search, have two examiners review it blind, export the lead, write the
 transparency report and verify the audit trail. Then (and on every later
@@ -44,6 +45,9 @@ USERS = {
     "sam": ("supervisor", "RHD"),
     "alma": ("auditor", "Inspector-General"),
 }
+SECOND_ADMIN = "root"
+"""The admin who creates the sample's users; the first admin, who did not create it, confirms the roles that see
+photographs (one admin alone cannot give them)."""
 READY = ".sample-ready"
 """Written in the data directory once the sample is set up; later starts only serve."""
 
@@ -101,7 +105,7 @@ def passwords(data: Path) -> dict[str, str]:
     path = data / "sample-passwords.json"
     if path.exists():
         return json.loads(path.read_text())
-    chosen = {name: secrets.token_urlsafe(12) for name in ["admin", *USERS]}
+    chosen = {name: secrets.token_urlsafe(12) for name in ["admin", SECOND_ADMIN, *USERS]}
     data.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(chosen, indent=2))
     os.chmod(path, 0o600)
@@ -117,10 +121,18 @@ def set_up(data_dir: Path, shared_faces: Path) -> None:
     facetrail("init", *data, "--admin", "admin", "--calibrate-from", str(people), env={"FACETRAIL_ADMIN_PASSWORD": secret["admin"]})
     tokens = {"admin": quiet("login", "admin", "--print-token", *data, token="", env={"FACETRAIL_PASSWORD": secret["admin"]}).strip()}
     existing = {u["username"] for u in json.loads(quiet("user", "list", "--json", *data, token=tokens["admin"]))}
+    if SECOND_ADMIN not in existing:
+        facetrail("user", "create", SECOND_ADMIN, "--role", "admin", *data, token=tokens["admin"],
+                  env={"FACETRAIL_NEW_PASSWORD": secret[SECOND_ADMIN]})
+    tokens[SECOND_ADMIN] = quiet("login", SECOND_ADMIN, "--print-token", *data, token="",
+                                 env={"FACETRAIL_PASSWORD": secret[SECOND_ADMIN]}).strip()
     for username, (role, unit) in USERS.items():
         if username not in existing:
-            facetrail("user", "create", username, "--role", role, "--unit", unit, *data, token=tokens["admin"],
+            facetrail("user", "create", username, "--role", role, "--unit", unit, *data, token=tokens[SECOND_ADMIN],
                       env={"FACETRAIL_NEW_PASSWORD": secret[username]})
+    for request in json.loads(quiet("user", "requests", "--json", *data, token=tokens["admin"])):
+        facetrail("user", "confirm", request["username"], *data, token=tokens["admin"])
+    for username in USERS:
         tokens[username] = quiet("login", username, "--print-token", *data, token="", env={"FACETRAIL_PASSWORD": secret[username]}).strip()
     if GALLERY not in [g["name"] for g in json.loads(quiet("gallery", "list", "--json", *data, token=tokens["admin"]))]:
         facetrail("gallery", "create", GALLERY, "--allowed-source", SOURCE, "--description", "Demonstration gallery of research photographs", *data, token=tokens["admin"])
@@ -152,7 +164,7 @@ def set_up(data_dir: Path, shared_faces: Path) -> None:
 def serve(data_dir: Path, port: int) -> None:
     """Replace this process with the server on 127.0.0.1 after printing where it is and how to log in."""
     secret = passwords(data_dir)
-    roles = {"admin": "admin", **{name: role for name, (role, _) in USERS.items()}}
+    roles = {"admin": "admin", SECOND_ADMIN: "admin", **{name: role for name, (role, _) in USERS.items()}}
     print(f"\nfacetrail is serving {data_dir} at http://127.0.0.1:{port}/  (Ctrl-C stops it)\n"
           f"Log in there with one of the sample accounts (passwords are kept in {data_dir / 'sample-passwords.json'}):")
     for name, role in roles.items():

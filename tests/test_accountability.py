@@ -19,6 +19,7 @@ from facetrail.engine.geometry import Box
 from facetrail.errors import DuplicateError, FacetrailError, PermissionDeniedError, RefusedError
 from facetrail.gallery.enrol import items_from_folder
 from tests.fixtures.images import jpeg
+from tests.fixtures.world import create_confirmed
 from facetrail.accountability.requests import CaseRequest
 
 PASSWORD = "correct horse battery staple"
@@ -40,7 +41,7 @@ def world(datadir, faces, tmp_path):
     }
     actors = {"admin": admin}
     for username, (roles, unit) in people.items():
-        system.admin.create_user(admin, username, PASSWORD, roles, unit)
+        create_confirmed(system, admin, username, roles, unit)
         actors[username] = system.auth.authenticate(system.auth.login(username, PASSWORD)[1])
     folder = tmp_path / "bookings"
     for subject, name, height in (("B-1001", "obama.jpg", 400), ("B-2002", "biden.jpg", 640)):

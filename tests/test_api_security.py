@@ -144,7 +144,7 @@ def test_cookie_sessions_need_the_csrf_header_and_bearer_requests_do_not(client,
     assert client.get(f"{V1}/auth/me").json()["username"] == "admin"  # the cookie alone, on a safe method
 
     def new_user(name: str, headers: dict) -> int:
-        return client.post(f"{V1}/users", headers=headers, json={"username": name, "password": PASSWORD, "roles": ["examiner"]}).status_code
+        return client.post(f"{V1}/users", headers=headers, json={"username": name, "password": PASSWORD, "roles": ["auditor"]}).status_code
 
     def cookies(csrf_value: str) -> None:
         client.cookies.clear()

@@ -106,11 +106,13 @@ def test_bad_configuration_names_the_key(datadir):
 def log_in_investigator(datadir, admin_token: str, monkeypatch) -> None:
     """Create the investigator 'ivan' (once) and act as him in the commands that follow (FACETRAIL_TOKEN)."""
     from facetrail.accountability.service import Facetrail
+    from tests.fixtures.world import create_confirmed
 
     system = Facetrail.open(datadir)
     try:
         if "ivan" not in {user["username"] for user in system.users.list_users()}:
-            system.admin.create_user(system.auth.authenticate(admin_token), "ivan", "correct horse battery staple", ["investigator"], "RHD")
+            create_confirmed(system, system.auth.authenticate(admin_token), "ivan", ["investigator"], "RHD",
+                             "correct horse battery staple")
         monkeypatch.setenv("FACETRAIL_TOKEN", system.auth.login("ivan", "correct horse battery staple")[1])
     finally:
         system.close()
@@ -170,3 +172,31 @@ def test_no_command_acts_anonymously(datadir, monkeypatch, faces):
     monkeypatch.setenv("FACETRAIL_TOKEN", "ft_forged")
     result = invoke("gallery", "list")
     assert result.exit_code == 2 and "token" in result.output
+
+
+def test_users_and_policy_commands_name_what_waits_and_what_is_held_apart(datadir, admin_token, tmp_path, monkeypatch):
+    """An investigator created by the admin waits for a second person, whom the CLI names; a policy forbidding roles
+    an account already holds together names that account when it is loaded."""
+    from facetrail.accountability.service import Facetrail
+
+    monkeypatch.setenv("FACETRAIL_NEW_PASSWORD", "correct horse battery staple")
+    created = invoke("user", "create", "ivan", "--role", "investigator", "--unit", "RHD")
+    assert created.exit_code == 0 and "wait for a second person" in created.output
+    assert "facetrail user confirm ivan" in created.output
+    refused = invoke("user", "confirm", "ivan")  # the admin who asked is not a second person
+    assert refused.exit_code == 2 and "asked for this change" in refused.output
+    assert invoke("user", "create", "weak", "--role", "auditor").exit_code == 0
+    monkeypatch.setenv("FACETRAIL_NEW_PASSWORD", "Summer2024!!")
+    weak = invoke("user", "create", "weaker", "--role", "auditor")
+    assert weak.exit_code == 2 and "common password ('summer')" in weak.output
+
+    system = Facetrail.open(datadir)
+    try:
+        system.users.set_roles("weak", ["investigator", "supervisor"])  # given before a policy forbidding the pair
+        text = system.admin.policy_in_force(system.users.user("admin"))[1]
+    finally:
+        system.close()
+    policy = tmp_path / "policy.toml"
+    policy.write_text(text.replace('    ["auditor", "admin"],\n', '    ["auditor", "admin"],\n    ["investigator", "supervisor"],\n'))
+    loaded = invoke("policy", "load", str(policy))
+    assert loaded.exit_code == 0 and "warning: weak holds investigator, supervisor" in loaded.output

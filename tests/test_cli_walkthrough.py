@@ -24,13 +24,23 @@ def invoke(*args: str, env: dict | None = None):
 
 def test_walkthrough(datadir, admin_token, faces, tmp_path, monkeypatch):
     monkeypatch.setenv("FACETRAIL_SESSION_FILE", str(tmp_path / "sessions.json"))
+    invoke("user", "create", "root", "--role", "admin", env={"FACETRAIL_NEW_PASSWORD": PASSWORD})
+    root = invoke("login", "root", "--print-token", env={"FACETRAIL_PASSWORD": PASSWORD, "FACETRAIL_TOKEN": ""}).strip()
     for username, role, unit in (("ivan", "investigator", "RHD"), ("erin", "examiner", "Forensics"),
                                  ("ezra", "examiner", "Forensics"), ("alma", "auditor", "OIG")):
-        invoke("user", "create", username, "--role", role, "--unit", unit, env={"FACETRAIL_NEW_PASSWORD": PASSWORD})
+        created = runner.invoke(app, ["user", "create", username, "--role", role, "--unit", unit],
+                                env={"FACETRAIL_NEW_PASSWORD": PASSWORD, "FACETRAIL_TOKEN": root})
+        assert created.exit_code == 0 and ("wait for a second person" in created.output) == (role != "auditor"), created.output
+    waiting = json.loads(invoke("user", "requests", "--json"))
+    assert [(r["username"], r["requested_by"]) for r in waiting] == [("ivan", "root"), ("erin", "root"), ("ezra", "root")]
+    for username in ("ivan", "erin", "ezra"):  # the first admin, who did not create root, is the second person
+        invoke("user", "confirm", username)
+    assert json.loads(invoke("user", "requests", "--json")) == []
     tokens = {name: invoke("login", name, "--print-token", env={"FACETRAIL_PASSWORD": PASSWORD, "FACETRAIL_TOKEN": ""}).strip()
               for name in ("ivan", "erin", "ezra", "alma")}
     users = json.loads(invoke("user", "list", "--json"))
-    assert {u["username"] for u in users} == {"admin", "ivan", "erin", "ezra", "alma"} and all("hash" not in json.dumps(u) for u in users)
+    assert {u["username"] for u in users} == {"admin", "root", "ivan", "erin", "ezra", "alma"} and all("hash" not in json.dumps(u) for u in users)
+    assert {u["username"]: u["created_by"] for u in users}["ivan"] == "root"
 
     bookings = tmp_path / "bookings"
     for subject, name in (("B-1001", "obama.jpg"), ("B-2002", "biden.jpg")):

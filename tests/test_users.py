@@ -41,6 +41,7 @@ EXPECTED_ACTIONS = {
     "export_audit": {"auditor", "supervisor"},
     "view_reports": {"auditor", "supervisor"},
     "manage_users": {"admin"},
+    "confirm_roles": {"admin", "supervisor"},
     "manage_galleries": {"admin"},
     "enrol": {"admin"},
     "manage_policy": {"admin"},
@@ -386,3 +387,31 @@ def test_gallery_grants_decide_who_may_search(users, galleries):
     assert users.grants(county) == []
     with pytest.raises(NotFoundError):
         users.revoke_gallery(county, "Robbery")
+
+
+def test_the_migration_recording_account_creators_takes_them_from_the_audit_trail(tmp_path):
+    """Migration 0005 adds users.created_by and fills it for existing accounts from their first 'user_created'
+    entry (the set-up admin, created by 'system', and accounts the trail does not name keep none)."""
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from facetrail.store import _alembic_config
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    config = _alembic_config(engine)
+    command.upgrade(config, "0004")
+    with engine.begin() as connection:
+        for number, name in enumerate(["admin", "root", "ivan", "older"], 1):
+            connection.execute(text("INSERT INTO users (id, username, display_name, unit, roles, password_hash, active, "
+                                    "created_at) VALUES (:id, :name, '', '', '[]', 'x', 1, CURRENT_TIMESTAMP)"),
+                               {"id": number, "name": name})
+        for seq, (actor, target) in enumerate([("system", "admin"), ("admin", "root"), ("root", "ivan"),
+                                               ("admin", "ivan")], 1):
+            connection.execute(text("INSERT INTO audit_entries (seq, recorded_at, actor, action, target, details, "
+                                    "prev_hash, entry_hash) VALUES (:seq, '', :actor, 'user_created', :target, '{}', "
+                                    "'', :hash)"), {"seq": seq, "actor": actor, "target": target, "hash": f"h{seq}"})
+    command.upgrade(config, "head")
+    with engine.connect() as connection:
+        creators = dict(connection.execute(text("SELECT username, created_by FROM users")).all())
+    engine.dispose()
+    assert creators == {"admin": None, "root": 1, "ivan": 2, "older": None}

@@ -42,7 +42,13 @@ def test_admin_creates_an_account_that_can_log_in_and_manages_it(people):
            "password": "a long enough password", "roles": ["investigator"]}
     created = client.post("/admin/users", data=new)
     assert created.status_code == 200 and created.url.path == "/admin/users"
-    assert "Account nina created." in created.text and "Nina Reyes" in created.text
+    assert "wait for a second person" in created.text and "Nina Reyes" in created.text
+    assert (accounts(people)["nina"]["roles"], accounts(people)["nina"]["pending_roles"]) == ([], ["investigator"])
+    assert "waiting: investigator" in created.text
+    own = client.post("/admin/users/nina/confirm", data={"csrf_token": token})  # the admin who asked: not a second person
+    assert own.status_code == 403 and "asked for this change" in own.text
+    sam = people.system.auth.authenticate(people.tokens["sam"])  # RHD's supervisor is one
+    people.system.admin.confirm_roles(sam, "nina")
     assert (accounts(people)["nina"]["roles"], accounts(people)["nina"]["unit"]) == (["investigator"], "RHD")
 
     forbidden = client.post("/admin/users", data={**new, "username": "omar", "roles": ["investigator", "examiner"]})
@@ -51,11 +57,13 @@ def test_admin_creates_an_account_that_can_log_in_and_manages_it(people):
     duplicate = client.post("/admin/users", data=new)
     assert duplicate.status_code == 409 and "already exists" in duplicate.text
 
-    changed = client.post("/admin/users/nina/roles", data={"csrf_token": token, "roles": ["examiner"]})
+    changed = client.post("/admin/users/nina/roles", data={"csrf_token": token, "roles": ["auditor"]})
     assert changed.status_code == 200 and "The roles of nina are changed" in changed.text
-    assert accounts(people)["nina"]["roles"] == ["examiner"]
+    assert accounts(people)["nina"]["roles"] == ["auditor"]
     refused = client.post("/admin/users/nina/roles", data={"csrf_token": token, "roles": ["examiner", "auditor"]})
-    assert refused.status_code == 403 and accounts(people)["nina"]["roles"] == ["examiner"]
+    assert refused.status_code == 403 and accounts(people)["nina"]["roles"] == ["auditor"]
+    waiting = client.post("/admin/users/nina/roles", data={"csrf_token": token, "roles": ["examiner"]})
+    assert "wait for a second person" in waiting.text and accounts(people)["nina"]["roles"] == ["auditor"]
 
     client.post("/admin/users/nina/active", data={"csrf_token": token, "active": "false"})
     assert accounts(people)["nina"]["active"] is False
@@ -72,7 +80,7 @@ def test_admin_creates_an_account_that_can_log_in_and_manages_it(people):
 
     log_in(people, "nina", "a long enough password")
     home = client.get("/")
-    assert "nina" in home.text and "Review queue" in home.text and "/admin/users" not in home.text
+    assert "nina" in home.text and "Review queue" not in home.text and "/admin/users" not in home.text
 
 
 def test_nobody_but_an_admin_reaches_the_admin_pages(people):
@@ -197,3 +205,18 @@ def test_policy_page_refuses_an_invalid_policy_line_by_line_and_loads_a_valid_on
     assert f"version {version + 1} stays in force" in same.text
     history = client.get("/admin/policy").text
     assert all(entry["sha256"] in history for entry in system.admin.policy_history(admin))
+
+
+def test_policy_page_names_the_accounts_holding_roles_it_forbids_together(people):
+    client, system = people.client, people.system
+    admin = system.auth.authenticate(people.tokens["admin"])
+    text = system.admin.policy_in_force(admin)[1]
+    log_in(people, "admin")
+    token = csrf(people, "/admin/policy")
+    system.users.set_roles("sam", ["investigator", "supervisor"])  # given before a policy forbidding the pair
+    loaded = client.post("/admin/policy", data={"csrf_token": token,
+                                                "text": text.replace('    ["auditor", "admin"],\n',
+                                                                     '    ["auditor", "admin"],\n    ["investigator", "supervisor"],\n')})
+    assert loaded.status_code == 200 and "1 account(s) hold roles this policy forbids together" in loaded.text
+    assert ("sam (investigator, supervisor): a user may not hold both &#39;investigator&#39; and &#39;supervisor&#39;"
+            in loaded.text)

@@ -16,7 +16,7 @@ from sqlalchemy import update
 from facetrail.accountability.schema import AuditEntryRecord
 from tests.fixtures.images import jpeg
 from tests.fixtures.web import post_login
-from tests.fixtures.world import CASE, PASSWORD, SEARCH_FIELDS, World
+from tests.fixtures.world import CASE, PASSWORD, SEARCH_FIELDS, World, create_confirmed
 from facetrail.accountability.requests import CaseRequest
 
 
@@ -138,7 +138,7 @@ def test_report_errors_are_shown_not_crashed_on(world, query, status, message):
 def test_a_case_used_by_three_people_is_flagged(world, faces):
     system = world.system
     admin = system.auth.authenticate(world.tokens["admin"])
-    system.admin.create_user(admin, "ida", PASSWORD, ["investigator"], "RHD")
+    create_confirmed(system, admin, "ida", ["investigator"], "RHD")
     world.tokens["ida"] = system.auth.login("ida", PASSWORD)[1]
     photo = jpeg(faces["obama2.jpg"], 400)
     search_as(world, "ivan", photo)

@@ -6,7 +6,7 @@ import re
 
 from tests.fixtures.images import jpeg
 from tests.fixtures.web import post_login
-from tests.fixtures.world import PASSWORD, SEARCH_FIELDS, V1, World
+from tests.fixtures.world import PASSWORD, SEARCH_FIELDS, V1, World, create_confirmed
 
 
 def run_search(world: World, faces, investigator: str = "ivan") -> int:
@@ -24,9 +24,9 @@ def decide(world: World, username: str, search_id: int, decision: str, rank: int
 
 
 def add_user(world: World, username: str, roles: list[str], unit: str) -> None:
-    """Create an account through the service as the admin, and log it in."""
+    """Create an account through the service (asked for by the second admin, confirmed by the admin), and log it in."""
     admin = world.system.auth.authenticate(world.tokens["admin"])
-    world.system.admin.create_user(admin, username, PASSWORD, roles, unit)
+    create_confirmed(world.system, admin, username, roles, unit)
     world.tokens[username] = world.system.auth.login(username, PASSWORD)[1]
 
 

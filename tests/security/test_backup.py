@@ -4,6 +4,7 @@ verifies its audit trail and answers a search."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -71,8 +72,10 @@ def test_a_damaged_backup_is_refused(world, tmp_path, monkeypatch):
     world.system.admin.back_up(admin, backup)
     with (backup / "tables" / "subjects.jsonl").open("a") as table:
         table.write('{"id": 999}\n')
+    target = DataDir(tmp_path / "restored")
+    _keys_for(target, world)
     with pytest.raises(FacetrailError, match="subjects.jsonl is missing or damaged"):
-        _restore(backup, DataDir(tmp_path / "restored"), monkeypatch)
+        _restore(backup, target, monkeypatch)
     assert [e for e in world.system.audit.entries(action="backup_created")]
 
 
@@ -101,3 +104,110 @@ def _restore(backup, target, monkeypatch):
     monkeypatch.delenv("FACETRAIL_DATA", raising=False)
     assert os.environ.get("FACETRAIL_KEY_FILE") is None
     return restore(backup, target)
+
+
+def _forged(backup, edit) -> None:
+    """Apply ``edit`` to the backup's users table, then recompute that file's SHA-256 in the manifest (as someone
+    who can write to the backup, but has no key, would)."""
+    users = backup / "tables" / "users.jsonl"
+    rows = [json.loads(line) for line in users.read_text().splitlines()]
+    users.write_text("".join(json.dumps(edit(row), sort_keys=True) + "\n" for row in rows))
+    manifest = json.loads((backup / "manifest.json").read_text())
+    manifest["files"]["tables/users.jsonl"] = hashlib.sha256(users.read_bytes()).hexdigest()
+    (backup / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+
+
+def _keys_for(target, world) -> None:
+    target.keys_dir.mkdir(parents=True, mode=0o700)
+    for key in world.system.datadir.keys_dir.iterdir():
+        shutil.copy2(key, target.keys_dir / key.name)
+
+
+def _only_keys_left(target) -> bool:
+    return all(target.keys_dir in path.parents for path in target.root.rglob("*") if path.is_file())
+
+
+def _promoted(row):
+    if row["username"] == "ivan":
+        return {**row, "roles": ["admin", "investigator"], "unit": "Vice"}
+    return row
+
+
+def _manifest_edit(backup, edit) -> None:
+    manifest = json.loads((backup / "manifest.json").read_text())
+    edit(manifest)
+    (backup / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+
+
+@pytest.mark.parametrize("attack", ["users_table_rehashed", "manifest_entry_deleted", "unlisted_file", "unsigned",
+                                    "signed_by_another_key"])
+def test_an_edited_backup_is_refused_before_anything_is_restored(world, tmp_path, monkeypatch, attack):
+    admin = world.system.auth.authenticate(world.tokens["admin"])
+    backup = tmp_path / "backup"
+    world.system.admin.back_up(admin, backup)
+    if attack == "users_table_rehashed":
+        _forged(backup, _promoted)
+        expected = "signature does not verify"
+    elif attack == "manifest_entry_deleted":
+        _forged(backup, _promoted)
+        _manifest_edit(backup, lambda manifest: manifest["files"].pop("tables/users.jsonl"))
+        expected = "signature does not verify"
+    elif attack == "unlisted_file":
+        (backup / "images" / "planted.bin").write_bytes(b"not from the backup")
+        expected = "planted.bin is not listed in the signed manifest"
+    elif attack == "unsigned":
+        _forged(backup, _promoted)
+        _manifest_edit(backup, lambda manifest: manifest.pop("signature", None))
+        expected = "not signed"
+    else:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from facetrail.accountability.verify_audit import canonical_json, public_key_id
+
+        _forged(backup, _promoted)
+        other = Ed25519PrivateKey.generate()
+
+        def resign(manifest):
+            manifest.pop("signature", None)
+            digest = hashlib.sha256(canonical_json(manifest)).hexdigest()
+            manifest["signature"] = {
+                "key_id": public_key_id(other.public_key()),
+                "signature": base64.b64encode(other.sign(canonical_json({"purpose": "backup-manifest",
+                                                                         "sha256": digest}))).decode()}
+        _manifest_edit(backup, resign)
+        expected = "signed by another key"
+    target = DataDir(tmp_path / "restored")
+    _keys_for(target, world)
+    with pytest.raises(FacetrailError, match=expected):
+        _restore(backup, target, monkeypatch)
+    assert _only_keys_left(target)
+
+
+def test_a_restore_whose_audit_trail_does_not_verify_is_refused_and_undone(world, tmp_path, monkeypatch):
+    """A database administrator rewrote an audit entry before the backup: the backup is honestly signed, but the
+    trail it restores does not verify, so the restore is refused and leaves only the keys."""
+    from sqlalchemy import update
+
+    from facetrail.accountability.schema import AuditEntryRecord
+
+    system = world.system
+    system.audit.checkpoint()
+    with system.galleries.sessions.begin() as session:
+        session.execute(update(AuditEntryRecord).where(AuditEntryRecord.action == "user_created")
+                        .values(target="someone-else"))
+    admin = system.auth.authenticate(world.tokens["admin"])
+    backup = tmp_path / "backup"
+    system.admin.back_up(admin, backup)
+    target = DataDir(tmp_path / "restored")
+    _keys_for(target, world)
+    postgres = system.galleries.engine.dialect.name == "postgresql"
+    with fresh_database_url() if postgres else nullcontext() as url:
+        if url:
+            monkeypatch.setenv(DATABASE_URL_ENV, url)
+        with pytest.raises(FacetrailError, match="restored audit trail does not verify"):
+            _restore(backup, target, monkeypatch)
+        assert _only_keys_left(target)
+        check = Facetrail.initialise(target, "admin", PASSWORD)  # the database was left empty: it can start afresh
+        try:
+            assert check.users.count() == 1
+        finally:
+            check.close()

@@ -1,6 +1,6 @@
 """Administration: accounts and roles, galleries and their grants, enrolment, expungement, policy, keys and backups.
 
-Every change is an admin's (a photograph-viewing admin needs a second admin) and is audited in the same
+Every change is an admin's (an account that sees photographs needs a second person) and is audited in the same
 transaction as the change, or refused and audited as a refusal. Admins never search and never see photographs.
 """
 
@@ -18,8 +18,8 @@ from sqlalchemy import select
 
 from facetrail.accountability.context import PHOTO_ROLES, Context, clipped, user_names
 from facetrail.accountability.lookalikes import refuse_imitation
-from facetrail.accountability.policy import Policy, role_problems
-from facetrail.accountability.schema import RoleChangeRecord
+from facetrail.accountability.policy import Policy, parse_policy, role_problems
+from facetrail.accountability.schema import RoleChangeRecord, UserRecord
 from facetrail.accountability.users import Actor
 from facetrail.config import EngineConfig, EnrolmentConfig
 from facetrail.engine.ray_pool import connect as connect_ray
@@ -31,18 +31,30 @@ from facetrail.evaluation.published import publish as publish_figures
 from facetrail.gallery.enrol import EnrolItem, EnrolOutcome, EnrolSummary, enrol
 from facetrail.gallery.gallery import GalleryInfo, check_subject_id
 from facetrail.gallery.schema import GalleryRecord
-from facetrail.store import utcnow
+from facetrail.store import as_utc, utcnow
 
 ROLE_CHANGE_HOURS = 24
-"""How long a role change waiting for a second admin stays open."""
+"""How long a request for roles waiting for a second person stays open."""
+SECOND_PERSON = ("a second admin, or a supervisor of the account's unit, whose account is older than the request and "
+                 "was not created by the admin who asked")
+"""Who may confirm a request for roles that see photographs."""
 
 
 @dataclass(frozen=True)
 class RoleChange:
-    """The outcome of a role change: the user as they are now, and whether the change waits for a second admin."""
+    """The outcome of creating an account or changing its roles: the user as they are now, and whether roles asked
+    for wait for a second person (``pending``; ``requested`` are the roles asked for)."""
 
     user: Actor
     pending: bool
+    requested: tuple[str, ...] = ()
+
+
+def needs_second_person(held: set[str], wanted: set[str]) -> bool:
+    """Whether going from roles ``held`` to ``wanted`` needs a second person: it gives a role that sees photographs,
+    or makes a user who sees photographs an admin."""
+    added = wanted - held
+    return bool(added & PHOTO_ROLES) or ("admin" in added and bool(wanted & PHOTO_ROLES))
 
 
 class Administration:
@@ -53,26 +65,30 @@ class Administration:
 
     # --- accounts and roles -----------------------------------------------------------------------------------
 
-    def create_user(self, by: Actor, username: str, password: str, roles: list[str], unit: str = "", display_name: str = "") -> Actor:
-        """Create an account (admins; audited with it). An account that would be an admin and see photographs
-        cannot be created by one admin: create it without one of the two, then change its roles (set_roles), which
-        needs a second admin."""
+    def create_user(self, by: Actor, username: str, password: str, roles: list[str], unit: str = "",
+                    display_name: str = "") -> RoleChange:
+        """Create an account (admins; audited with it, with who created it). Roles that see photographs wait for a
+        second person (SECOND_PERSON, see ``confirm_roles``): until then the account holds only its other roles, so
+        no admin can make an account, log in as it and see photographs alone."""
         context = self.context
         context.require(by, "manage_users", username)
         self._check_roles(roles)
-        if _admin_with_photographs(set(roles)):
-            context.deny(by, "manage_users", username, "an account that is both an admin and sees photographs needs a "
-                                                       "second admin: create it without one of the two, then change its roles")
+        wanted = sorted(set(roles))
+        pending = needs_second_person(set(), set(wanted))
+        held = [role for role in wanted if role not in PHOTO_ROLES] if pending else wanted
         with context.audit.transaction() as session:
-            created = context.users.create_user(username, password, roles, unit, display_name, session=session)
-            context.audit.record(session, by.username, "user_created", username, {"roles": sorted(roles), "unit": unit})
-        return created
+            created = context.users.create_user(username, password, held, unit, display_name, session=session,
+                                                created_by=by.id, roles_pending=pending)
+            context.audit.record(session, by.username, "user_created", username, {"roles": held, "unit": unit})
+            if pending:
+                self._request(session, by, created, wanted)
+        return RoleChange(created, pending, tuple(wanted))
 
     def set_roles(self, by: Actor, username: str, roles: list[str]) -> RoleChange:
-        """Replace a user's roles (admins; audited). No one changes their own roles. A change that makes an admin
-        see photographs (or gives a photograph-viewing user admin), where the policy allows that at all, waits for a
-        second admin: the first admin's request is recorded (``pending``), and it takes effect when a different admin
-        asks for the same roles within ROLE_CHANGE_HOURS."""
+        """Replace a user's roles (admins; audited). No one changes their own roles. A change that gives a role that
+        sees photographs (or makes such a user an admin), where the policy allows the roles at all, waits for a
+        second person: the admin's request is recorded (``pending``), and takes effect when SECOND_PERSON confirms
+        it within ROLE_CHANGE_HOURS (``confirm_roles``, or a second admin asking for the same roles)."""
         context = self.context
         context.require(by, "manage_users", username)
         target = context.users.user(username)
@@ -80,24 +96,63 @@ class Administration:
             context.deny(by, "manage_users", username, "no one may change their own roles; ask another admin")
         self._check_roles(roles)
         wanted = sorted(set(roles))
+        if needs_second_person(set(target.roles), set(wanted)):
+            with context.audit.transaction() as session:
+                request = _open_request(session, target.id)
+                if request is None or sorted(request.roles) != wanted or request.requested_by == by.id:
+                    self._request(session, by, target, wanted)
+                    return RoleChange(target, True, tuple(wanted))
+            return self._confirm(by, target, wanted)
         with context.audit.transaction() as session:
-            requester = None
-            if _admin_with_photographs(set(wanted)) and not set(wanted) <= target.roles:
-                since = utcnow() - dt.timedelta(hours=ROLE_CHANGE_HOURS)
-                pending = session.scalar(select(RoleChangeRecord).where(
-                    RoleChangeRecord.user_id == target.id, RoleChangeRecord.approved_by.is_(None),
-                    RoleChangeRecord.requested_at >= since).order_by(RoleChangeRecord.id.desc()).limit(1))
-                if pending is None or sorted(pending.roles) != wanted or pending.requested_by == by.id:
-                    session.add(RoleChangeRecord(user_id=target.id, roles=wanted, requested_by=by.id))
-                    context.audit.record(session, by.username, "roles_change_requested", username, {
-                        "roles": wanted, "from": sorted(target.roles), "waits_for": "a second admin"})
-                    return RoleChange(target, pending=True)
-                pending.approved_by, pending.approved_at = by.id, utcnow()
-                requester = user_names(session).get(pending.requested_by)
             changed = context.users.set_roles(username, wanted, session=session)
             context.audit.record(session, by.username, "roles_changed", username, {
-                "roles": wanted, "from": sorted(target.roles), "requested_by": requester})
-        return RoleChange(changed, pending=False)
+                "roles": wanted, "from": sorted(target.roles), "requested_by": None})
+        return RoleChange(changed, False, tuple(wanted))
+
+    def confirm_roles(self, by: Actor, username: str) -> RoleChange:
+        """Confirm the open request for an account's roles, as SECOND_PERSON (audited; a refusal too, with why)."""
+        self.context.require(by, "confirm_roles", username)
+        return self._confirm(by, self.context.users.user(username), None)
+
+    def role_requests(self, by: Actor) -> list[dict[str, Any]]:
+        """The open requests for roles, oldest first: every one for an admin, their unit's for a supervisor."""
+        self.context.require(by, "confirm_roles")
+        with self.context.users.sessions() as session:
+            names = user_names(session)
+            requests = []
+            for request in _open_requests(session):
+                user = session.get(UserRecord, request.user_id)
+                if by.has("admin") or (user.unit and user.unit == by.unit):
+                    requests.append({"username": user.username, "unit": user.unit, "roles": sorted(request.roles),
+                                     "from": sorted(user.roles), "requested_by": names.get(request.requested_by),
+                                     "requested_at": as_utc(request.requested_at).isoformat()})
+            return requests
+
+    def _request(self, session, by: Actor, target: Actor, wanted: list[str]) -> None:
+        """Record (and audit) ``by``'s request that ``target`` hold ``wanted``, waiting for a second person."""
+        session.add(RoleChangeRecord(user_id=target.id, roles=wanted, requested_by=by.id))
+        self.context.audit.record(session, by.username, "roles_change_requested", target.username, {
+            "roles": wanted, "from": sorted(target.roles), "waits_for": SECOND_PERSON})
+
+    def _confirm(self, by: Actor, target: Actor, roles: list[str] | None) -> RoleChange:
+        """Apply the open request for ``target``'s roles (``roles``, when given, must be what it asks for) as
+        confirmed by ``by``, or refuse (audited) saying why ``by`` may not."""
+        context = self.context
+        with context.audit.transaction() as session:
+            request = _open_request(session, target.id)
+            if request is None or (roles is not None and sorted(request.roles) != roles):
+                problem = f"no request for the roles of {target.username!r} is waiting to be confirmed"
+            else:
+                problem = _confirmation_problem(session, by, request, target) or "; ".join(
+                    role_problems(context.policy()[1], request.roles))
+            if not problem:
+                request.approved_by, request.approved_at = by.id, utcnow()
+                changed = context.users.set_roles(target.username, request.roles, session=session)
+                context.audit.record(session, by.username, "roles_changed", target.username, {
+                    "roles": sorted(request.roles), "from": sorted(target.roles),
+                    "requested_by": user_names(session).get(request.requested_by), "confirmed_by": by.username})
+                return RoleChange(changed, False, tuple(sorted(request.roles)))
+        context.deny(by, "confirm_roles", target.username, problem)
 
     def set_active(self, by: Actor, username: str, active: bool) -> Actor:
         """Enable or disable an account (admins; audited with it); disabling revokes its tokens. No one disables
@@ -123,9 +178,11 @@ class Administration:
         return unlocked
 
     def list_users(self, by: Actor) -> list[dict[str, Any]]:
-        """Every account, without password hashes (admins)."""
+        """Every account, without password hashes, with who created it and the roles it waits for (admins)."""
         self.context.require(by, "manage_users")
-        return self.context.users.list_users()
+        with self.context.users.sessions() as session:
+            waiting = {request.user_id: sorted(request.roles) for request in _open_requests(session)}
+        return [{**user, "pending_roles": waiting.get(user["id"])} for user in self.context.users.list_users()]
 
     def _check_roles(self, roles: list[str]) -> None:
         problems = role_problems(self.context.policy()[1], roles)
@@ -234,7 +291,9 @@ class Administration:
     # --- policy -----------------------------------------------------------------------------------------------
 
     def load_policy(self, by: Actor, text: str) -> int:
-        """Load a new policy version (refused with line-level errors, keeping the old one, if invalid)."""
+        """Load a new policy version (refused with line-level errors, keeping the old one, if invalid). Accounts that
+        already hold roles it forbids together are named in its audit entry (and by ``roles_held_apart``): what those
+        roles allow is refused until an admin resolves their roles."""
         context = self.context
         context.require(by, "manage_policy")
         before, _ = context.policy()
@@ -242,12 +301,20 @@ class Administration:
             with context.audit.transaction() as session:
                 version = context.policies.load(text, by.id, session=session)
                 if version != before:
-                    context.audit.record(session, by.username, "policy_loaded", f"policy:{version}",
-                                         {"sha256": hashlib.sha256(text.encode()).hexdigest()})
+                    held_apart = _held_apart(parse_policy(text), context.users.list_users())
+                    context.audit.record(session, by.username, "policy_loaded", f"policy:{version}", {
+                        "sha256": hashlib.sha256(text.encode()).hexdigest(),
+                        "accounts_holding_forbidden_roles": [user["username"] for user in held_apart]})
         except PolicyError as exc:
             context.audit.append(by.username, "policy_refused", "", {"problems": [list(p) for p in exc.problems]})
             raise
         return version
+
+    def roles_held_apart(self, by: Actor) -> list[dict[str, Any]]:
+        """The active accounts holding roles the policy in force forbids together, each with why (admins): what
+        those roles allow is refused until an admin changes their roles (``set_roles``)."""
+        self.context.require(by, "manage_policy")
+        return _held_apart(self.context.policy()[1], self.context.users.list_users())
 
     def policy_in_force(self, by: Actor) -> tuple[int, str]:
         """The active policy's version and text: any authenticated user may read the rules they work under."""
@@ -267,8 +334,9 @@ class Administration:
     # --- keys, backups and calibration ------------------------------------------------------------------------
 
     def back_up(self, by: Actor, folder: Path) -> dict[str, Any]:
-        """Write a backup of the data directory, without its keys, to a new folder (admins; audited before and after,
-        so the backup holds its own start). See ``accountability.backup``."""
+        """Write a backup of the data directory, without its keys, to a new folder, its manifest signed with the audit
+        signing key (admins; audited before and after, so the backup holds its own start). See
+        ``accountability.backup``."""
         from facetrail.accountability.backup import back_up
 
         context = self.context
@@ -320,6 +388,51 @@ class Administration:
         return path
 
 
-def _admin_with_photographs(roles: set[str]) -> bool:
-    """Whether ``roles`` make one person both an administrator and someone who sees photographs."""
-    return "admin" in roles and bool(roles & PHOTO_ROLES)
+def _held_apart(policy: Policy, users: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The active accounts among ``users`` whose roles ``policy`` forbids together: username, unit, roles, problems."""
+    held = []
+    for user in users:
+        problems = role_problems(policy, user["roles"])
+        if user["active"] and problems:
+            held.append({"username": user["username"], "unit": user["unit"], "roles": user["roles"],
+                         "problems": problems})
+    return held
+
+
+def _open_requests(session) -> list[RoleChangeRecord]:
+    """The latest unconfirmed request of each account made within ROLE_CHANGE_HOURS, oldest first."""
+    since = utcnow() - dt.timedelta(hours=ROLE_CHANGE_HOURS)
+    latest: dict[int, RoleChangeRecord] = {}
+    for request in session.scalars(select(RoleChangeRecord).where(
+            RoleChangeRecord.approved_by.is_(None), RoleChangeRecord.requested_at >= since).order_by(RoleChangeRecord.id)):
+        latest[request.user_id] = request
+    return sorted(latest.values(), key=lambda request: request.id)
+
+
+def _open_request(session, user_id: int) -> RoleChangeRecord | None:
+    """The latest unconfirmed request for the roles of ``user_id`` made within ROLE_CHANGE_HOURS."""
+    since = utcnow() - dt.timedelta(hours=ROLE_CHANGE_HOURS)
+    return session.scalar(select(RoleChangeRecord).where(
+        RoleChangeRecord.user_id == user_id, RoleChangeRecord.approved_by.is_(None),
+        RoleChangeRecord.requested_at >= since).order_by(RoleChangeRecord.id.desc()).limit(1))
+
+
+def _confirmation_problem(session, by: Actor, request: RoleChangeRecord, target: Actor) -> str:
+    """Why ``by`` may not be the second person for ``request`` ("" when they may): they must not be the requester or
+    the account itself, must hold an account older than the request that the requester did not create, and be an
+    admin, or a supervisor of the account's unit (for roles other than admin)."""
+    confirmer = session.get(UserRecord, by.id)
+    requester = user_names(session).get(request.requested_by)
+    if by.id == request.requested_by:
+        return f"{by.username!r} asked for this change: it needs {SECOND_PERSON}"
+    if by.id == target.id:
+        return "no one confirms their own roles"
+    if not (by.has("admin") or (by.has("supervisor") and target.unit and by.unit == target.unit
+                                and "admin" not in request.roles)):
+        return f"only {SECOND_PERSON} may confirm it"
+    if confirmer.created_by == request.requested_by:
+        return (f"the account of {by.username!r} was created by {requester!r}, who asked for this change: it needs "
+                f"{SECOND_PERSON}")
+    if as_utc(confirmer.created_at) >= as_utc(request.requested_at):
+        return f"the account of {by.username!r} is newer than the request: it needs {SECOND_PERSON}"
+    return ""

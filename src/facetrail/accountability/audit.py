@@ -43,7 +43,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from filelock import FileLock, Timeout
@@ -648,3 +648,32 @@ class AuditTrail:
             query = query.limit(limit)
         with self.sessions() as session:
             return [dict(row) for row in session.execute(query).mappings()]
+
+    def sign_document(self, purpose: str, document: bytes) -> dict[str, str]:
+        """Sign ``document`` (a backup's manifest, say) with the audit signing key: ``{"key_id", "signature"}``
+        (Ed25519, base64, over the canonical JSON of ``{"purpose", "sha256"}``, so a signature made for one purpose
+        passes for no other, nor for a checkpoint). Check it with :meth:`document_problem`."""
+        key = self._signing_key()
+        signature = key.sign(canonical_json({"purpose": purpose, "sha256": hashlib.sha256(document).hexdigest()}))
+        return {"key_id": public_key_id(key.public_key()), "signature": base64.b64encode(signature).decode("ascii")}
+
+    @staticmethod
+    def document_problem(key_path: Path, purpose: str, document: bytes, signed: Any) -> str:
+        """Why ``signed`` is not the :meth:`sign_document` signature of ``document`` for ``purpose`` by the audit
+        signing key in ``key_path`` ("" when it is)."""
+        try:
+            public_key = _read_signing_key(key_path).public_key()
+        except FileNotFoundError:
+            return f"the audit signing key {key_path} does not exist"
+        except AuditError as error:
+            return str(error)
+        if not isinstance(signed, dict) or not isinstance(signed.get("signature"), str):
+            return "it is not signed"
+        if signed.get("key_id") != public_key_id(public_key):
+            return f"it was signed by another key (id {str(signed.get('key_id'))[:64]!r}), not this audit signing key"
+        try:
+            public_key.verify(base64.b64decode(signed["signature"], validate=True),
+                              canonical_json({"purpose": purpose, "sha256": hashlib.sha256(document).hexdigest()}))
+        except (InvalidSignature, ValueError):
+            return "its signature does not verify: it was changed after it was signed"
+        return ""

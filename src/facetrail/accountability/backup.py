@@ -2,22 +2,27 @@
 
 A backup is a folder: every table of the store as JSON Lines (``tables/<table>.jsonl``, read in one snapshot), the
 encrypted photographs and probes as stored (``images/``, ``probes/``), ``config.toml``, and ``manifest.json`` with the
-schema revision, row counts and the SHA-256 of every file. It holds **no keys**: the data key file and the audit
-signing key are backed up separately (docs/encryption.md, docs/audit.md), so a stolen backup is ciphertext. Index
-files are not copied; they are rebuilt from the store on the first search.
+schema revision, row counts and the SHA-256 of every file, signed with the audit signing key
+(``AuditTrail.sign_document``). It holds **no keys**: the data key file and the audit signing key are backed up
+separately (docs/encryption.md, docs/audit.md), so a stolen backup is ciphertext. Index files are not copied; they
+are rebuilt from the store on the first search.
 
 While a backup is taken, every gallery's write lock is held (no enrolment or expungement runs), searches go on.
 Restoring needs an empty data directory whose keys are already in place (the backup's data key file and audit
-signing key), an empty database (SQLite inside the directory, or ``FACETRAIL_DATABASE_URL``), and checks every file
-against the manifest and that the data key decrypts the store before it records ``restored`` in the audit trail.
+signing key), an empty database (SQLite inside the directory, or ``FACETRAIL_DATABASE_URL``). Before it writes
+anything it checks that the manifest is signed by that audit signing key and that the folder holds exactly the files
+the manifest lists, each with its SHA-256; after inserting the rows, that the data key decrypts the store and that
+the restored audit trail verifies (``AuditTrail.verify``). A restore refused after it began writing is undone (the
+rows deleted, the files removed), so the directory holds only its keys again; a restore that succeeds records
+``restored`` in the audit trail.
 """
-
 from __future__ import annotations
 
 import base64
 import datetime as dt
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -27,7 +32,8 @@ from typing import Any
 from sqlalchemy import Date, DateTime, LargeBinary, func, select, text
 from sqlalchemy.engine import Connection
 
-from facetrail.accountability.audit import AuditTrail
+from facetrail.accountability.audit import KEY_FILE_ENV, KEY_FILE_NAME, AuditTrail
+from facetrail.accountability.verify_audit import canonical_json
 from facetrail.crypto import key_file_path
 from facetrail.datadir import DataDir
 from facetrail.errors import FacetrailError
@@ -35,7 +41,11 @@ from facetrail.gallery.gallery import Galleries
 from facetrail.store import Base, utcnow
 
 MANIFEST = "manifest.json"
-FORMAT = "facetrail-backup-1"
+FORMAT = "facetrail-backup-2"
+UNSIGNED_FORMATS = ("facetrail-backup-1",)
+"""Formats of backups made before manifests were signed: refused, since nothing shows they were not edited."""
+SIGNED_AS = "backup-manifest"
+"""The purpose a manifest's signature names (``AuditTrail.sign_document``)."""
 BLOB_FOLDERS = ("images", "probes")
 
 
@@ -114,21 +124,52 @@ def back_up(galleries: Galleries, audit: AuditTrail, folder: Path) -> dict[str, 
         "database": galleries.engine.dialect.name, "rows": counts, "keys_included": False,
         "files": {str(path.relative_to(folder)): _sha256(path) for path in _files(folder)},
     }
+    manifest["signature"] = audit.sign_document(SIGNED_AS, _signed_part(manifest))
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
     return manifest
 
 
-def check_backup(folder: Path) -> dict[str, Any]:
-    """The backup's manifest, after checking that every file it lists is there with its SHA-256 (FacetrailError
-    naming the first that is not)."""
-    folder = Path(folder)
+def _signed_part(manifest: dict[str, Any]) -> bytes:
+    """The bytes a manifest's signature covers: its canonical JSON without the signature."""
+    return canonical_json({key: value for key, value in manifest.items() if key != "signature"})
+
+
+def _audit_key_path(datadir: DataDir) -> Path:
+    """Where the audit trail of ``datadir`` keeps its signing key (as ``AuditTrail`` finds it)."""
+    return Path(os.environ.get(KEY_FILE_ENV) or datadir.keys_dir / KEY_FILE_NAME)
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    """The backup's manifest, as written (FacetrailError when there is none, or it is of an unknown or unsigned
+    format); ``check_backup`` checks it."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise FacetrailError(f"{folder} is not a facetrail backup: cannot read {MANIFEST}: {exc}") from None
-    if manifest.get("format") != FORMAT:
-        raise FacetrailError(f"{folder}: unknown backup format {manifest.get('format')!r}")
-    for name, digest in manifest["files"].items():
+    found = manifest.get("format") if isinstance(manifest, dict) else None
+    if found in UNSIGNED_FORMATS:
+        raise FacetrailError(f"{folder}: the backup is unsigned (format {found!r}, made before facetrail signed its "
+                             "backups), so nothing shows it was not edited: refused")
+    if found != FORMAT:
+        raise FacetrailError(f"{folder}: unknown backup format {found!r}")
+    return manifest
+
+
+def check_backup(folder: Path, audit_key: Path) -> dict[str, Any]:
+    """The backup's manifest, after checking that the audit signing key in ``audit_key`` signed it and that the
+    folder holds exactly the files it lists, each with its SHA-256 (FacetrailError naming the first problem)."""
+    folder = Path(folder)
+    manifest = _read_manifest(folder)
+    problem = AuditTrail.document_problem(audit_key, SIGNED_AS, _signed_part(manifest), manifest.get("signature"))
+    if problem:
+        raise FacetrailError(f"{folder}/{MANIFEST} is not to be trusted, so the backup is refused: {problem}")
+    listed = manifest["files"]
+    unlisted = [name for name in (str(path.relative_to(folder)) for path in _files(folder))
+                if name != MANIFEST and name not in listed]
+    if unlisted:
+        raise FacetrailError(f"backup file {unlisted[0]} is not listed in the signed manifest: refused (a backup holds "
+                             "only the files it was written with)")
+    for name, digest in listed.items():
         path = folder / name
         if not path.is_file() or _sha256(path) != digest:
             raise FacetrailError(f"backup file {name} is missing or damaged (SHA-256 differs from the manifest)")
@@ -137,9 +178,9 @@ def check_backup(folder: Path) -> dict[str, Any]:
 
 def restore(folder: Path, datadir: DataDir) -> dict[str, int]:
     """Restore a backup into ``datadir``, which must hold nothing but its keys; returns the rows restored per table.
-    See the module docstring for what it checks."""
+    See the module docstring for what it checks; a refusal leaves the directory holding only its keys."""
     folder = Path(folder)
-    manifest = check_backup(folder)
+    manifest = _read_manifest(folder)
     leftovers = [path for path in _files(datadir.root) if datadir.keys_dir not in path.parents] if datadir.root.exists() else []
     if leftovers:
         raise FacetrailError(f"{datadir.root} is not empty (it holds {leftovers[0]}): restore into a fresh directory "
@@ -148,24 +189,54 @@ def restore(folder: Path, datadir: DataDir) -> dict[str, int]:
     if not key_file.is_file():
         raise FacetrailError(f"the data key file {key_file} is missing: put the backed-up key file there (or set "
                              "FACETRAIL_KEY_FILE) before restoring; backups never contain keys")
+    audit_key = _audit_key_path(datadir)
+    if not audit_key.is_file():
+        raise FacetrailError(f"the audit signing key {audit_key} is missing: put the backed-up key there (or set "
+                             f"{KEY_FILE_ENV}) before restoring; it checks the backup's signature")
+    check_backup(folder, audit_key)
     datadir.root.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(folder / "config.toml", datadir.config_path)
-    galleries = Galleries.initialise(datadir)
+    try:
+        shutil.copy2(folder / "config.toml", datadir.config_path)
+        galleries = Galleries.initialise(datadir)
+    except BaseException:
+        _remove_files(datadir)
+        raise
+    inserted = restored = False
     try:
         audit = AuditTrail(galleries.engine, galleries.sessions, datadir)
-        if manifest["rows"].get("audit_checkpoints") and not audit.key_path.is_file():
-            raise FacetrailError(f"the audit signing key {audit.key_path} is missing: put the backed-up key there (or "
-                                 "set FACETRAIL_AUDIT_KEY_FILE) before restoring")
-        restored = _insert_rows(galleries, folder, manifest)
+        counts = _insert_rows(galleries, folder, manifest)
+        inserted = True
         for name in BLOB_FOLDERS:
             if (folder / name).is_dir():
                 shutil.copytree(folder / name, datadir.root / name, dirs_exist_ok=True)
         _check_key(galleries)
+        verification = audit.verify()
+        if not verification.ok:
+            raise FacetrailError(f"the restored audit trail does not verify (entry {verification.first_bad_seq}: "
+                                 f"{verification.problem}): the restore is undone")
         audit.append("system", "restored", str(datadir.root)[:200], {
-            "backup_created_at": manifest["created_at"], "from_database": manifest["database"], "rows": restored})
-        return restored
+            "backup_created_at": manifest["created_at"], "from_database": manifest["database"], "rows": counts})
+        restored = True
+        return counts
     finally:
+        if inserted and not restored:
+            _delete_rows(galleries)
         galleries.close()
+        if not restored:
+            _remove_files(datadir)
+
+
+def _delete_rows(galleries: Galleries) -> None:
+    """Empty every table of a refused restore's store, so the database is empty again."""
+    with galleries.engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
+
+
+def _remove_files(datadir: DataDir) -> None:
+    """Remove every file a refused restore wrote into ``datadir``, keeping its keys."""
+    for path in [path for path in _files(datadir.root) if datadir.keys_dir not in path.parents]:
+        path.unlink()
 
 
 def _insert_rows(galleries: Galleries, folder: Path, manifest: dict[str, Any]) -> dict[str, int]:

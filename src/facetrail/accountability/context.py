@@ -24,6 +24,7 @@ from facetrail.accountability import outcomes
 from facetrail.accountability.audit import AuditTrail
 from facetrail.accountability.policy import Policy, PolicyStore
 from facetrail.accountability.schema import (
+    ROLES,
     CandidateRecord,
     ProbeRecord,
     ResolutionRecord,
@@ -130,9 +131,32 @@ class Context:
     def require(self, actor: Actor, action: str, target: str = "") -> None:
         """``users.require``, with a refusal audited (``access_denied``) before it is raised."""
         try:
-            require(actor, action)
+            self.check(actor, action)
         except PermissionDeniedError as exc:
             self.deny(actor, action, target, str(exc))
+
+    def check(self, actor: Actor, action: str) -> None:
+        """``users.require``, and ``roles_held_apart``: PermissionDeniedError, unaudited, for a caller that audits a
+        refusal its own way (a refused search, say)."""
+        require(actor, action)
+        held_apart = self.roles_held_apart(actor, action)
+        if held_apart:
+            raise PermissionDeniedError(held_apart)
+
+    def roles_held_apart(self, actor: Actor, action: str) -> str:
+        """Why ``actor`` may not ``action`` while holding roles that the policy in force forbids together (a policy
+        loaded after the roles were given): an action that only those roles allow is refused until an admin
+        resolves the account's roles (what every role may do, such as reading the galleries, stays allowed). ""
+        when nothing stands in the way."""
+        if ROLE_ACTIONS[action] >= set(ROLES):
+            return ""
+        version, policy = self.policy()
+        pairs = [pair for pair in policy.roles.forbidden_combinations if actor.roles.issuperset(pair)]
+        if not pairs or (actor.roles - set().union(*pairs)) & ROLE_ACTIONS[action]:
+            return ""
+        held = "; ".join(" and ".join(pair) for pair in pairs)
+        return (f"user {actor.username!r} holds roles that policy version {version} forbids together ({held}): what "
+                f"those roles allow is refused until an admin resolves the account's roles (facetrail user set-roles)")
 
     def deny(self, actor: Actor, action: str, target: str, reason: str) -> NoReturn:
         """Audit a refused attempt (``access_denied``) and raise PermissionDeniedError with ``reason``."""

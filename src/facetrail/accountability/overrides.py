@@ -18,7 +18,7 @@ from facetrail.accountability.context import Context, check_notes, user_names
 from facetrail.accountability.requests import CaseRequest
 from facetrail.accountability.schema import OverrideRequestRecord, ProbeRecord
 from facetrail.accountability.searches import Searches
-from facetrail.accountability.users import ROLE_ACTIONS, Actor, require
+from facetrail.accountability.users import ROLE_ACTIONS, Actor
 from facetrail.engine.geometry import Box
 from facetrail.errors import DuplicateError, FacetrailError, NotFoundError, RefusedError
 from facetrail.store import as_utc, utcnow
@@ -38,7 +38,7 @@ class Overrides:
         context = self.context
         policy_version, policy = context.policy()
         try:
-            require(actor, "search")
+            context.check(actor, "search")
             if policy.poor_probe != "supervisor_override":
                 raise FacetrailError("the policy refuses poor-quality probes: a supervisor cannot approve them")
             self.searches.searchable(actor, request.gallery)

@@ -30,6 +30,9 @@ class UserRecord(Base):
     """argon2id hash (argon2-cffi)."""
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    """The admin who created the account; None for the first admin (``facetrail init``) and accounts older than this
+    record whose creation the audit trail does not name. An admin's own creations never confirm their requests."""
 
 
 class TokenRecord(Base):

@@ -23,7 +23,7 @@ from facetrail.accountability.context import NOTICE, Context, Probe, failure_rea
 from facetrail.accountability.policy import Policy, RequestHistory, refusal_reasons
 from facetrail.accountability.requests import CaseRequest
 from facetrail.accountability.schema import CandidateRecord, SearchRecord, UserRecord
-from facetrail.accountability.users import Actor, require
+from facetrail.accountability.users import Actor
 from facetrail.config import DecodeLimits
 from facetrail.engine.decode import DecodedImage, decode_image
 from facetrail.engine.geometry import Box
@@ -133,7 +133,7 @@ class Searches:
         probe_sha = hashlib.sha256(probe_bytes).hexdigest()
         policy_version, policy = self.context.policy()
         with self._refused_as("search", actor, request, policy_version, probe_sha, started):
-            require(actor, "search")
+            self.context.check(actor, "search")
             target = self.searchable(actor, request.gallery)
             self.check_request(policy, "search", actor, request)
             with self.context.engines.searching() as engine:
@@ -187,7 +187,7 @@ class Searches:
         first_sha = hashlib.sha256(first).hexdigest()
         policy_version, policy = self.context.policy()
         with self._refused_as("compare", actor, request, policy_version, first_sha, started):
-            require(actor, "compare")
+            self.context.check(actor, "compare")
             self.check_request(policy, "compare", actor, request)
             with self.context.engines.searching() as engine:
                 probes = [self._acceptable_probe(engine, data, None, None, policy, None) for data in (first, second)]
@@ -274,7 +274,7 @@ class Searches:
                 raise PoorQualityError(f"probe quality is poor ({reasons}); the policy refuses poor probes")
             if override is None:
                 raise PoorQualityError(f"probe quality is poor ({reasons}); a supervisor must approve the search (override)")
-            require(override, "override_quality")
+            self.context.check(override, "override_quality")
         return probe
 
     @contextmanager

@@ -1,10 +1,10 @@
 """Users, roles, passwords, API tokens and gallery grants: who is acting, and what they may do.
 
 Passwords are kept only as argon2id hashes and tokens only as their SHA-256, so neither can be read back from
-the store; a password must be long, not common or guessable (zxcvbn's bundled lists of common passwords, words and
-patterns) and must not contain the username. Repeated wrong passwords for one account from one client address lock
-that account for that address for a while (others can still log in from elsewhere; unknown usernames are counted
-and answered alike, so the answers do not tell which accounts exist); an account's existing tokens keep working
+the store; a password must be long, not common or guessable and must not contain the username (``passwords``).
+Repeated wrong passwords for one account from one client address lock that account for that address for a while
+(others can still log in from elsewhere; unknown usernames are counted and answered alike, so the answers do not
+tell which accounts exist); an account's existing tokens keep working
 while it is locked (the lock stops password guessing, it does not sign the real user out). Whether a role
 *combination* is allowed is the policy's business and is checked by the service layer, not here.
 
@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from facetrail.accountability.lookalikes import refuse_imitation
+from facetrail.accountability.passwords import check_password
 from facetrail.accountability.schema import ROLES, GalleryGrantRecord, LoginThrottleRecord, TokenRecord, UserRecord
 from facetrail.errors import (
     AccountabilityError,
@@ -42,8 +43,6 @@ from facetrail.store import utcnow
 from facetrail.textfold import clean
 
 USERNAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
-MIN_PASSWORD_LENGTH = 12
-MAX_PASSWORD_LENGTH = 1024
 ALL_UNITS = "*"
 TOKEN_PREFIX = "ft_"
 BAD_CREDENTIALS = "invalid username or password"
@@ -51,9 +50,6 @@ LOCKED = ("account is locked for logins from this address after repeated failure
           "administrator to unlock it")
 LOCAL_ADDRESS = "local"
 """The address a login from the command line counts against."""
-MIN_PASSWORD_SCORE = 3
-"""The least zxcvbn score (0-4) a password needs: 3 is 'safely unguessable: moderate protection from offline
-slow-hash scenarios'."""
 
 ROLE_ACTIONS: dict[str, frozenset[str]] = {
     "search": frozenset({"investigator"}),
@@ -67,6 +63,7 @@ ROLE_ACTIONS: dict[str, frozenset[str]] = {
     "export_audit": frozenset({"auditor", "supervisor"}),
     "view_reports": frozenset({"auditor", "supervisor"}),
     "manage_users": frozenset({"admin"}),
+    "confirm_roles": frozenset({"admin", "supervisor"}),
     "manage_galleries": frozenset({"admin"}),
     "enrol": frozenset({"admin"}),
     "manage_policy": frozenset({"admin"}),
@@ -139,17 +136,19 @@ class UserDirectory:
 
     def create_user(
         self, username: str, password: str, roles: list[str], unit: str = "", display_name: str = "",
-        session: Session | None = None,
+        session: Session | None = None, created_by: int | None = None, roles_pending: bool = False,
     ) -> Actor:
-        """Create an active account; the password is stored only as an argon2id hash."""
+        """Create an active account, recording which user created it (None: set-up); the password is stored only as
+        an argon2id hash. ``roles_pending``: the roles it was asked for wait for a second person, so it may start
+        with none."""
         _check_username(username)
-        stored_roles = _check_roles(roles)
+        stored_roles = _check_roles(roles, allow_none=roles_pending)
         unit = _check_unit(unit)
         if len(display_name) > 200:
             raise AccountabilityError("display name: at most 200 characters")
         check_password(password, username, display_name)
         record = UserRecord(username=username, display_name=display_name, unit=unit, roles=stored_roles,
-                            password_hash=self._hasher.hash(password), active=True)
+                            password_hash=self._hasher.hash(password), active=True, created_by=created_by)
         try:
             with self._writing(session) as writing:
                 refuse_imitation(writing, "username", username, UserRecord.username)
@@ -199,6 +198,7 @@ class UserDirectory:
         now = utcnow()
         with self.sessions() as session:
             users = session.scalars(select(UserRecord).order_by(UserRecord.username)).all()
+            names = {user.id: user.username for user in users}
             throttles: dict[str, list[LoginThrottleRecord]] = {}
             for throttle in session.scalars(select(LoginThrottleRecord)):
                 throttles.setdefault(throttle.username, []).append(throttle)
@@ -217,6 +217,7 @@ class UserDirectory:
                     "locked": bool(locks),
                     "locked_until": _iso(max(locks)) if locks else None,
                     "created_at": _iso(user.created_at),
+                    "created_by": names.get(user.created_by),
                 })
             return rows
 
@@ -442,9 +443,9 @@ def _check_username(username: str) -> None:
         )
 
 
-def _check_roles(roles: Iterable[str]) -> list[str]:
+def _check_roles(roles: Iterable[str], allow_none: bool = False) -> list[str]:
     wanted = set(roles)
-    if not wanted:
+    if not wanted and not allow_none:
         raise AccountabilityError(f"a user needs at least one role (one of {', '.join(ROLES)})")
     unknown = wanted - set(ROLES)
     if unknown:
@@ -463,24 +464,6 @@ def _check_unit(unit: str, grant: bool = False) -> str:
     if len(unit) > 100:
         raise AccountabilityError("unit: at most 100 characters")
     return unit
-
-
-def check_password(password: str, username: str = "", display_name: str = "") -> None:
-    """Refuse (AccountabilityError, saying why) a password of the wrong length, one containing the username, and one
-    that zxcvbn's bundled lists of common passwords, words, names and keyboard patterns make guessable."""
-    from zxcvbn import zxcvbn
-
-    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
-        raise AccountabilityError(
-            f"a password needs {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters (got {len(password)})"
-        )
-    if username and username.casefold() in password.casefold():
-        raise AccountabilityError("a password may not contain the username")
-    strength = zxcvbn(password[:100], user_inputs=[part for part in (username, display_name, "facetrail") if part])
-    if strength["score"] < MIN_PASSWORD_SCORE:
-        advice = " ".join(filter(None, [strength["feedback"].get("warning"), *strength["feedback"].get("suggestions", [])]))
-        raise AccountabilityError(f"this password is too easy to guess (common words, names, dates or patterns)"
-                                  f"{': ' + advice if advice else ''}")
 
 
 def _token_hash(token: str) -> str:

@@ -95,33 +95,66 @@ def user_create(
     name: Annotated[str, typer.Option(help="Display name.")] = "",
     data: DataOption = None,
 ) -> None:
-    """Create a user (the password comes from FACETRAIL_NEW_PASSWORD or a prompt)."""
+    """Create a user (the password comes from FACETRAIL_NEW_PASSWORD or a prompt). Roles that see photographs
+    (investigator, examiner, supervisor) wait until a second person runs 'facetrail user confirm USERNAME'."""
     password = password_from("FACETRAIL_NEW_PASSWORD", f"password for {username}", confirm=True)
     created = acting(data, lambda system, actor: system.admin.create_user(actor, username, password, role, unit, name))
-    console.print(f"created {created.username} ({', '.join(sorted(created.roles))})")
+    console.print(f"created {created.user.username} ({', '.join(sorted(created.user.roles)) or 'no roles yet'})")
+    _say_pending(created)
+
+
+def _say_pending(change) -> None:
+    """Tell who must confirm roles that wait for a second person."""
+    if change.pending:
+        console.print(f"{change.user.username}: the roles {', '.join(change.requested)} wait for a second person (an "
+                      "admin, or a supervisor of the user's unit, whose account is older than this request and was not "
+                      f"created by you) to run 'facetrail user confirm {change.user.username}' within 24 hours")
+
+
+@user_app.command("confirm")
+def user_confirm(username: str, data: DataOption = None) -> None:
+    """Confirm, as the second person, the roles an admin asked for a user (admins, or a supervisor of the user's
+    unit, whose account is older than the request and was not created by the admin who asked)."""
+    change = acting(data, lambda system, actor: system.admin.confirm_roles(actor, username))
+    console.print(f"{change.user.username}: {', '.join(sorted(change.user.roles))}")
+
+
+@user_app.command("requests")
+def user_requests(data: DataOption = None, as_json: JsonOption = False) -> None:
+    """The requests for roles waiting for a second person (every one for an admin, their unit's for a supervisor)."""
+    requests = acting(data, lambda system, actor: system.admin.role_requests(actor))
+    _rows(requests, as_json, ("username", "unit", "roles asked for", "holds now", "asked by", "asked at"),
+          lambda r: (r["username"], r["unit"], ", ".join(r["roles"]), ", ".join(r["from"]), r["requested_by"] or "",
+                     r["requested_at"]))
+
+
+def _rows(rows: list[dict], as_json: bool, columns: tuple[str, ...], cells) -> None:
+    """``rows`` as JSON, or as a table of ``columns`` whose cells ``cells`` makes of each row."""
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*cells(row))
+    out.print(table)
 
 
 @user_app.command("list")
 def user_list(data: DataOption = None, as_json: JsonOption = False) -> None:
     """List users, their roles, units and state."""
     users = acting(data, lambda system, actor: system.admin.list_users(actor))
-    if as_json:
-        emit_json(users)
-        return
-    table = Table("username", "roles", "unit", "active", "locked until")
-    for u in users:
-        table.add_row(u["username"], ", ".join(u["roles"]), u.get("unit", ""), str(u.get("active", "")), str(u.get("locked_until") or ""))
-    out.print(table)
+    _rows(users, as_json, ("username", "roles", "unit", "active", "locked until", "roles waiting", "created by"),
+          lambda u: (u["username"], ", ".join(u["roles"]), u["unit"], str(u["active"]), str(u["locked_until"] or ""),
+                     ", ".join(u["pending_roles"] or []), u["created_by"] or "set-up"))
 
 
 @user_app.command("set-roles")
 def user_set_roles(username: str, role: Annotated[list[str], typer.Option("--role")], data: DataOption = None) -> None:
-    """Replace a user's roles (not your own). A change that makes an admin see photographs, where the policy allows
-    it, waits until a second admin runs the same command."""
+    """Replace a user's roles (not your own). A change that gives a role that sees photographs (or makes such a user
+    an admin), where the policy allows it, waits until a second person confirms it ('facetrail user confirm')."""
     change = acting(data, lambda system, actor: system.admin.set_roles(actor, username, role))
     if change.pending:
-        console.print(f"{username}: the change to {', '.join(sorted(set(role)))} waits for a second admin to run the "
-                      "same command; the roles are unchanged until then")
+        _say_pending(change)
     else:
         console.print(f"{change.user.username}: {', '.join(sorted(change.user.roles))}")
 
@@ -168,8 +201,13 @@ def policy_validate(file: Path) -> None:
 @policy_app.command("load")
 def policy_load(file: Path, data: DataOption = None) -> None:
     """Load a policy file as the new version (an invalid file is refused and the old policy stays in force)."""
-    version = acting(data, lambda system, actor: system.admin.load_policy(actor, _read(file)))
+    version, held_apart = acting(data, lambda system, actor: (system.admin.load_policy(actor, _read(file)),
+                                                               system.admin.roles_held_apart(actor)))
     console.print(f"policy version {version} in force")
+    for user in held_apart:
+        console.print(f"warning: {user['username']} holds {', '.join(user['roles'])}: {'; '.join(user['problems'])}. "
+                      "What those roles allow is refused until an admin changes the account's roles "
+                      f"('facetrail user set-roles {user['username']} --role ...')")
 
 
 @policy_app.command("history")
@@ -216,8 +254,9 @@ def backup(
     folder: Annotated[Path, typer.Argument(help="A new (or empty) folder for the backup.")],
     data: DataOption = None,
 ) -> None:
-    """Back up the data directory (the store, photographs, probes and config) without its keys (admin; audited).
-    Back up the data key file and the audit signing key separately (docs/security.md)."""
+    """Back up the data directory (the store, photographs, probes and config) without its keys (admin; audited); its
+    manifest is signed with the audit signing key. Back up the data key file and the audit signing key separately
+    (docs/security.md)."""
     manifest = acting(data, lambda system, actor: system.admin.back_up(actor, folder))
     console.print(f"backed up {sum(manifest['rows'].values())} rows and {len(manifest['files'])} files to {folder}; "
                   "keys are not included: back up DATA/keys (or FACETRAIL_KEY_FILE, FACETRAIL_AUDIT_KEY_FILE) separately")
@@ -228,12 +267,15 @@ def restore(
     data: DataOption = None,
 ) -> None:
     """Restore a backup into a fresh data directory that holds only its keys (put the backed-up keys in DATA/keys
-    first, or set FACETRAIL_KEY_FILE and FACETRAIL_AUDIT_KEY_FILE). Then run 'facetrail audit verify'."""
+    first, or set FACETRAIL_KEY_FILE and FACETRAIL_AUDIT_KEY_FILE). A backup whose manifest the audit signing key did
+    not sign, with a file missing, changed or not listed, or whose audit trail does not verify, is refused, naming
+    the problem, and nothing is left restored."""
     from facetrail.accountability.backup import restore as restore_backup
 
     datadir = DataDir.locate(data)
     rows = run(lambda: restore_backup(folder, datadir))
-    console.print(f"restored {sum(rows.values())} rows into {datadir.root}; run 'facetrail audit verify' next")
+    console.print(f"restored {sum(rows.values())} rows into {datadir.root}; the backup's signature and the restored "
+                  "audit trail verified")
 
 
 def serve(

@@ -79,6 +79,8 @@ class UserSummary(BaseModel):
     locked: bool
     locked_until: str | None
     created_at: str | None
+    created_by: str | None = Field(None, description="The admin who created the account (none: set-up).")
+    pending_roles: list[str] | None = Field(None, description="Roles asked for that wait for a second person.")
 
 
 class UserCreate(BaseModel):
@@ -94,10 +96,22 @@ class RolesUpdate(BaseModel):
 
 
 class RolesChanged(Account):
-    """The user after a role change, with whether the change waits for a second admin (the roles shown are then
-    still the old ones)."""
+    """The user after an account is created or its roles change, with whether roles asked for wait for a second
+    person (the roles shown are then those held until it confirms)."""
 
     pending_second_admin: bool = False
+    requested_roles: list[str] = Field(default_factory=list, description="The roles asked for.")
+
+
+class RoleRequest(BaseModel):
+    """A request for roles that waits for a second person."""
+
+    username: str
+    unit: str
+    roles: list[str]
+    from_: list[str] = Field(alias="from", description="The roles the user holds now.")
+    requested_by: str | None
+    requested_at: str
 
 
 # --- policy ---------------------------------------------------------------------------------------
@@ -108,8 +122,20 @@ class PolicyInForce(BaseModel):
     text: str = Field(description="The policy file (TOML), as loaded.")
 
 
+class HeldApart(BaseModel):
+    """An account holding roles the policy in force forbids together: what those roles allow is refused until an
+    admin changes its roles."""
+
+    username: str
+    unit: str
+    roles: list[str]
+    problems: list[str]
+
+
 class PolicyLoaded(BaseModel):
     version: int = Field(description="The version now in force (unchanged when the text was identical).")
+    accounts_holding_forbidden_roles: list[HeldApart] = Field(
+        default_factory=list, description="Accounts already holding roles this policy forbids together: resolve them.")
 
 
 class PolicyVersion(BaseModel):

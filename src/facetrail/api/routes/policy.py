@@ -40,8 +40,10 @@ def policy_in_force(actor: CurrentActor, system: SystemDep) -> PolicyInForce:
 )
 def load_policy(actor: CurrentActor, text: PolicyText, system: SystemDep) -> PolicyLoaded:
     """Load the body (TOML) as the next policy version; an invalid file is refused with every problem and its line,
-    and the policy in force stays (both audited)."""
-    return PolicyLoaded(version=system.admin.load_policy(actor, text))
+    and the policy in force stays (both audited). The answer names the accounts that already hold roles the policy
+    forbids together: what those roles allow is refused until an admin changes their roles."""
+    version = system.admin.load_policy(actor, text)
+    return PolicyLoaded(version=version, accounts_holding_forbidden_roles=system.admin.roles_held_apart(actor))
 
 
 @router.get("/history", summary="Every policy version", response_model=list[PolicyVersion])

@@ -37,8 +37,11 @@ ENROL_BADGES = {"enrolled": "good", "duplicate": "", "rejected": "bad", "previou
 USER_CHANGES = {
     "created": "Account {} created.",
     "roles": "The roles of {} are changed; they apply from the user's next request.",
-    "roles_pending": ("The change of the roles of {} is recorded and waits for a second admin to make the same change "
-                      "within 24 hours; the roles are unchanged until then."),
+    "roles_pending": ("The roles asked for {} are recorded and wait for a second person (an admin, or a supervisor of "
+                      "the account's unit, whose account is older than the request and was not created by you) to "
+                      "confirm them within 24 hours; until then the account holds only roles that do not see "
+                      "photographs."),
+    "confirmed": "The roles of {} are confirmed; they apply from the user's next request.",
     "enabled": "{} may log in again.",
     "disabled": "{} is deactivated and logged out everywhere.",
     "unlocked": "{} is unlocked.",
@@ -115,6 +118,13 @@ def set_roles(request: Request, username: Username, actor: FormActor, system: Sy
               roles: Annotated[list[str] | None, Form(max_length=len(ROLES))] = None):
     """Replace an account's roles (audited)."""
     return _change_user(request, system, actor, lambda: system.admin.set_roles(actor, username, roles or []), "roles", username)
+
+
+@router.post("/users/{username}/confirm")
+def confirm_roles(request: Request, username: Username, actor: FormActor, system: SystemDep):
+    """Confirm, as the second person, the roles another admin asked for an account (audited; a refusal says why)."""
+    return _change_user(request, system, actor, lambda: system.admin.confirm_roles(actor, username), "confirmed",
+                        username)
 
 
 @router.post("/users/{username}/active")
@@ -311,6 +321,7 @@ def _policy_page(request: Request, system: Facetrail, actor: Actor, text: str | 
                for entry in reversed(system.admin.policy_history(actor))]
     return render(request, "admin_policy.html", {
         "version": version, "in_force": in_force, "history": history,
+        "held_apart": system.admin.roles_held_apart(actor),
         "text": in_force if text is None else text, **context,
     }, status)
 
