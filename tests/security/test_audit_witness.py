@@ -30,6 +30,7 @@ from facetrail.accountability.service import Facetrail
 from facetrail.accountability.witness import FileWitness, WitnessRefused, WitnessUnavailable
 from facetrail.cli import app
 from facetrail.datadir import DataDir
+from facetrail.errors import FacetrailError
 from tests.fixtures.datadir import ADMIN_PASSWORD
 
 ENTRIES = 250  # checkpoints at 100 and 200 (audit.checkpoint_every's default)
@@ -513,3 +514,65 @@ def test_the_audit_settings_refuse_bad_values_by_name(section, message):
     with pytest.raises(ConfigError) as refused:
         settings_from_dict({"audit": section}, source="config.toml")
     assert str(refused.value) == f"config.toml: {message}"
+
+
+# --- restoring a backup: the restored trail is checked against the witnesses' heads ---------------------------------
+
+
+def _backed_up(datadir: DataDir, folder: Path) -> None:
+    system = Facetrail.open(datadir)
+    try:
+        system.admin.back_up(system.auth.authenticate(system.auth.login("admin", ADMIN_PASSWORD)[1]), folder)
+    finally:
+        system.close()
+
+
+def _restore_target(datadir: DataDir, tmp_path: Path) -> DataDir:
+    """A fresh directory holding the keys and, as an operator mounts its share there, the file witness's folder."""
+    target = DataDir(tmp_path / "restored")
+    shutil.copytree(datadir.keys_dir, target.keys_dir)
+    return target
+
+
+@pytest.mark.parametrize("datadir", ["sqlite"], indirect=True)
+def test_a_backup_of_a_rewritten_trail_is_refused_by_the_witnessed_heads(trail_dir, tmp_path, monkeypatch):
+    """Someone rewrote entry 3 (re-hashing the chain, deleting the checkpoints) before the backup was taken: the
+    backup is honestly signed, its trail consistent in itself, but the witnessed heads disagree."""
+    from facetrail.accountability.backup import restore
+
+    _rewrite_actor(trail_dir, 3, "someone-else")
+    _backed_up(trail_dir, tmp_path / "backup")
+    target = _restore_target(trail_dir, tmp_path)
+    monkeypatch.delenv("FACETRAIL_DATA", raising=False)
+    with pytest.raises(FacetrailError, match=r"differs from the head of 100 entries .* held by witness file"):
+        restore(tmp_path / "backup", target, accept_lost_entries=True)
+    assert all(target.keys_dir in path.parents for path in target.root.rglob("*") if path.is_file())
+
+
+@pytest.mark.parametrize("datadir", ["sqlite"], indirect=True)
+def test_restoring_a_backup_older_than_the_witnessed_heads_loses_entries_only_when_accepted(
+        trail_dir, tmp_path, monkeypatch):
+    from facetrail.accountability.backup import restore
+
+    _backed_up(trail_dir, tmp_path / "backup")  # at entry 252 or so
+    system = Facetrail.open(trail_dir)
+    try:
+        while system.audit.length() < 320:  # entries signed (300) and witnessed after the backup
+            system.audit.append("ivan", "search.start", f"case-{system.audit.length()}", {"gallery": "county"})
+    finally:
+        system.close()
+    target = _restore_target(trail_dir, tmp_path)
+    monkeypatch.delenv("FACETRAIL_DATA", raising=False)
+    with pytest.raises(FacetrailError, match=r"loses audit entries .* entries 2\d\d to 300 have been removed"):
+        restore(tmp_path / "backup", target)
+    assert all(target.keys_dir in path.parents for path in target.root.rglob("*") if path.is_file())
+
+    restore(tmp_path / "backup", target, accept_lost_entries=True)
+    copy = Facetrail.open(target)
+    try:
+        [restored] = copy.audit.entries(action="restored")
+        assert "entries" in restored["details"]["lost_entries"] and "300" in restored["details"]["lost_entries"]
+        verification = copy.audit.verify()
+        assert not verification.ok and "have been removed" in verification.problem  # the truth, from then on
+    finally:
+        copy.close()

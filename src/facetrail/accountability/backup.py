@@ -33,7 +33,8 @@ from sqlalchemy import Date, DateTime, LargeBinary, func, select, text
 from sqlalchemy.engine import Connection
 
 from facetrail.accountability.audit import KEY_FILE_ENV, KEY_FILE_NAME, AuditTrail
-from facetrail.accountability.verify_audit import canonical_json
+from facetrail.accountability.verify_audit import AuditVerification, canonical_json
+from facetrail.accountability.witness import open_witnesses
 from facetrail.crypto import key_file_path
 from facetrail.datadir import DataDir
 from facetrail.errors import FacetrailError
@@ -176,9 +177,15 @@ def check_backup(folder: Path, audit_key: Path) -> dict[str, Any]:
     return manifest
 
 
-def restore(folder: Path, datadir: DataDir) -> dict[str, int]:
+def restore(folder: Path, datadir: DataDir, accept_lost_entries: bool = False) -> dict[str, int]:
     """Restore a backup into ``datadir``, which must hold nothing but its keys; returns the rows restored per table.
-    See the module docstring for what it checks; a refusal leaves the directory holding only its keys."""
+    See the module docstring for what it checks; a refusal leaves the directory holding only its keys.
+
+    The restored trail is checked against the heads its witnesses hold (``audit.witness_dir``, ``witness_urls`` of
+    the backup's config): a witnessed head that disagrees with the restored entries refuses the restore. Heads
+    signed after the backup was taken mean those entries are lost with the restore: refused unless
+    ``accept_lost_entries``, and then recorded in the ``restored`` entry (verification reports them removed from
+    then on, which is the truth)."""
     folder = Path(folder)
     manifest = _read_manifest(folder)
     leftovers = [path for path in _files(datadir.root) if datadir.keys_dir not in path.parents] if datadir.root.exists() else []
@@ -203,7 +210,9 @@ def restore(folder: Path, datadir: DataDir) -> dict[str, int]:
         raise
     inserted = restored = False
     try:
-        audit = AuditTrail(galleries.engine, galleries.sessions, datadir)
+        settings = galleries.settings.audit
+        audit = AuditTrail(galleries.engine, galleries.sessions, datadir, settings.checkpoint_every,
+                           settings.checkpoint_minutes, open_witnesses(settings, datadir))
         counts = _insert_rows(galleries, folder, manifest)
         inserted = True
         for name in BLOB_FOLDERS:
@@ -211,11 +220,18 @@ def restore(folder: Path, datadir: DataDir) -> dict[str, int]:
                 shutil.copytree(folder / name, datadir.root / name, dirs_exist_ok=True)
         _check_key(galleries)
         verification = audit.verify()
-        if not verification.ok:
+        lost = _lost_with_the_restore(verification, audit.length())
+        if not verification.ok and not lost:
             raise FacetrailError(f"the restored audit trail does not verify (entry {verification.first_bad_seq}: "
                                  f"{verification.problem}): the restore is undone")
+        if lost and not accept_lost_entries:
+            raise FacetrailError(f"restoring this backup loses audit entries its witnesses hold heads for: "
+                                 f"{verification.problem}; the restore is undone. To restore it all the same, accept "
+                                 "the loss (facetrail restore --accept-lost-entries): it is recorded, and 'audit verify' "
+                                 "reports those entries removed from then on")
         audit.append("system", "restored", str(datadir.root)[:200], {
-            "backup_created_at": manifest["created_at"], "from_database": manifest["database"], "rows": counts})
+            "backup_created_at": manifest["created_at"], "from_database": manifest["database"], "rows": counts,
+            **({"lost_entries": verification.problem} if lost else {})})
         restored = True
         return counts
     finally:
@@ -224,6 +240,12 @@ def restore(folder: Path, datadir: DataDir) -> dict[str, int]:
         galleries.close()
         if not restored:
             _remove_files(datadir)
+
+
+def _lost_with_the_restore(verification: AuditVerification, length: int) -> bool:
+    """Whether the only problem of a restored trail is that witnesses hold heads beyond its end: every entry and
+    every head up to the end agree, the entries signed after the backup are what is missing."""
+    return not verification.ok and verification.entries == length and verification.first_bad_seq == length + 1
 
 
 def _delete_rows(galleries: Galleries) -> None:

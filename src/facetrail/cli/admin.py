@@ -265,15 +265,19 @@ def backup(
 def restore(
     folder: Annotated[Path, typer.Argument(help="A folder written by 'facetrail backup'.")],
     data: DataOption = None,
+    accept_lost_entries: Annotated[bool, typer.Option(
+        "--accept-lost-entries",
+        help="Restore even though the audit witnesses hold heads signed after the backup (those entries are lost; "
+             "the loss is recorded and 'audit verify' reports it from then on).")] = False,
 ) -> None:
     """Restore a backup into a fresh data directory that holds only its keys (put the backed-up keys in DATA/keys
     first, or set FACETRAIL_KEY_FILE and FACETRAIL_AUDIT_KEY_FILE). A backup whose manifest the audit signing key did
-    not sign, with a file missing, changed or not listed, or whose audit trail does not verify, is refused, naming
-    the problem, and nothing is left restored."""
+    not sign, with a file missing, changed or not listed, or whose audit trail does not verify, also against the
+    heads its witnesses hold, is refused, naming the problem, and nothing is left restored."""
     from facetrail.accountability.backup import restore as restore_backup
 
     datadir = DataDir.locate(data)
-    rows = run(lambda: restore_backup(folder, datadir))
+    rows = run(lambda: restore_backup(folder, datadir, accept_lost_entries))
     console.print(f"restored {sum(rows.values())} rows into {datadir.root}; the backup's signature and the restored "
                   "audit trail verified")
 
