@@ -120,7 +120,8 @@ def _forged(backup, edit) -> None:
 def _keys_for(target, world) -> None:
     target.keys_dir.mkdir(parents=True, mode=0o700)
     for key in world.system.datadir.keys_dir.iterdir():
-        shutil.copy2(key, target.keys_dir / key.name)
+        if key.is_file():  # the keys; the audit witness's folder belongs on another volume
+            shutil.copy2(key, target.keys_dir / key.name)
 
 
 def _only_keys_left(target) -> bool:

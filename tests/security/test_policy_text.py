@@ -82,7 +82,7 @@ def test_a_username_or_unit_that_imitates_another_is_refused(world):
     assert refused.status_code in (400, 409) and "'RHD'" in refused.json()["error"]["message"], refused.text
     # a unit typed with invisible characters or full-width letters is kept as it reads
     created = world.system.admin.create_user(admin, "olga", password, ["investigator"], "\uff36ice\u200b ")
-    assert created.unit == "Vice"
+    assert created.user.unit == "Vice"
 
 
 def test_a_gallery_name_that_imitates_another_is_refused(world):
