@@ -10,118 +10,15 @@ intact. Screenshots of the main pages go to test-artifacts/screenshots/. `make t
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-from tests.fixtures.servers import start_server, stop
+from tests.fixtures.browser import Visit, assert_faces_in_view, needs_chromium, playwright
 
-playwright = pytest.importorskip("playwright.sync_api")
+pytestmark = [needs_chromium, pytest.mark.xdist_group("browser")]
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path(os.environ.get("FACETRAIL_CHROMIUM", "/usr/bin/chromium"))
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
 CASE = "24-000777"
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent (make test installs it)")
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    """(base URL, sample passwords, sample probe): the sample system served on a free loopback port."""
-    data = tmp_path_factory.mktemp("e2e") / "data"
-    setup = subprocess.run([sys.executable, str(ROOT / "scripts" / "sample_gallery.py"), "--data", str(data),
-                            "--shared-faces", str(data / "no-shared-faces"), "--no-serve"], capture_output=True, text=True)
-    assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
-    server, port = start_server(
-        lambda port: [str(Path(sys.executable).parent / "facetrail"), "serve", "--port", str(port), "--data", str(data)],
-        data.parent / "server.log", env={**os.environ, "FACETRAIL_API_COOKIE_SECURE": "false"})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        with urllib.request.urlopen(base + "/api/v1/health", timeout=30) as health:
-            assert health.status == 200
-        probe = (data / ".sample-ready").read_text().split(": ", 1)[1].strip()
-        yield base, json.loads((data / "sample-passwords.json").read_text()), probe
-    finally:
-        stop(server, timeout=30)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as driver:
-        chromium = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
-
-
-FACE_BOX_ON_PAGE = """pictures => pictures.map(picture => {
-  // The picture's face box (data-face-box, in the picture's own pixels) where it is drawn on the page, and the part of
-  // the picture that is not clipped away by any container that hides overflow.
-  const [x, y, w, h] = picture.dataset.faceBox.split(",").map(Number);
-  const drawn = picture.getBoundingClientRect();
-  const scale = Math.min(drawn.width / picture.naturalWidth, drawn.height / picture.naturalHeight);  // object-fit: contain
-  const left = drawn.left + (drawn.width - picture.naturalWidth * scale) / 2, top = drawn.top + (drawn.height - picture.naturalHeight * scale) / 2;
-  let visible = {left: drawn.left, top: drawn.top, right: drawn.right, bottom: drawn.bottom};
-  for (let box = picture.parentElement; box; box = box.parentElement) {
-    if (getComputedStyle(box).overflow === "visible") continue;
-    const clip = box.getBoundingClientRect();
-    visible = {left: Math.max(visible.left, clip.left), top: Math.max(visible.top, clip.top),
-               right: Math.min(visible.right, clip.right), bottom: Math.min(visible.bottom, clip.bottom)};
-  }
-  return {loaded: picture.complete && picture.naturalWidth > 0, visible,
-          face: {left: left + x * scale, top: top + y * scale, right: left + (x + w) * scale, bottom: top + (y + h) * scale}};
-})"""
-
-
-def assert_faces_in_view(page, selector: str, min_side: float) -> None:
-    """Every picture matched by ``selector`` is loaded and shows its whole face box, at least ``min_side`` CSS pixels
-    wide, inside the part of the picture that its containers leave visible."""
-    pictures = page.locator(selector)
-    assert pictures.count() > 0
-    for picture in pictures.all():
-        picture.scroll_into_view_if_needed()
-        playwright.expect(picture).not_to_have_js_property("naturalWidth", 0)
-    for found in page.locator(selector).evaluate_all(FACE_BOX_ON_PAGE):
-        face, visible = found["face"], found["visible"]
-        assert found["loaded"], found
-        assert face["right"] - face["left"] >= min_side, found
-        assert visible["left"] - 1 <= face["left"] and face["right"] <= visible["right"] + 1, found
-        assert visible["top"] - 1 <= face["top"] and face["bottom"] <= visible["bottom"] + 1, found
-
-
-class Visit:
-    """One user's browser session on the site."""
-
-    def __init__(self, browser, base: str, username: str, password: str) -> None:
-        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
-        self.page = self.context.new_page()
-        self.base = base
-        self.page.goto(base + "/")
-        self.page.get_by_label("Username").fill(username)
-        self.page.get_by_label("Password").fill(password)
-        self.page.get_by_role("button", name="Log in").click()
-        playwright.expect(self.page.get_by_role("heading", name=f"Welcome, {username}")).to_be_visible()
-
-    def go(self, path: str):
-        self.page.goto(self.base + path)
-        return self.page
-
-    def shot(self, name: str) -> None:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-    def log_out(self) -> None:
-        self.page.get_by_role("button", name="Log out").click()
-        playwright.expect(self.page.get_by_role("heading", name="Log in")).to_be_visible()
-        self.context.close()
 
 
 def test_search_review_lead_report_audit(site, browser):
