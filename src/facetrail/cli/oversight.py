@@ -45,7 +45,8 @@ def audit_verify(data: DataOption = None, as_json: JsonOption = False) -> None:
     if as_json:
         emit_json(result.__dict__)
     elif result.ok:
-        out.print(f"audit trail intact: {result.entries} entries, {result.checkpoints} signed checkpoints")
+        out.print(f"audit trail intact: {result.entries} entries checked, {result.checkpoints} signed checkpoints "
+                  f"valid; a checkpoint signed now vouches for all {result.entries}")
     else:
         out.print(f"[bold red]AUDIT TRAIL BROKEN[/] at entry {result.first_bad_seq}: {result.problem}")
     for note in [] if as_json else result.notes():
