@@ -399,22 +399,25 @@ def _held_apart(policy: Policy, users: list[dict[str, Any]]) -> list[dict[str, A
     return held
 
 
+def _unconfirmed_requests():
+    """The query of the requests for roles not yet confirmed, made within ROLE_CHANGE_HOURS."""
+    since = utcnow() - dt.timedelta(hours=ROLE_CHANGE_HOURS)
+    return select(RoleChangeRecord).where(RoleChangeRecord.approved_by.is_(None),
+                                          RoleChangeRecord.requested_at >= since)
+
+
 def _open_requests(session) -> list[RoleChangeRecord]:
     """The latest unconfirmed request of each account made within ROLE_CHANGE_HOURS, oldest first."""
-    since = utcnow() - dt.timedelta(hours=ROLE_CHANGE_HOURS)
     latest: dict[int, RoleChangeRecord] = {}
-    for request in session.scalars(select(RoleChangeRecord).where(
-            RoleChangeRecord.approved_by.is_(None), RoleChangeRecord.requested_at >= since).order_by(RoleChangeRecord.id)):
+    for request in session.scalars(_unconfirmed_requests().order_by(RoleChangeRecord.id)):
         latest[request.user_id] = request
     return sorted(latest.values(), key=lambda request: request.id)
 
 
 def _open_request(session, user_id: int) -> RoleChangeRecord | None:
     """The latest unconfirmed request for the roles of ``user_id`` made within ROLE_CHANGE_HOURS."""
-    since = utcnow() - dt.timedelta(hours=ROLE_CHANGE_HOURS)
-    return session.scalar(select(RoleChangeRecord).where(
-        RoleChangeRecord.user_id == user_id, RoleChangeRecord.approved_by.is_(None),
-        RoleChangeRecord.requested_at >= since).order_by(RoleChangeRecord.id.desc()).limit(1))
+    return session.scalar(_unconfirmed_requests().where(RoleChangeRecord.user_id == user_id)
+                          .order_by(RoleChangeRecord.id.desc()).limit(1))
 
 
 def _confirmation_problem(session, by: Actor, request: RoleChangeRecord, target: Actor) -> str:

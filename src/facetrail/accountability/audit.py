@@ -188,6 +188,12 @@ def _create_signing_key(path: Path, label: str) -> Ed25519PrivateKey:
     return _read_signing_key(path, label)
 
 
+def signing_key_path(datadir: DataDir) -> Path:
+    """Where the audit trail of ``datadir`` keeps its signing key: ``FACETRAIL_AUDIT_KEY_FILE``, else
+    ``DATA/keys/audit-signing-key.pem``."""
+    return Path(os.environ.get(KEY_FILE_ENV) or datadir.keys_dir / KEY_FILE_NAME)
+
+
 def signing_key(path: Path, label: str = "audit signing key") -> Ed25519PrivateKey:
     """The Ed25519 private key in ``path``, created (mode 0600) on first use; AuditError naming ``label`` when the
     file is unusable (unreadable, open to other users, not an Ed25519 PEM key). The audit trail's key, and a witness's
@@ -330,7 +336,7 @@ class AuditTrail:
         self._behind: set[str] = set()
         """Names of the witnesses the last delivery to failed: the timer retries them."""
         self._timer: CheckpointTimer | None = None
-        self.key_path = Path(os.environ.get(KEY_FILE_ENV) or datadir.keys_dir / KEY_FILE_NAME)
+        self.key_path = signing_key_path(datadir)
         self._file_lock: FileLock | None = None
         if engine.dialect.name == "sqlite":
             datadir.locks_dir.mkdir(parents=True, exist_ok=True)
@@ -515,8 +521,9 @@ class AuditTrail:
         """Catch every witness up (or only those a delivery failed to, ``only_behind``): ask for the latest head it
         holds and submit every checkpoint of the database after it, in order, and the heads of the ``signed``
         counts just committed even when the witness holds heads beyond them (it then refuses one it disagrees
-        with); to ``among`` only, when given. Never raises: a witness that cannot take them now is logged and retried later; one that refuses a
-        head is logged as an error (the trail disagrees with what it holds: run ``facetrail audit verify``)."""
+        with); to ``among`` only, when given. Never raises: a witness that cannot take them now is logged and retried
+        later; one that refuses a head is logged as an error (the trail disagrees with what it holds: run ``facetrail
+        audit verify``)."""
         candidates = self.witnesses if among is None else among
         witnesses = [w for w in candidates if not only_behind or w.name in self._behind]
         if not witnesses or not (self.key_path.exists() or self.checkpoints_signed()):
@@ -654,7 +661,7 @@ class AuditTrail:
         (Ed25519, base64, over the canonical JSON of ``{"purpose", "sha256"}``, so a signature made for one purpose
         passes for no other, nor for a checkpoint). Check it with :meth:`document_problem`."""
         key = self._signing_key()
-        signature = key.sign(canonical_json({"purpose": purpose, "sha256": hashlib.sha256(document).hexdigest()}))
+        signature = key.sign(_document_payload(purpose, document))
         return {"key_id": public_key_id(key.public_key()), "signature": base64.b64encode(signature).decode("ascii")}
 
     @staticmethod
@@ -673,7 +680,13 @@ class AuditTrail:
             return f"it was signed by another key (id {str(signed.get('key_id'))[:64]!r}), not this audit signing key"
         try:
             public_key.verify(base64.b64decode(signed["signature"], validate=True),
-                              canonical_json({"purpose": purpose, "sha256": hashlib.sha256(document).hexdigest()}))
+                              _document_payload(purpose, document))
         except (InvalidSignature, ValueError):
             return "its signature does not verify: it was changed after it was signed"
         return ""
+
+
+def _document_payload(purpose: str, document: bytes) -> bytes:
+    """What a document's signature is made over (``AuditTrail.sign_document``): the canonical JSON of its purpose
+    and its SHA-256."""
+    return canonical_json({"purpose": purpose, "sha256": hashlib.sha256(document).hexdigest()})

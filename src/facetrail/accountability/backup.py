@@ -22,7 +22,6 @@ import base64
 import datetime as dt
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -32,7 +31,7 @@ from typing import Any
 from sqlalchemy import Date, DateTime, LargeBinary, func, select, text
 from sqlalchemy.engine import Connection
 
-from facetrail.accountability.audit import KEY_FILE_ENV, KEY_FILE_NAME, AuditTrail
+from facetrail.accountability.audit import KEY_FILE_ENV, AuditTrail, signing_key_path
 from facetrail.accountability.verify_audit import AuditVerification, canonical_json
 from facetrail.accountability.witness import open_witnesses
 from facetrail.crypto import key_file_path
@@ -135,11 +134,6 @@ def _signed_part(manifest: dict[str, Any]) -> bytes:
     return canonical_json({key: value for key, value in manifest.items() if key != "signature"})
 
 
-def _audit_key_path(datadir: DataDir) -> Path:
-    """Where the audit trail of ``datadir`` keeps its signing key (as ``AuditTrail`` finds it)."""
-    return Path(os.environ.get(KEY_FILE_ENV) or datadir.keys_dir / KEY_FILE_NAME)
-
-
 def _read_manifest(folder: Path) -> dict[str, Any]:
     """The backup's manifest, as written (FacetrailError when there is none, or it is of an unknown or unsigned
     format); ``check_backup`` checks it."""
@@ -196,7 +190,7 @@ def restore(folder: Path, datadir: DataDir, accept_lost_entries: bool = False) -
     if not key_file.is_file():
         raise FacetrailError(f"the data key file {key_file} is missing: put the backed-up key file there (or set "
                              "FACETRAIL_KEY_FILE) before restoring; backups never contain keys")
-    audit_key = _audit_key_path(datadir)
+    audit_key = signing_key_path(datadir)
     if not audit_key.is_file():
         raise FacetrailError(f"the audit signing key {audit_key} is missing: put the backed-up key there (or set "
                              f"{KEY_FILE_ENV}) before restoring; it checks the backup's signature")

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from facetrail.errors import AccountabilityError
 from facetrail.textfold import fold
 
+
 def refuse_imitation(session: Session, what: str, value: str, *columns) -> None:
     """Refuse (AccountabilityError) a non-empty ``what`` that is not, but looks like, a value already in ``columns``:
     the same ``textfold.fold``."""

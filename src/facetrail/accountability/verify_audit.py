@@ -76,6 +76,16 @@ def canonical_checkpoint(entry_count: int, head_hash: str, signed_at: str, key_i
     )
 
 
+def head_signature_verifies(public_key: Ed25519PublicKey, head: Mapping[str, Any]) -> bool:
+    """Whether a signed head's (a checkpoint's) signature is ``public_key``'s over its canonical form."""
+    payload = canonical_checkpoint(head["entry_count"], head["head_hash"], head["signed_at"], head["key_id"])
+    try:
+        public_key.verify(base64.b64decode(head["signature"], validate=True), payload)
+    except (InvalidSignature, binascii.Error, ValueError):
+        return False
+    return True
+
+
 def public_key_id(public_key: Ed25519PublicKey) -> str:
     """SHA-256 (hex) of the raw 32-byte public key: the key id that checkpoints name."""
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -180,15 +190,8 @@ class _Checkpoints:
                 f"{described} names signing key {checkpoint['key_id']}, not the audit signing key "
                 f"{self.key_id}: the {forged} was forged or the signing key was replaced",
             )
-        payload = canonical_checkpoint(
-            checkpoint["entry_count"], checkpoint["head_hash"], checkpoint["signed_at"], checkpoint["key_id"]
-        )
-        try:
-            self.public_key.verify(base64.b64decode(checkpoint["signature"], validate=True), payload)
-        except (InvalidSignature, binascii.Error, ValueError):
-            raise Problem(
-                seq, f"the signature of {described} does not verify: the {forged} was forged or edited"
-            ) from None
+        if not head_signature_verifies(self.public_key, checkpoint):
+            raise Problem(seq, f"the signature of {described} does not verify: the {forged} was forged or edited")
 
     def reach(self, count: int, head: str) -> None:
         """The chain is intact up to entry ``count``, whose hash is ``head``: check the checkpoints up to it."""
@@ -380,15 +383,20 @@ def read_checkpoints(path: Path) -> list[dict]:
     return checkpoints
 
 
+def load_public_key(pem: bytes, origin: str) -> Ed25519PublicKey:
+    """The Ed25519 public key in ``pem``; ValueError naming ``origin`` when it is not one."""
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as error:
+        raise ValueError(f"{origin} is not a PEM public key: {error}") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError(f"{origin} is not an Ed25519 public key (an audit public key is)")
+    return key
+
+
 def read_public_key(path: Path) -> Ed25519PublicKey:
     """An Ed25519 public key from a PEM file."""
-    try:
-        key = serialization.load_pem_public_key(path.read_bytes())
-    except UnsupportedAlgorithm as error:
-        raise ValueError(f"{path}: {error}") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise ValueError(f"{path} is not an Ed25519 public key")
-    return key
+    return load_public_key(path.read_bytes(), str(path))
 
 
 def verify_folder(

@@ -15,8 +15,6 @@ count). An identical head submitted again gets the receipt it got the first time
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import json
 import os
@@ -25,13 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from facetrail.accountability.audit import signing_key
 from facetrail.accountability.remote_witness import HEX64, countersign, receipt_shape_problem
-from facetrail.accountability.verify_audit import canonical_checkpoint, head_problem, public_key_id
+from facetrail.accountability.verify_audit import (
+    head_problem,
+    head_signature_verifies,
+    load_public_key,
+    public_key_id,
+)
 from facetrail.accountability.witness import HEADS_FILE, HeadFile
 from facetrail.errors import FacetrailError, WitnessRefused
 
@@ -104,12 +106,9 @@ def _now() -> str:
 def read_public_key(pem: bytes, origin: str) -> Ed25519PublicKey:
     """The Ed25519 public key in ``pem``; WitnessServiceError naming ``origin`` when it is not one."""
     try:
-        key = serialization.load_pem_public_key(pem)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as error:
-        raise WitnessServiceError(f"{origin} is not a PEM public key: {error}") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise WitnessServiceError(f"{origin} is not an Ed25519 public key (an audit public key is)")
-    return key
+        return load_public_key(pem, origin)
+    except ValueError as error:
+        raise WitnessServiceError(str(error)) from None
 
 
 class WitnessOffice:
@@ -212,14 +211,9 @@ class WitnessOffice:
         if problem:
             raise MalformedHead(f"not a signed head: {problem}")
         log = self.log(head["key_id"])
-        try:
-            log.public_key.verify(
-                base64.b64decode(head["signature"], validate=True),
-                canonical_checkpoint(head["entry_count"], head["head_hash"], head["signed_at"], head["key_id"]),
-            )
-        except (InvalidSignature, binascii.Error, ValueError):
+        if not head_signature_verifies(log.public_key, head):
             raise BadSignature(f"the signature of the head of {head['entry_count']} entries does not verify with the "
-                               f"key of the log {log.name or log.key_id}") from None
+                               f"key of the log {log.name or log.key_id}")
         try:
             self.heads_file.add(head)
             created = self.receipts_file.add(countersign(head, self.key(), _now()))
