@@ -178,6 +178,25 @@ def test_two_examiners_blind_review_makes_a_lead(world, faces, tmp_path):
         system.reviews.lead_report(who["alma"], search_id)
 
 
+def test_a_structured_comparison_is_stored_with_the_decision_and_must_agree_with_it(world, faces):
+    system, who = world
+    search_id = run_search(system, who["ivan"], faces).search_id
+    with pytest.raises(FacetrailError, match="counts as possible lead, not not a match"):
+        system.reviews.decide(who["erin"], search_id, 1, "not_a_match", "", {"features": {}, "conclusion": "support_same"})
+    with pytest.raises(FacetrailError, match="comparison feature 'tail'"):
+        system.reviews.decide(who["erin"], search_id, 1, "possible_lead", "", {"features": {"tail": "similar"}, "conclusion": "support_same"})
+    with pytest.raises(FacetrailError, match="finding must be one of"):
+        system.reviews.decide(who["erin"], search_id, 1, "possible_lead", "", {"features": {"ears": "same"}, "conclusion": "support_same"})
+    comparison = {"features": {"nose": "similar", "ears": "not_visible", "eyes": "similar"}, "conclusion": "strong_support_same"}
+    system.reviews.decide(who["erin"], search_id, 1, "possible_lead", "ears hidden by hair", comparison)
+    shown = system.reviews.show_search(who["erin"], search_id)["candidates"][0]["decisions"]
+    assert shown == [{"examiner": "erin", "decision": "possible_lead", "notes": "ears hidden by hair",
+                      "comparison": {"features": {"eyes": "similar", "nose": "similar", "ears": "not_visible"},
+                                     "conclusion": "strong_support_same"}}]
+    entry = next(e for e in system.audit.entries(limit=1000) if e["action"] == "review_decision")
+    assert entry["details"]["comparison"]["conclusion"] == "strong_support_same"
+
+
 def test_disagreement_goes_to_a_supervisor(world, faces):
     system, who = world
     search_id = run_search(system, who["ivan"], faces).search_id

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from facetrail.accountability import outcomes
+from facetrail.accountability.comparison import check_comparison
 from facetrail.accountability.context import (
     NOTICE,
     Context,
@@ -76,7 +77,8 @@ class Reviews:
                 "candidates": [
                     {"rank": c.rank, "subject_id": c.subject_external_id, "image_id": c.image_id, "distance": c.distance,
                      "false_match_rate": c.false_match_rate,
-                     "decisions": [{"examiner": names.get(r.examiner_id, ""), "decision": r.decision, "notes": r.notes}
+                     "decisions": [{"examiner": names.get(r.examiner_id, ""), "decision": r.decision, "notes": r.notes,
+                                    "comparison": r.comparison}
                                    for r in visible if r.candidate_id == c.id]}
                     for c in search.candidates
                 ],
@@ -85,12 +87,15 @@ class Reviews:
         context.audit.append(actor.username, "search_viewed", f"search:{search_id}", {"candidates": len(shown["candidates"])})
         return shown
 
-    def decide(self, actor: Actor, search_id: int, rank: int, decision: str, notes: str = "") -> str:
-        """Record an examiner's decision on one candidate still open to them; returns the search's outcome
-        afterwards. Refused on a search they ran (audited), twice, or once the candidate is no longer open."""
+    def decide(self, actor: Actor, search_id: int, rank: int, decision: str, notes: str = "",
+               comparison: dict[str, Any] | None = None) -> str:
+        """Record an examiner's decision on one candidate still open to them, with their structured comparison
+        where they made one (``comparison.check_comparison``); returns the search's outcome afterwards. Refused on a
+        search they ran (audited), twice, or once the candidate is no longer open."""
         context = self.context
         context.require(actor, "review", f"search:{search_id}")
         _check_decision(decision)
+        comparison = check_comparison(decision, comparison)
         check_notes(notes)
         with context.galleries.sessions() as session:
             if completed_search(session, search_id).user_id == actor.id:
@@ -105,10 +110,12 @@ class Reviews:
             if not open_to(reviews, resolution, actor.id, context.examiners_required()):
                 raise DuplicateError(f"candidate {rank} of search {search_id} is no longer open for review: the "
                                      "examiners' decisions on it are complete (a supervisor settles a disagreement)")
-            session.add(ReviewRecord(search_id=search_id, candidate_id=candidate.id, examiner_id=actor.id, decision=decision, notes=notes))
+            session.add(ReviewRecord(search_id=search_id, candidate_id=candidate.id, examiner_id=actor.id, decision=decision,
+                                     notes=notes, comparison=comparison))
             session.flush()
             context.audit.record(session, actor.username, "review_decision", f"search:{search_id}",
-                                 {"rank": rank, "subject_id": candidate.subject_external_id, "decision": decision, "notes": notes})
+                                 {"rank": rank, "subject_id": candidate.subject_external_id, "decision": decision, "notes": notes,
+                                  "comparison": comparison})
             return context.search_outcome(session, search_id)
 
     def disputes(self, actor: Actor) -> list[dict[str, Any]]:

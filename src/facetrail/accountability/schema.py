@@ -185,6 +185,8 @@ class ReviewRecord(Base):
     examiner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     decision: Mapped[str] = mapped_column(String(20))
     notes: Mapped[str] = mapped_column(Text, default="")
+    comparison: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """The examiner's structured comparison (``comparison.check_comparison``), where they recorded one."""
     decided_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from facetrail.cli.common import DataOption, JsonOption, acting, console, emit_json, fail, out
+from facetrail.accountability.comparison import CONCLUSIONS, FEATURES, FINDINGS
 from facetrail.accountability.service import CaseRequest
 from facetrail.errors import NoFaceError, RefusedError, SeveralFacesError
 
@@ -139,10 +140,19 @@ def review_decide(
     rank: Annotated[int, typer.Option("--rank", help="Candidate rank.")],
     decision: Annotated[str, typer.Option("--decision", help="possible_lead, not_a_match or inconclusive.")],
     notes: Annotated[str, typer.Option("--notes", help="What the decision rests on.")] = "",
+    conclusion: Annotated[str, typer.Option("--conclusion", help=(
+        "Your conclusion on the scale: " + ", ".join(CONCLUSIONS) + " (it must agree with --decision)."))] = "",
+    feature: Annotated[list[str] | None, typer.Option("--feature", help=(
+        "FEATURE=FINDING, repeatable: features " + ", ".join(FEATURES) + "; findings " + ", ".join(FINDINGS) + "."))] = None,
     data: DataOption = None,
 ) -> None:
-    """Record your decision on one candidate (examiner; final; blind to other examiners)."""
-    acting(data, lambda system, actor: system.reviews.decide(actor, search_id, rank, decision, notes))
+    """Record your decision on one candidate (examiner; final; blind to other examiners), with your structured
+    comparison when you give a --conclusion."""
+    findings = dict(item.partition("=")[::2] for item in feature or [])
+    if findings and not conclusion:
+        raise typer.BadParameter("--feature needs --conclusion (the structured comparison ends in a conclusion)")
+    comparison = {"features": findings, "conclusion": conclusion} if conclusion else None
+    acting(data, lambda system, actor: system.reviews.decide(actor, search_id, rank, decision, notes, comparison))
     console.print(f"recorded: search {search_id}, candidate {rank}: {decision}")
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from facetrail.accountability.comparison import CONCLUSIONS, FEATURES, FINDINGS
 from facetrail.accountability.schema import DECISIONS, OVERRIDE_STATUSES, ROLES
 from facetrail.accountability.service import Actor
 from facetrail.engine.decode import DecodedImage
@@ -14,6 +15,9 @@ from facetrail.engine.pipeline import FoundFace
 
 Role = Literal[ROLES]  # type: ignore[valid-type]
 Decision = Literal[DECISIONS]  # type: ignore[valid-type]
+Feature = Literal[tuple(FEATURES)]  # type: ignore[valid-type]
+Finding = Literal[tuple(FINDINGS)]  # type: ignore[valid-type]
+Conclusion = Literal[tuple(CONCLUSIONS)]  # type: ignore[valid-type]
 
 
 # --- errors ---------------------------------------------------------------------------------------
@@ -266,10 +270,17 @@ class ComparisonOut(BaseModel):
     notice: str
 
 
+class Comparison(BaseModel):
+    features: dict[Feature, Finding] = Field(default_factory=dict, description=(
+        "What you found of each feature (FISWG's feature list, top level): similar, dissimilar or not_visible."))
+    conclusion: Conclusion = Field(description="Your conclusion on the stated scale; it must agree with the decision.")
+
+
 class DecisionShown(BaseModel):
     examiner: str
     decision: str
     notes: str
+    comparison: Comparison | None = Field(None, description="The examiner's structured comparison, if recorded.")
 
 
 class CandidateShown(CandidateOut):
@@ -324,6 +335,7 @@ class DecisionIn(BaseModel):
     rank: int = Field(ge=1, le=1000)
     decision: Decision
     notes: str = Field("", max_length=10_000)
+    comparison: Comparison | None = Field(None, description="Your structured comparison (examiners' decisions only).")
 
 
 class DecisionRecorded(BaseModel):

@@ -21,7 +21,8 @@ def review_queue(actor: CurrentActor, system: SystemDep) -> list[dict]:
              status_code=status.HTTP_201_CREATED, responses=documented(409))
 def decide(search_id: SearchId, body: DecisionIn, actor: CurrentActor, system: SystemDep) -> DecisionRecorded:
     """Record your decision on one candidate (examiners; final; blind to other examiners; audited)."""
-    outcome = system.reviews.decide(actor, search_id, body.rank, body.decision, body.notes)
+    comparison = body.comparison.model_dump() if body.comparison else None
+    outcome = system.reviews.decide(actor, search_id, body.rank, body.decision, body.notes, comparison)
     return DecisionRecorded(search_id=search_id, rank=body.rank, decision=body.decision, outcome=outcome)
 
 
