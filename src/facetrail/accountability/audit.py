@@ -101,7 +101,12 @@ logger = logging.getLogger("facetrail.audit")
 
 
 def _timestamp() -> str:
-    return utcnow().isoformat(timespec="microseconds")
+    return _iso(utcnow())
+
+
+def _iso(moment: dt.datetime) -> str:
+    """A time as an entry's ``recorded_at`` holds it: ISO 8601 in UTC, to the microsecond."""
+    return moment.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
 
 
 def _checked_text(name: str, value: str, required: bool) -> str:
@@ -641,20 +646,30 @@ class AuditTrail:
 
     def entries(
         self, since_seq: int = 0, limit: int | None = None, actor: str | None = None, action: str | None = None,
-        newest_first: bool = False,
+        newest_first: bool = False, before_seq: int | None = None, target: str | None = None,
+        recorded_since: dt.datetime | None = None,
     ) -> list[dict[str, Any]]:
-        """Entries after ``since_seq`` in order (or newest first), only ``actor``'s and/or of ``action`` if given, at
-        most ``limit``."""
+        """Entries after ``since_seq`` (and before ``before_seq``) in order (or newest first), only ``actor``'s, of
+        ``action``, about ``target`` and recorded at or after ``recorded_since`` where given, at most ``limit``."""
         order = AuditEntryRecord.seq.desc() if newest_first else AuditEntryRecord.seq
         query = select(*_ENTRY_COLUMNS).where(AuditEntryRecord.seq > since_seq).order_by(order)
-        if actor is not None:
-            query = query.where(AuditEntryRecord.actor == actor)
-        if action is not None:
-            query = query.where(AuditEntryRecord.action == action)
+        for column, value in ((AuditEntryRecord.actor, actor), (AuditEntryRecord.action, action),
+                              (AuditEntryRecord.target, target)):
+            if value is not None:
+                query = query.where(column == value)
+        if before_seq is not None:
+            query = query.where(AuditEntryRecord.seq < before_seq)
+        if recorded_since is not None:  # recorded_at is ISO 8601 UTC text of one width: it sorts as the times do
+            query = query.where(AuditEntryRecord.recorded_at >= _iso(recorded_since))
         if limit is not None:
             query = query.limit(limit)
         with self.sessions() as session:
             return [dict(row) for row in session.execute(query).mappings()]
+
+    def actions(self) -> list[str]:
+        """The actions the trail holds entries of, in alphabetical order."""
+        with self.sessions() as session:
+            return list(session.scalars(select(AuditEntryRecord.action).distinct().order_by(AuditEntryRecord.action)))
 
     def sign_document(self, purpose: str, document: bytes) -> dict[str, str]:
         """Sign ``document`` (a backup's manifest, say) with the audit signing key: ``{"key_id", "signature"}``

@@ -126,28 +126,41 @@ class Oversight:
         return (newest[0] if newest else None), self.context.audit.length()
 
     def audit_entries(self, actor: Actor, since_seq: int = 0, limit: int = 50, who: str | None = None,
-                      action: str | None = None) -> list[dict]:
-        """A page of audit entries after ``since_seq`` (auditors and supervisors); reading the trail is audited too,
-        with the filters. Auditors and the oversight unit's supervisors read every entry; another supervisor only
-        the entries about their unit's searches and override requests, and their unit's members' other entries. An
-        account that may still decide on a review reads other people's decisions on those searches withheld, and
-        no entry's hashes (they would let a withheld decision be guessed; ``verify_audit`` checks the chain)."""
+                      action: str | None = None, newest_first: bool = False,
+                      before_seq: int | None = None) -> list[dict]:
+        """A page of audit entries after ``since_seq`` (and before ``before_seq``), oldest or newest first (auditors
+        and supervisors); reading the trail is audited too, with the filters. Auditors and the oversight unit's
+        supervisors read every entry; another supervisor only the entries about their unit's searches and override
+        requests, and their unit's members' other entries. An account that may still decide on a review reads other
+        people's decisions on those searches withheld, and no entry's hashes (they would let a withheld decision be
+        guessed; ``verify_audit`` checks the chain)."""
         context = self.context
         context.require(actor, "view_audit")
         unit = context.audit_unit(actor)
         entries: list[dict] = []
-        cursor, size = since_seq, limit if unit is None else max(limit, READ_BATCH)
+        since, before, size = since_seq, before_seq, limit if unit is None else max(limit, READ_BATCH)
         while len(entries) < limit:
-            batch = context.audit.entries(since_seq=cursor, limit=size, actor=who, action=action)
+            batch = context.audit.entries(since_seq=since, limit=size, actor=who, action=action,
+                                          newest_first=newest_first, before_seq=before)
             entries += batch if unit is None else self._of_unit(batch, unit)
             if len(batch) < size:
                 break
-            cursor = batch[-1]["seq"]
+            if newest_first:
+                before = batch[-1]["seq"]
+            else:
+                since = batch[-1]["seq"]
         entries = self._blind(actor, entries[:limit])
         context.audit.append(actor.username, "audit_viewed", "audit", {
             "since_seq": since_seq, "limit": limit, "actor": who, "action": action, "entries": len(entries),
-            "unit": "(every unit)" if unit is None else unit})
+            "unit": "(every unit)" if unit is None else unit,
+            **({"newest_first": True} if newest_first else {}),
+            **({"before_seq": before_seq} if before_seq is not None else {})})
         return entries
+
+    def audit_actions(self, actor: Actor) -> list[str]:
+        """The actions the audit trail holds entries of, for choosing among (auditors and supervisors)."""
+        self.context.require(actor, "view_audit")
+        return self.context.audit.actions()
 
     def trail_scope(self, actor: Actor) -> dict[str, Any]:
         """What of the audit trail ``actor`` reads, for a page to say so: ``unit`` (None: every unit, see

@@ -5,10 +5,18 @@ supervisors of its unit, each view audited. Examiners review blind: each sees on
 candidate becomes a lead only when two different examiners verify it (``outcomes``). A candidate that is a lead,
 settled or in dispute takes no further examiner's decision (``context.open_to``); a supervisor who neither ran nor
 reviewed a search settles examiners' disagreements.
+
+A page and its pictures are one action: a page that shows a search's photographs records one ``search_viewed``
+entry naming the page, the probe (its SHA-256) and the candidates it shows (rank and gallery image each). A picture
+the page then fetches, within PAGE_VIEW_COVERS of that entry, by the same user, is one the entry names: it is served
+after the same scope check but without an entry of its own (``covering_page_view``). Any other view of a photograph
+(the API's, a URL typed in, a page view too old) is audited one entry per picture.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -31,6 +39,16 @@ from facetrail.accountability.users import Actor
 from facetrail.engine.geometry import Box
 from facetrail.errors import DuplicateError, FacetrailError, NotFoundError
 from facetrail.gallery.schema import ImageRecord, TemplateRecord
+from facetrail.store import utcnow
+
+PAGE_VIEW_COVERS = dt.timedelta(minutes=15)
+"""How long after a page view of a search the pictures it names are served to its user without entries of their own."""
+PAGE_VIEWS_LOOKED_AT = 20
+"""How many of a user's most recent page views of one search a picture's fetch looks through for one naming it."""
+
+PageFetch = Callable[[bool], None]
+"""Told, before a page's picture is served, whether a page view covers it (the web counts an uncovered fetch against
+the user's request limit); it may refuse by raising."""
 
 
 class Reviews:
@@ -56,10 +74,11 @@ class Reviews:
                 for s in searches if s.id not in mine and status[s.id] == "pending_review"
             ]
 
-    def show_search(self, actor: Actor, search_id: int) -> dict[str, Any]:
+    def show_search(self, actor: Actor, search_id: int, page: str | None = None) -> dict[str, Any]:
         """A search and its candidate list (audited). The investigator who ran it sees the outcome; an examiner sees
         only their own decisions (blind review), even one who is a supervisor too; a supervisor sees every
-        decision."""
+        decision. ``page`` names the web page that shows it with its photographs: its entry then covers them
+        (``covering_page_view``)."""
         context = self.context
         with context.galleries.sessions() as session:
             search = context.viewable_search(session, actor, search_id)
@@ -84,8 +103,47 @@ class Reviews:
                 ],
                 "notice": NOTICE,
             }
-        context.audit.append(actor.username, "search_viewed", f"search:{search_id}", {"candidates": len(shown["candidates"])})
+            probe = session.get(ProbeRecord, search.probe_id) if search.probe_id else None
+        self._record_view(actor, search_id, page, probe.sha256 if probe else None, shown["candidates"])
         return shown
+
+    def show_photograph(self, actor: Actor, search_id: int, rank: int | None = None) -> dict[str, Any]:
+        """One photograph of a search on a page of its own: the probe (``rank`` None) or the candidate at ``rank``,
+        with the search's case; one audited page view (``search_viewed``, page "photograph") that covers it."""
+        context = self.context
+        with context.galleries.sessions() as session:
+            search = context.viewable_search(session, actor, search_id)
+            candidate = candidate_at(search, rank) if rank is not None else None
+            probe = session.get(ProbeRecord, search.probe_id) if search.probe_id and candidate is None else None
+            shown = {"search_id": search.id, "case_number": search.case_number, "purpose": search.purpose,
+                     "offence": search.offence, "gallery": search.gallery_name, "own_search": search.user_id == actor.id,
+                     "rank": rank, "subject_id": candidate.subject_external_id if candidate else None,
+                     "image_id": candidate.image_id if candidate else None, "notice": NOTICE}
+        self._record_view(actor, search_id, "photograph", probe.sha256 if probe else None,
+                          [shown] if candidate is not None else [])
+        return shown
+
+    def _record_view(self, actor: Actor, search_id: int, page: str | None, probe_sha256: str | None,
+                     candidates: list[dict[str, Any]]) -> None:
+        """Audit one view of a search (``search_viewed``): the page it was, if any, the probe and the candidates it
+        showed (rank and gallery image each)."""
+        details: dict[str, Any] = {"page": page} if page else {}
+        if probe_sha256:
+            details["probe_sha256"] = probe_sha256
+        details["candidates"] = [{"rank": c["rank"], "image_id": c["image_id"]} for c in candidates]
+        self.context.audit.append(actor.username, "search_viewed", f"search:{search_id}", details)
+
+    def covering_page_view(self, actor: Actor, search_id: int, picture: dict[str, Any]) -> int | None:
+        """The audited page view (its entry's seq) that covers a picture of a search ``actor`` fetches now: one of
+        theirs, of a page, recorded within PAGE_VIEW_COVERS, naming ``picture`` (``{"probe_sha256": ...}`` or
+        ``{"rank": ..., "image_id": ...}``); None when there is none. Says nothing of whether ``actor`` may see the
+        search: the caller has checked that."""
+        for entry in self.context.audit.entries(actor=actor.username, action="search_viewed", target=f"search:{search_id}",
+                                                recorded_since=utcnow() - PAGE_VIEW_COVERS, newest_first=True,
+                                                limit=PAGE_VIEWS_LOOKED_AT):
+            if _page_shows(entry["details"], picture):
+                return entry["seq"]
+        return None
 
     def decide(self, actor: Actor, search_id: int, rank: int, decision: str, notes: str = "",
                comparison: dict[str, Any] | None = None) -> str:
@@ -196,8 +254,9 @@ class Reviews:
 
     # --- the photographs of a search (every view audited) -------------------------------------------------------
 
-    def probe_photo(self, actor: Actor, search_id: int) -> tuple[bytes, list[int]]:
-        """The probe's bytes and the face box searched with (audited)."""
+    def probe_photo(self, actor: Actor, search_id: int, for_page: PageFetch | None = None) -> tuple[bytes, list[int]]:
+        """The probe's bytes and the face box searched with; audited (``probe_viewed``) unless ``for_page`` is given
+        (a page's picture) and a page view covers it (``_covered``)."""
         context = self.context
         with context.galleries.sessions() as session:
             search = context.viewable_search(session, actor, search_id)
@@ -205,13 +264,17 @@ class Reviews:
             if probe is None or not probe.stored:
                 raise NotFoundError(f"the probe image of search {search_id} was purged under the retention policy")
             sha, box = probe.sha256, search.face_box
+        picture = {"probe_sha256": sha}
+        covered = self._covered(actor, search_id, picture, for_page)
         data = context.probes.get(sha)
-        context.audit.append(actor.username, "probe_viewed", f"search:{search_id}", {"probe_sha256": sha})
+        if not covered:
+            context.audit.append(actor.username, "probe_viewed", f"search:{search_id}", picture)
         return data, box
 
-    def candidate_photo(self, actor: Actor, search_id: int, rank: int) -> tuple[bytes, list[int]]:
-        """A candidate's gallery photograph and the face box enrolled from it (audited; never for auditors or
-        admins)."""
+    def candidate_photo(self, actor: Actor, search_id: int, rank: int,
+                        for_page: PageFetch | None = None) -> tuple[bytes, list[int]]:
+        """A candidate's gallery photograph and the face box enrolled from it (never for auditors or admins);
+        audited (``candidate_image_viewed``) unless ``for_page`` is given and a page view covers it (``_covered``)."""
         context = self.context
         with context.galleries.sessions() as session:
             search = context.viewable_search(session, actor, search_id)
@@ -222,27 +285,45 @@ class Reviews:
                 raise NotFoundError(f"candidate {rank} of search {search_id} has since been expunged from the gallery")
             template = session.scalar(select(TemplateRecord).where(TemplateRecord.image_id == image.id))
             content_hash, box = image.content_hash, template.face_box
+        picture = {"rank": rank, "image_id": candidate.image_id}
+        covered = self._covered(actor, search_id, picture, for_page)
         data = gallery.blobs.get(content_hash)
-        context.audit.append(actor.username, "candidate_image_viewed", f"search:{search_id}",
-                             {"rank": rank, "image_id": candidate.image_id})
+        if not covered:
+            context.audit.append(actor.username, "candidate_image_viewed", f"search:{search_id}", picture)
         return data, box
 
-    def probe_pixels(self, actor: Actor, search_id: int) -> tuple[np.ndarray, list[int]]:
-        """The probe decoded to RGB pixels, and the face box searched with (audited as a view of the probe)."""
-        data, box = self.probe_photo(actor, search_id)
+    def _covered(self, actor: Actor, search_id: int, picture: dict[str, Any], for_page: PageFetch | None) -> bool:
+        """Whether a view of ``picture``, which ``actor`` may see, goes without an entry of its own: only when
+        ``for_page`` is given (a page fetches it) and a page view covers it (``covering_page_view``). ``for_page`` is
+        told which before anything is read, and may refuse."""
+        if for_page is None:
+            return False
+        covered = self.covering_page_view(actor, search_id, picture) is not None
+        for_page(covered)
+        return covered
+
+    def probe_pixels(self, actor: Actor, search_id: int,
+                     for_page: PageFetch | None = None) -> tuple[np.ndarray, list[int]]:
+        """The probe decoded to RGB pixels, and the face box searched with (audited as ``probe_photo``)."""
+        data, box = self.probe_photo(actor, search_id, for_page)
         return self.context.pixels(data), box
 
-    def candidate_pixels(self, actor: Actor, search_id: int, rank: int) -> tuple[np.ndarray, list[int]]:
-        """A candidate's gallery photograph decoded to RGB pixels, and its enrolled face box (audited as a view)."""
-        data, box = self.candidate_photo(actor, search_id, rank)
+    def candidate_pixels(self, actor: Actor, search_id: int, rank: int,
+                         for_page: PageFetch | None = None) -> tuple[np.ndarray, list[int]]:
+        """A candidate's gallery photograph decoded to RGB pixels, and its enrolled face box (audited as
+        ``candidate_photo``)."""
+        data, box = self.candidate_photo(actor, search_id, rank, for_page)
         return self.context.pixels(data), box
 
-    def face_chip(self, actor: Actor, search_id: int, rank: int | None = None) -> np.ndarray:
+    def face_chip(self, actor: Actor, search_id: int, rank: int | None = None,
+                  for_page: PageFetch | None = None) -> np.ndarray:
         """The aligned face chip the model compared, from the probe (``rank`` None) or from a candidate's gallery
         photograph; audited as a view of that photograph."""
-        pixels, box = self.probe_pixels(actor, search_id) if rank is None else self.candidate_pixels(actor, search_id, rank)
+        pixels, box = (self.probe_pixels(actor, search_id, for_page) if rank is None
+                       else self.candidate_pixels(actor, search_id, rank, for_page))
         with self.context.engines.searching() as engine:
             return engine.aligned_chip(pixels, Box(*box))
+
 
 def sees_every_decision(actor: Actor) -> bool:
     """Whether ``actor`` sees every examiner's decisions: a supervisor who is not an examiner too (blind review)."""
@@ -252,3 +333,14 @@ def sees_every_decision(actor: Actor) -> bool:
 def _check_decision(decision: str) -> None:
     if decision not in DECISIONS:
         raise FacetrailError(f"decision must be one of {', '.join(DECISIONS)}")
+
+
+def _page_shows(details: dict[str, Any], picture: dict[str, Any]) -> bool:
+    """Whether a ``search_viewed`` entry's ``details`` are a page's that showed ``picture`` (entries written before
+    page views named their pictures count candidates and name none)."""
+    if not details.get("page"):
+        return False
+    if "probe_sha256" in picture:
+        return details.get("probe_sha256") == picture["probe_sha256"]
+    candidates = details.get("candidates")
+    return isinstance(candidates, list) and picture in candidates

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from facetrail.store import Base, utcnow
@@ -245,6 +245,8 @@ class AuditEntryRecord(Base):
     """One entry of the append-only audit trail, chained to the previous by SHA-256."""
 
     __tablename__ = "audit_entries"
+    __table_args__ = (Index("ix_audit_entries_actor_target", "actor", "target"),)
+    """For finding a user's recent page views of a search (``Reviews.covering_page_view``)."""
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     """1, 2, 3, ... without gaps."""

@@ -85,18 +85,26 @@ def log_in(request: Request, system: Facetrail, username: str, password: str, la
     return actor, token
 
 
-def authenticate_request(request: Request, system: Facetrail, token: str) -> Actor:
-    """The user a session token belongs to; each call counts against their requests per minute under the policy in
-    force (raises AuthenticationError, or ApiError 429 over the limit)."""
+def authenticate_request(request: Request, system: Facetrail, token: str, counted: bool = True) -> Actor:
+    """The user a session token belongs to (raises AuthenticationError); the call counts against their requests per
+    minute (``count_request``) unless ``counted`` is False: a page's picture, counted only when no page view covers
+    it (``web.routes.photos``)."""
     actor = system.auth.authenticate(token)
     request.state.username = actor.username
+    if counted:
+        count_request(request, system, actor)
+    request.state.token = token
+    return actor
+
+
+def count_request(request: Request, system: Facetrail, actor: Actor) -> None:
+    """Count one request of ``actor`` against their requests per minute under the policy in force (ApiError 429
+    over the limit, counting nothing)."""
     limiter: SlidingWindowLimiter = request.app.state.limiter
     limit = system.auth.requests_per_minute()
     retry_after = limiter.hit(actor.id, limit)
     if retry_after:
         raise rate_limited(retry_after, limit)
-    request.state.token = token
-    return actor
 
 
 def get_current_actor(

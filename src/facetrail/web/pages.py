@@ -125,8 +125,9 @@ def error_of(exc: FacetrailError) -> tuple[int, str, list[dict]]:
 
 
 def problem_page(request: Request, json_response: Response) -> HTMLResponse:
-    """The HTML page for an error the API would answer with ``json_response``."""
+    """The HTML page for an error the API would answer with ``json_response``. Its text goes in ``reason``: the
+    base page shows a ``message`` as a success."""
     error = json.loads(json_response.body)["error"]
     retry = {"Retry-After": json_response.headers["Retry-After"]} if "Retry-After" in json_response.headers else None
-    return render(request, "error.html", {"status": json_response.status_code, "message": error["message"],
+    return render(request, "error.html", {"status": json_response.status_code, "reason": error["message"],
                                           "problems": error.get("problems", [])}, json_response.status_code, retry)

@@ -36,12 +36,23 @@ def safe_next(path: str | None) -> str:
 
 
 def web_actor(request: Request, system: SystemDep, settings: SettingsDep) -> Actor:
-    """The logged-in user of a page, from the session cookie; without a valid session, off to the login page."""
+    """The logged-in user of a page, from the session cookie, the request counted against their limit; without a
+    valid session, off to the login page."""
+    return _session_actor(request, system, settings, counted=True)
+
+
+def picture_actor(request: Request, system: SystemDep, settings: SettingsDep) -> Actor:
+    """The logged-in user fetching a page's picture, the request not counted yet: the picture route counts it
+    unless a page view covers the picture (``web.routes.photos``)."""
+    return _session_actor(request, system, settings, counted=False)
+
+
+def _session_actor(request: Request, system, settings, counted: bool) -> Actor:
     token = request.cookies.get(settings.session_cookie)
     if not token:
         raise LoginRequired(request.url.path)
     try:
-        actor = authenticate_request(request, system, token)
+        actor = authenticate_request(request, system, token, counted)
     except AuthenticationError as exc:
         raise LoginRequired(request.url.path, str(exc)) from None
     request.state.actor = actor
@@ -49,6 +60,7 @@ def web_actor(request: Request, system: SystemDep, settings: SettingsDep) -> Act
 
 
 WebActor = Annotated[Actor, Depends(web_actor)]
+PictureActor = Annotated[Actor, Depends(picture_actor)]
 
 
 def form_actor(request: Request, actor: WebActor,

@@ -26,7 +26,7 @@ def queue(request: Request, actor: WebActor, system: SystemDep) -> HTMLResponse:
 def _review_page(request: Request, system, actor, search_id: int, rank: int | None, recorded: int | None = None,
                  error: str | None = None, status: int = 200) -> HTMLResponse:
     system.require(actor, "review")
-    search = system.reviews.show_search(actor, search_id)
+    search = system.reviews.show_search(actor, search_id, page="review")
     ranks = [c["rank"] for c in search["candidates"]]
     undecided = [c["rank"] for c in search["candidates"] if not c["decisions"]]
     if rank not in ranks:

@@ -108,4 +108,4 @@ def my_searches(request: Request, actor: WebActor, system: SystemDep,
 @router.get("/searches/{search_id}", response_class=HTMLResponse)
 def search_result(request: Request, search_id: SearchId, actor: WebActor, system: SystemDep) -> HTMLResponse:
     """A search's ranked candidates: gallery photographs with rank, distance and estimated false-match rate."""
-    return render(request, "search_result.html", {"search": system.reviews.show_search(actor, search_id)})
+    return render(request, "search_result.html", {"search": system.reviews.show_search(actor, search_id, page="search result")})

@@ -6,8 +6,7 @@ No page here shows or links to a photograph: oversight sees what was done, by wh
 from __future__ import annotations
 
 import datetime as dt
-import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
@@ -75,28 +74,63 @@ def report(
     }, status)
 
 
+ORDERS = {"newest": "Newest first", "oldest": "Oldest first"}
+"""The orders the audit trail page reads entries in, the first by default."""
+DETAIL_LABELS = {"probe_sha256": "probe (SHA-256)", "image_id": "gallery image", "since_seq": "after entry",
+                 "before_seq": "before entry"}
+"""Names of audit details that read better otherwise than with their underscores made spaces."""
+
+
 def _audit_page(request: Request, system: Facetrail, actor: Actor, who: str = "", action: str = "",
                 since_seq: int = 0, limit: int = PAGE_SIZES[0], verification: AuditVerification | None = None,
-                ) -> HTMLResponse:
-    """The audit trail page: a page of entries after ``since_seq``, only ``who``'s and/or of ``action`` if given, the
-    result of a verification just run, if any, else the last one recorded in the trail."""
-    entries = system.oversight.audit_entries(actor, since_seq, limit, who or None, action or None)
+                order: str = "newest", before_seq: int | None = None) -> HTMLResponse:
+    """The audit trail page: a page of entries after ``since_seq`` (before ``before_seq``), newest or oldest first,
+    only ``who``'s and/or of ``action`` if given, each entry's details in words; the result of a verification just
+    run, if any, else the last one recorded in the trail."""
+    newest_first = order == "newest"
+    entries = system.oversight.audit_entries(actor, since_seq, limit, who or None, action or None, newest_first, before_seq)
     last_verification, length = system.oversight.last_audit_verification(actor)
-    chosen: dict[str, Any] = {"actor": who, "action": action, "limit": limit}
+    chosen: dict[str, Any] = {"actor": who, "action": action, "limit": limit, "order": order}
     query = {name: value for name, value in chosen.items() if value}
+    onward = "before_seq" if newest_first else "since_seq"
     return render(request, "oversight_audit.html", {
-        "entries": [{**entry, "details_json": json.dumps(entry["details"], ensure_ascii=False, separators=(",", ":"))}
-                    for entry in entries],
+        "entries": [{**entry, "readable": readable_details(entry["details"])} for entry in entries],
         "chosen": {**chosen, "since_seq": since_seq},
         "page_sizes": PAGE_SIZES,
-        "first_page": f"/oversight/audit?{urlencode(query)}" if since_seq else None,
-        "next_page": (f"/oversight/audit?{urlencode({**query, 'since_seq': entries[-1]['seq']})}"
+        "orders": ORDERS,
+        "actions": sorted({*system.oversight.audit_actions(actor), *([action] if action else [])}),
+        "first_page": f"/oversight/audit?{urlencode(query)}" if since_seq or before_seq else None,
+        "next_page": (f"/oversight/audit?{urlencode({**query, onward: entries[-1]['seq']})}"
                       if len(entries) == limit else None),
         "scope": system.oversight.trail_scope(actor),
         "verification": verification,
         "last_verification": last_verification,
         "length": length,
     })
+
+
+def readable_details(details: dict[str, Any]) -> list[tuple[str, str]]:
+    """An audit entry's details as (name, words) pairs for a definition list: 'candidates' → '1 (gallery image 12),
+    2 (gallery image 14)', nested records as 'name: value; …', yes/no, and '—' for nothing."""
+    return [(_label(name), _words(value)) for name, value in details.items()]
+
+
+def _label(name: str) -> str:
+    return DETAIL_LABELS.get(name, name.replace("_", " "))
+
+
+def _words(value: Any) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        if set(value) == {"rank", "image_id"}:
+            return f"{value['rank']} ({_label('image_id')} {_words(value['image_id'])})"
+        return "; ".join(f"{_label(name)}: {_words(inner)}" for name, inner in value.items())
+    if isinstance(value, list):
+        return ", ".join(_words(item) for item in value) if value else "none"
+    return str(value)
 
 
 @router.get("/audit", response_class=HTMLResponse)
@@ -107,11 +141,14 @@ def audit(
     who: Annotated[str, Query(alias="actor", max_length=100)] = "",
     action: Annotated[str, Query(max_length=60)] = "",
     since_seq: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    before_seq: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=PAGE_SIZES[-1])] = PAGE_SIZES[0],
+    order: Annotated[Literal["newest", "oldest"], Query()] = "newest",
 ) -> HTMLResponse:
-    """The audit trail, oldest first, a page at a time, filtered by who acted and what they did; with buttons to
-    verify the chain and to export it."""
-    return _audit_page(request, system, actor, who.strip(), action.strip(), since_seq, limit)
+    """The audit trail, newest first (or oldest first), a page at a time, filtered by who acted and what they did
+    (chosen from the actions the trail holds); with buttons to verify the chain and to export it."""
+    return _audit_page(request, system, actor, who.strip(), action.strip(), since_seq, limit, order=order,
+                       before_seq=before_seq)
 
 
 @router.post("/audit/verify", response_class=HTMLResponse)

@@ -70,7 +70,7 @@ def dispute(request: Request, search_id: SearchId, rank: Rank, actor: WebActor, 
         return _page(request, system, actor, error=f"candidate {rank} of search #{search_id} is not in dispute",
                      status=404)
     return render(request, "supervision_dispute.html", {
-        "dispute": found, "search": system.reviews.show_search(actor, search_id), "decisions": DECISIONS})
+        "dispute": found, "search": system.reviews.show_search(actor, search_id, page="dispute"), "decisions": DECISIONS})
 
 
 @router.post("/disputes/{search_id}/{rank}")
