@@ -174,30 +174,53 @@ def test_investigators_get_no_oversight_page(world):
 # --- the audit trail ------------------------------------------------------------------------------------------------
 
 
-def test_audit_page_lists_entries_filters_and_pages(world, searched):
+def test_audit_page_lists_entries_newest_first_filters_by_listed_actions_and_pages(world, searched):
     log_in(world, "alma")
     client = world.client
-    entries = rows(client.get("/oversight/audit").text)
-    assert [row[0] for row in entries] == [str(seq) for seq in range(1, len(entries) + 1)]
+    newest = client.get("/oversight/audit")
+    entries = rows(newest.text)
+    assert [int(row[0]) for row in entries] == sorted((int(row[0]) for row in entries), reverse=True)
+    assert int(entries[0][0]) == world.system.audit.length() - 1  # its own audit_viewed entry comes after it
     assert ["ivan", "search"] in [row[2:4] for row in entries]
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", row[1]) for row in entries)
+    assert '<td class="when">' in newest.text  # kept on one line (facetrail.css)
+    # the actions to filter on are the trail's, in a list: no free text to guess
+    listed = re.search(r'<select id="action" name="action">(.*?)</select>', newest.text, re.S).group(1)
+    options = re.findall(r'<option value="([^"]*)"', listed)
+    assert options == ["", *world.system.audit.actions()] and "search" in options and "user_created" in options
 
     searches = rows(client.get("/oversight/audit", params={"action": "search"}).text)
     assert [row[2:4] for row in searches] == [["ivan", "search"]]
-    details = json.loads(searches[0][5])
-    assert details["case_number"] == CASE and details["gallery"] == "county"
-    assert '<pre class="json">{' in client.get("/oversight/audit", params={"action": "search"}).text
+    details = client.get("/oversight/audit", params={"action": "search"}).text
+    assert "<dt>case number</dt><dd>" + CASE + "</dd>" in details and "<dt>gallery</dt><dd>county</dd>" in details
+    assert '<pre class="json">' not in details and "{&#34;" not in details  # words, not JSON
     assert {row[2] for row in rows(client.get("/oversight/audit", params={"actor": "admin"}).text)} == {"admin"}
     assert "No entry matches" in client.get("/oversight/audit", params={"action": "no_such_action"}).text
 
-    first = client.get("/oversight/audit", params={"limit": 2})
-    assert [row[0] for row in rows(first.text)] == ["1", "2"] and "First page" not in first.text
-    following = re.search(r'<a href="([^"]+)">Next page</a>', first.text).group(1)
-    assert html.unescape(following) == "/oversight/audit?limit=2&since_seq=2"
+    oldest = client.get("/oversight/audit", params={"limit": 2, "order": "oldest"})
+    assert [row[0] for row in rows(oldest.text)] == ["1", "2"] and "First page" not in oldest.text
+    following = re.search(r'<a href="([^"]+)">Next page \(newer entries\)</a>', oldest.text).group(1)
+    assert html.unescape(following) == "/oversight/audit?limit=2&order=oldest&since_seq=2"
     second = client.get(html.unescape(following))
     assert [row[0] for row in rows(second.text)] == ["3", "4"] and "First page" in second.text
-    for page in (first, second):
+
+    first = client.get("/oversight/audit", params={"limit": 2})
+    top = [int(row[0]) for row in rows(first.text)]
+    older = re.search(r'<a href="([^"]+)">Next page \(older entries\)</a>', first.text).group(1)
+    assert html.unescape(older) == f"/oversight/audit?limit=2&order=newest&before_seq={top[1]}"
+    assert [int(row[0]) for row in rows(client.get(html.unescape(older)).text)] == [top[1] - 1, top[1] - 2]
+    for page in (newest, first, oldest, second):
         assert 'src="/searches' not in page.text and 'href="/searches' not in page.text
+
+
+def test_audit_details_read_as_words():
+    from facetrail.web.routes.oversight import readable_details
+
+    assert readable_details({"page": "review", "probe_sha256": "ab12", "candidates": [
+        {"rank": 1, "image_id": 7}, {"rank": 2, "image_id": None}]}) == [
+        ("page", "review"), ("probe (SHA-256)", "ab12"), ("candidates", "1 (gallery image 7), 2 (gallery image —)")]
+    assert readable_details({"ok": False, "filters": {"unit": "Vice", "since": None}, "roles": ["admin"], "shown": []}) == [
+        ("ok", "no"), ("filters", "unit: Vice; since: —"), ("roles", "admin"), ("shown", "none")]
 
 
 def test_verify_shows_an_intact_chain(world, searched):
@@ -231,7 +254,7 @@ def test_verify_names_the_first_tampered_entry(world, searched):
     alert = re.search(r'<div class="error verification" role="alert">(.*?)</div>', page.text, re.S).group(1)
     assert f"The audit trail has been altered or damaged, first at entry #{seq}." in alert
     assert f"entry {seq} has been altered" in alert and f"{seq - 1} entries were found sound before it" in alert
-    assert f'<a href="/oversight/audit?since_seq={seq - 1}">Show the entries from #{seq}</a>' in alert
+    assert f'<a href="/oversight/audit?order=oldest&amp;since_seq={seq - 1}">Show the entries from #{seq}</a>' in alert
     assert audit_actions(world, "audit_verified")[-1]["details"] == {"ok": False, "entries": seq - 1,
                                                                     "first_bad_seq": seq}
     status = " ".join(world.client.get("/oversight/audit").text.split())

@@ -126,7 +126,7 @@ def test_unit_activity_and_resolving_a_disagreement(world, faces):
     side_by_side = world.client.get(f"/supervision/disputes/{disputed}/1")
     assert side_by_side.status_code == 200
     assert f'src="/searches/{disputed}/candidates/1/face.jpg"' in side_by_side.text and 'id="zoom"' in side_by_side.text
-    assert f'href="/searches/{disputed}/candidates/1.jpg">full photograph' in side_by_side.text
+    assert f'href="/searches/{disputed}/photos/1">full photograph' in side_by_side.text
     assert world.client.get(f"/supervision/disputes/{disputed}/2").status_code == 404
 
     invalid = world.client.post(f"/supervision/disputes/{disputed}/1", data={"decision": "match", "csrf_token": csrf})

@@ -8,10 +8,15 @@ request limit (``Reviews.covering_page_view``); any other fetch of a picture is 
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse
 
+from facetrail.accountability.reviews import PageFetch
 from facetrail.accountability.service import Actor, Facetrail
+from facetrail.errors import FacetrailError
 from facetrail.http.deps import Rank, SearchId, SystemDep, count_request
 from facetrail.http.files import face_frame, picture_bytes
 from facetrail.web.pages import render
@@ -28,56 +33,70 @@ def picture_response(data: bytes, media_type: str = "image/jpeg") -> Response:
     return Response(data, media_type=media_type, headers={"Cache-Control": "private, no-store"})
 
 
-def for_page(request: Request, system: Facetrail, actor: Actor):
+def page_fetch(request: Request, actor: PictureActor, system: SystemDep) -> Iterator[PageFetch]:
     """What a page's picture fetch does once the service knows whether a page view covers it: an uncovered one
-    counts against the user's request limit (429 over it)."""
+    counts against the user's request limit (429 over it, before the picture is read or its view recorded). A
+    fetch refused before that (out of the user's scope, say) counts too."""
+    told: list[bool] = []
 
     def fetched(covered: bool) -> None:
+        told.append(covered)
         if not covered:
             count_request(request, system, actor)
 
-    return fetched
+    try:
+        yield fetched
+    except FacetrailError:
+        if not told:
+            count_request(request, system, actor)
+        raise
+
+
+PageFetchDep = Annotated[PageFetch, Depends(page_fetch)]
 
 
 @router.get("/probe.jpg")
-def probe(request: Request, search_id: SearchId, actor: PictureActor, system: SystemDep) -> Response:
+def probe(search_id: SearchId, actor: PictureActor, system: SystemDep, fetch: PageFetchDep) -> Response:
     """The probe, with the face that was searched outlined."""
-    pixels, box = system.reviews.probe_pixels(actor, search_id, for_page(request, system, actor))
+    pixels, box = system.reviews.probe_pixels(actor, search_id, fetch)
     return picture_response(picture_bytes(pixels, max_side=SHOWN_SIDE, outline=box))
 
 
 @router.get("/probe/face.jpg")
-def probe_face(request: Request, search_id: SearchId, actor: PictureActor, system: SystemDep) -> Response:
+def probe_face(search_id: SearchId, actor: PictureActor, system: SystemDep, fetch: PageFetchDep) -> Response:
     """The probe framed on the face that was searched."""
-    pixels, box = system.reviews.probe_pixels(actor, search_id, for_page(request, system, actor))
+    pixels, box = system.reviews.probe_pixels(actor, search_id, fetch)
     return picture_response(picture_bytes(face_frame(pixels, box)))
 
 
 @router.get("/probe/chip.png")
-def probe_chip(request: Request, search_id: SearchId, actor: PictureActor, system: SystemDep) -> Response:
+def probe_chip(search_id: SearchId, actor: PictureActor, system: SystemDep, fetch: PageFetchDep) -> Response:
     """The probe's aligned face chip."""
-    chip = system.reviews.face_chip(actor, search_id, None, for_page(request, system, actor))
+    chip = system.reviews.face_chip(actor, search_id, None, fetch)
     return picture_response(picture_bytes(chip, "PNG"), "image/png")
 
 
 @router.get("/candidates/{rank}.jpg")
-def candidate(request: Request, search_id: SearchId, rank: Rank, actor: PictureActor, system: SystemDep) -> Response:
+def candidate(search_id: SearchId, rank: Rank, actor: PictureActor, system: SystemDep,
+              fetch: PageFetchDep) -> Response:
     """A candidate's gallery photograph."""
-    pixels, _ = system.reviews.candidate_pixels(actor, search_id, rank, for_page(request, system, actor))
+    pixels, _ = system.reviews.candidate_pixels(actor, search_id, rank, fetch)
     return picture_response(picture_bytes(pixels, max_side=SHOWN_SIDE))
 
 
 @router.get("/candidates/{rank}/face.jpg")
-def candidate_face(request: Request, search_id: SearchId, rank: Rank, actor: PictureActor, system: SystemDep) -> Response:
+def candidate_face(search_id: SearchId, rank: Rank, actor: PictureActor, system: SystemDep,
+                   fetch: PageFetchDep) -> Response:
     """A candidate's gallery photograph framed on the face enrolled from it."""
-    pixels, box = system.reviews.candidate_pixels(actor, search_id, rank, for_page(request, system, actor))
+    pixels, box = system.reviews.candidate_pixels(actor, search_id, rank, fetch)
     return picture_response(picture_bytes(face_frame(pixels, box)))
 
 
 @router.get("/candidates/{rank}/chip.png")
-def candidate_chip(request: Request, search_id: SearchId, rank: Rank, actor: PictureActor, system: SystemDep) -> Response:
+def candidate_chip(search_id: SearchId, rank: Rank, actor: PictureActor, system: SystemDep,
+                   fetch: PageFetchDep) -> Response:
     """A candidate's aligned face chip."""
-    chip = system.reviews.face_chip(actor, search_id, rank, for_page(request, system, actor))
+    chip = system.reviews.face_chip(actor, search_id, rank, fetch)
     return picture_response(picture_bytes(chip, "PNG"), "image/png")
 
 
