@@ -46,8 +46,7 @@ def test_search_review_lead_report_audit(site, browser):
     playwright.expect(page.locator("ol.candidates img").first).not_to_have_js_property("naturalWidth", 0)
     assert_faces_in_view(page, "ol.candidates img, .probe-face img", min_side=60)  # faces, not torsos
     full = page.locator("ol.candidates li").first.locator("a:has(img)")  # the full photograph is one click away
-    assert full.get_attribute("href") == f"/searches/{search_id}/candidates/1.jpg"
-    assert page.request.get(base + full.get_attribute("href")).headers["content-type"] == "image/jpeg"
+    assert full.get_attribute("href") == f"/searches/{search_id}/photos/1"  # a page of its own (test_web_page_views.py)
     assert page.get_by_text("as measured on face_recognition-photographs").count() == 1  # where the estimate comes from
     ivan.shot("03-candidates")
     page.set_viewport_size({"width": 390, "height": 844})  # a phone: the grid reflows, nothing scrolls sideways
