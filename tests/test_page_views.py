@@ -199,3 +199,13 @@ def test_the_full_photograph_is_a_page_of_its_own_covering_its_picture(world, se
 
     log_in(world, "alma")  # auditors see no photograph, on a page or not
     assert world.client.get(f"/searches/{searched}/photos/1").status_code == 403
+
+
+def test_the_too_many_requests_page_says_so_once_and_not_as_a_success(world):
+    log_in(world, "ivan")
+    limit_requests(world, 1)
+    assert world.client.get("/searches").status_code == 200
+    refused = world.client.get("/searches")
+    assert refused.status_code == 429
+    assert refused.text.count("more than 1 requests in a minute") == 1
+    assert 'class="flash"' not in refused.text and re.search(r'<div class="error" role="alert">\s*<p>more than 1 requests', refused.text)
