@@ -152,6 +152,19 @@ def test_the_request_limit_counts_page_loads_not_the_pictures_they_show(world, s
     assert picture_views(world, searched) == []
 
 
+def test_covered_pictures_have_a_ceiling_of_their_own(world, searched, monkeypatch):
+    from facetrail.web.routes import photos
+
+    monkeypatch.setattr(photos, "COVERED_PICTURES_PER_PAGE_LOAD", 4)
+    log_in(world, "ivan")
+    limit_requests(world, 2)
+    assert world.client.get(f"/searches/{searched}").status_code == 200
+    answers = [world.client.get(f"/searches/{searched}/candidates/1/face.jpg").status_code for _ in range(9)]
+    assert answers == [200] * 8 + [429]  # 2 page loads a minute x 4
+    assert world.client.get(f"/searches/{searched}").status_code == 200  # page loads are counted apart
+    assert picture_views(world, searched) == []
+
+
 def test_a_picture_fetched_without_a_page_view_is_audited_and_counted_on_its_own(world, searched):
     log_in(world, "erin")
     limit_requests(world, 3)

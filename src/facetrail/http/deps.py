@@ -97,12 +97,12 @@ def authenticate_request(request: Request, system: Facetrail, token: str, counte
     return actor
 
 
-def count_request(request: Request, system: Facetrail, actor: Actor) -> None:
+def count_request(request: Request, system: Facetrail, actor: Actor, kind: str = "", times: int = 1) -> None:
     """Count one request of ``actor`` against their requests per minute under the policy in force (ApiError 429
-    over the limit, counting nothing)."""
+    over the limit, counting nothing); a ``kind`` of request counted apart is allowed ``times`` that many."""
     limiter: SlidingWindowLimiter = request.app.state.limiter
-    limit = system.auth.requests_per_minute()
-    retry_after = limiter.hit(actor.id, limit)
+    limit = system.auth.requests_per_minute() * times
+    retry_after = limiter.hit((kind, actor.id) if kind else actor.id, limit)
     if retry_after:
         raise rate_limited(retry_after, limit)
 

@@ -26,6 +26,9 @@ router = APIRouter(prefix="/searches/{search_id}")
 
 SHOWN_SIDE = 1024
 """Longest side of a photograph as shown in a page, in pixels."""
+COVERED_PICTURES_PER_PAGE_LOAD = 110
+"""Covered pictures allowed per page load the request limit allows: a ceiling for a script, never met by a page (the
+longest candidate list a policy may allow, 100, and the probe and candidate framed and as chips)."""
 
 
 def picture_response(data: bytes, media_type: str = "image/jpeg") -> Response:
@@ -35,13 +38,16 @@ def picture_response(data: bytes, media_type: str = "image/jpeg") -> Response:
 
 def page_fetch(request: Request, actor: PictureActor, system: SystemDep) -> Iterator[PageFetch]:
     """What a page's picture fetch does once the service knows whether a page view covers it: an uncovered one
-    counts against the user's request limit (429 over it, before the picture is read or its view recorded). A
-    fetch refused before that (out of the user's scope, say) counts too."""
+    counts against the user's request limit (429 over it, before the picture is read or its view recorded), a
+    covered one only against a ceiling of its own (COVERED_PICTURES_PER_PAGE_LOAD). A fetch refused before that
+    (out of the user's scope, say) counts as a request too."""
     told: list[bool] = []
 
     def fetched(covered: bool) -> None:
         told.append(covered)
-        if not covered:
+        if covered:
+            count_request(request, system, actor, "covered pictures", COVERED_PICTURES_PER_PAGE_LOAD)
+        else:
             count_request(request, system, actor)
 
     try:
