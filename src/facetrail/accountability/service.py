@@ -28,7 +28,7 @@ from facetrail.accountability.oversight import Oversight
 from facetrail.accountability.policy import PolicyStore
 from facetrail.accountability.requests import CaseRequest
 from facetrail.accountability.retention import Retention
-from facetrail.accountability.reviews import Reviews
+from facetrail.accountability.reviews import PageFetch, Reviews
 from facetrail.accountability.searches import ComparisonResult, SearchResult, Searches
 from facetrail.accountability.users import ROLE_ACTIONS, Actor, UserDirectory
 from facetrail.accountability.witness import open_witnesses
@@ -42,7 +42,7 @@ from facetrail.storage import probe_store
 from facetrail.store import Store
 
 __all__ = ["NOTICE", "ROLE_ACTIONS", "SUBJECT_ID_MAX", "Actor", "AuditVerification", "CaseRequest", "ComparisonResult",
-           "Facetrail", "RoleChange", "SearchResult"]
+           "Facetrail", "PageFetch", "RoleChange", "SearchResult"]
 """The public surface the interfaces use: the system, the request they send, and what comes back."""
 
 

@@ -14,8 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse
 
-from facetrail.accountability.reviews import PageFetch
-from facetrail.accountability.service import Actor, Facetrail
+from facetrail.accountability.service import Actor, Facetrail, PageFetch
 from facetrail.errors import FacetrailError
 from facetrail.http.deps import Rank, SearchId, SystemDep, count_request
 from facetrail.http.files import face_frame, picture_bytes
