@@ -154,6 +154,15 @@ def test_the_search_forms_dropdowns_show_their_longest_option_whole(site, browse
     for name, width, wanted in widths:
         assert width >= wanted - 1, (name, width, wanted)
     ivan.shot("forms-search-form")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: the option chosen is written out whole beneath
+    page.get_by_label("Purpose", exact=True).select_option("imminent_threat_to_life")
+    chosen = page.locator("#purpose-chosen")
+    playwright.expect(chosen).to_have_text("imminent_threat_to_life: Identify a person to prevent an imminent threat to "
+                                           "someone's life or of serious bodily harm")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    ivan.shot("forms-search-form-phone")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    playwright.expect(chosen).to_be_hidden()  # wide enough to show it in the dropdown itself
     ivan.log_out()
 
 

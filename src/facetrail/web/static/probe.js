@@ -170,6 +170,14 @@
     });
   }
 
+  // A phone cannot show a long option whole in its dropdown: the option chosen is written out in full beneath it.
+  for (const select of form.querySelectorAll("select[data-chosen-text]")) {
+    const chosenText = document.getElementById(select.dataset.chosenText);
+    select.addEventListener("change", () => {
+      chosenText.textContent = select.value ? select.selectedOptions[0].textContent : "";
+    });
+  }
+
   function pointIn(event) {
     const bounds = canvas.getBoundingClientRect();
     return [(event.clientX - bounds.left) * canvas.width / bounds.width / scale,
