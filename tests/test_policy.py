@@ -222,6 +222,8 @@ def test_the_error_message_names_each_problem_by_line():
     ("case_number_pattern = '^[0-9]{2}-[0-9]{6}$'", "case_number_pattern = '[0-9]{99999999999}'",
      "requests.case_number_pattern is not a valid regular expression"),
     ("max_searches_per_case = 30", "max_searches_per_case = -3", "requests.max_searches_per_case must be at least 1"),
+    ('case_number_example = "24-000123"', 'case_number_example = "24-123"',
+     "requests.case_number_example '24-123' does not match requests.case_number_pattern"),
     ('offences = ["no_offence", "missing_person"]', "offences = []", "purposes.identify_person_unable.offences is empty"),
     ('offences = ["no_offence", "missing_person"]', 'offences = ["no_offence", "shoplifting"]',
      "unknown offence category 'shoplifting'"),
@@ -401,10 +403,26 @@ def test_fields_become_required_only_when_the_policy_says_so():
 
 
 def test_a_case_number_in_the_wrong_format_is_refused():
-    assert reasons(case_number="123") == ["case number '123' does not match the required format ^[0-9]{2}-[0-9]{6}$"]
+    assert reasons(case_number="123") == ["case number '123' does not match the required format (like 24-000123)"]
     assert reasons(case_number="23-000123 ") == [
-        "case number '23-000123 ' does not match the required format ^[0-9]{2}-[0-9]{6}$"]
+        "case number '23-000123 ' does not match the required format (like 24-000123)"]
     assert reasons(case_number="2" * 101) == ["case number is longer than 100 characters"]
+
+
+@pytest.mark.parametrize(("pattern", "example"), [
+    (r"^[0-9]{2}-[0-9]{6}$", "12-345678"), (r"(CR|PD)-\d{4}", "CR-1234"), (r"[A-Z]{2}/\d{2,5}", "AA/12"),
+    (r"[^0-9]+", None), (r"(?i)x.y", None), (r"a*", None),
+])
+def test_the_case_number_format_is_shown_by_an_example_the_pattern_accepts(pattern, example):
+    stated = parse_policy(DEFAULT).requests
+    assert stated.case_number_example == "24-000123" and stated.case_number_pattern.fullmatch("24-000123")
+    without_example = replaced('case_number_example = "24-000123"\n', "")
+    own = parse_policy(replaced("case_number_pattern = '^[0-9]{2}-[0-9]{6}$'", f"case_number_pattern = '{pattern}'",
+                                without_example))
+    assert own.requests.case_number_example == example  # derived from the policy's own pattern, or none
+    expected = f"(like {example})" if example else pattern
+    assert reasons(own, case_number="0") == [
+        f"case number '0' does not match the required format {expected}"]
 
 
 def test_an_authorization_reference_is_required_where_the_policy_says_so():
@@ -449,7 +467,7 @@ def test_every_reason_is_given_at_once():
     assert reasons(case_number="x", purpose="protest_monitoring", note="", history=RequestHistory(20, frozenset(), 0)) == [
         FIRST_AMENDMENT,
         "a note explaining why the search is needed is required",
-        "case number 'x' does not match the required format ^[0-9]{2}-[0-9]{6}$",
+        "case number 'x' does not match the required format (like 24-000123)",
         "daily search limit of 20 reached",
     ]
 

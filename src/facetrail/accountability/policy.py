@@ -16,8 +16,11 @@ from __future__ import annotations
 import bisect
 import functools
 import hashlib
+import itertools
 import math
 import re
+import re._constants as sre  # the regular-expression parser and its node types, to write an example of a pattern
+import re._parser as sre_parse
 import tomllib
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -116,6 +119,55 @@ class Prohibition:
                 or self.matching_keyword(request.note) is not None)
 
 
+def case_number_format(rules: RequestRules) -> str:
+    """The case-number format as people read it: an example ('like 24-000123'), else the regular expression."""
+    return f"(like {rules.case_number_example})" if rules.case_number_example else rules.case_number_pattern.pattern
+
+
+def example_of(pattern: re.Pattern[str]) -> str | None:
+    """A plain string ``pattern`` fully matches, its digits counting up ('12-345678' for ``^[0-9]{2}-[0-9]{6}$``), or
+    None for a pattern beyond literals, character classes, groups, alternatives (the first is taken) and repeats."""
+    digits = itertools.cycle("1234567890")
+
+    def one_of(items) -> str | None:
+        op, arg = items[0]
+        if op is sre.LITERAL:
+            return chr(arg)
+        if op is sre.RANGE:
+            return next(digits) if (arg[0], arg[1]) == (ord("0"), ord("9")) else chr(arg[0])
+        if op is sre.CATEGORY and arg is sre.CATEGORY_DIGIT:
+            return next(digits)
+        return None
+
+    def written(tokens) -> str | None:
+        parts = []
+        for op, arg in tokens:
+            if op is sre.AT:
+                continue
+            if op is sre.LITERAL:
+                part = chr(arg)
+            elif op is sre.IN:
+                part = one_of(arg)
+            elif op is sre.SUBPATTERN:
+                part = written(arg[3])
+            elif op is sre.BRANCH:
+                part = written(arg[1][0])
+            elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
+                part = "".join(written(arg[2]) or "\0" for _ in range(arg[0]))
+            else:
+                return None
+            if part is None or "\0" in part:
+                return None
+            parts.append(part)
+        return "".join(parts)
+
+    try:
+        example = written(sre_parse.parse(pattern.pattern, pattern.flags))
+    except (re.error, RecursionError):
+        return None
+    return example if example and pattern.fullmatch(example) else None
+
+
 @functools.cache
 def _keyword_pattern(keyword: str) -> re.Pattern[str]:
     """The pattern finding ``keyword`` in folded text: whole words, any spacing between them, a trailing ``*``
@@ -133,6 +185,9 @@ class RequestRules:
     required_fields: tuple[str, ...] = ("case_number", "purpose", "offence", "note")
     case_number_pattern: re.Pattern[str] = re.compile(r"^[0-9]{2}-[0-9]{6}$")
     """The whole case number must match (``re.fullmatch``)."""
+    case_number_example: str | None = "24-000123"
+    """A case number the pattern accepts, shown to people as the format instead of the regular expression; derived
+    from the pattern (``example_of``) when a policy sets its own pattern without one; None when none can be."""
     max_users_per_case: int | None = None
     """How many different users may search under one case number; None: no limit."""
     max_searches_per_case: int | None = None
@@ -624,9 +679,17 @@ class _Parser:
             except (re.error, OverflowError, RecursionError) as exc:
                 self.problem(path + ("case_number_pattern",),
                              f"requests.case_number_pattern is not a valid regular expression: {exc}")
+        example = self.value(section, path, "case_number_example", None,
+                             lambda v: None if isinstance(v, str) else "", "a string (a case number)")
+        if example is not None and not pattern.fullmatch(example):
+            self.problem(path + ("case_number_example",), f"requests.case_number_example {example!r} does not match "
+                         "requests.case_number_pattern")
+        elif example is None:
+            example = defaults.case_number_example if source is None else example_of(pattern)
         return RequestRules(
             required_fields=required if required is not None else defaults.required_fields,
             case_number_pattern=pattern,
+            case_number_example=example,
             max_users_per_case=self.integer(section, path, "max_users_per_case", None, 1),
             max_searches_per_case=self.integer(section, path, "max_searches_per_case", None, 1),
             authorization_required=self.boolean(section, path, "authorization_required", defaults.authorization_required),
@@ -781,7 +844,8 @@ def refusal_reasons(policy: Policy, request: SearchRequest, history: RequestHist
         reasons.append(f"case number {case_number!r} contains {describe(lookalike)}: type it in plain letters and "
                        "digits, so it cannot pass for another case")
     elif given["case_number"] and not pattern.fullmatch(case_number):
-        reasons.append(f"case number {case_number!r} does not match the required format {pattern.pattern}")
+        reasons.append(f"case number {case_number!r} does not match the required format "
+                       f"{case_number_format(policy.requests)}")
 
     rules = policy.requests
     if history.searches_by_user_today >= rules.daily_search_limit_per_user:

@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facetrail.http import API_PREFIX
 from facetrail.datadir import DataDir
@@ -27,6 +28,35 @@ def install_web(app: FastAPI, datadir: DataDir) -> None:
     for error_type, json_handler in list(app.exception_handlers.items()):
         app.add_exception_handler(error_type, _html_unless_api(json_handler))
     app.add_exception_handler(LoginRequired, _to_login)
+    app.add_middleware(FormRedirects)
+
+
+class FormRedirects:
+    """A redirect answering a form that static/forms.js sent (marked by its ``Facetrail-Form`` header) becomes a 200
+    naming the target in ``Facetrail-Location``, for the script to go there: fetch would follow a 303 itself, loading
+    the next page twice (every view of a page counts against the rate limit, and many are audited)."""
+
+    REQUEST_HEADER = b"facetrail-form"
+    LOCATION_HEADER = b"facetrail-location"
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not any(name == self.REQUEST_HEADER for name, _ in scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_unredirected(message: Message) -> None:
+            if message["type"] == "http.response.start" and 300 <= message["status"] < 400:
+                headers = message.get("headers", [])
+                location = next((value for name, value in headers if name.lower() == b"location"), None)
+                if location is not None:
+                    kept = [(name, value) for name, value in headers if name.lower() != b"location"]
+                    message = {**message, "status": 200, "headers": [*kept, (self.LOCATION_HEADER, location)]}
+            await send(message)
+
+        await self.app(scope, receive, send_unredirected)
 
 
 def _html_unless_api(json_handler):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
@@ -13,7 +14,7 @@ from facetrail.http import forms
 from facetrail.http.deps import MAX_ID, SearchId, SystemDep
 from facetrail.http.files import picture_bytes, read_upload
 from facetrail.http.schemas import describe_faces
-from facetrail.errors import FacetrailError, PoorQualityError
+from facetrail.errors import FacetrailError, NoFaceError, PoorQualityError, SeveralFacesError
 from facetrail.web.pages import error_of, render
 from facetrail.web.session import FormActor, WebActor
 
@@ -22,12 +23,39 @@ router = APIRouter()
 PREVIEW_SIDE = 1600
 """Longest side of the probe preview the search form draws faces on."""
 
+FACE_CHOICE_HINTS = {
+    NoFaceError: "no face was found in the photograph: draw a box around the face on the preview (drag across it, or "
+                 "give the box's position under 'Give the face box by its position'), then search again",
+    SeveralFacesError: "several faces were found in the photograph: choose the one to search in the list beside the "
+                       "preview, then search again",
+}
+"""A search refused for want of a chosen face, in the form's own words (the CLI names its options instead)."""
+
+BROWSER_READABLE_PATTERN = re.compile(r"""(?x) ^ (?:
+      [A-Za-z0-9 _:/\#,-]                               # characters that stand for themselves
+    | \\[d.^$\\*+?()\[\]{}|/]                           # \d and escaped syntax characters
+    | \[ (?: [A-Za-z0-9] (?: -[A-Za-z0-9] )? | \\d )+ \]   # classes of letters, digits and ranges
+    | \(\?: | \((?!\?) | [)|^$.?*+] | \{ \d+ (?: ,\d* )? \}   # groups, alternatives, anchors, repeats
+)* $""")
+"""The regular expressions a browser's ``pattern`` attribute (JavaScript, ``v`` flag) reads as Python does."""
+
+
+def browser_pattern(pattern: re.Pattern[str]) -> str | None:
+    """The case-number pattern for the input's ``pattern`` attribute, when the browser reads it as the service does
+    (``BROWSER_READABLE_PATTERN``); else None, and only the service checks it."""
+    return pattern.pattern if BROWSER_READABLE_PATTERN.fullmatch(pattern.pattern) else None
+
 
 def _form(request: Request, system: Facetrail, actor: Actor, values: dict[str, Any] | None = None,
-          error: str | None = None, status: int = 200) -> HTMLResponse:
-    """The search form, with the galleries the actor's unit may search and the policy's purposes and offences."""
+          refusal: str | None = None, status: int = 200, offer_override: bool = False) -> HTMLResponse:
+    """The search form, with the galleries the actor's unit may search and the policy's purposes and offences; a
+    refused search's reason above it, with the button that sends a poor-quality probe to a supervisor when
+    ``offer_override``."""
+    policy = system.admin.policy_rules(actor)
     return render(request, "search_new.html", {
-        "galleries": system.searches.searchable_galleries(actor), "policy": system.admin.policy_rules(actor), "values": values or {}, "error": error,
+        "galleries": system.searches.searchable_galleries(actor), "policy": policy, "values": values or {},
+        "refusal": refusal, "offer_override": offer_override,
+        "case_number_pattern": browser_pattern(policy.requests.case_number_pattern),
     }, status)
 
 
@@ -84,14 +112,17 @@ def search(
         return RedirectResponse(f"/searches/{result.search_id}", status_code=303)
     except FacetrailError as exc:
         refusal = exc
-    if ask_override and isinstance(refusal.__cause__, PoorQualityError):
+    poor_quality = isinstance(refusal.__cause__, PoorQualityError)
+    if ask_override and poor_quality:
         try:
             request_id = system.overrides.request_override(actor, data, case)
             return RedirectResponse(f"/searches?override_requested={request_id}", status_code=303)
         except FacetrailError as exc:
-            refusal = exc
+            refusal, poor_quality = exc, False
     status, message, _ = error_of(refusal)
-    return _form(request, system, actor, values, message, status)
+    hint = next((words for kind, words in FACE_CHOICE_HINTS.items() if type(refusal.__cause__) is kind), None)
+    offer_override = poor_quality and system.admin.policy_rules(actor).probe_quality.poor_probe == "supervisor_override"
+    return _form(request, system, actor, values, f"search refused: {hint}" if hint else message, status, offer_override)
 
 
 @router.get("/searches", response_class=HTMLResponse)

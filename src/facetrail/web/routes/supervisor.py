@@ -12,7 +12,7 @@ from facetrail.accountability.schema import DECISIONS
 from facetrail.accountability.service import Facetrail
 from facetrail.accountability.service import Actor
 from facetrail.http.deps import MAX_ID, Rank, SearchId, SystemDep
-from facetrail.http.files import picture_bytes
+from facetrail.http.files import face_frame, picture_bytes
 from facetrail.errors import FacetrailError
 from facetrail.web.pages import error_of, may, render
 from facetrail.web.routes.photos import SHOWN_SIDE, picture_response
@@ -90,6 +90,14 @@ def override_probe(request_id: RequestId, actor: WebActor, system: SystemDep) ->
     """The probe of an override request, with the face that would be searched outlined (audited as a view)."""
     pixels, box = system.overrides.override_probe_pixels(actor, request_id)
     return picture_response(picture_bytes(pixels, max_side=SHOWN_SIDE, outline=box))
+
+
+@router.get("/overrides/{request_id}/probe/face.jpg")
+def override_probe_face(request_id: RequestId, actor: WebActor, system: SystemDep) -> Response:
+    """The probe of an override request framed on the face that would be searched, at the scale every face is
+    compared at (for its investigator and the supervisors of their unit; audited as a view)."""
+    pixels, box = system.overrides.override_probe_pixels(actor, request_id)
+    return picture_response(picture_bytes(face_frame(pixels, box)))
 
 
 @router.post("/overrides/{request_id}")

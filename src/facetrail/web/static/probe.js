@@ -1,7 +1,8 @@
 // The search form's face picker. It shows the faces found in the chosen still, each with its quality and the reasons
 // for a poor verdict, and lets the investigator choose one (click it, or its entry in the list) or drag a box around
-// the face by hand. Nothing is stored until the form is submitted. Without this script the form still works: the
-// server searches the only face found, or says how to choose among several.
+// the face by hand, with the mouse or by typing its position. A small still is drawn enlarged to at least
+// MIN_PREVIEW_WIDTH pixels across. Nothing is stored until the form is submitted. Without this script the form still
+// works: the server searches the only face found, or says how to choose among several.
 (() => {
   "use strict";
   const form = document.getElementById("search-form");
@@ -11,7 +12,10 @@
   const canvas = document.getElementById("probe-canvas"), help = document.getElementById("canvas-help");
   const list = document.getElementById("faces"), status = document.getElementById("faces-status");
   const clearBox = document.getElementById("clear-box");
+  const byKeys = document.getElementById("box-by-keys"), boxSize = document.getElementById("box-size");
+  const boxInputs = ["box-x", "box-y", "box-w", "box-h"].map((id) => document.getElementById(id));
   const context = canvas.getContext("2d");
+  const MIN_PREVIEW_WIDTH = 320;
   let picture = null, scale = 1, faces = [], chosen = 0, drawn = null, drag = null;
 
   async function findFaces(box) {
@@ -75,8 +79,13 @@
     return item;
   }
 
+  function fillBoxInputs(box) {
+    boxInputs.forEach((input, index) => { input.value = box ? String(Math.round(box[index])) : ""; });
+  }
+
   function show(foundFaces, message) {
     list.replaceChildren(...foundFaces.map((face, index) => describe(face, drawn ? 0 : index + 1)));
+    fillBoxInputs(drawn || (chosen && faces[chosen - 1] ? faces[chosen - 1].box : null));
     status.textContent = message;
     clearBox.hidden = !drawn;
     draw();
@@ -105,7 +114,7 @@
   file.addEventListener("change", async () => {
     faces = []; chosen = 0; drawn = null; faceField.value = ""; boxField.value = "";
     list.replaceChildren();
-    canvas.hidden = help.hidden = true;
+    canvas.hidden = help.hidden = byKeys.hidden = true;
     clearBox.hidden = true;
     if (!file.files.length) return;
     status.textContent = "Looking for faces…";
@@ -114,10 +123,14 @@
       picture = new Image();
       picture.src = answer.preview;
       await picture.decode();
-      canvas.width = picture.naturalWidth;
-      canvas.height = picture.naturalHeight;
+      const enlarged = Math.max(1, MIN_PREVIEW_WIDTH / picture.naturalWidth);
+      canvas.width = Math.round(picture.naturalWidth * enlarged);
+      canvas.height = Math.round(picture.naturalHeight * enlarged);
       scale = canvas.width / answer.width;
-      canvas.hidden = help.hidden = false;
+      boxSize.textContent = `${answer.width} × ${answer.height} pixels`;
+      boxInputs[0].max = boxInputs[2].max = String(answer.width);
+      boxInputs[1].max = boxInputs[3].max = String(answer.height);
+      canvas.hidden = help.hidden = byKeys.hidden = false;
       faces = answer.faces;
       if (faces.length === 1) {
         choose(1);
@@ -125,7 +138,7 @@
       }
       show(faces, faces.length
         ? `${faces.length} faces found. Choose the one to search.`
-        : "No face was found. Drag a box around the face to search it.");
+        : "No face was found. Drag a box around the face to search it, or give its position below the preview.");
     } catch (error) {
       status.textContent = `This photograph cannot be used: ${error.message}`;
     }
@@ -137,6 +150,33 @@
     if (faces.length === 1) choose(1);
     else show(faces, faces.length ? `${faces.length} faces found. Choose the one to search.` : "No face was found.");
   });
+
+  function typedBox() {
+    for (const input of boxInputs) {
+      if (!input.value || !input.reportValidity()) {
+        input.focus();
+        return;
+      }
+    }
+    useBox(boxInputs.map((input) => Number(input.value)));
+  }
+
+  document.getElementById("use-box").addEventListener("click", typedBox);
+  for (const input of boxInputs) {
+    input.addEventListener("keydown", (event) => {
+      if (event.key !== "Enter") return;
+      event.preventDefault();  // Enter uses the box typed, it does not submit the search
+      typedBox();
+    });
+  }
+
+  // A phone cannot show a long option whole in its dropdown: the option chosen is written out in full beneath it.
+  for (const select of form.querySelectorAll("select[data-chosen-text]")) {
+    const chosenText = document.getElementById(select.dataset.chosenText);
+    select.addEventListener("change", () => {
+      chosenText.textContent = select.value ? select.selectedOptions[0].textContent : "";
+    });
+  }
 
   function pointIn(event) {
     const bounds = canvas.getBoundingClientRect();
