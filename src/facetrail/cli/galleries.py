@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from facetrail.cli.common import DataOption, JsonOption, acting, console, emit_json, out, progress
+from facetrail.cli.common import DataOption, JsonOption, acting, console, emit_json, out, print_table, progress
 from facetrail.errors import FacetrailError
 
 gallery_app = typer.Typer(no_args_is_help=True, help="Create, list, inspect galleries, grant units access, expunge subjects.")
@@ -41,7 +41,7 @@ def gallery_list(data: DataOption = None, as_json: JsonOption = False) -> None:
     table = Table("name", "allowed sources", "subjects", "images", "version")
     for i in infos:
         table.add_row(i.name, ", ".join(i.allowed_sources), str(i.subjects), str(i.images), str(i.version))
-    out.print(table)
+    print_table(table)
 
 
 @gallery_app.command("show")
