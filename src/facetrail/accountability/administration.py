@@ -159,7 +159,7 @@ class Administration:
         themselves."""
         context = self.context
         context.require(by, "manage_users", username)
-        if username == by.username and not active:
+        if not active and context.users.user(username).id == by.id:
             context.deny(by, "manage_users", username, "no one may disable their own account; ask another admin")
         with context.audit.transaction() as session:
             changed = context.users.set_active(username, active, session=session)

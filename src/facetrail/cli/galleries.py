@@ -11,6 +11,7 @@ from rich.table import Table
 
 from facetrail.cli.common import DataOption, JsonOption, acting, console, emit_json, out, print_table, progress
 from facetrail.errors import FacetrailError
+from facetrail.gallery.manifest import manifest_summary
 
 gallery_app = typer.Typer(no_args_is_help=True, help="Create, list, inspect galleries, grant units access, expunge subjects.")
 
@@ -87,7 +88,7 @@ def enroll(
     path: Annotated[Optional[Path], typer.Argument(help="Folder with one subfolder per subject; with --manifest, the folder manifest paths are relative to.")] = None,
     gallery: Annotated[str, typer.Option("--gallery", help="Gallery to enrol into.")] = ...,
     source: Annotated[Optional[str], typer.Option("--source", help="Provenance source of the images (default for manifest rows without one).")] = None,
-    manifest: Annotated[Optional[Path], typer.Option("--manifest", help="CSV: subject_id, path, [source], [capture_date], other columns kept as metadata.")] = None,
+    manifest: Annotated[Optional[Path], typer.Option("--manifest", help=f"CSV with the columns {manifest_summary()}.")] = None,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write every item's outcome and reason to this CSV.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes, or Ray actors with --ray (default: enrolment.workers, 0 = one per core).")] = None,
     ray: Annotated[Optional[str], typer.Option("--ray", metavar="ADDRESS", help="Run the face work as Ray actors on this cluster: 'auto', 'local', host:port or ray://host:port (default: enrolment.ray_address; needs the ray extra).")] = None,

@@ -80,6 +80,7 @@ NAVIGATION = (
     ("view_audit", "Audit trail", "/oversight/audit"),
     ("manage_users", "Users", "/admin/users"),
     ("manage_galleries", "Galleries", "/admin/galleries"),
+    ("enrol", "Enrolment jobs", "/admin/jobs"),
     ("manage_policy", "Policy", "/admin/policy"),
 )
 """(action, label, path): a link is shown to users whose roles may perform the action."""

@@ -19,6 +19,7 @@ from facetrail.http.enrolment import manifest_files
 from facetrail.errors import FacetrailError, NotFoundError
 from facetrail.accountability.service import SUBJECT_ID_MAX
 from facetrail.gallery.enrol import EnrolItem, uploaded
+from facetrail.gallery.manifest import MANIFEST_COLUMNS
 from facetrail.web.jobs import KEPT_JOBS, EnrolmentJobs, Jobs
 from facetrail.web.pages import error_of, render
 from facetrail.web.session import FormActor, WebActor
@@ -184,6 +185,7 @@ def _gallery_page(request: Request, system: Facetrail, actor: Actor, name: str, 
     return render(request, "admin_gallery.html", {
         "gallery": system.admin.gallery(actor, name), "grants": system.admin.grants(actor, name),
         "subject_id_max": SUBJECT_ID_MAX,
+        "manifest_columns": MANIFEST_COLUMNS,
         **context,
     }, status)
 
