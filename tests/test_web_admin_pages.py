@@ -120,9 +120,9 @@ def test_a_job_shows_its_rejected_photographs_as_thumbnails_beside_their_reasons
              "broken.jpg": b"\xff\xd8\xff this is not a JPEG"}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
-    page.get_by_label("Photographs").set_input_files([str(tmp_path / name) for name in files])
-    page.get_by_label("Subject id").fill("AP-1")
-    page.get_by_label("Source").select_option("booking")
+    page.get_by_label("Photographs", exact=True).set_input_files([str(tmp_path / name) for name in files])
+    page.locator("#enrol-subject").fill("AP-1")
+    page.locator("#enrol-source").select_option("booking")
     page.get_by_role("button", name="Start enrolment").click()
     expect(page.get_by_role("heading", name=re.compile(r"Enrolment job \d+"))).to_be_visible()
     expect(page.locator("#job")).to_have_attribute("data-state", "finished", timeout=JOB_TIMEOUT_MS)
