@@ -225,7 +225,7 @@ def test_policy_page_names_the_accounts_holding_roles_it_forbids_together(people
             in loaded.text)
 
 
-def test_a_jobs_rejected_photographs_are_kept_encrypted_as_thumbnails_that_only_admins_see(people, faces, tmp_path):
+def test_a_jobs_rejected_photographs_are_kept_encrypted_as_thumbnails_that_only_admins_see(people, faces, monkeypatch):
     client, system = people.client, people.system
     log_in(people, "admin")
     token = csrf(people, "/admin/galleries")
@@ -262,6 +262,15 @@ def test_a_jobs_rejected_photographs_are_kept_encrypted_as_thumbnails_that_only_
         log_in(people, username)
         assert client.get(thumbnail_url).status_code == 403, username
     assert len(system.audit.entries(action="rejected_photo_viewed")) == 1
+
+    monkeypatch.setattr("facetrail.web.jobs.KEPT_JOBS", 0)  # the next job forgets this one, and its thumbnails
+    log_in(people, "admin")
+    wait_for(client, client.post("/admin/galleries/county/enrolments", files=photos[:1],
+                                 data={"csrf_token": csrf(people, "/admin/galleries"), "subject_id": "B-1001",
+                                       "source": "booking"}).url.path)
+    assert not (system.datadir.jobs_dir / f"{job['id']}.rejected").exists()
+    assert [e["details"] for e in system.audit.entries(action="rejected_photos_deleted")] == [{"job": job["id"], "thumbnails": 1}]
+    assert client.get(thumbnail_url).status_code == 404
 
 
 def wait_for(client, job_path: str) -> dict:

@@ -194,8 +194,15 @@ def _alive(pid: Any) -> bool:
 
 def _run(job: EnrolmentJob, system: Facetrail, actor: Actor, files: list[EnrolItem], jobs: EnrolmentJobs) -> None:
     def record(outcome: EnrolOutcome) -> None:
-        rejected = outcome.status in REJECTED_STATUSES and outcome.item.data is not None
-        job.record(outcome, system.rejected_photos.keep(actor, job.gallery, job.id, outcome.item.data) if rejected else None)
+        """Note the outcome, keeping a thumbnail of a rejected upload; a thumbnail that cannot be kept (a full disk,
+        say) leaves the enrolment going, the row without one."""
+        thumbnail = None
+        if outcome.status in REJECTED_STATUSES and outcome.item.data is not None:
+            try:
+                thumbnail = system.rejected_photos.keep(actor, job.gallery, job.id, outcome.item.data)
+            except (OSError, FacetrailError):
+                logger.exception("enrolment job %s cannot keep the thumbnail of %s", job.id, outcome.item.path.name)
+        job.record(outcome, thumbnail)
 
     try:
         enrol_uploads(system, actor, job.gallery, files, record)
