@@ -73,7 +73,7 @@ def test_an_admin_is_not_offered_to_deactivate_themselves_and_a_crafted_request_
     page = admin.go("/admin/users")
     expect(page.locator("tr", has=page.get_by_role("rowheader", name="admin", exact=True))).to_contain_text("active")
     _, passwords, _ = site
-    assert Visit(admin.page.context.browser, admin.base, "admin", passwords["admin"]).page.url.endswith("/")
+    Visit(admin.page.context.browser, admin.base, "admin", passwords["admin"]).log_out()  # still active: logs in
 
 
 def test_the_users_page_fits_a_phone(admin):
@@ -151,6 +151,10 @@ def test_a_job_shows_its_rejected_photographs_as_thumbnails_beside_their_reasons
     admin.page.set_viewport_size(PHONE)
     admin.page.goto(job_url)
     assert admin.page.evaluate(FITS_THE_WIDTH)
+    row = admin.page.locator("tr", has=admin.page.get_by_role("rowheader", name="scenery.jpg"))
+    for cell in (row.get_by_role("img"), row.locator('td[data-label="Reason"]')):  # both in view, one under the other
+        box = cell.bounding_box()
+        assert box and 0 <= box["x"] and box["x"] + box["width"] <= PHONE["width"], box
     admin.shot("admin-job-phone")
 
 
@@ -161,4 +165,4 @@ def test_no_dropdown_is_cut_and_no_date_wraps(admin, path):
         page = admin.go(path)
         found = page.evaluate(CUT_OR_WRAPPED)
         assert found == {"cut": [], "wrapped": []}, (path, viewport, found)
-    admin.shot("admin-" + path.strip("/").replace("/", "-") + "-phone")
+    admin.shot("admin-phone-" + path.strip("/").replace("/", "-").removeprefix("admin-"))
