@@ -3,10 +3,12 @@ jobs on real photographs, expungement and the policy; and that nobody else reach
 
 from __future__ import annotations
 
+import io
 import re
 import time
 
 import pytest
+from PIL import Image
 
 from facetrail.errors import AuthenticationError
 from tests.fixtures.images import jpeg
@@ -152,6 +154,7 @@ def test_galleries_grants_enrolment_job_and_expungement(people, faces):
     assert (rejected["file"], rejected["subject_id"]) == ("notes.txt", "B-3003") and rejected["reason"]
     page = client.get(job_path).text
     assert "<progress" in page and "finished" in page and rejected["reason"] in page and "notes.txt" in page
+    assert rejected["thumbnail"] is None and "no thumbnail: not readable as an image" in page  # text, not an image
     assert job_path in client.get("/admin/jobs").text
     info = system.galleries.get("county").info()
     assert (info.subjects, info.images, info.rejections) == (2, 2, 1)
@@ -220,3 +223,60 @@ def test_policy_page_names_the_accounts_holding_roles_it_forbids_together(people
     assert loaded.status_code == 200 and "1 account(s) hold roles this policy forbids together" in loaded.text
     assert ("sam (investigator, supervisor): a user may not hold both &#39;investigator&#39; and &#39;supervisor&#39;"
             in loaded.text)
+
+
+def test_a_jobs_rejected_photographs_are_kept_encrypted_as_thumbnails_that_only_admins_see(people, faces, monkeypatch):
+    client, system = people.client, people.system
+    log_in(people, "admin")
+    token = csrf(people, "/admin/galleries")
+    client.post("/admin/galleries", data={"csrf_token": token, "name": "county", "allowed_sources": "booking"})
+    scenery = io.BytesIO()
+    Image.linear_gradient("L").resize((400, 300)).convert("RGB").save(scenery, format="JPEG")
+    photos = [("images", ("obama.jpg", jpeg(faces["obama.jpg"], 400), "image/jpeg")),
+              ("images", ("scenery.jpg", scenery.getvalue(), "image/jpeg")),  # an image without a face
+              ("images", ("broken.jpg", b"\xff\xd8\xff not really a JPEG", "image/jpeg"))]
+    started = client.post("/admin/galleries/county/enrolments", files=photos,
+                          data={"csrf_token": token, "subject_id": "B-1001", "source": "booking"})
+    job = wait_for(client, started.url.path)
+    outcome = {o["file"]: o for o in job["outcomes"]}
+    assert [outcome[name]["status"] for name in ("obama.jpg", "scenery.jpg", "broken.jpg")] == ["enrolled", "rejected",
+                                                                                                "rejected"]
+    assert outcome["obama.jpg"]["thumbnail"] is None and outcome["broken.jpg"]["thumbnail"] is None
+    key = outcome["scenery.jpg"]["thumbnail"]
+    thumbnail_url = f"{started.url.path}/rejected/{key}.jpg"
+    page = client.get(started.url.path).text
+    assert f'src="{thumbnail_url}"' in page and "no thumbnail: not readable as an image" in page
+
+    stored = list((system.datadir.jobs_dir / f"{job['id']}.rejected").glob("??/*"))
+    assert len(stored) == 1 and not stored[0].read_bytes().startswith(b"\xff\xd8")  # encrypted at rest
+    shown = client.get(thumbnail_url)
+    assert shown.status_code == 200 and shown.headers["content-type"] == "image/jpeg"
+    assert shown.headers["cache-control"] == "private, no-store"
+    assert max(Image.open(io.BytesIO(shown.content)).size) <= 160
+    assert client.get(f"{started.url.path}/rejected/{'0' * 64}.jpg").status_code == 404
+    views = [e for e in system.audit.entries(limit=1000) if e["action"] == "rejected_photo_viewed"]
+    assert [(e["actor"], e["target"], e["details"]) for e in views] == [("admin", "county", {"job": job["id"], "sha256": key})]
+    assert [e["details"]["sha256"] for e in system.audit.entries(action="rejected_photo_kept")] == [key]
+
+    for username in ("ivan", "erin", "sam", "alma"):
+        log_in(people, username)
+        assert client.get(thumbnail_url).status_code == 403, username
+    assert len(system.audit.entries(action="rejected_photo_viewed")) == 1
+
+    monkeypatch.setattr("facetrail.web.jobs.KEPT_JOBS", 0)  # the next job forgets this one, and its thumbnails
+    log_in(people, "admin")
+    wait_for(client, client.post("/admin/galleries/county/enrolments", files=photos[:1],
+                                 data={"csrf_token": csrf(people, "/admin/galleries"), "subject_id": "B-1001",
+                                       "source": "booking"}).url.path)
+    assert not (system.datadir.jobs_dir / f"{job['id']}.rejected").exists()
+    assert [e["details"] for e in system.audit.entries(action="rejected_photos_deleted")] == [{"job": job["id"], "thumbnails": 1}]
+    assert client.get(thumbnail_url).status_code == 404
+
+
+def wait_for(client, job_path: str) -> dict:
+    """The enrolment job's snapshot once it has ended."""
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while (job := client.get(job_path + ".json").json())["state"] == "running":
+        assert time.monotonic() < deadline, job
+        time.sleep(0.5)
+    return job

@@ -1,7 +1,8 @@
 """Administration: accounts and roles, galleries and their grants, enrolment, expungement, policy, keys and backups.
 
 Every change is an admin's (an account that sees photographs needs a second person) and is audited in the same
-transaction as the change, or refused and audited as a refusal. Admins never search and never see photographs.
+transaction as the change, or refused and audited as a refusal. Admins never search and never see photographs, but
+for the thumbnails of the uploads an enrolment job rejected (``facetrail.accountability.rejections``).
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ class Administration:
         themselves."""
         context = self.context
         context.require(by, "manage_users", username)
-        if username == by.username and not active:
+        if not active and context.users.user(username).id == by.id:
             context.deny(by, "manage_users", username, "no one may disable their own account; ask another admin")
         with context.audit.transaction() as session:
             changed = context.users.set_active(username, active, session=session)

@@ -8,6 +8,7 @@ the audit trail in one place, and offers the accountable services built over the
 - ``reviews``: showing a search and its photographs, examiners' decisions, supervisors' resolutions, lead reports;
 - ``overrides``: supervisors' approval of searches with poor-quality probes;
 - ``admin``: accounts and roles, galleries and grants, enrolment, expungement, policy, keys, backups;
+- ``rejected_photos``: the thumbnails of the photographs an enrolment job rejected;
 - ``oversight``: unit activity, transparency reports, the audit trail, the model's accuracy;
 - ``retention``: purging what the policy no longer lets the system keep.
 
@@ -26,6 +27,7 @@ from facetrail.accountability.context import NOTICE, Context
 from facetrail.accountability.overrides import Overrides
 from facetrail.accountability.oversight import Oversight
 from facetrail.accountability.policy import PolicyStore
+from facetrail.accountability.rejections import RejectedPhotos
 from facetrail.accountability.requests import CaseRequest
 from facetrail.accountability.retention import Retention
 from facetrail.accountability.reviews import PageFetch, Reviews
@@ -67,6 +69,7 @@ class Facetrail:
         self.reviews = Reviews(self.context)
         self.overrides = Overrides(self.context, self.searches)
         self.admin = Administration(self.context)
+        self.rejected_photos = RejectedPhotos(self.context)
         self.oversight = Oversight(self.context)
         self.retention = Retention(self.context)
 

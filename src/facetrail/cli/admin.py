@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
-from facetrail.cli.common import DataOption, JsonOption, acting, console, emit_json, out, password_from, run, save_token
+from facetrail.cli.common import (DataOption, JsonOption, acting, console, emit_json, out, password_from, print_table,
+                                  readable_time, run, save_token, whole)
 from facetrail.datadir import DataDir
 
 user_app = typer.Typer(no_args_is_help=True, help="Create users, change roles, disable and unlock accounts (admin).")
@@ -123,12 +124,12 @@ def user_confirm(username: str, data: DataOption = None) -> None:
 def user_requests(data: DataOption = None, as_json: JsonOption = False) -> None:
     """The requests for roles waiting for a second person (every one for an admin, their unit's for a supervisor)."""
     requests = acting(data, lambda system, actor: system.admin.role_requests(actor))
-    _rows(requests, as_json, ("username", "unit", "roles asked for", "holds now", "asked by", "asked at"),
+    _rows(requests, as_json, ("username", "unit", "roles asked for", "holds now", "asked by", whole("asked at")),
           lambda r: (r["username"], r["unit"], ", ".join(r["roles"]), ", ".join(r["from"]), r["requested_by"] or "",
-                     r["requested_at"]))
+                     readable_time(r["requested_at"])))
 
 
-def _rows(rows: list[dict], as_json: bool, columns: tuple[str, ...], cells) -> None:
+def _rows(rows: list[dict], as_json: bool, columns: tuple[str | Column, ...], cells) -> None:
     """``rows`` as JSON, or as a table of ``columns`` whose cells ``cells`` makes of each row."""
     if as_json:
         emit_json(rows)
@@ -136,15 +137,15 @@ def _rows(rows: list[dict], as_json: bool, columns: tuple[str, ...], cells) -> N
     table = Table(*columns)
     for row in rows:
         table.add_row(*cells(row))
-    out.print(table)
+    print_table(table)
 
 
 @user_app.command("list")
 def user_list(data: DataOption = None, as_json: JsonOption = False) -> None:
     """List users, their roles, units and state."""
     users = acting(data, lambda system, actor: system.admin.list_users(actor))
-    _rows(users, as_json, ("username", "roles", "unit", "active", "locked until", "roles waiting", "created by"),
-          lambda u: (u["username"], ", ".join(u["roles"]), u["unit"], str(u["active"]), str(u["locked_until"] or ""),
+    _rows(users, as_json, ("username", "roles", "unit", "active", whole("locked until"), "roles waiting", "created by"),
+          lambda u: (u["username"], ", ".join(u["roles"]), u["unit"], str(u["active"]), readable_time(u["locked_until"]),
                      ", ".join(u["pending_roles"] or []), u["created_by"] or "set-up"))
 
 

@@ -18,10 +18,13 @@ from typing import Annotated, Any, Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Column, Table
 
 from facetrail.datadir import DATA_ENV, DataDir
 from facetrail.errors import AuthenticationError, FacetrailError
+from facetrail.store import readable_time  # noqa: F401 - the commands' tables show times so
 
 TOKEN_ENV = "FACETRAIL_TOKEN"
 SESSION_FILE_ENV = "FACETRAIL_SESSION_FILE"
@@ -59,6 +62,25 @@ def json_ready(value: Any) -> Any:
 
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(json_ready(data), indent=2, default=str, allow_nan=False) + "\n")
+
+
+def whole(header: str) -> Column:
+    """A table column whose values are never broken across lines: numbers, identifiers, times."""
+    return Column(header, no_wrap=True)
+
+
+def print_table(table: Table) -> None:
+    """Print ``table`` on standard output, as wide as the terminal (``COLUMNS``; 80 when not a terminal) or, when its
+    values need more, as wide as they need: text wraps between words, ``whole`` columns keep each value on one line,
+    and no value is ever cut short."""
+    unbounded = out.options.update_width(sys.maxsize)
+    for column in table.columns:
+        if column.no_wrap:
+            column.min_width = max(Measurement.get(out, unbounded, cell).maximum for cell in (column.header, *column.cells))
+    needed = Measurement.get(out, unbounded, table).minimum  # each column as wide as its longest word, or value
+    if needed > out.width:
+        table.width = needed  # lines run on past the terminal's edge rather than values being cut
+    out.print(table)
 
 
 def progress() -> Progress:

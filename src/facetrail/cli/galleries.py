@@ -9,8 +9,9 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from facetrail.cli.common import DataOption, JsonOption, acting, console, emit_json, out, progress
+from facetrail.cli.common import DataOption, JsonOption, acting, console, emit_json, out, print_table, progress
 from facetrail.errors import FacetrailError
+from facetrail.gallery.manifest import manifest_summary
 
 gallery_app = typer.Typer(no_args_is_help=True, help="Create, list, inspect galleries, grant units access, expunge subjects.")
 
@@ -41,7 +42,7 @@ def gallery_list(data: DataOption = None, as_json: JsonOption = False) -> None:
     table = Table("name", "allowed sources", "subjects", "images", "version")
     for i in infos:
         table.add_row(i.name, ", ".join(i.allowed_sources), str(i.subjects), str(i.images), str(i.version))
-    out.print(table)
+    print_table(table)
 
 
 @gallery_app.command("show")
@@ -87,7 +88,7 @@ def enroll(
     path: Annotated[Optional[Path], typer.Argument(help="Folder with one subfolder per subject; with --manifest, the folder manifest paths are relative to.")] = None,
     gallery: Annotated[str, typer.Option("--gallery", help="Gallery to enrol into.")] = ...,
     source: Annotated[Optional[str], typer.Option("--source", help="Provenance source of the images (default for manifest rows without one).")] = None,
-    manifest: Annotated[Optional[Path], typer.Option("--manifest", help="CSV: subject_id, path, [source], [capture_date], other columns kept as metadata.")] = None,
+    manifest: Annotated[Optional[Path], typer.Option("--manifest", help=f"CSV with the columns {manifest_summary()}.")] = None,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write every item's outcome and reason to this CSV.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes, or Ray actors with --ray (default: enrolment.workers, 0 = one per core).")] = None,
     ray: Annotated[Optional[str], typer.Option("--ray", metavar="ADDRESS", help="Run the face work as Ray actors on this cluster: 'auto', 'local', host:port or ray://host:port (default: enrolment.ray_address; needs the ray extra).")] = None,

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.table import Table
+from rich.text import Text
 
-from facetrail.cli.common import DataOption, JsonOption, acting, console, emit_json, fail, out
+from facetrail.cli.common import (DataOption, JsonOption, acting, console, emit_json, fail, out, print_table,
+                                  readable_time, whole)
 
 audit_app = typer.Typer(no_args_is_help=True, help="Verify and export the tamper-evident audit trail.")
 
@@ -69,10 +73,24 @@ def audit_show(
     actor_name: Annotated[Optional[str], typer.Option("--actor")] = None,
     action: Annotated[Optional[str], typer.Option("--action")] = None,
     data: DataOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Browse audit entries (auditor, supervisor)."""
+    """Browse audit entries (auditor, supervisor): a table, oldest first, each entry's details one per line."""
     entries = acting(data, lambda system, actor: system.oversight.audit_entries(actor, since_seq, limit, actor_name, action))
-    emit_json(entries)
+    if as_json:
+        emit_json(entries)
+        return
+    table = Table(whole("entry"), whole("time"), "who", "action", "subject", "details")
+    for entry in entries:
+        table.add_row(str(entry["seq"]), readable_time(entry["recorded_at"]), Text(entry["actor"]), Text(entry["action"]),
+                      Text(entry["target"] or ""), Text(_details(entry["details"])))
+    print_table(table)
+
+
+def _details(details: dict | None) -> str:
+    """An entry's details for reading: one 'name: value' line each, values that are not text as compact JSON."""
+    return "\n".join(f"{name}: {value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)}"
+                     for name, value in (details or {}).items())
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from facetrail.cli.common import DataOption, JsonOption, acting, console, emit_json, fail, out
+from facetrail.cli.common import (DataOption, JsonOption, acting, console, emit_json, fail, out, print_table,
+                                  readable_time, whole)
 from facetrail.accountability.comparison import CONCLUSIONS, FEATURES, FINDINGS
 from facetrail.accountability.service import CaseRequest
 from facetrail.errors import NoFaceError, RefusedError, SeveralFacesError
@@ -99,11 +100,12 @@ def review_queue(data: DataOption = None, as_json: JsonOption = False) -> None:
     if as_json:
         emit_json(queue)
         return
-    table = Table("search", "case", "gallery", "purpose", "offence", "candidates", "searched at")
+    table = Table(whole("search"), whole("case"), "gallery", "purpose", "offence", whole("candidates"),
+                  whole("searched at"))
     for item in queue:
         table.add_row(str(item["search_id"]), item["case_number"], item["gallery"], item["purpose"], item["offence"],
-                      str(item["candidates"]), item["started_at"])
-    out.print(table)
+                      str(item["candidates"]), readable_time(item["started_at"]))
+    print_table(table)
 
 
 @review_app.command("show")

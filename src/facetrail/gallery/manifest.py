@@ -1,9 +1,10 @@
-"""The enrolment manifest: a CSV naming each photograph's subject and provenance, one parser for every interface.
+"""The enrolment manifest: a CSV naming each photograph's subject and provenance, one definition of its columns
+(``MANIFEST_COLUMNS``, which the command line's help, the API's description and the web's enrolment form show) and
+one parser for every interface.
 
-Columns: ``subject_id`` and ``path`` (required), ``source`` and ``capture_date`` (ISO date, YYYY-MM-DD; optional);
-other columns are kept as the image's metadata. On the command line ``path`` is a file's path, relative to a base
-folder; with uploads (web, API) it is the uploaded file's name, and the column may be called ``file`` instead,
-the name these interfaces documented first.
+Columns: ``subject_id`` and ``path`` (required; ``path`` may be called ``file``), ``source`` and ``capture_date``
+(ISO date, YYYY-MM-DD; optional); other columns are kept as the image's metadata. On the command line ``path`` is a
+file's path, relative to a base folder; with uploads (web, API) it is the uploaded file's name.
 """
 
 from __future__ import annotations
@@ -16,11 +17,41 @@ from pathlib import Path
 
 from facetrail.errors import FacetrailError
 from facetrail.gallery.enrol import EnrolItem
-from facetrail.gallery.gallery import check_subject_id
+from facetrail.gallery.gallery import SUBJECT_ID_MAX, check_subject_id
 
-PATH_COLUMNS = ("path", "file")
+@dataclass(frozen=True)
+class ManifestColumn:
+    """A column of the manifest: its name, another name it may go by, whether every row needs it, what it holds."""
+
+    name: str
+    required: bool
+    meaning: str
+    alias: str = ""
+
+
+MANIFEST_COLUMNS = (
+    ManifestColumn("subject_id", True, f"the person's id in the gallery, e.g. a booking number: 1 to {SUBJECT_ID_MAX} "
+                                       "letters, digits, '.', '_' or '-'"),
+    ManifestColumn("path", True, "the photograph: the uploaded file's name; on the command line, its path relative to "
+                                 "the folder given (by default the manifest's)", alias="file"),
+    ManifestColumn("source", False, "its provenance, one of the gallery's allowed sources; rows without one take the "
+                                    "source given for all"),
+    ManifestColumn("capture_date", False, "when it was taken, YYYY-MM-DD"),
+)
+"""The manifest's columns, in order; any other column is kept as the photograph's metadata."""
+PATH_COLUMNS = ("path", MANIFEST_COLUMNS[1].alias)
 """The column naming each photograph, and its alias (the first present is used)."""
-KNOWN_COLUMNS = ("subject_id", *PATH_COLUMNS, "source", "capture_date")
+KNOWN_COLUMNS = tuple(name for column in MANIFEST_COLUMNS for name in (column.name, column.alias) if name)
+
+
+def manifest_summary() -> str:
+    """The columns in one line, for help texts: 'subject_id, path (or file), optionally source, capture_date; …'."""
+    def named(column: ManifestColumn) -> str:
+        return column.name + (f" (or {column.alias})" if column.alias else "")
+
+    required = [named(column) for column in MANIFEST_COLUMNS if column.required]
+    optional = [named(column) for column in MANIFEST_COLUMNS if not column.required]
+    return f"{', '.join(required)}, optionally {', '.join(optional)}; other columns are kept as metadata"
 
 
 @dataclass(frozen=True)

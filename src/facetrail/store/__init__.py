@@ -30,6 +30,16 @@ def as_utc(moment: dt.datetime) -> dt.datetime:
     return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment.astimezone(dt.timezone.utc)
 
 
+def readable_time(value: dt.datetime | str | None) -> str:
+    """A time (or its ISO text) for reading, as 'YYYY-MM-DD HH:MM UTC'; '' for none. The pages and the command line
+    show every time so."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return as_utc(value).strftime("%Y-%m-%d %H:%M UTC")
+
+
 class Base(DeclarativeBase):
     """Declarative base of every table in the store."""
 

@@ -1,7 +1,8 @@
 """Enrolment jobs: photographs uploaded through a page are enrolled in a background thread while the page shows the
 progress. The server process running a job keeps it in memory and writes a snapshot of it to ``DATA/jobs/<id>.json``
 as it goes, so every server process on the machine (``facetrail serve --workers N``) can show it; the enrolments
-themselves are stored and audited."""
+themselves are stored and audited. The thumbnails of the photographs a job rejected are kept, encrypted, for as long
+as the job (``Facetrail.rejected_photos``)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ from facetrail.store import utcnow
 logger = logging.getLogger("facetrail.web")
 
 OUTCOME_STATUSES = ("enrolled", "duplicate", "rejected", "previously-rejected")
+REJECTED_STATUSES = ("rejected", "previously-rejected")
+"""The outcomes whose photograph the job keeps a thumbnail of."""
 KEPT_JOBS = 100
 """Finished jobs remembered; older ones are forgotten first."""
 SAVE_EVERY_S = 0.5
@@ -56,13 +59,14 @@ class EnrolmentJob:
     def running(self) -> bool:
         return self.finished_at is None
 
-    def record(self, outcome: EnrolOutcome) -> None:
-        """Note one file's outcome (called by the enrolment as each is known)."""
+    def record(self, outcome: EnrolOutcome, thumbnail: str | None = None) -> None:
+        """Note one file's outcome (called by the enrolment as each is known), with the key of the thumbnail kept of
+        a rejected photograph."""
         item = outcome.item
         with self._lock:
             self.outcomes.append({"file": item.path.name, "subject_id": item.subject_id,
                                   "source": item.source, "status": outcome.status, "reason": outcome.reason,
-                                  "quality": outcome.quality, "image_id": outcome.image_id})
+                                  "quality": outcome.quality, "image_id": outcome.image_id, "thumbnail": thumbnail})
         if time.monotonic() - self._saved_at >= SAVE_EVERY_S:
             self.save()
 
@@ -115,7 +119,7 @@ class EnrolmentJobs:
         with self._lock:
             self._running[job.id] = job
         job.save()
-        self._forget_old()
+        self._forget_old(system, actor)
         worker = threading.Thread(target=_run, args=(job, system, actor, files, self),
                                   name=f"enrolment-job-{job.id}", daemon=True)
         worker.start()
@@ -166,11 +170,13 @@ class EnrolmentJobs:
             job.update(state="failed", error=ORPHANED)
         return job
 
-    def _forget_old(self) -> None:
-        """Delete the snapshots of all but the newest KEPT_JOBS finished jobs."""
-        finished = [n for n in sorted(self._numbers()) if (job := self.get(n)) is not None and job["state"] != "running"]
-        for number in finished[:max(0, len(finished) - KEPT_JOBS)]:
-            self._path(number).unlink(missing_ok=True)
+    def _forget_old(self, system: Facetrail, actor: Actor) -> None:
+        """Delete the snapshots, and the thumbnails of rejected photographs, of all but the newest KEPT_JOBS finished
+        jobs (as ``actor``, who starts a job)."""
+        finished = [job for n in sorted(self._numbers()) if (job := self.get(n)) is not None and job["state"] != "running"]
+        for job in finished[:max(0, len(finished) - KEPT_JOBS)]:
+            system.rejected_photos.forget(actor, job["gallery"], job["id"])
+            self._path(job["id"]).unlink(missing_ok=True)
 
 
 def _alive(pid: Any) -> bool:
@@ -187,8 +193,19 @@ def _alive(pid: Any) -> bool:
 
 
 def _run(job: EnrolmentJob, system: Facetrail, actor: Actor, files: list[EnrolItem], jobs: EnrolmentJobs) -> None:
+    def record(outcome: EnrolOutcome) -> None:
+        """Note the outcome, keeping a thumbnail of a rejected upload; a thumbnail that cannot be kept (a full disk,
+        say) leaves the enrolment going, the row without one."""
+        thumbnail = None
+        if outcome.status in REJECTED_STATUSES and outcome.item.data is not None:
+            try:
+                thumbnail = system.rejected_photos.keep(actor, job.gallery, job.id, outcome.item.data)
+            except (OSError, FacetrailError):
+                logger.exception("enrolment job %s cannot keep the thumbnail of %s", job.id, outcome.item.path.name)
+        job.record(outcome, thumbnail)
+
     try:
-        enrol_uploads(system, actor, job.gallery, files, job.record)
+        enrol_uploads(system, actor, job.gallery, files, record)
     except FacetrailError as exc:
         job.finish(str(exc))
     except Exception:

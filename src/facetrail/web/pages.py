@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from facetrail.http.deps import csrf_token_for
 from facetrail.http.errors import facetrail_error_response
 from facetrail.http.files import FACE_FRAME_SIDE, face_frame_box
 from facetrail.errors import FacetrailError
-from facetrail.store import as_utc
+from facetrail.store import readable_time as moment
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
@@ -69,15 +68,6 @@ def ratio(comparison: dict | None) -> str:
     return f"{shown}, {comparison['worst_group']} worst"
 
 
-def moment(value: dt.datetime | str | None) -> str:
-    """A time as 'YYYY-MM-DD HH:MM UTC'."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    return as_utc(value).strftime("%Y-%m-%d %H:%M UTC")
-
-
 TEMPLATES.env.filters.update(false_match_rate=false_match_rate, moment=moment, rate_with_interval=rate_with_interval, ratio=ratio)
 TEMPLATES.env.globals.update(OUTCOME_LABELS=OUTCOME_LABELS, FACE_FRAME_SIDE=FACE_FRAME_SIDE, FACE_FRAME_BOX=",".join(map(str, face_frame_box())))
 
@@ -90,6 +80,7 @@ NAVIGATION = (
     ("view_audit", "Audit trail", "/oversight/audit"),
     ("manage_users", "Users", "/admin/users"),
     ("manage_galleries", "Galleries", "/admin/galleries"),
+    ("enrol", "Enrolment jobs", "/admin/jobs"),
     ("manage_policy", "Policy", "/admin/policy"),
 )
 """(action, label, path): a link is shown to users whose roles may perform the action."""

@@ -23,6 +23,7 @@ from facetrail.http.schemas import (
     RemovalReportOut,
 )
 from facetrail.gallery.enrol import EnrolOutcome, uploaded
+from facetrail.gallery.manifest import manifest_summary
 
 
 router = APIRouter(prefix="/galleries", tags=["galleries"], responses=COMMON_ERRORS)
@@ -103,9 +104,8 @@ def enrol_image(
 def enrol_batch(
     name: str,
     images: Annotated[list[UploadFile], File(description="The photographs, each under a distinct file name.")],
-    manifest: Annotated[str, Form(description="CSV with columns subject_id, path (the uploaded file's name; the column "
-                                              "may be called file) and optionally source, capture_date (YYYY-MM-DD); "
-                                              "other columns are kept as image metadata. One row per file.")],
+    manifest: Annotated[str, Form(description=f"CSV with the columns {manifest_summary()}; path is the uploaded "
+                                              "file's name. One row per file.")],
     actor: CurrentActor,
     system: SystemDep,
     source: Annotated[str | None, Form(description="Source for rows without one.")] = None,

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from facetrail.accountability.schema import ROLES
 from facetrail.accountability.service import Facetrail, RoleChange
@@ -19,8 +19,10 @@ from facetrail.http.enrolment import manifest_files
 from facetrail.errors import FacetrailError, NotFoundError
 from facetrail.accountability.service import SUBJECT_ID_MAX
 from facetrail.gallery.enrol import EnrolItem, uploaded
-from facetrail.web.jobs import KEPT_JOBS, EnrolmentJobs, Jobs
+from facetrail.gallery.manifest import MANIFEST_COLUMNS
+from facetrail.web.jobs import KEPT_JOBS, REJECTED_STATUSES, EnrolmentJobs, Jobs
 from facetrail.web.pages import error_of, render
+from facetrail.web.routes.photos import picture_response
 from facetrail.web.session import FormActor, WebActor
 
 router = APIRouter(prefix="/admin")
@@ -28,6 +30,7 @@ router = APIRouter(prefix="/admin")
 Username = Annotated[str, Path(max_length=100)]
 GalleryName = Annotated[str, Path(max_length=100)]
 JobId = Annotated[int, Path(ge=1, le=MAX_ID)]
+ThumbnailKey = Annotated[str, Path(pattern="^[0-9a-f]{64}$")]
 Done = Annotated[str, Query(max_length=20)]
 
 POLICY_MAX_CHARS = 500_000
@@ -184,6 +187,7 @@ def _gallery_page(request: Request, system: Facetrail, actor: Actor, name: str, 
     return render(request, "admin_gallery.html", {
         "gallery": system.admin.gallery(actor, name), "grants": system.admin.grants(actor, name),
         "subject_id_max": SUBJECT_ID_MAX,
+        "manifest_columns": MANIFEST_COLUMNS,
         **context,
     }, status)
 
@@ -303,11 +307,22 @@ def job_json(job_id: JobId, actor: WebActor, jobs: Jobs, system: SystemDep) -> J
     return JSONResponse(_job(jobs, job_id))
 
 
+@router.get("/jobs/{job_id}/rejected/{key}.jpg")
+def rejected_photo(job_id: JobId, key: ThumbnailKey, actor: WebActor, jobs: Jobs, system: SystemDep) -> Response:
+    """The thumbnail of a photograph the job rejected (admins; the view is audited)."""
+    system.require(actor, "enrol")
+    job = _job(jobs, job_id)
+    if key not in {outcome.get("thumbnail") for outcome in job["outcomes"]}:
+        raise NotFoundError(f"enrolment job {job_id} keeps no such rejected photograph")
+    return picture_response(system.rejected_photos.view(actor, job["gallery"], job_id, key))
+
+
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(request: Request, job_id: JobId, actor: WebActor, jobs: Jobs, system: SystemDep) -> HTMLResponse:
     """An enrolment job's progress, counts per outcome and each file's outcome with its reason."""
     system.require(actor, "enrol")
-    return render(request, "admin_job.html", {"job": _job(jobs, job_id), "badges": ENROL_BADGES})
+    return render(request, "admin_job.html", {"job": _job(jobs, job_id), "badges": ENROL_BADGES,
+                                              "rejected_statuses": REJECTED_STATUSES})
 
 
 # --- policy -----------------------------------------------------------------------------------------------------------
