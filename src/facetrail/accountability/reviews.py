@@ -28,6 +28,7 @@ from facetrail.accountability.context import (
 )
 from facetrail.accountability.schema import DECISIONS, ProbeRecord, ResolutionRecord, ReviewRecord, SearchRecord
 from facetrail.accountability.users import Actor
+from facetrail.engine.calibration import false_match_rate_text
 from facetrail.engine.geometry import Box
 from facetrail.errors import DuplicateError, FacetrailError, NotFoundError
 from facetrail.gallery.schema import ImageRecord, TemplateRecord
@@ -68,15 +69,18 @@ class Reviews:
             reviews = session.scalars(select(ReviewRecord).where(ReviewRecord.search_id == search_id)).all()
             visible = [r for r in reviews if sees_all or r.examiner_id == actor.id]
             names = user_names(session)
+            impostor_pairs = context.impostor_pairs(search.model_name)
             shown = {
                 "search_id": search.id, "investigator": names.get(search.user_id, ""), "case_number": search.case_number,
                 "gallery": search.gallery_name, "gallery_version": search.gallery_version, "policy_version": search.policy_version,
                 "purpose": search.purpose, "offence": search.offence, "face_box": search.face_box, "quality": search.quality,
                 "started_at": search.started_at.isoformat(), "calibration": context.calibration_source(search.model_name),
+                "impostor_pairs": impostor_pairs,
                 "outcome": context.search_outcome(session, search_id) if owner or sees_all else None,
                 "candidates": [
                     {"rank": c.rank, "subject_id": c.subject_external_id, "image_id": c.image_id, "distance": c.distance,
                      "false_match_rate": c.false_match_rate,
+                     "false_match_rate_text": false_match_rate_text(c.false_match_rate, impostor_pairs),
                      "decisions": [{"examiner": names.get(r.examiner_id, ""), "decision": r.decision, "notes": r.notes,
                                     "comparison": r.comparison}
                                    for r in visible if r.candidate_id == c.id]}

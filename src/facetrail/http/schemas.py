@@ -240,6 +240,9 @@ class CandidateOut(BaseModel):
     image_id: int | None
     distance: float = Field(description="Lower is more alike.")
     false_match_rate: float | None = Field(description="Estimated at this distance; null when not calibrated.")
+    false_match_rate_text: str = Field(description=(
+        "The estimate in words, as every interface shows it: '1 in 2,500 (0.040%)'; 'fewer than 1 in 78,000 (no "
+        "impostor pair came this close)' below what the calibration's impostor pairs resolve; 'not calibrated'."))
 
 
 class SearchResultOut(BaseModel):
@@ -265,6 +268,7 @@ class ComparisonOut(BaseModel):
     case_number: str
     distance: float
     false_match_rate: float | None
+    false_match_rate_text: str = Field(description="The estimate in words (as for a search's candidates).")
     probe_sha256: str
     second_sha256: str
     notice: str
@@ -299,6 +303,9 @@ class SearchDetail(BaseModel):
     face_box: list[int] | None
     quality: dict[str, Any] | None
     started_at: str
+    impostor_pairs: int | None = Field(None, description=(
+        "Impostor pairs of the calibration in force: an estimate below one in this many is not resolved; null when "
+        "not calibrated."))
     outcome: str | None = Field(description="Shown to the investigator who ran the search and to supervisors.")
     candidates: list[CandidateShown]
     notice: str

@@ -13,6 +13,7 @@ from fastapi.templating import Jinja2Templates
 
 from facetrail.accountability.service import NOTICE
 from facetrail.accountability.service import ROLE_ACTIONS, Actor
+from facetrail.engine.calibration import false_match_rate_text
 from facetrail.http.deps import csrf_token_for
 from facetrail.http.errors import facetrail_error_response
 from facetrail.http.files import FACE_FRAME_SIDE, face_frame_box
@@ -30,15 +31,6 @@ OUTCOME_LABELS = {
     "refused": ("refused", "bad"),
 }
 """Outcome -> (words shown, badge style)."""
-
-
-def false_match_rate(rate: float | None) -> str:
-    """An estimated false-match rate for reading: '1 in 2,500 (0.04%)'; 'not calibrated' without an estimate."""
-    if rate is None:
-        return "not calibrated"
-    if rate <= 0:
-        return "below the calibration's resolution"
-    return f"1 in {round(1 / rate):,} ({rate:.2%})" if rate < 0.5 else f"{rate:.0%}"
 
 
 def rate_with_interval(figure: dict | None) -> str:
@@ -78,7 +70,7 @@ def moment(value: dt.datetime | str | None) -> str:
     return as_utc(value).strftime("%Y-%m-%d %H:%M UTC")
 
 
-TEMPLATES.env.filters.update(false_match_rate=false_match_rate, moment=moment, rate_with_interval=rate_with_interval, ratio=ratio)
+TEMPLATES.env.filters.update(false_match_rate=false_match_rate_text, moment=moment, rate_with_interval=rate_with_interval, ratio=ratio)
 TEMPLATES.env.globals.update(OUTCOME_LABELS=OUTCOME_LABELS, FACE_FRAME_SIDE=FACE_FRAME_SIDE, FACE_FRAME_BOX=",".join(map(str, face_frame_box())))
 
 NAVIGATION = (
