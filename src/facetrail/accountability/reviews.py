@@ -58,16 +58,21 @@ class Reviews:
             ]
 
     def show_search(self, actor: Actor, search_id: int) -> dict[str, Any]:
-        """A search and its candidate list (audited). The investigator who ran it sees the outcome; an examiner sees
-        only their own decisions (blind review), even one who is a supervisor too; a supervisor sees every
-        decision."""
+        """A search and its candidate list (audited). The investigator who ran it sees the outcome, and each lead
+        candidate marked (``lead``) with the decisions that made it one; an examiner sees only their own decisions
+        (blind review), even one who is a supervisor too; a supervisor sees every decision."""
         context = self.context
         with context.galleries.sessions() as session:
             search = context.viewable_search(session, actor, search_id)
             sees_all = sees_every_decision(actor)
             owner = search.user_id == actor.id
-            reviews = session.scalars(select(ReviewRecord).where(ReviewRecord.search_id == search_id)).all()
-            visible = [r for r in reviews if sees_all or r.examiner_id == actor.id]
+            reviews = session.scalars(select(ReviewRecord).where(ReviewRecord.search_id == search_id)
+                                      .order_by(ReviewRecord.decided_at, ReviewRecord.id)).all()
+            resolutions = {r.candidate_id: r for r in session.scalars(
+                select(ResolutionRecord).where(ResolutionRecord.candidate_id.in_([c.id for c in search.candidates])))}
+            leads = {c.id for c in search.candidates if (owner or sees_all) and outcomes.candidate_status(
+                [r for r in reviews if r.candidate_id == c.id], resolutions.get(c.id), context.examiners_required()) == "lead"}
+            visible = [r for r in reviews if sees_all or r.examiner_id == actor.id or r.candidate_id in leads]
             names = user_names(session)
             impostor_pairs = context.impostor_pairs(search.model_name)
             shown = {
@@ -81,6 +86,7 @@ class Reviews:
                     {"rank": c.rank, "subject_id": c.subject_external_id, "image_id": c.image_id, "distance": c.distance,
                      "false_match_rate": c.false_match_rate,
                      "false_match_rate_text": false_match_rate_text(c.false_match_rate, impostor_pairs),
+                     "lead": c.id in leads,
                      "decisions": [{"examiner": names.get(r.examiner_id, ""), "decision": r.decision, "notes": r.notes,
                                     "comparison": r.comparison}
                                    for r in visible if r.candidate_id == c.id]}

@@ -288,7 +288,10 @@ class DecisionShown(BaseModel):
 
 
 class CandidateShown(CandidateOut):
-    decisions: list[DecisionShown] = Field(description="Only your own, unless you are a supervisor (blind review).")
+    lead: bool = Field(False, description=(
+        "A lead verified under the two-person rule, marked for the investigator who ran the search and supervisors."))
+    decisions: list[DecisionShown] = Field(description=(
+        "Only your own, unless you are a supervisor (blind review); every one of a lead to those who see it marked."))
 
 
 class SearchDetail(BaseModel):
@@ -455,3 +458,59 @@ def describe_faces(decoded: DecodedImage, faces: list[FoundFace]) -> FacesOut:
                        score=face.detection.score, quality=face.quality.to_dict())
                for number, face in enumerate(faces, start=1)],
     )
+
+
+# --- the case view -----------------------------------------------------------------------------------------------
+
+
+class CaseSearch(MySearch):
+    investigator: str
+    quality_override_by: str | None = Field(description="The supervisor who approved a poor-quality probe, if one did.")
+
+
+class CaseOverride(BaseModel):
+    request_id: int
+    investigator: str
+    status: str = Field(description="pending, approved, declined or refused.")
+    requested_at: str
+    decided_by: str | None
+    decided_at: str | None
+    decision_notes: str
+    search_id: int | None = Field(description="The search the approval ran.")
+    refusal_reason: str
+
+
+class CaseDecision(BaseModel):
+    search_id: int
+    rank: int
+    by: str
+    role: Literal["examiner", "supervisor"] = Field(description="An examiner's decision or a supervisor's ruling.")
+    decision: str
+    comparison: Comparison | None
+    notes: str
+    decided_at: str
+
+
+class CaseAuditEntry(BaseModel):
+    seq: int
+    recorded_at: str
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+
+
+class CaseView(BaseModel):
+    """Everything under one case number that the caller may see."""
+
+    case_number: str
+    unit: str | None = Field(description="The only unit whose part of the case is shown; null: every unit.")
+    partial: bool = Field(description="True when the case has more searches or requests than are shown (500).")
+    searches: list[CaseSearch] = Field(description="Searches and comparisons, completed or refused, newest first.")
+    refusals: list[CaseSearch] = Field(description="The refused ones among them.")
+    leads: list[int] = Field(description="Searches with a verified lead (GET /leads/{search_id} for the report).")
+    overrides: list[CaseOverride] = Field(description="Requests for a supervisor's approval of a poor-quality probe.")
+    decisions: list[CaseDecision] = Field(description=(
+        "Examiners' decisions and supervisors' rulings, oldest first; on a search you may still decide on, only yours."))
+    audit: list[CaseAuditEntry] = Field(description=(
+        "Audit entries about the case, its searches and requests: who did or looked at what, when."))

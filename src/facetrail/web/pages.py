@@ -11,6 +11,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from facetrail.accountability.comparison import CONCLUSIONS
 from facetrail.accountability.service import NOTICE
 from facetrail.accountability.service import ROLE_ACTIONS, Actor
 from facetrail.engine.calibration import false_match_rate_text
@@ -18,6 +19,7 @@ from facetrail.http.deps import csrf_token_for
 from facetrail.http.errors import facetrail_error_response
 from facetrail.http.files import FACE_FRAME_SIDE, face_frame_box
 from facetrail.errors import FacetrailError
+from facetrail.web.charts import group_rates_chart
 from facetrail.store import as_utc
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -61,6 +63,11 @@ def ratio(comparison: dict | None) -> str:
     return f"{shown}, {comparison['worst_group']} worst"
 
 
+def conclusion(key: str) -> str:
+    """An examiner's conclusion (``comparison.CONCLUSIONS``) in words."""
+    return CONCLUSIONS[key][0]
+
+
 def moment(value: dt.datetime | str | None) -> str:
     """A time as 'YYYY-MM-DD HH:MM UTC'."""
     if value is None:
@@ -70,7 +77,7 @@ def moment(value: dt.datetime | str | None) -> str:
     return as_utc(value).strftime("%Y-%m-%d %H:%M UTC")
 
 
-TEMPLATES.env.filters.update(false_match_rate=false_match_rate_text, moment=moment, rate_with_interval=rate_with_interval, ratio=ratio)
+TEMPLATES.env.filters.update(conclusion=conclusion, group_rates_chart=group_rates_chart, false_match_rate=false_match_rate_text, moment=moment, rate_with_interval=rate_with_interval, ratio=ratio)
 TEMPLATES.env.globals.update(OUTCOME_LABELS=OUTCOME_LABELS, FACE_FRAME_SIDE=FACE_FRAME_SIDE, FACE_FRAME_BOX=",".join(map(str, face_frame_box())))
 
 NAVIGATION = (
@@ -83,6 +90,7 @@ NAVIGATION = (
     ("manage_users", "Users", "/admin/users"),
     ("manage_galleries", "Galleries", "/admin/galleries"),
     ("manage_policy", "Policy", "/admin/policy"),
+    ("view_audit", "Cases", "/cases"),
 )
 """(action, label, path): a link is shown to users whose roles may perform the action."""
 
