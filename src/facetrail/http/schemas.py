@@ -1,4 +1,9 @@
-"""Request and response bodies, as pydantic models (they make the OpenAPI document)."""
+"""Request and response bodies, as pydantic models (they make the OpenAPI document).
+
+Why one module: the models build on one another (a search's candidates and their decisions, a decision's structured
+comparison, the case view's searches) and together make one OpenAPI document, read section by section here; split,
+each part would import most of the others.
+"""
 
 from __future__ import annotations
 
