@@ -143,10 +143,11 @@ class CalibrationTable:
             raise ValueError(f"calibration table is missing {missing.args[0]!r}") from None
 
 
-def false_match_rate_text(rate: float | None, impostor_pairs: int | None) -> str:
-    """An estimated false-match rate in words, the one wording of every interface: '1 in 2,500 (0.04%)'; below what
+def false_match_rate_text(rate: float | None, impostor_pairs: int | None = None) -> str:
+    """An estimated false-match rate in words, the one wording of every interface: '1 in 2,500 (0.040%)'; below what
     a calibration of ``impostor_pairs`` impostor pairs resolves, 'fewer than 1 in 78,000 (no impostor pair came this
-    close)'; 'not calibrated' without an estimate (``rate`` None)."""
+    close)' ('below the calibration's resolution ...' when the count is not given); 'not calibrated' without an
+    estimate (``rate`` None)."""
     if rate is None:
         return "not calibrated"
     if rate <= 0 or (impostor_pairs and rate * impostor_pairs < 0.5):
