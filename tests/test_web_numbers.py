@@ -62,7 +62,7 @@ def fits_a_phone(page) -> bool:
     return fits
 
 
-def test_the_lead_is_marked_and_its_report_downloaded_with_honest_numbers(site, browser):
+def test_the_lead_is_marked_and_its_report_downloaded_with_honest_numbers(site, browser, tmp_path):
     base, passwords, probe = site
     ivan = Visit(browser, base, "ivan", passwords["ivan"])
     search_id = lead_with_comparisons(browser, base, passwords, probe)
@@ -81,14 +81,16 @@ def test_the_lead_is_marked_and_its_report_downloaded_with_honest_numbers(site, 
     with page.expect_download() as download:
         page.keyboard.press("Enter")
     assert download.value.suggested_filename == f"lead-report-search-{search_id}.html"
-    report = Path(download.value.path()).read_text(encoding="utf-8")
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    report = saved.read_text(encoding="utf-8")
     assert report.count("It is not an identification and not probable cause") == 1  # the notice once
     assert re.search(r"Searched at</th><td>\d{1,2} [A-Z][a-z]+ 20\d\d, \d\d:\d\d \w+ \(UTC[+-]\d\d:\d\d\)</td>", report)
     assert "Structured comparisons, feature by feature" in report and "Strong support for the same person" in report
     assert "ezra recorded the decision without a structured comparison." in report
     assert f"estimated false-match rate at this distance: {BELOW}" in report and not SCIENTIFIC.search(report)
 
-    page.goto(Path(download.value.path()).as_uri())  # the file as its reader opens it
+    page.goto(saved.as_uri())  # the file as its reader opens it
     pictures = page.locator(".pair img")
     playwright.expect(pictures).to_have_count(2)
     sizes = pictures.evaluate_all("pictures => pictures.map(p => [p.naturalWidth, p.naturalHeight, p.getBoundingClientRect().top])")

@@ -41,7 +41,8 @@ STYLE = (
     "body{font-family:sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
     ".notice{border:3px solid #b00;padding:1rem;font-weight:bold}.pair{display:flex;gap:1rem;flex-wrap:wrap}"
     f"figure{{margin:0;max-width:{FACE_FRAME_SIDE}px}}img{{width:100%;height:auto;border:1px solid #888}}"
-    "table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #888;padding:.3rem .6rem;text-align:left}"
+    "table{border-collapse:collapse;margin:1rem 0;max-width:100%}td,th{border:1px solid #888;padding:.3rem .6rem;text-align:left}"
+    "td,figcaption{overflow-wrap:anywhere}"
 )
 
 
@@ -111,7 +112,8 @@ def export_lead(context: Context, actor: Actor, search_id: int) -> str:
             ("Policy version", str(search.policy_version)), ("Model", search.model_name),
         ]
     page = (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Lead report — search "
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'><title>Lead report — search "
         f"{search_id}</title><style>{STYLE}</style></head><body>"
         f"<h1>Investigative lead — case {html.escape(search.case_number)}</h1>"
         f"<p class='notice' role='note'>{html.escape(LEAD_NOTICE)}</p>"
