@@ -42,7 +42,7 @@ STYLE = (
     ".notice{border:3px solid #b00;padding:1rem;font-weight:bold}.pair{display:flex;gap:1rem;flex-wrap:wrap}"
     f"figure{{margin:0;max-width:{FACE_FRAME_SIDE}px}}img{{width:100%;height:auto;border:1px solid #888}}"
     "table{border-collapse:collapse;margin:1rem 0;max-width:100%}td,th{border:1px solid #888;padding:.3rem .6rem;text-align:left}"
-    "td,figcaption{overflow-wrap:anywhere}"
+    "td,figcaption{overflow-wrap:anywhere}.scroll{overflow-x:auto}"
 )
 
 
@@ -139,9 +139,9 @@ def _decisions_table(decisions: list[tuple], resolution: tuple[str, Any] | None,
         supervisor, ruling = resolution
         rows += (f"<tr><td>{html.escape(supervisor)} (supervisor)</td><td>{html.escape(ruling.decision.replace('_', ' '))}</td>"
                  f"<td>—</td><td>{when(ruling.decided_at)}</td><td>{html.escape(ruling.notes)}</td></tr>")
-    return ("<table><caption>Examiners' decisions</caption><thead><tr><th scope='col'>Examiner</th><th scope='col'>Decision</th>"
-            "<th scope='col'>Conclusion</th><th scope='col'>When</th><th scope='col'>Notes</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table>")
+    return ("<div class='scroll'><table><caption>Examiners' decisions</caption><thead><tr><th scope='col'>Examiner</th>"
+            "<th scope='col'>Decision</th><th scope='col'>Conclusion</th><th scope='col'>When</th><th scope='col'>Notes</th>"
+            f"</tr></thead><tbody>{rows}</tbody></table></div>")
 
 
 def _comparisons_table(decisions: list[tuple]) -> str:
@@ -159,8 +159,9 @@ def _comparisons_table(decisions: list[tuple]) -> str:
         for key, name in FEATURES.items()
     )
     conclusions = "".join(f"<td>{html.escape(CONCLUSIONS[comparison['conclusion']][0])}</td>" for _, comparison in compared)
-    return (f"<table><caption>Structured comparisons, feature by feature</caption><thead><tr><th scope='col'>Feature</th>{head}</tr>"
-            f"</thead><tbody>{rows}<tr><th scope='row'>Conclusion</th>{conclusions}</tr></tbody></table>{missing}")
+    return (f"<div class='scroll'><table><caption>Structured comparisons, feature by feature</caption><thead><tr>"
+            f"<th scope='col'>Feature</th>{head}</tr></thead><tbody>{rows}<tr><th scope='row'>Conclusion</th>{conclusions}</tr>"
+            f"</tbody></table></div>{missing}")
 
 
 def _framed(context: Context, data: bytes, box: list[int] | None, description: str) -> str:
