@@ -87,6 +87,7 @@ def matrix(photos: dict[str, bytes]) -> list[tuple[str, str, dict, frozenset[str
         ("GET", "/reports?format=json", {}, OVERSIGHT),
         ("GET", "/audit/verify", {}, OVERSIGHT),
         ("GET", "/audit/entries?limit=5", {}, OVERSIGHT),
+        ("GET", f"/cases/{CASE}", {}, OVERSIGHT),
         ("POST", "/audit/exports", {}, frozenset({"auditor"})),  # the whole trail: not for one unit's supervisor
     ]
 
@@ -95,7 +96,8 @@ def route_of(path: str) -> str:
     """The route template a matrix path exercises: '/searches/{lead}/probe' -> '/api/v1/searches/{search_id}/probe'."""
     parts = [part for part in path.split("?")[0].split("/") if part]
     named = {"searches": "search_id", "reviews": "search_id", "leads": "search_id", "users": "username", "galleries": "name",
-             "grants": "unit", "subjects": "subject_id", "candidates": "rank", "overrides": "request_id"}
+             "grants": "unit", "subjects": "subject_id", "candidates": "rank", "overrides": "request_id",
+             "cases": "case_number"}
     fixed = {"queue", "disputes", "me", "logout", "history", "verify", "entries", "exports", "role-requests"}
     for i in range(1, len(parts)):
         if parts[i - 1] in named and parts[i] not in fixed:
@@ -248,7 +250,7 @@ def test_openapi_describes_every_route_and_the_matrix_covers_them(tmp_path):
     routes = {(method, V1 + route.path_format) for module in modules for route in module.router.routes
               if isinstance(route, APIRoute) for method in route.methods}
     documented = {(method.upper(), path) for path, operations in document["paths"].items() for method in operations}
-    assert routes == documented and len(routes) == 43
+    assert routes == documented and len(routes) == 44
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             assert operation.get("summary") and operation.get("tags") and operation.get("description"), (method, path)

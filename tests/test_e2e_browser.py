@@ -11,6 +11,7 @@ intact. Screenshots of the main pages go to test-artifacts/screenshots/. `make t
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -83,8 +84,9 @@ def test_search_review_lead_report_audit(site, browser):
     playwright.expect(row).to_contain_text("lead: verified by two examiners")
     ivan.shot("05-my-searches")
     page = ivan.go(f"/searches/{search_id}")
-    page.get_by_role("link", name="Lead report").click()
-    playwright.expect(page.locator("body")).to_contain_text(CASE)
+    with page.expect_download() as download:  # the lead report is a file to keep
+        page.get_by_role("link", name="Download the lead report").first.click()
+    assert CASE in Path(download.value.path()).read_text(encoding="utf-8")
     ivan.go("/")
     ivan.log_out()
 

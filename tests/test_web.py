@@ -27,6 +27,7 @@ PAGES = {
     "/admin/users": {"admin"},
     "/admin/galleries": {"admin"},
     "/admin/policy": {"admin"},
+    "/cases": {"auditor", "supervisor"},
 }
 ROLE_USERS = {"investigator": "ivan", "examiner": "erin", "supervisor": "sam", "auditor": "alma", "admin": "admin"}
 

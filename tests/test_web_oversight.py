@@ -307,6 +307,7 @@ def test_report_page_shows_the_models_differentials_and_where_its_calibration_ca
     page = world.client.get("/oversight/report").text
     assert "Accuracy and differentials of the model in use" in page and "<strong>not calibrated</strong>" in page
     assert "No accuracy figures have been published for this model" in page
+    assert "not measured yet" in page and f"<code>{published.PRODUCE_COMMAND}</code>" in page  # how to produce them
 
     identities, templates = labelled_people({"Ann": [(0.0, 0.0), (0.4, 0.0)], "Amy": [(0.0, 0.2), (0.0, 1.1)],
                                              "Bob": [(9.0, 0.0), (9.1, 0.0)], "Ben": [(0.0, 9.0), (0.0, 9.2)]})
@@ -323,3 +324,7 @@ def test_report_page_shows_the_models_differentials_and_where_its_calibration_ca
     assert rows == ["f", "m"]
     assert "50.000%" in section and "1 of 2" in section  # f: Amy's genuine pair misses, Ann-Amy impostors match 2 of 4
     assert "m made no error, f did" in section  # the worst/best ratio when the best group made none
+    assert "not measured yet" not in section
+    flagged = re.findall(r'<li class="flagged"><strong>(.*?)</strong>\s*<figure><svg class="chart" role="img"', section, re.S)
+    assert "Large difference in the false non-match rate: f made errors (two photographs of the same person were judged " \
+           "different), m made none (50.00% against 0.00%)." in flagged  # in a plain sentence, with its chart

@@ -9,6 +9,7 @@ default in force.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import re
 import tomllib
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from facetrail.errors import ConfigError
 
@@ -259,6 +261,41 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class ReportsConfig:
+    """How reports for people outside the system (the lead report) show times."""
+
+    time_zone: str = ""
+    """The IANA time zone times are shown in, e.g. "America/Los_Angeles"; empty means the server's local zone."""
+
+    def __post_init__(self) -> None:
+        if self.time_zone:
+            try:
+                ZoneInfo(self.time_zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ConfigError(f"reports.time_zone: {self.time_zone!r} is not a known IANA time zone") from None
+
+    def zone(self) -> dt.tzinfo:
+        """The zone configured, else the server's local zone: TZ, /etc/localtime, or the current offset."""
+        if self.time_zone:
+            return ZoneInfo(self.time_zone)
+        try:
+            if os.environ.get("TZ"):
+                return ZoneInfo(os.environ["TZ"].lstrip(":"))
+            with open("/etc/localtime", "rb") as localtime:
+                return ZoneInfo.from_file(localtime, key="localtime")
+        except (OSError, ZoneInfoNotFoundError, ValueError):
+            return dt.datetime.now().astimezone().tzinfo
+
+
+def local_time(moment: dt.datetime, zone: dt.tzinfo) -> str:
+    """A moment (naive means UTC) as people read it: '5 December 2026, 09:14 PST (UTC-08:00)'."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+    shown = aware.astimezone(zone)
+    offset = shown.strftime("%z")
+    return f"{shown.day} {shown:%B %Y, %H:%M} {shown.tzname()} (UTC{offset[:3]}:{offset[3:]})"
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """What the face engine needs: decoding limits, detection, embedding and quality thresholds."""
 
@@ -280,6 +317,7 @@ class Settings:
     store: StoreConfig = field(default_factory=StoreConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    reports: ReportsConfig = field(default_factory=ReportsConfig)
 
     @property
     def engine(self) -> EngineConfig:

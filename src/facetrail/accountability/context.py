@@ -257,6 +257,12 @@ class Context:
         table = load_calibration(self.datadir, model)
         return None if table is None else (table.source or "an evaluation that did not record its data")
 
+    def impostor_pairs(self, model: str) -> int | None:
+        """How many impostor pairs the calibration of ``model`` in force rests on (its resolution is one in that
+        many); None when not calibrated."""
+        table = load_calibration(self.datadir, model)
+        return None if table is None else table.impostor_count
+
 
 def user_names(session) -> dict[int, str]:
     """User id → username."""

@@ -18,7 +18,7 @@ from facetrail.accountability.context import Context, listed_searches
 from facetrail.accountability.schema import OverrideRequestRecord, SearchRecord, UserRecord
 from facetrail.accountability.users import ROLE_ACTIONS, Actor
 from facetrail.errors import FacetrailError
-from facetrail.evaluation.published import published_figures
+from facetrail.evaluation.published import LARGE_DIFFERENCE, PRODUCE_COMMAND, published_figures
 
 READ_BATCH = 500
 """Audit entries read at a time while a page of a supervisor's unit's entries is gathered."""
@@ -58,11 +58,13 @@ class Oversight:
 
     def model_accuracy(self, actor: Actor) -> dict[str, Any]:
         """The model in use, the calibration behind its estimated false-match rates, and its published accuracy and
-        demographic differentials (this installation's own evaluation, then facetrail's)."""
+        demographic differentials (this installation's own evaluation, then facetrail's), each with its differences
+        between groups (``published.differences``); the command that measures this installation's own."""
         self.context.require(actor, "view_reports")
         model = self.context.engines.model_name
         return {"model": model, "calibration": self.context.calibration_source(model),
-                "figures": published_figures(self.context.datadir, model)}
+                "figures": published_figures(self.context.datadir, model),
+                "produce_command": PRODUCE_COMMAND, "large_difference": LARGE_DIFFERENCE}
 
     def transparency_report(self, actor: Actor, since: dt.date | None, until: dt.date | None, by: str = "month",
                             fmt: str = "html", unit: str | None = None, purpose: str | None = None,

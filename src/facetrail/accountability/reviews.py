@@ -36,6 +36,7 @@ from facetrail.accountability.context import (
 )
 from facetrail.accountability.schema import DECISIONS, ProbeRecord, ResolutionRecord, ReviewRecord, SearchRecord
 from facetrail.accountability.users import Actor
+from facetrail.engine.calibration import false_match_rate_text
 from facetrail.engine.geometry import Box
 from facetrail.errors import DuplicateError, FacetrailError, NotFoundError
 from facetrail.gallery.schema import ImageRecord, TemplateRecord
@@ -75,27 +76,36 @@ class Reviews:
             ]
 
     def show_search(self, actor: Actor, search_id: int, page: str | None = None) -> dict[str, Any]:
-        """A search and its candidate list (audited). The investigator who ran it sees the outcome; an examiner sees
-        only their own decisions (blind review), even one who is a supervisor too; a supervisor sees every
-        decision. ``page`` names the web page that shows it with its photographs: its entry then covers them
-        (``covering_page_view``)."""
+        """A search and its candidate list (audited). The investigator who ran it sees the outcome, and each lead
+        candidate marked (``lead``) with the decisions that made it one; an examiner sees only their own decisions
+        (blind review), even one who is a supervisor too; a supervisor sees every decision. ``page`` names the web
+        page that shows it with its photographs: its entry then covers them (``covering_page_view``)."""
         context = self.context
         with context.galleries.sessions() as session:
             search = context.viewable_search(session, actor, search_id)
             sees_all = sees_every_decision(actor)
             owner = search.user_id == actor.id
-            reviews = session.scalars(select(ReviewRecord).where(ReviewRecord.search_id == search_id)).all()
-            visible = [r for r in reviews if sees_all or r.examiner_id == actor.id]
+            reviews = session.scalars(select(ReviewRecord).where(ReviewRecord.search_id == search_id)
+                                      .order_by(ReviewRecord.decided_at, ReviewRecord.id)).all()
+            resolutions = {r.candidate_id: r for r in session.scalars(
+                select(ResolutionRecord).where(ResolutionRecord.candidate_id.in_([c.id for c in search.candidates])))}
+            leads = {c.id for c in search.candidates if (owner or sees_all) and outcomes.candidate_status(
+                [r for r in reviews if r.candidate_id == c.id], resolutions.get(c.id), context.examiners_required()) == "lead"}
+            visible = [r for r in reviews if sees_all or r.examiner_id == actor.id or r.candidate_id in leads]
             names = user_names(session)
+            impostor_pairs = context.impostor_pairs(search.model_name)
             shown = {
                 "search_id": search.id, "investigator": names.get(search.user_id, ""), "case_number": search.case_number,
                 "gallery": search.gallery_name, "gallery_version": search.gallery_version, "policy_version": search.policy_version,
                 "purpose": search.purpose, "offence": search.offence, "face_box": search.face_box, "quality": search.quality,
                 "started_at": search.started_at.isoformat(), "calibration": context.calibration_source(search.model_name),
+                "impostor_pairs": impostor_pairs,
                 "outcome": context.search_outcome(session, search_id) if owner or sees_all else None,
                 "candidates": [
                     {"rank": c.rank, "subject_id": c.subject_external_id, "image_id": c.image_id, "distance": c.distance,
                      "false_match_rate": c.false_match_rate,
+                     "false_match_rate_text": false_match_rate_text(c.false_match_rate, impostor_pairs),
+                     "lead": c.id in leads,
                      "decisions": [{"examiner": names.get(r.examiner_id, ""), "decision": r.decision, "notes": r.notes,
                                     "comparison": r.comparison}
                                    for r in visible if r.candidate_id == c.id]}

@@ -29,7 +29,7 @@ from facetrail.engine.decode import DecodedImage, decode_image
 from facetrail.engine.geometry import Box
 from facetrail.engine.pipeline import FaceEngine, FoundFace, probe_face
 from facetrail.errors import FacetrailError, NotFoundError, PermissionDeniedError, PoorQualityError, RefusedError
-from facetrail.engine.calibration import load_calibration
+from facetrail.engine.calibration import CalibrationTable, false_match_rate_text, load_calibration
 from facetrail.gallery.gallery import Gallery, GalleryInfo
 from facetrail.store import utcnow
 
@@ -46,6 +46,8 @@ class CandidateView:
     image_id: int | None
     distance: float
     false_match_rate: float | None
+    false_match_rate_text: str
+    """The estimate in words (``calibration.false_match_rate_text``)."""
 
 
 @dataclass
@@ -78,6 +80,7 @@ class ComparisonResult:
     case_number: str
     distance: float
     false_match_rate: float | None
+    false_match_rate_text: str
     probe_sha256: str
     second_sha256: str
     notice: str = NOTICE
@@ -145,10 +148,8 @@ class Searches:
         if policy.max_distance is not None:
             found = [c for c in found if c.distance <= policy.max_distance]
         calibration = load_calibration(self.context.datadir, template.model_name)
-        candidates = [
-            CandidateView(c.rank, c.subject_id, c.image_id, c.distance, calibration.false_match_rate(c.distance) if calibration else None)
-            for c in found
-        ]
+        candidates = [CandidateView(c.rank, c.subject_id, c.image_id, c.distance, *_estimate(calibration, c.distance))
+                      for c in found]
         gallery_version = hits.version
         with self._refused_as("search", actor, request, policy_version, probe_sha, started), \
                 self.context.audit.transaction() as session:
@@ -195,7 +196,7 @@ class Searches:
                 model_name = engine.model.name
         distance = float(np.linalg.norm(a - b))
         calibration = load_calibration(self.context.datadir, model_name)
-        fmr = calibration.false_match_rate(distance) if calibration else None
+        fmr, fmr_text = _estimate(calibration, distance)
         with self._refused_as("compare", actor, request, policy_version, first_sha, started), \
                 self.context.audit.transaction() as session:
             self.check_request(policy, "compare", actor, request, session)
@@ -211,7 +212,7 @@ class Searches:
                 "distance": round(distance, 6),
             })
             search_id = record.id
-        return ComparisonResult(search_id, policy_version, request.case_number, distance, fmr, probes[0].sha256,
+        return ComparisonResult(search_id, policy_version, request.case_number, distance, fmr, fmr_text, probes[0].sha256,
                                 probes[1].sha256)
 
     def my_searches(self, actor: Actor, limit: int = 50) -> list[dict[str, Any]]:
@@ -313,3 +314,11 @@ class Searches:
                 "case_number": request.case_number, "purpose": request.purpose, "offence": request.offence,
                 "probe_sha256": probe_sha,
             })
+
+
+def _estimate(calibration: CalibrationTable | None, distance: float) -> tuple[float | None, str]:
+    """The estimated false-match rate at ``distance`` and its wording, under ``calibration`` (None: not calibrated)."""
+    if calibration is None:
+        return None, false_match_rate_text(None, None)
+    rate = calibration.false_match_rate(distance)
+    return rate, false_match_rate_text(rate, calibration.impostor_count)

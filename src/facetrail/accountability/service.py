@@ -10,6 +10,7 @@ the audit trail in one place, and offers the accountable services built over the
 - ``admin``: accounts and roles, galleries and grants, enrolment, expungement, policy, keys, backups;
 - ``rejected_photos``: the thumbnails of the photographs an enrolment job rejected;
 - ``oversight``: unit activity, transparency reports, the audit trail, the model's accuracy;
+- ``cases``: everything under one case number, for its units' supervisors and oversight;
 - ``retention``: purging what the policy no longer lets the system keep.
 
 Every operation takes the acting user (an ``Actor`` established from a password or token), checks the user's
@@ -23,6 +24,7 @@ from __future__ import annotations
 from facetrail.accountability.administration import Administration, RoleChange
 from facetrail.accountability.audit import AuditTrail, AuditVerification
 from facetrail.accountability.authentication import Authentication
+from facetrail.accountability.cases import Cases
 from facetrail.accountability.context import NOTICE, Context
 from facetrail.accountability.overrides import Overrides
 from facetrail.accountability.oversight import Oversight
@@ -71,6 +73,7 @@ class Facetrail:
         self.admin = Administration(self.context)
         self.rejected_photos = RejectedPhotos(self.context)
         self.oversight = Oversight(self.context)
+        self.cases = Cases(self.context)
         self.retention = Retention(self.context)
 
     @classmethod

@@ -35,8 +35,7 @@ def _read_probe(path: Path, system) -> bytes:
 def _print_candidates(candidates: list[dict], notice: str) -> None:
     table = Table("rank", "subject", "image", "distance", "est. false-match rate", title="Candidate list (investigative leads)")
     for c in candidates:
-        fmr = "—" if c["false_match_rate"] is None else f"{c['false_match_rate']:.2e}"
-        table.add_row(str(c["rank"]), c["subject_id"], str(c["image_id"]), f"{c['distance']:.4f}", fmr)
+        table.add_row(str(c["rank"]), c["subject_id"], str(c["image_id"]), f"{c['distance']:.4f}", c["false_match_rate_text"])
     out.print(table)
     out.print(f"[bold]{notice}[/]")
 
@@ -88,8 +87,8 @@ def compare(
     if as_json:
         emit_json(result.to_dict())
         return
-    fmr = "not calibrated" if result.false_match_rate is None else f"{result.false_match_rate:.2e}"
-    out.print(f"comparison {result.search_id}: distance {result.distance:.4f} (lower is more alike); estimated false-match rate {fmr}")
+    out.print(f"comparison {result.search_id}: distance {result.distance:.4f} (lower is more alike); "
+              f"estimated false-match rate {result.false_match_rate_text}")
     out.print(f"[bold]{result.notice}[/]")
 
 

@@ -143,6 +143,24 @@ class CalibrationTable:
             raise ValueError(f"calibration table is missing {missing.args[0]!r}") from None
 
 
+def false_match_rate_text(rate: float | None, impostor_pairs: int | None = None) -> str:
+    """An estimated false-match rate in words, the one wording of every interface: '1 in 2,500 (0.040%)'; below what
+    a calibration of ``impostor_pairs`` impostor pairs resolves, 'fewer than 1 in 78,000 (no impostor pair came this
+    close)' ('below the calibration's resolution ...' when the count is not given); 'not calibrated' without an
+    estimate (``rate`` None)."""
+    if rate is None:
+        return "not calibrated"
+    if rate <= 0 or (impostor_pairs and rate * impostor_pairs < 0.5):
+        if not impostor_pairs:
+            return "below the calibration's resolution (no impostor pair came this close)"
+        return f"fewer than 1 in {impostor_pairs:,} (no impostor pair came this close)"
+    if rate >= 0.5:
+        return f"{rate:.0%}"
+    percent = rate * 100
+    decimals = max(0, 1 - math.floor(math.log10(percent)))
+    return f"1 in {round(1 / rate):,} ({percent:.{decimals}f}%)"
+
+
 def calibration_path(datadir: DataDir, model: str) -> Path:
     """Where the calibration table for ``model`` is kept."""
     return datadir.root / "calibration" / f"{model}.json"

@@ -1,4 +1,9 @@
-"""Request and response bodies, as pydantic models (they make the OpenAPI document)."""
+"""Request and response bodies, as pydantic models (they make the OpenAPI document).
+
+Why one module: the models build on one another (a search's candidates and their decisions, a decision's structured
+comparison, the case view's searches) and together make one OpenAPI document, read section by section here; split,
+each part would import most of the others.
+"""
 
 from __future__ import annotations
 
@@ -240,6 +245,9 @@ class CandidateOut(BaseModel):
     image_id: int | None
     distance: float = Field(description="Lower is more alike.")
     false_match_rate: float | None = Field(description="Estimated at this distance; null when not calibrated.")
+    false_match_rate_text: str = Field(description=(
+        "The estimate in words, as every interface shows it: '1 in 2,500 (0.040%)'; 'fewer than 1 in 78,000 (no "
+        "impostor pair came this close)' below what the calibration's impostor pairs resolve; 'not calibrated'."))
 
 
 class SearchResultOut(BaseModel):
@@ -265,6 +273,7 @@ class ComparisonOut(BaseModel):
     case_number: str
     distance: float
     false_match_rate: float | None
+    false_match_rate_text: str = Field(description="The estimate in words (as for a search's candidates).")
     probe_sha256: str
     second_sha256: str
     notice: str
@@ -284,7 +293,10 @@ class DecisionShown(BaseModel):
 
 
 class CandidateShown(CandidateOut):
-    decisions: list[DecisionShown] = Field(description="Only your own, unless you are a supervisor (blind review).")
+    lead: bool = Field(False, description=(
+        "A lead verified under the two-person rule, marked for the investigator who ran the search and supervisors."))
+    decisions: list[DecisionShown] = Field(description=(
+        "Only your own, unless you are a supervisor (blind review); every one of a lead to those who see it marked."))
 
 
 class SearchDetail(BaseModel):
@@ -299,6 +311,9 @@ class SearchDetail(BaseModel):
     face_box: list[int] | None
     quality: dict[str, Any] | None
     started_at: str
+    impostor_pairs: int | None = Field(None, description=(
+        "Impostor pairs of the calibration in force: an estimate below one in this many is not resolved; null when "
+        "not calibrated."))
     outcome: str | None = Field(description="Shown to the investigator who ran the search and to supervisors.")
     candidates: list[CandidateShown]
     notice: str
@@ -448,3 +463,59 @@ def describe_faces(decoded: DecodedImage, faces: list[FoundFace]) -> FacesOut:
                        score=face.detection.score, quality=face.quality.to_dict())
                for number, face in enumerate(faces, start=1)],
     )
+
+
+# --- the case view -----------------------------------------------------------------------------------------------
+
+
+class CaseSearch(MySearch):
+    investigator: str
+    quality_override_by: str | None = Field(description="The supervisor who approved a poor-quality probe, if one did.")
+
+
+class CaseOverride(BaseModel):
+    request_id: int
+    investigator: str
+    status: str = Field(description="pending, approved, declined or refused.")
+    requested_at: str
+    decided_by: str | None
+    decided_at: str | None
+    decision_notes: str
+    search_id: int | None = Field(description="The search the approval ran.")
+    refusal_reason: str
+
+
+class CaseDecision(BaseModel):
+    search_id: int
+    rank: int
+    by: str
+    role: Literal["examiner", "supervisor"] = Field(description="An examiner's decision or a supervisor's ruling.")
+    decision: str
+    comparison: Comparison | None
+    notes: str
+    decided_at: str
+
+
+class CaseAuditEntry(BaseModel):
+    seq: int
+    recorded_at: str
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+
+
+class CaseView(BaseModel):
+    """Everything under one case number that the caller may see."""
+
+    case_number: str
+    unit: str | None = Field(description="The only unit whose part of the case is shown; null: every unit.")
+    partial: bool = Field(description="True when the case has more searches or requests than are shown (500).")
+    searches: list[CaseSearch] = Field(description="Searches and comparisons, completed or refused, newest first.")
+    refusals: list[CaseSearch] = Field(description="The refused ones among them.")
+    leads: list[int] = Field(description="Searches with a verified lead (GET /leads/{search_id} for the report).")
+    overrides: list[CaseOverride] = Field(description="Requests for a supervisor's approval of a poor-quality probe.")
+    decisions: list[CaseDecision] = Field(description=(
+        "Examiners' decisions and supervisors' rulings, oldest first; on a search you may still decide on, only yours."))
+    audit: list[CaseAuditEntry] = Field(description=(
+        "Audit entries about the case, its searches and requests: who did or looked at what, when."))

@@ -10,13 +10,16 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from facetrail.accountability.comparison import CONCLUSIONS
 from facetrail.accountability.service import NOTICE
 from facetrail.accountability.service import ROLE_ACTIONS, Actor
+from facetrail.engine.calibration import false_match_rate_text
 from facetrail.http.deps import csrf_token_for
 from facetrail.http.errors import facetrail_error_response
 from facetrail.http.files import FACE_FRAME_SIDE, face_frame_box
 from facetrail.errors import FacetrailError
 from facetrail.store import readable_time as moment
+from facetrail.web.charts import group_rates_chart
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
@@ -29,15 +32,6 @@ OUTCOME_LABELS = {
     "refused": ("refused", "bad"),
 }
 """Outcome -> (words shown, badge style)."""
-
-
-def false_match_rate(rate: float | None) -> str:
-    """An estimated false-match rate for reading: '1 in 2,500 (0.04%)'; 'not calibrated' without an estimate."""
-    if rate is None:
-        return "not calibrated"
-    if rate <= 0:
-        return "below the calibration's resolution"
-    return f"1 in {round(1 / rate):,} ({rate:.2%})" if rate < 0.5 else f"{rate:.0%}"
 
 
 def rate_with_interval(figure: dict | None) -> str:
@@ -68,7 +62,12 @@ def ratio(comparison: dict | None) -> str:
     return f"{shown}, {comparison['worst_group']} worst"
 
 
-TEMPLATES.env.filters.update(false_match_rate=false_match_rate, moment=moment, rate_with_interval=rate_with_interval, ratio=ratio)
+def conclusion(key: str) -> str:
+    """An examiner's conclusion (``comparison.CONCLUSIONS``) in words."""
+    return CONCLUSIONS[key][0]
+
+
+TEMPLATES.env.filters.update(conclusion=conclusion, group_rates_chart=group_rates_chart, false_match_rate=false_match_rate_text, moment=moment, rate_with_interval=rate_with_interval, ratio=ratio)
 TEMPLATES.env.globals.update(OUTCOME_LABELS=OUTCOME_LABELS, FACE_FRAME_SIDE=FACE_FRAME_SIDE, FACE_FRAME_BOX=",".join(map(str, face_frame_box())))
 
 NAVIGATION = (
@@ -82,6 +81,7 @@ NAVIGATION = (
     ("manage_galleries", "Galleries", "/admin/galleries"),
     ("enrol", "Enrolment jobs", "/admin/jobs"),
     ("manage_policy", "Policy", "/admin/policy"),
+    ("view_audit", "Cases", "/cases"),
 )
 """(action, label, path): a link is shown to users whose roles may perform the action."""
 

@@ -10,6 +10,7 @@ from facetrail.http.deps import reject_nul_text
 from facetrail.api.routes import (
     audit,
     auth,
+    cases,
     comparisons,
     faces,
     galleries,
@@ -25,5 +26,5 @@ from facetrail.api.routes import (
 
 api_router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(reject_nul_text)])
 for module in (auth, users, policy, galleries, faces, searches, comparisons, overrides, reviews, leads, reports, audit,
-               health):
+               health, cases):
     api_router.include_router(module.router)
