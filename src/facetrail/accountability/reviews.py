@@ -9,6 +9,7 @@ reviewed a search settles examiners' disagreements.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -59,7 +60,9 @@ class Reviews:
     def show_search(self, actor: Actor, search_id: int) -> dict[str, Any]:
         """A search and its candidate list (audited). The investigator who ran it sees the outcome; an examiner sees
         only their own decisions (blind review), even one who is a supervisor too; a supervisor sees every
-        decision."""
+        decision. Under the policy's ``examiners_blind_to_algorithm`` an examiner is blind to the algorithm too
+        (``blind_to_algorithm``): the candidates come labelled A, B, ... in an order of their own, and a candidate's
+        distance, false-match estimate, subject id and image id are withheld (None) until they decide on it."""
         context = self.context
         with context.galleries.sessions() as session:
             search = context.viewable_search(session, actor, search_id)
@@ -68,6 +71,8 @@ class Reviews:
             reviews = session.scalars(select(ReviewRecord).where(ReviewRecord.search_id == search_id)).all()
             visible = [r for r in reviews if sees_all or r.examiner_id == actor.id]
             names = user_names(session)
+            blind = (actor.has("examiner") and not owner and not sees_all
+                     and context.policy()[1].review.examiners_blind_to_algorithm)
             shown = {
                 "search_id": search.id, "investigator": names.get(search.user_id, ""), "case_number": search.case_number,
                 "gallery": search.gallery_name, "gallery_version": search.gallery_version, "policy_version": search.policy_version,
@@ -76,14 +81,17 @@ class Reviews:
                 "outcome": context.search_outcome(session, search_id) if owner or sees_all else None,
                 "candidates": [
                     {"rank": c.rank, "subject_id": c.subject_external_id, "image_id": c.image_id, "distance": c.distance,
-                     "false_match_rate": c.false_match_rate,
+                     "false_match_rate": c.false_match_rate, "label": None, "withheld": False,
                      "decisions": [{"examiner": names.get(r.examiner_id, ""), "decision": r.decision, "notes": r.notes,
                                     "comparison": r.comparison}
                                    for r in visible if r.candidate_id == c.id]}
                     for c in search.candidates
                 ],
+                "blind_to_algorithm": blind,
                 "notice": NOTICE,
             }
+            if blind:
+                shown["candidates"] = _blinded(shown["candidates"], [c.id for c in search.candidates], actor.id, search_id)
         context.audit.append(actor.username, "search_viewed", f"search:{search_id}", {"candidates": len(shown["candidates"])})
         return shown
 
@@ -243,6 +251,40 @@ class Reviews:
         pixels, box = self.probe_pixels(actor, search_id) if rank is None else self.candidate_pixels(actor, search_id, rank)
         with self.context.engines.searching() as engine:
             return engine.aligned_chip(pixels, Box(*box))
+
+def _blinded(candidates: list[dict[str, Any]], candidate_ids: list[int], examiner_id: int,
+             search_id: int) -> list[dict[str, Any]]:
+    """``candidates`` as an examiner blind to the algorithm sees them: each subject's photographs together, the
+    subjects and their photographs in an order of the examiner's own (stable for them, not the rank order), labelled
+    A, B, ... by subject (B1, B2, ... for several photographs of one subject), the algorithm's figures withheld from
+    those they have not decided on."""
+    def shuffled(key: int) -> str:
+        return hashlib.sha256(f"{examiner_id}/{search_id}/{key}".encode()).hexdigest()
+
+    by_subject: dict[str, list[tuple[dict[str, Any], int]]] = {}
+    for candidate, candidate_id in zip(candidates, candidate_ids):
+        by_subject.setdefault(candidate["subject_id"], []).append((candidate, candidate_id))
+    groups = sorted(by_subject.values(), key=lambda group: shuffled(min(candidate_id for _, candidate_id in group)))
+    shown = []
+    for position, group in enumerate(groups):
+        group.sort(key=lambda pair: shuffled(pair[1]))
+        for number, (candidate, _) in enumerate(group, start=1):
+            candidate["label"] = _label(position) + (str(number) if len(group) > 1 else "")
+            if not candidate["decisions"]:
+                candidate.update(subject_id=None, image_id=None, distance=None, false_match_rate=None, withheld=True)
+            shown.append(candidate)
+    return shown
+
+
+def _label(position: int) -> str:
+    """A, B, ..., Z, AA, AB, ...: a neutral name for the candidate at ``position`` (from 0)."""
+    letters = ""
+    position += 1
+    while position:
+        position, remainder = divmod(position - 1, 26)
+        letters = chr(ord("A") + remainder) + letters
+    return letters
+
 
 def sees_every_decision(actor: Actor) -> bool:
     """Whether ``actor`` sees every examiner's decisions: a supervisor who is not an examiner too (blind review)."""
