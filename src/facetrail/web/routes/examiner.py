@@ -27,9 +27,10 @@ def queue(request: Request, actor: WebActor, system: SystemDep) -> HTMLResponse:
     return render(request, "review_queue.html", {"queue": system.reviews.review_queue(actor)})
 
 
-def candidate_name(candidate: dict[str, Any]) -> str:
-    """What the bench calls a candidate: its neutral label when the examiner is blind to the algorithm, else its rank."""
-    return f"Candidate {candidate['label']}" if candidate["label"] else f"Rank {candidate['rank']}"
+def candidate_called(candidate: dict[str, Any]) -> str:
+    """What the bench calls a candidate within a sentence: by its neutral label when the examiner is blind to the
+    algorithm ("candidate B2"), else by its rank ("rank 3")."""
+    return f"candidate {candidate['label']}" if candidate["label"] else f"rank {candidate['rank']}"
 
 
 def _subject_rows(search: dict[str, Any]) -> list[list[dict[str, Any]]]:
@@ -50,7 +51,8 @@ def _review_page(request: Request, system, actor, search_id: int, chosen: str | 
     search = system.reviews.show_search(actor, search_id)
     candidates = search["candidates"]
     for candidate in candidates:
-        candidate["name"] = candidate_name(candidate)
+        candidate["called"] = candidate_called(candidate)
+        candidate["name"] = candidate["called"][0].upper() + candidate["called"][1:]
         candidate["ref"] = candidate["label"] or str(candidate["rank"])
     undecided = [c for c in candidates if not c["decisions"]]
     current = next((c for c in candidates if c["ref"] == chosen), None) or (undecided or candidates or [None])[0]
@@ -62,7 +64,7 @@ def _review_page(request: Request, system, actor, search_id: int, chosen: str | 
         "next": candidates[position + 1] if current and position + 1 < len(candidates) else None,
         "examiners_required": system.context.examiners_required(), "error": error,
         "features": FEATURES, "findings": FINDINGS, "conclusions": CONCLUSIONS_BY_DECISION, "all_conclusions": CONCLUSIONS,
-        "message": f"Your decision on {recorded_candidate['name'].lower()} is recorded." if recorded_candidate else None,
+        "message": f"Your decision on {recorded_candidate['called']} is recorded." if recorded_candidate else None,
         "own_search": search["investigator"] == actor.username,
     }, status)
 
