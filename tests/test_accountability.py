@@ -189,12 +189,45 @@ def test_a_structured_comparison_is_stored_with_the_decision_and_must_agree_with
         system.reviews.decide(who["erin"], search_id, 1, "possible_lead", "", {"features": {"ears": "same"}, "conclusion": "support_same"})
     comparison = {"features": {"nose": "similar", "ears": "not_visible", "eyes": "similar"}, "conclusion": "strong_support_same"}
     system.reviews.decide(who["erin"], search_id, 1, "possible_lead", "ears hidden by hair", comparison)
-    shown = system.reviews.show_search(who["erin"], search_id)["candidates"][0]["decisions"]
+    shown = next(c for c in system.reviews.show_search(who["erin"], search_id)["candidates"] if c["rank"] == 1)["decisions"]
     assert shown == [{"examiner": "erin", "decision": "possible_lead", "notes": "ears hidden by hair",
                       "comparison": {"features": {"eyes": "similar", "nose": "similar", "ears": "not_visible"},
                                      "conclusion": "strong_support_same"}}]
     entry = next(e for e in system.audit.entries(limit=1000) if e["action"] == "review_decision")
     assert entry["details"]["comparison"]["conclusion"] == "strong_support_same"
+
+
+def test_an_examiner_is_blind_to_the_algorithm_until_deciding(world, faces, tmp_path):
+    system, who = world
+    (tmp_path / "more" / "B-1001").mkdir(parents=True)  # a second photograph of B-1001: two of the three candidates
+    (tmp_path / "more" / "B-1001" / "side.jpg").write_bytes(jpeg(faces["obama2.jpg"], 500))
+    system.admin.enrol(who["admin"], "county", items_from_folder(tmp_path / "more", "booking"),
+                       dataclasses.replace(system.galleries.settings.enrolment, workers=1))
+    search_id = run_search(system, who["ivan"], faces).search_id
+    seen = {c["rank"]: c for c in system.reviews.show_search(who["ivan"], search_id)["candidates"]}
+    assert [seen[rank]["subject_id"] for rank in sorted(seen)].count("B-1001") == 2 and all(c["distance"] for c in seen.values())
+
+    shown = system.reviews.show_search(who["erin"], search_id)
+    assert shown["blind_to_algorithm"] and len(shown["candidates"]) == 3
+    assert all(c["withheld"] and (c["subject_id"], c["image_id"], c["distance"], c["false_match_rate"]) == (None,) * 4
+               for c in shown["candidates"])
+    labels = {c["rank"]: c["label"] for c in shown["candidates"]}
+    same = [rank for rank in seen if seen[rank]["subject_id"] == "B-1001"]
+    assert sorted(labels[rank] for rank in same) == [labels[same[0]][0] + "1", labels[same[0]][0] + "2"]  # one row: X1, X2
+    assert [c["label"] for c in shown["candidates"]] == [c["label"] for c in system.reviews.show_search(who["erin"], search_id)["candidates"]]
+    system.reviews.decide(who["erin"], search_id, same[0], "possible_lead", "", {"features": {}, "conclusion": "support_same"})
+    after = {c["rank"]: c for c in system.reviews.show_search(who["erin"], search_id)["candidates"]}
+    assert (after[same[0]]["subject_id"], after[same[0]]["distance"], after[same[0]]["withheld"]) == (
+        "B-1001", seen[same[0]]["distance"], False)
+    assert all(after[rank]["withheld"] for rank in after if rank != same[0]) and after[same[0]]["label"] == labels[same[0]]
+    assert not system.reviews.show_search(who["sam"], search_id)["blind_to_algorithm"]  # the supervisor sees everything
+
+    text = system.admin.policy_in_force(who["admin"])[1]
+    assert "examiners_blind_to_algorithm = true" in text
+    system.admin.load_policy(who["admin"], text.replace("examiners_blind_to_algorithm = true", "examiners_blind_to_algorithm = false"))
+    open_view = system.reviews.show_search(who["ezra"], search_id)
+    assert not open_view["blind_to_algorithm"] and [c["rank"] for c in open_view["candidates"]] == [1, 2, 3]
+    assert all(c["subject_id"] and c["distance"] and c["label"] is None for c in open_view["candidates"])
 
 
 def test_disagreement_goes_to_a_supervisor(world, faces):

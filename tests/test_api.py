@@ -114,8 +114,9 @@ def test_every_endpoint_by_every_role(world, faces):
     ids = {key: system.searches.search(ivan, probe, CaseRequest(**SEARCH_FIELDS)).search_id for key in ("lead", "disputed", "pending")}
     for examiner in (erin, ezra):
         system.reviews.decide(examiner, ids["lead"], 1, "possible_lead")
-    for candidate in system.reviews.show_search(erin, ids["lead"])["candidates"][1:]:  # erin is done: she reads the lead report
-        system.reviews.decide(erin, ids["lead"], candidate["rank"], "not_a_match")
+    for candidate in system.reviews.show_search(erin, ids["lead"])["candidates"]:  # erin is done: she reads the lead report
+        if candidate["rank"] != 1:
+            system.reviews.decide(erin, ids["lead"], candidate["rank"], "not_a_match")
     system.reviews.decide(erin, ids["disputed"], 1, "possible_lead")
     system.reviews.decide(ezra, ids["disputed"], 1, "not_a_match")
     photos = {"probe": probe, "enrol": jpeg(faces["obama.jpg"], 520), "batch1": jpeg(faces["biden.jpg"], 500),
@@ -173,11 +174,16 @@ def test_search_review_lead_report_and_audit_over_http(world, faces, tmp_path):
         shown = client.get(f"{V1}/searches/{search_id}", headers=headers).json()
         assert 1 in [c["rank"] for c in shown["candidates"]]  # the candidate decided on is shown, so the next line checks it
         assert shown["outcome"] is None and all(c["decisions"] == [] for c in shown["candidates"])  # blind review
+        assert shown["blind_to_algorithm"] and all(  # and blind to the algorithm until deciding
+            c["withheld"] and c["label"] and (c["subject_id"], c["image_id"], c["distance"], c["false_match_rate"]) == (None,) * 4
+            for c in shown["candidates"])
         image = client.get(f"{V1}/searches/{search_id}/candidates/1/image", headers=headers)
         assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
         decided = client.post(f"{V1}/reviews/{search_id}/decisions", headers=headers,
                               json={"rank": 1, "decision": "possible_lead", "notes": "same ear shape"})
         assert decided.status_code == 201 and decided.json()["outcome"] == expected
+        after = client.get(f"{V1}/searches/{search_id}", headers=headers).json()["candidates"]
+        assert [(c["subject_id"], c["distance"] > 0, c["withheld"]) for c in after if c["rank"] == 1] == [("B-1001", True, False)]
     again = client.post(f"{V1}/reviews/{search_id}/decisions", headers=world.as_user("erin"),
                         json={"rank": 1, "decision": "not_a_match"})
     assert again.status_code == 409 and again.json()["error"]["type"] == "duplicate"

@@ -72,6 +72,8 @@ def test_walkthrough(datadir, admin_token, faces, tmp_path, monkeypatch):
         shown = json.loads(invoke("review", "show", search_id, "--json"))
         assert 1 in [c["rank"] for c in shown["candidates"]]  # the candidate decided on is shown, so the next line checks it
         assert all(c["decisions"] == [] for c in shown["candidates"])  # blind to the other examiner
+        table = invoke("review", "show", search_id)  # and to the algorithm, until deciding
+        assert table.count("withheld until you decide") == len(shown["candidates"]) and "B-1001" not in table
         invoke("review", "image", search_id, "--rank", "1", "--out", str(tmp_path / f"{examiner}-candidate.jpg"))
         invoke("review", "decide", search_id, "--rank", "1", "--decision", "possible_lead", "--notes", "consistent")
 

@@ -233,17 +233,23 @@ def test_examiners_review_blind_and_decisions_are_final(world, faces):
     csrf = log_in(world, "erin")
     assert f'href="/reviews/{search_id}"' in world.client.get("/reviews").text
     page = world.client.get(f"/reviews/{search_id}").text
-    assert "Candidate 1: subject B-1001" in page and f"/searches/{search_id}/probe/chip.png" in page
+    assert f"/searches/{search_id}/probe/chip.png" in page
+    assert "B-1001" not in page and "Distance" not in page and "Rank " not in page  # blind to the algorithm
+    label = re.search(rf'\?candidate=(\w+)"[^>]*>\s*<img src="/searches/{search_id}/candidates/1/face.jpg"', page)[1]
     decided = world.client.post(f"/reviews/{search_id}/decisions",
-                                data={"csrf_token": csrf, "rank": "1", "decision": "possible_lead", "notes": "erin: ears"})
-    assert "Your decision on candidate 1 is recorded." in decided.text
+                                data={"csrf_token": csrf, "rank": "1", "ref": label, "conclusion": "support_same",
+                                      "feature-ears": "similar", "feature-marks": "not_visible", "notes": "erin: ears"})
+    assert f"Your decision on candidate {label.lower()} is recorded." in decided.text
+    shown = world.client.get(f"/reviews/{search_id}?candidate={label}").text
+    assert "Rank 1 · subject B-1001 · distance" in shown and "Support for the same person" in shown  # once decided
+    assert "Ears: similar" in shown and "<strong>possible lead</strong>" in shown
     again = world.client.post(f"/reviews/{search_id}/decisions",
                               data={"csrf_token": csrf, "rank": "1", "decision": "not_a_match"})
     assert again.status_code == 409 and "decisions are final" in alert_of(again.text)
 
     csrf = log_in(world, "ezra")
     page = world.client.get(f"/reviews/{search_id}?rank=1").text
-    assert "erin" not in page and "possible lead</span>" not in page  # blind to erin's decision
+    assert "erin" not in page and "you: possible lead" not in page  # blind to erin's decision
     world.client.post(f"/reviews/{search_id}/decisions",
                       data={"csrf_token": csrf, "rank": "1", "decision": "possible_lead", "notes": "ezra: agrees"})
     log_in(world, "ivan")

@@ -219,6 +219,9 @@ class ReviewRules:
 
     two_person_verification: bool = True
     """Two examiners must each decide on a candidate, independently."""
+    examiners_blind_to_algorithm: bool = True
+    """An examiner sees a candidate's rank, distance, estimated false-match rate and subject id only once they have
+    decided on it (automation bias); False: from the start."""
 
 
 @dataclass(frozen=True)
@@ -721,9 +724,10 @@ class _Parser:
             lambda v: None if v in POOR_PROBE_CHOICES else f"must be one of {choices}, not {v!r}", "a string"))
 
     def review(self, raw: dict[str, Any]) -> ReviewRules:
-        section = self.section(raw, "review", ("two_person_verification",))
-        return ReviewRules(self.boolean(section, ("review",), "two_person_verification",
-                                        ReviewRules.two_person_verification))
+        section = self.section(raw, "review", ("two_person_verification", "examiners_blind_to_algorithm"))
+        return ReviewRules(
+            self.boolean(section, ("review",), "two_person_verification", ReviewRules.two_person_verification),
+            self.boolean(section, ("review",), "examiners_blind_to_algorithm", ReviewRules.examiners_blind_to_algorithm))
 
     def retention(self, raw: dict[str, Any]) -> RetentionRules:
         path = ("retention",)

@@ -16,6 +16,7 @@ after the same scope check but without an entry of its own (``covering_page_view
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -78,8 +79,11 @@ class Reviews:
     def show_search(self, actor: Actor, search_id: int, page: str | None = None) -> dict[str, Any]:
         """A search and its candidate list (audited). The investigator who ran it sees the outcome, and each lead
         candidate marked (``lead``) with the decisions that made it one; an examiner sees only their own decisions
-        (blind review), even one who is a supervisor too; a supervisor sees every decision. ``page`` names the web
-        page that shows it with its photographs: its entry then covers them (``covering_page_view``)."""
+        (blind review), even one who is a supervisor too; a supervisor sees every decision. Under the policy's
+        ``examiners_blind_to_algorithm`` an examiner is blind to the algorithm too (``_blinded``): the candidates
+        come labelled A, B, ... in an order of their own, and a candidate's distance, false-match estimate, subject id
+        and image id are withheld (None) until they decide on it. ``page`` names the web page that shows it with its
+        photographs: its entry then covers them (``covering_page_view``)."""
         context = self.context
         with context.galleries.sessions() as session:
             search = context.viewable_search(session, actor, search_id)
@@ -94,6 +98,8 @@ class Reviews:
             visible = [r for r in reviews if sees_all or r.examiner_id == actor.id or r.candidate_id in leads]
             names = user_names(session)
             impostor_pairs = context.impostor_pairs(search.model_name)
+            blind = (actor.has("examiner") and not owner and not sees_all
+                     and context.policy()[1].review.examiners_blind_to_algorithm)
             shown = {
                 "search_id": search.id, "investigator": names.get(search.user_id, ""), "case_number": search.case_number,
                 "gallery": search.gallery_name, "gallery_version": search.gallery_version, "policy_version": search.policy_version,
@@ -105,16 +111,20 @@ class Reviews:
                     {"rank": c.rank, "subject_id": c.subject_external_id, "image_id": c.image_id, "distance": c.distance,
                      "false_match_rate": c.false_match_rate,
                      "false_match_rate_text": false_match_rate_text(c.false_match_rate, impostor_pairs),
-                     "lead": c.id in leads,
+                     "lead": c.id in leads, "label": None, "withheld": False,
                      "decisions": [{"examiner": names.get(r.examiner_id, ""), "decision": r.decision, "notes": r.notes,
                                     "comparison": r.comparison}
                                    for r in visible if r.candidate_id == c.id]}
                     for c in search.candidates
                 ],
+                "blind_to_algorithm": blind,
                 "notice": NOTICE,
             }
             probe = session.get(ProbeRecord, search.probe_id) if search.probe_id else None
-        self._record_view(actor, search_id, page, probe.sha256 if probe else None, shown["candidates"])
+            shown_pictures = [{"rank": c["rank"], "image_id": c["image_id"]} for c in shown["candidates"]]
+            if blind:
+                shown["candidates"] = _blinded(shown["candidates"], [c.id for c in search.candidates], actor.id, search_id)
+        self._record_view(actor, search_id, page, probe.sha256 if probe else None, shown_pictures)
         return shown
 
     def show_photograph(self, actor: Actor, search_id: int, rank: int | None = None) -> dict[str, Any]:
@@ -333,6 +343,40 @@ class Reviews:
                        else self.candidate_pixels(actor, search_id, rank, for_page))
         with self.context.engines.searching() as engine:
             return engine.aligned_chip(pixels, Box(*box))
+
+def _blinded(candidates: list[dict[str, Any]], candidate_ids: list[int], examiner_id: int,
+             search_id: int) -> list[dict[str, Any]]:
+    """``candidates`` as an examiner blind to the algorithm sees them: each subject's photographs together, the
+    subjects and their photographs in an order of the examiner's own (stable for them, not the rank order), labelled
+    A, B, ... by subject (B1, B2, ... for several photographs of one subject), the algorithm's figures withheld from
+    those they have not decided on."""
+    def shuffled(key: int) -> str:
+        return hashlib.sha256(f"{examiner_id}/{search_id}/{key}".encode()).hexdigest()
+
+    by_subject: dict[str, list[tuple[dict[str, Any], int]]] = {}
+    for candidate, candidate_id in zip(candidates, candidate_ids):
+        by_subject.setdefault(candidate["subject_id"], []).append((candidate, candidate_id))
+    groups = sorted(by_subject.values(), key=lambda group: shuffled(min(candidate_id for _, candidate_id in group)))
+    shown = []
+    for position, group in enumerate(groups):
+        group.sort(key=lambda pair: shuffled(pair[1]))
+        for number, (candidate, _) in enumerate(group, start=1):
+            candidate["label"] = _label(position) + (str(number) if len(group) > 1 else "")
+            if not candidate["decisions"]:
+                candidate.update(subject_id=None, image_id=None, distance=None, false_match_rate=None,
+                                 false_match_rate_text=None, withheld=True)
+            shown.append(candidate)
+    return shown
+
+
+def _label(position: int) -> str:
+    """A, B, ..., Z, AA, AB, ...: a neutral name for the candidate at ``position`` (from 0)."""
+    letters = ""
+    position += 1
+    while position:
+        position, remainder = divmod(position - 1, 26)
+        letters = chr(ord("A") + remainder) + letters
+    return letters
 
 
 def sees_every_decision(actor: Actor) -> bool:

@@ -35,6 +35,9 @@ def _read_probe(path: Path, system) -> bytes:
 def _print_candidates(candidates: list[dict], notice: str) -> None:
     table = Table("rank", "subject", "image", "distance", "est. false-match rate", title="Candidate list (investigative leads)")
     for c in candidates:
+        if c.get("withheld"):  # blind to the algorithm until this examiner decides on the candidate
+            table.add_row(f"{c['rank']} ({c['label']})", "withheld until you decide", "—", "—", "—")
+            continue
         table.add_row(str(c["rank"]), c["subject_id"], str(c["image_id"]), f"{c['distance']:.4f}", c["false_match_rate_text"])
     out.print(table)
     out.print(f"[bold]{notice}[/]")

@@ -293,6 +293,11 @@ class DecisionShown(BaseModel):
 
 
 class CandidateShown(CandidateOut):
+    subject_id: str | None = Field(description="Withheld (null) from an examiner blind to the algorithm until they decide.")
+    distance: float | None = Field(description="Lower is more alike; withheld (null) like subject_id.")
+    label: str | None = Field(None, description=(
+        "For an examiner blind to the algorithm: a neutral name (A, B, ...) in an order of their own, not the rank's."))
+    withheld: bool = Field(False, description="Whether the algorithm's figures are withheld until you decide.")
     lead: bool = Field(False, description=(
         "A lead verified under the two-person rule, marked for the investigator who ran the search and supervisors."))
     decisions: list[DecisionShown] = Field(description=(
@@ -316,6 +321,10 @@ class SearchDetail(BaseModel):
         "not calibrated."))
     outcome: str | None = Field(description="Shown to the investigator who ran the search and to supervisors.")
     candidates: list[CandidateShown]
+    blind_to_algorithm: bool = Field(False, description=(
+        "Whether you review blind to the algorithm (policy review.examiners_blind_to_algorithm): candidates in an "
+        "order of your own, each one's distance, false-match rate, subject id and image id withheld until you decide "
+        "on it; its rank stays the handle for its photographs and your decision."))
     notice: str
 
 

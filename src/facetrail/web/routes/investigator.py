@@ -138,5 +138,9 @@ def my_searches(request: Request, actor: WebActor, system: SystemDep,
 
 @router.get("/searches/{search_id}", response_class=HTMLResponse)
 def search_result(request: Request, search_id: SearchId, actor: WebActor, system: SystemDep) -> HTMLResponse:
-    """A search's ranked candidates: gallery photographs with rank, distance and estimated false-match rate."""
-    return render(request, "search_result.html", {"search": system.reviews.show_search(actor, search_id, page="search result")})
+    """A search's ranked candidates: gallery photographs with rank, distance and estimated false-match rate; an
+    examiner blind to the algorithm is sent to the review bench instead."""
+    search = system.reviews.show_search(actor, search_id, page="search result")
+    if search["blind_to_algorithm"]:
+        return RedirectResponse(f"/reviews/{search_id}", status_code=303)
+    return render(request, "search_result.html", {"search": search})
