@@ -93,7 +93,9 @@ def test_search_review_lead_report_audit(site, browser):
     alma = Visit(browser, base, "alma", passwords["alma"])
     page = alma.go("/oversight/report")
     report = page.locator("main")
-    playwright.expect(report).to_contain_text("2 search")  # the sample search and this one
+    playwright.expect(report).to_contain_text(re.compile(r"\d+ searches by"))
+    searches = int(re.search(r"(\d+) searches by", report.inner_text()).group(1))
+    assert searches >= 2  # the sample search and this one (other tests sharing the site add theirs)
     accuracy = page.locator("section.accuracy")
     playwright.expect(accuracy.get_by_role("heading", name="Accuracy and differentials of the model in use")).to_be_visible()
     playwright.expect(accuracy).to_contain_text("calibrated on face_recognition-photographs: 3 impostor pairs")
