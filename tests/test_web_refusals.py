@@ -54,7 +54,7 @@ def test_a_search_without_a_face_says_to_draw_one_on_the_preview(world):
     Image.fromarray(np.full((300, 300, 3), 128, dtype=np.uint8)).save(blank, format="JPEG")
     refused = search(world, log_in(world, "ivan"), blank.getvalue())
     assert refused.status_code == 422
-    alert = re.search(r'<div class="error" role="alert">(.*?)</div>', refused.text, re.S).group(1)
+    alert = re.search(r'<div class="error form-alert" role="alert" tabindex="-1">(.*?)</div>', refused.text, re.S).group(1)
     assert "draw a box around the face on the preview" in alert and "Give the face box by its position" in alert
     assert "--face-box" not in refused.text
 

@@ -14,7 +14,7 @@ from facetrail.http import forms
 from facetrail.http.deps import MAX_ID, SearchId, SystemDep
 from facetrail.http.files import picture_bytes, read_upload
 from facetrail.http.schemas import describe_faces
-from facetrail.errors import FacetrailError, NoFaceError, PoorQualityError, SeveralFacesError
+from facetrail.errors import FacetrailError, NoFaceError, PoorQualityError
 from facetrail.web.pages import error_of, render
 from facetrail.web.session import FormActor, WebActor
 
@@ -23,13 +23,9 @@ router = APIRouter()
 PREVIEW_SIDE = 1600
 """Longest side of the probe preview the search form draws faces on."""
 
-FACE_CHOICE_HINTS = {
-    NoFaceError: "no face was found in the photograph: draw a box around the face on the preview (drag across it, or "
-                 "give the box's position under 'Give the face box by its position'), then search again",
-    SeveralFacesError: "several faces were found in the photograph: choose the one to search in the list beside the "
-                       "preview, then search again",
-}
-"""A search refused for want of a chosen face, in the form's own words (the CLI names its options instead)."""
+NO_FACE = ("search refused: no face was found in the photograph: draw a box around the face on the preview (drag "
+           "across it, or give the box's position under 'Give the face box by its position'), then search again")
+"""A search refused for want of a face, in the form's own words (the CLI names its --face-box option instead)."""
 
 BROWSER_READABLE_PATTERN = re.compile(r"""(?x) ^ (?:
       [A-Za-z0-9 _:/\#,-]                               # characters that stand for themselves
@@ -120,9 +116,10 @@ def search(
         except FacetrailError as exc:
             refusal, poor_quality = exc, False
     status, message, _ = error_of(refusal)
-    hint = next((words for kind, words in FACE_CHOICE_HINTS.items() if type(refusal.__cause__) is kind), None)
+    if isinstance(refusal.__cause__, NoFaceError):
+        message = NO_FACE
     offer_override = poor_quality and system.admin.policy_rules(actor).probe_quality.poor_probe == "supervisor_override"
-    return _form(request, system, actor, values, f"search refused: {hint}" if hint else message, status, offer_override)
+    return _form(request, system, actor, values, message, status, offer_override)
 
 
 @router.get("/searches", response_class=HTMLResponse)
