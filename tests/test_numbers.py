@@ -24,6 +24,8 @@ from facetrail.evaluation.published import differences
 from facetrail.engine.framing import FACE_FRAME_SIDE
 from tests.fixtures.images import jpeg
 from tests.fixtures.world import CASE, SEARCH_FIELDS, V1, actors
+from tests.security.helpers import add_user, allow_roles_together, run_search
+from tests.security.helpers import decide as decide_on
 
 IMPOSTOR_PAIRS = 78_000
 BELOW = "fewer than 1 in 78,000 (no impostor pair came this close)"
@@ -159,3 +161,19 @@ def test_the_case_view_is_scoped_to_the_supervisors_unit_and_audited(world, face
     assert world.client.get(f"{V1}/cases/24-000555", headers=world.as_user("ivan")).status_code == 403
     answered = world.client.get(f"{V1}/cases/24-000555", headers=world.as_user("sam"))
     assert answered.status_code == 200 and answered.json()["decisions"][0]["comparison"]["features"] == {"nose": "similar"}
+
+
+def test_the_case_view_withholds_decisions_from_one_who_may_still_decide_on_the_case(world, faces):
+    allow_roles_together(world, "examiner", "supervisor")
+    add_user(world, "esme", ["examiner", "supervisor"], "RHD")
+    search_id = run_search(world, faces)
+    for examiner in ("erin", "ezra"):  # candidate 1 a lead; candidate 2 still open to esme
+        assert decide_on(world, examiner, search_id, "possible_lead", notes=f"{examiner}'s reasons").status_code == 201
+    answered = world.client.get(f"{V1}/cases/{CASE}", headers=world.as_user("esme"))
+    assert answered.status_code == 200
+    shown = answered.json()
+    assert shown["decisions"] == [] and shown["leads"] == [] and [s["outcome"] for s in shown["searches"]] == [None]
+    assert "reasons" not in answered.text and "possible_lead" not in answered.text  # not through the trail either
+    assert decide_on(world, "esme", search_id, "not_a_match", rank=2).status_code == 201
+    seen = world.client.get(f"{V1}/cases/{CASE}", headers=world.as_user("esme")).json()
+    assert [d["by"] for d in seen["decisions"]] == ["erin", "ezra", "esme"] and seen["leads"] == [search_id]
