@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime as dt
 import io
 import re
 
@@ -17,9 +18,9 @@ from facetrail.accountability.leads import LEAD_NOTICE
 from facetrail.accountability.context import NOTICE
 from facetrail.cli import app
 from facetrail.cli.common import out
-from facetrail.config import ReportsConfig
+from facetrail.config import ReportsConfig, local_time, settings_from_dict
 from facetrail.engine.calibration import false_match_rate_text, save_calibration
-from facetrail.errors import NotFoundError, PermissionDeniedError
+from facetrail.errors import ConfigError, NotFoundError, PermissionDeniedError
 from facetrail.evaluation.published import differences
 from facetrail.engine.framing import FACE_FRAME_SIDE
 from tests.fixtures.images import jpeg
@@ -39,6 +40,14 @@ def test_an_estimate_is_worded_with_the_calibrations_resolution():
     assert false_match_rate_text(1 / IMPOSTOR_PAIRS, IMPOSTOR_PAIRS) == "1 in 78,000 (0.0013%)"
     assert false_match_rate_text(0.0004, 10**6) == "1 in 2,500 (0.040%)"
     assert false_match_rate_text(0.6, 100) == "60%"
+
+
+def test_times_read_in_the_configured_zone_and_an_unknown_zone_is_refused():
+    zone = settings_from_dict({"reports": {"time_zone": "America/Los_Angeles"}}).reports.zone()
+    assert local_time(dt.datetime(2026, 12, 5, 17, 14), zone) == "5 December 2026, 09:14 PST (UTC-08:00)"
+    assert local_time(dt.datetime(2026, 7, 5, 17, 14, tzinfo=dt.timezone.utc), zone) == "5 July 2026, 10:14 PDT (UTC-07:00)"
+    with pytest.raises(ConfigError, match="reports.time_zone: 'Mars/Olympus' is not a known IANA time zone"):
+        settings_from_dict({"reports": {"time_zone": "Mars/Olympus"}})
 
 
 def calibrate(world) -> None:
