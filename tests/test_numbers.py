@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime as dt
 import io
 import re
 
@@ -17,13 +18,15 @@ from facetrail.accountability.leads import LEAD_NOTICE
 from facetrail.accountability.context import NOTICE
 from facetrail.cli import app
 from facetrail.cli.common import out
-from facetrail.config import ReportsConfig
+from facetrail.config import ReportsConfig, local_time, settings_from_dict
 from facetrail.engine.calibration import false_match_rate_text, save_calibration
-from facetrail.errors import NotFoundError, PermissionDeniedError
+from facetrail.errors import ConfigError, NotFoundError, PermissionDeniedError
 from facetrail.evaluation.published import differences
 from facetrail.engine.framing import FACE_FRAME_SIDE
 from tests.fixtures.images import jpeg
 from tests.fixtures.world import CASE, SEARCH_FIELDS, V1, actors
+from tests.security.helpers import add_user, allow_roles_together, run_search
+from tests.security.helpers import decide as decide_on
 
 IMPOSTOR_PAIRS = 78_000
 BELOW = "fewer than 1 in 78,000 (no impostor pair came this close)"
@@ -37,6 +40,14 @@ def test_an_estimate_is_worded_with_the_calibrations_resolution():
     assert false_match_rate_text(1 / IMPOSTOR_PAIRS, IMPOSTOR_PAIRS) == "1 in 78,000 (0.0013%)"
     assert false_match_rate_text(0.0004, 10**6) == "1 in 2,500 (0.040%)"
     assert false_match_rate_text(0.6, 100) == "60%"
+
+
+def test_times_read_in_the_configured_zone_and_an_unknown_zone_is_refused():
+    zone = settings_from_dict({"reports": {"time_zone": "America/Los_Angeles"}}).reports.zone()
+    assert local_time(dt.datetime(2026, 12, 5, 17, 14), zone) == "5 December 2026, 09:14 PST (UTC-08:00)"
+    assert local_time(dt.datetime(2026, 7, 5, 17, 14, tzinfo=dt.timezone.utc), zone) == "5 July 2026, 10:14 PDT (UTC-07:00)"
+    with pytest.raises(ConfigError, match="reports.time_zone: 'Mars/Olympus' is not a known IANA time zone"):
+        settings_from_dict({"reports": {"time_zone": "Mars/Olympus"}})
 
 
 def calibrate(world) -> None:
@@ -159,3 +170,19 @@ def test_the_case_view_is_scoped_to_the_supervisors_unit_and_audited(world, face
     assert world.client.get(f"{V1}/cases/24-000555", headers=world.as_user("ivan")).status_code == 403
     answered = world.client.get(f"{V1}/cases/24-000555", headers=world.as_user("sam"))
     assert answered.status_code == 200 and answered.json()["decisions"][0]["comparison"]["features"] == {"nose": "similar"}
+
+
+def test_the_case_view_withholds_decisions_from_one_who_may_still_decide_on_the_case(world, faces):
+    allow_roles_together(world, "examiner", "supervisor")
+    add_user(world, "esme", ["examiner", "supervisor"], "RHD")
+    search_id = run_search(world, faces)
+    for examiner in ("erin", "ezra"):  # candidate 1 a lead; candidate 2 still open to esme
+        assert decide_on(world, examiner, search_id, "possible_lead", notes=f"{examiner}'s reasons").status_code == 201
+    answered = world.client.get(f"{V1}/cases/{CASE}", headers=world.as_user("esme"))
+    assert answered.status_code == 200
+    shown = answered.json()
+    assert shown["decisions"] == [] and shown["leads"] == [] and [s["outcome"] for s in shown["searches"]] == [None]
+    assert "reasons" not in answered.text and "possible_lead" not in answered.text  # not through the trail either
+    assert decide_on(world, "esme", search_id, "not_a_match", rank=2).status_code == 201
+    seen = world.client.get(f"{V1}/cases/{CASE}", headers=world.as_user("esme")).json()
+    assert [d["by"] for d in seen["decisions"]] == ["erin", "ezra", "esme"] and seen["leads"] == [search_id]

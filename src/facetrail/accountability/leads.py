@@ -23,7 +23,7 @@ from facetrail.accountability.context import Context, user_names
 from facetrail.accountability.users import Actor
 from facetrail.config import local_time
 from facetrail.engine.calibration import false_match_rate_text
-from facetrail.engine.framing import FACE_FRAME_SCALE, FACE_FRAME_SIDE, face_frame
+from facetrail.engine.framing import FACE_FRAME_SIDE, face_frame, face_frame_box
 from facetrail.errors import FacetrailError
 from facetrail.gallery.schema import ImageRecord, TemplateRecord
 
@@ -98,7 +98,7 @@ def export_lead(context: Context, actor: Actor, search_id: int) -> str:
                 f"<section><h2>Candidate rank {candidate.rank}: subject {html.escape(candidate.subject_external_id)}</h2>"
                 f"<div class='pair'><figure>{probe_picture}<figcaption>Probe (SHA-256 {html.escape(probe.sha256 if probe else '')})"
                 f"</figcaption></figure><figure>{photo}<figcaption>Gallery image {candidate.image_id}</figcaption></figure></div>"
-                f"<p>Both photographs are framed on the face at one scale: the face box is {round(FACE_FRAME_SIDE / FACE_FRAME_SCALE)} "
+                f"<p>Both photographs are framed on the face at one scale: the face box is {face_frame_box()[2]} "
                 "pixels wide in each.</p>"
                 f"<p>Distance {candidate.distance:.4f} (lower is more alike); estimated false-match rate at this distance: "
                 f"{html.escape(fmr)}.</p>"
