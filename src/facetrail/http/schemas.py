@@ -295,6 +295,7 @@ class DecisionShown(BaseModel):
 class CandidateShown(CandidateOut):
     subject_id: str | None = Field(description="Withheld (null) from an examiner blind to the algorithm until they decide.")
     distance: float | None = Field(description="Lower is more alike; withheld (null) like subject_id.")
+    false_match_rate_text: str | None = Field(description="As for a search's candidates; withheld (null) like subject_id.")
     label: str | None = Field(None, description=(
         "For an examiner blind to the algorithm: a neutral name (A, B, ...) in an order of their own, not the rank's."))
     withheld: bool = Field(False, description="Whether the algorithm's figures are withheld until you decide.")
