@@ -30,6 +30,27 @@ def api(browser, base: str, username: str, password: str):
     return context, {"Authorization": f"Bearer {response.json()['token']}"}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def unhurried(site, browser):
+    """The shared site's policy with room for this module's quick succession of page loads by the two sample
+    examiners (each bench page is a page and its photographs: seven requests or so), restored afterwards."""
+    base, passwords, _ = site
+    admin, headers = api(browser, base, "admin", passwords["admin"])
+    text = admin.request.get(f"{base}/api/v1/policy", headers=headers).json()["text"]
+    try:
+        load_policy(admin, headers, base, re.sub(r"(?m)^requests_per_minute_per_user = \d+$", "requests_per_minute_per_user = 1000", text))
+        yield
+    finally:
+        load_policy(admin, headers, base, text)
+        admin.close()
+
+
+def load_policy(context, headers: dict[str, str], base: str, text: str) -> None:
+    """Load ``text`` as the policy in force, over the API (as an admin)."""
+    loaded = context.request.put(f"{base}/api/v1/policy", headers={**headers, "Content-Type": "text/plain"}, data=text)
+    assert loaded.ok, loaded.text()
+
+
 def search_as_ivan(site, browser, case: str, gallery: str = "sample") -> int:
     """A search of the sample probe by the sample investigator, over the API; its id."""
     base, passwords, probe = site
@@ -122,9 +143,7 @@ def test_the_policy_switch_shows_the_algorithm_from_the_start(site, browser):
     text = admin.request.get(f"{base}/api/v1/policy", headers=headers).json()["text"]
     assert "examiners_blind_to_algorithm = true" in text
     try:
-        loaded = admin.request.put(f"{base}/api/v1/policy", headers={**headers, "Content-Type": "text/plain"},
-                                   data=text.replace("examiners_blind_to_algorithm = true", "examiners_blind_to_algorithm = false"))
-        assert loaded.ok, loaded.text()
+        load_policy(admin, headers, base, text.replace("examiners_blind_to_algorithm = true", "examiners_blind_to_algorithm = false"))
         ezra = Visit(browser, base, "ezra", passwords["ezra"])
         page = at_desk(ezra, f"/reviews/{search_id}")
         playwright.expect(page.locator(".figures")).to_contain_text(re.compile(r"Rank 1 · subject obama · distance \d"))
@@ -132,8 +151,7 @@ def test_the_policy_switch_shows_the_algorithm_from_the_start(site, browser):
         ezra.shot("bench-policy-open-1440")
         ezra.log_out()
     finally:
-        restored = admin.request.put(f"{base}/api/v1/policy", headers={**headers, "Content-Type": "text/plain"}, data=text)
-        assert restored.ok, restored.text()
+        load_policy(admin, headers, base, text)
         admin.close()
 
 
