@@ -232,3 +232,23 @@ def test_one_subjects_photographs_share_a_row_and_badges_are_not_clipped(site, b
     loaded(page)
     erin.shot("bench-phone")
     erin.log_out()
+
+
+def test_the_supervisor_settling_a_dispute_has_the_same_image_tools_and_every_figure(site, browser):
+    base, passwords, _ = site
+    search_id = search_as_ivan(site, browser, "24-001805")
+    for examiner, conclusion, decision in (("erin", "support_same", "possible_lead"), ("ezra", "exclusion", "not_a_match")):
+        context, headers = api(browser, base, examiner, passwords[examiner])
+        decided = context.request.post(f"{base}/api/v1/reviews/{search_id}/decisions", headers=headers, data={
+            "rank": 1, "decision": decision, "comparison": {"conclusion": conclusion, "features": {"ears": "similar"}}})
+        assert decided.status == 201, decided.text()
+        context.close()
+    sam = Visit(browser, base, "sam", passwords["sam"])
+    page = loaded(sam.go(f"/supervision/disputes/{search_id}/1"))
+    page.set_viewport_size(DESK)
+    playwright.expect(page.locator(".figures")).to_contain_text(re.compile(r"Rank 1 · subject obama · distance \d"))
+    probe = page.locator('.compare img[data-side="probe"]')
+    page.locator("#probe-brightness").fill("60")
+    playwright.expect(probe).to_have_css("filter", "brightness(0.6) contrast(1)")
+    sam.shot("bench-dispute-supervisor")
+    sam.log_out()
