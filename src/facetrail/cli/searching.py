@@ -125,7 +125,7 @@ def review_show(search_id: int, data: DataOption = None, as_json: JsonOption = F
             out.print(f"  rank {c['rank']}: {d['examiner']} — {d['decision']} {d['notes']}", highlight=False)
 
 
-CandidateOption = Annotated[Optional[str], typer.Option("--candidate", help=(
+CandidateOption = Annotated[str | None, typer.Option("--candidate", help=(
     "The candidate's label as `review show` names it to an examiner blind to the algorithm (A, B1, ...)."))]
 
 
@@ -142,7 +142,7 @@ def _rank_of(system, actor, search_id: int, rank: int | None, label: str | None)
 @review_app.command("image")
 def review_image(
     search_id: int,
-    rank: Annotated[Optional[int], typer.Option("--rank", help="Candidate rank; without it (or --candidate), the probe.")] = None,
+    rank: Annotated[int | None, typer.Option("--rank", help="Candidate rank; without it (or --candidate), the probe.")] = None,
     candidate: CandidateOption = None,
     output: Annotated[Path, typer.Option("--out", help="Where to write the image.")] = ...,
     data: DataOption = None,
@@ -161,7 +161,7 @@ def review_image(
 def review_decide(
     search_id: int,
     decision: Annotated[str, typer.Option("--decision", help="possible_lead, not_a_match or inconclusive.")],
-    rank: Annotated[Optional[int], typer.Option("--rank", help="Candidate rank (or --candidate).")] = None,
+    rank: Annotated[int | None, typer.Option("--rank", help="Candidate rank (or --candidate).")] = None,
     candidate: CandidateOption = None,
     notes: Annotated[str, typer.Option("--notes", help="What the decision rests on.")] = "",
     conclusion: Annotated[str, typer.Option("--conclusion", help=(
