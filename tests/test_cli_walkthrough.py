@@ -72,10 +72,15 @@ def test_walkthrough(datadir, admin_token, faces, tmp_path, monkeypatch):
         shown = json.loads(invoke("review", "show", search_id, "--json"))
         assert 1 in [c["rank"] for c in shown["candidates"]]  # the candidate decided on is shown, so the next line checks it
         assert all(c["decisions"] == [] for c in shown["candidates"])  # blind to the other examiner
-        table = invoke("review", "show", search_id)  # and to the algorithm, until deciding
-        assert table.count("withheld until you decide") == len(shown["candidates"]) and "B-1001" not in table
-        invoke("review", "image", search_id, "--rank", "1", "--out", str(tmp_path / f"{examiner}-candidate.jpg"))
-        invoke("review", "decide", search_id, "--rank", "1", "--decision", "possible_lead", "--notes", "consistent")
+        table = invoke("review", "show", search_id)  # and to the algorithm, until deciding: candidates by label
+        assert table.count("withheld") == 4 * len(shown["candidates"]) and "B-1001" not in table
+        assert "rank" not in table.split("Candidate list")[1].split("\n", 2)[2]  # no rank below the table's heading
+        label = next(c["label"] for c in shown["candidates"] if c["rank"] == 1)
+        invoke("review", "image", search_id, "--candidate", label, "--out", str(tmp_path / f"{examiner}-candidate.jpg"))
+        invoke("review", "decide", search_id, "--candidate", label, "--decision", "possible_lead", "--notes", "consistent",
+               "--conclusion", "support_same", "--feature", "ears=similar")
+        decided = invoke("review", "show", search_id)
+        assert f"{label} (rank 1)" in decided and "B-1001" in decided and "possible_lead" in decided
 
     monkeypatch.setenv("FACETRAIL_TOKEN", tokens["ivan"])
     lead = tmp_path / "lead.html"

@@ -235,11 +235,18 @@ def test_examiners_review_blind_and_decisions_are_final(world, faces):
     page = world.client.get(f"/reviews/{search_id}").text
     assert f"/searches/{search_id}/probe/chip.png" in page
     assert "B-1001" not in page and "Distance" not in page and "Rank " not in page  # blind to the algorithm
+    ranked = world.client.get(f"/searches/{search_id}", follow_redirects=False)  # the ranked page sends her to the bench
+    assert ranked.status_code == 303 and ranked.headers["location"] == f"/reviews/{search_id}"
     label = re.search(rf'\?candidate=(\w+)"[^>]*>\s*<img src="/searches/{search_id}/candidates/1/face.jpg"', page)[1]
+    for refused, problem in (({"decision": "not_a_match", "conclusion": "support_same"}, "counts as possible lead, not not a match"),
+                             ({"feature-ears": "similar"}, "choose a conclusion on the scale"),
+                             ({"conclusion": "support_same", "feature-ears": "same"}, "the finding must be one of")):
+        answer = world.client.post(f"/reviews/{search_id}/decisions", data={"csrf_token": csrf, "rank": "1", "ref": label, **refused})
+        assert answer.status_code == 400 and problem in alert_of(answer.text), refused
     decided = world.client.post(f"/reviews/{search_id}/decisions",
                                 data={"csrf_token": csrf, "rank": "1", "ref": label, "conclusion": "support_same",
                                       "feature-ears": "similar", "feature-marks": "not_visible", "notes": "erin: ears"})
-    assert f"Your decision on candidate {label.lower()} is recorded." in decided.text
+    assert f"Your decision on candidate {label} is recorded." in decided.text
     shown = world.client.get(f"/reviews/{search_id}?candidate={label}").text
     assert "Rank 1 · subject B-1001 · distance" in shown and "Support for the same person" in shown  # once decided
     assert "Ears: similar" in shown and "<strong>possible lead</strong>" in shown

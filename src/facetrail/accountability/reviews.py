@@ -2,9 +2,10 @@
 
 A search's candidates and photographs are shown to its investigator, to examiners (of every unit) and to the
 supervisors of its unit, each view audited. Examiners review blind: each sees only their own decisions, and a
-candidate becomes a lead only when two different examiners verify it (``outcomes``). A candidate that is a lead,
-settled or in dispute takes no further examiner's decision (``context.open_to``); a supervisor who neither ran nor
-reviewed a search settles examiners' disagreements.
+candidate becomes a lead only when two different examiners verify it (``outcomes``). By policy they review blind to
+the algorithm too: no rank order, distance, false-match estimate or subject id of a candidate until they decide on
+it. A candidate that is a lead, settled or in dispute takes no further examiner's decision (``context.open_to``); a
+supervisor who neither ran nor reviewed a search settles examiners' disagreements.
 
 A page and its pictures are one action: a page that shows a search's photographs records one ``search_viewed``
 entry naming the page, the probe (its SHA-256) and the candidates it shows (rank and gallery image each). A picture
@@ -343,6 +344,7 @@ class Reviews:
                        else self.candidate_pixels(actor, search_id, rank, for_page))
         with self.context.engines.searching() as engine:
             return engine.aligned_chip(pixels, Box(*box))
+
 
 def _blinded(candidates: list[dict[str, Any]], candidate_ids: list[int], examiner_id: int,
              search_id: int) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from facetrail.cli.common import (DataOption, JsonOption, acting, console, emit_
                                   readable_time, whole)
 from facetrail.accountability.comparison import CONCLUSIONS, FEATURES, FINDINGS
 from facetrail.accountability.service import CaseRequest
-from facetrail.errors import NoFaceError, RefusedError, SeveralFacesError
+from facetrail.errors import FacetrailError, NoFaceError, RefusedError, SeveralFacesError
 
 review_app = typer.Typer(no_args_is_help=True, help="Examiners' two-person review of candidate lists.")
 lead_app = typer.Typer(no_args_is_help=True, help="Lead reports.")
@@ -33,12 +33,13 @@ def _read_probe(path: Path, system) -> bytes:
 
 
 def _print_candidates(candidates: list[dict], notice: str) -> None:
-    table = Table("rank", "subject", "image", "distance", "est. false-match rate", title="Candidate list (investigative leads)")
+    table = Table("candidate", "subject", "image", "distance", "est. false-match rate", title="Candidate list (investigative leads)")
     for c in candidates:
-        if c.get("withheld"):  # blind to the algorithm until this examiner decides on the candidate
-            table.add_row(f"{c['rank']} ({c['label']})", "withheld until you decide", "—", "—", "—")
+        if c.get("withheld"):  # blind to the algorithm until this examiner decides on the candidate (--candidate LABEL)
+            table.add_row(c["label"], "withheld", "withheld", "withheld", "withheld")
             continue
-        table.add_row(str(c["rank"]), c["subject_id"], str(c["image_id"]), f"{c['distance']:.4f}", c["false_match_rate_text"])
+        name = f"{c['label']} (rank {c['rank']})" if c.get("label") else f"rank {c['rank']}"
+        table.add_row(name, c["subject_id"], str(c["image_id"]), f"{c['distance']:.4f}", c["false_match_rate_text"])
     out.print(table)
     out.print(f"[bold]{notice}[/]")
 
@@ -125,15 +126,34 @@ def review_show(search_id: int, data: DataOption = None, as_json: JsonOption = F
             out.print(f"  rank {c['rank']}: {d['examiner']} — {d['decision']} {d['notes']}", highlight=False)
 
 
+CandidateOption = Annotated[str | None, typer.Option("--candidate", help=(
+    "The candidate's label as `review show` names it to an examiner blind to the algorithm (A, B1, ...)."))]
+
+
+def _rank_of(system, actor, search_id: int, rank: int | None, label: str | None) -> int | None:
+    """The rank of the candidate given by ``rank`` or by its blind ``label`` (a view of the search, audited)."""
+    if label is None:
+        return rank
+    found = [c["rank"] for c in system.reviews.show_search(actor, search_id)["candidates"] if c["label"] == label.strip().upper()]
+    if not found:
+        raise FacetrailError(f"search {search_id} has no candidate labelled {label[:8]!r} for you (see review show)")
+    return found[0]
+
+
 @review_app.command("image")
 def review_image(
     search_id: int,
-    rank: Annotated[Optional[int], typer.Option("--rank", help="Candidate rank; without it, the probe.")] = None,
+    rank: Annotated[int | None, typer.Option("--rank", help="Candidate rank; without it (or --candidate), the probe.")] = None,
+    candidate: CandidateOption = None,
     output: Annotated[Path, typer.Option("--out", help="Where to write the image.")] = ...,
     data: DataOption = None,
 ) -> None:
     """Write the probe or a candidate's gallery photograph to a file for side-by-side comparison (audited)."""
-    image = acting(data, lambda system, actor: system.reviews.candidate_photo(actor, search_id, rank)[0] if rank else system.reviews.probe_photo(actor, search_id)[0])
+    def photograph(system, actor) -> bytes:
+        chosen = _rank_of(system, actor, search_id, rank, candidate)
+        return system.reviews.candidate_photo(actor, search_id, chosen)[0] if chosen else system.reviews.probe_photo(actor, search_id)[0]
+
+    image = acting(data, photograph)
     output.write_bytes(image)
     console.print(f"wrote {output}")
 
@@ -141,8 +161,9 @@ def review_image(
 @review_app.command("decide")
 def review_decide(
     search_id: int,
-    rank: Annotated[int, typer.Option("--rank", help="Candidate rank.")],
     decision: Annotated[str, typer.Option("--decision", help="possible_lead, not_a_match or inconclusive.")],
+    rank: Annotated[int | None, typer.Option("--rank", help="Candidate rank (or --candidate).")] = None,
+    candidate: CandidateOption = None,
     notes: Annotated[str, typer.Option("--notes", help="What the decision rests on.")] = "",
     conclusion: Annotated[str, typer.Option("--conclusion", help=(
         "Your conclusion on the scale: " + ", ".join(CONCLUSIONS) + " (it must agree with --decision)."))] = "",
@@ -156,8 +177,11 @@ def review_decide(
     if findings and not conclusion:
         raise typer.BadParameter("--feature needs --conclusion (the structured comparison ends in a conclusion)")
     comparison = {"features": findings, "conclusion": conclusion} if conclusion else None
-    acting(data, lambda system, actor: system.reviews.decide(actor, search_id, rank, decision, notes, comparison))
-    console.print(f"recorded: search {search_id}, candidate {rank}: {decision}")
+    if (rank is None) == (candidate is None):
+        raise typer.BadParameter("give the candidate's --rank or its --candidate label (one of them)")
+    acting(data, lambda system, actor: system.reviews.decide(
+        actor, search_id, _rank_of(system, actor, search_id, rank, candidate), decision, notes, comparison))
+    console.print(f"recorded: search {search_id}, candidate {candidate or rank}: {decision}")
 
 
 @review_app.command("disputes")

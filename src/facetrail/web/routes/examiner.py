@@ -16,9 +16,9 @@ from facetrail.web.session import FormActor, WebActor
 
 router = APIRouter(prefix="/reviews")
 
-CONCLUSIONS_BY_DECISION = {decision: [(key, words) for key, (words, counts_as) in CONCLUSIONS.items() if counts_as == decision]
-                           for decision in ("possible_lead", "inconclusive", "not_a_match")}
-"""The conclusion scale as the bench shows it: grouped by the decision each conclusion counts as."""
+CONCLUSIONS_BY_DECISION = {counts_as: [(key, words) for key, (words, each) in CONCLUSIONS.items() if each == counts_as]
+                           for _, counts_as in CONCLUSIONS.values()}
+"""The conclusion scale as the bench shows it, strongest 'same' first: grouped by the decision each counts as."""
 
 
 @router.get("", response_class=HTMLResponse)
@@ -49,7 +49,8 @@ def _review_page(request: Request, system, actor, search_id: int, chosen: str | 
                  error: str | None = None, status: int = 200) -> HTMLResponse:
     system.require(actor, "review")
     search = system.reviews.show_search(actor, search_id, page="review")
-    candidates = search["candidates"]
+    rows = _subject_rows(search)
+    candidates = [candidate for row in rows for candidate in row]  # next and previous go row by row
     for candidate in candidates:
         candidate["called"] = candidate_called(candidate)
         candidate["name"] = candidate["called"][0].upper() + candidate["called"][1:]
@@ -59,7 +60,7 @@ def _review_page(request: Request, system, actor, search_id: int, chosen: str | 
     position = candidates.index(current) if current else 0
     recorded_candidate = next((c for c in candidates if c["ref"] == recorded), None)
     return render(request, "review.html", {
-        "search": search, "current": current, "rows": _subject_rows(search), "undecided": undecided,
+        "search": search, "current": current, "rows": rows, "undecided": undecided,
         "previous": candidates[position - 1] if current and position > 0 else None,
         "next": candidates[position + 1] if current and position + 1 < len(candidates) else None,
         "examiners_required": system.context.examiners_required(), "error": error,
