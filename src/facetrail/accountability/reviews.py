@@ -99,8 +99,7 @@ class Reviews:
             visible = [r for r in reviews if sees_all or r.examiner_id == actor.id or r.candidate_id in leads]
             names = user_names(session)
             impostor_pairs = context.impostor_pairs(search.model_name)
-            blind = (actor.has("examiner") and not owner and not sees_all
-                     and context.policy()[1].review.examiners_blind_to_algorithm)
+            blind = self._blind_to_algorithm(actor, search)
             shown = {
                 "search_id": search.id, "investigator": names.get(search.user_id, ""), "case_number": search.case_number,
                 "gallery": search.gallery_name, "gallery_version": search.gallery_version, "policy_version": search.policy_version,
@@ -128,9 +127,21 @@ class Reviews:
         self._record_view(actor, search_id, page, probe.sha256 if probe else None, shown_pictures)
         return shown
 
+    def blind_to_algorithm(self, actor: Actor, search_id: int) -> bool:
+        """Whether ``actor`` looks at this search blind to the algorithm: an examiner who did not run it, under the
+        policy's ``examiners_blind_to_algorithm`` (refused, audited, where they may not see the search at all)."""
+        with self.context.galleries.sessions() as session:
+            return self._blind_to_algorithm(actor, self.context.viewable_search(session, actor, search_id))
+
+    def _blind_to_algorithm(self, actor: Actor, search: SearchRecord) -> bool:
+        return (actor.has("examiner") and search.user_id != actor.id and not sees_every_decision(actor)
+                and self.context.policy()[1].review.examiners_blind_to_algorithm)
+
     def show_photograph(self, actor: Actor, search_id: int, rank: int | None = None) -> dict[str, Any]:
         """One photograph of a search on a page of its own: the probe (``rank`` None) or the candidate at ``rank``,
-        with the search's case; one audited page view (``search_viewed``, page "photograph") that covers it."""
+        with the search's case; one audited page view (``search_viewed``, page "photograph") that covers it. An
+        examiner blind to the algorithm who has not decided on the candidate gets it ``withheld``: no subject or
+        image id."""
         context = self.context
         with context.galleries.sessions() as session:
             search = context.viewable_search(session, actor, search_id)
@@ -139,9 +150,14 @@ class Reviews:
             shown = {"search_id": search.id, "case_number": search.case_number, "purpose": search.purpose,
                      "offence": search.offence, "gallery": search.gallery_name, "own_search": search.user_id == actor.id,
                      "rank": rank, "subject_id": candidate.subject_external_id if candidate else None,
-                     "image_id": candidate.image_id if candidate else None, "notice": NOTICE}
+                     "image_id": candidate.image_id if candidate else None, "notice": NOTICE, "withheld": False}
+            withheld = candidate is not None and self._blind_to_algorithm(actor, search) and session.scalar(
+                select(ReviewRecord.id).where(ReviewRecord.candidate_id == candidate.id,
+                                              ReviewRecord.examiner_id == actor.id)) is None
         self._record_view(actor, search_id, "photograph", probe.sha256 if probe else None,
                           [shown] if candidate is not None else [])
+        if withheld:  # blind to the algorithm: neither rank nor subject nor image id until they decide
+            shown.update(subject_id=None, image_id=None, withheld=True)
         return shown
 
     def _record_view(self, actor: Actor, search_id: int, page: str | None, probe_sha256: str | None,

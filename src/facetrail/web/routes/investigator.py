@@ -137,7 +137,6 @@ def my_searches(request: Request, actor: WebActor, system: SystemDep,
 def search_result(request: Request, search_id: SearchId, actor: WebActor, system: SystemDep) -> HTMLResponse:
     """A search's ranked candidates: gallery photographs with rank, distance and estimated false-match rate; an
     examiner blind to the algorithm is sent to the review bench instead."""
-    search = system.reviews.show_search(actor, search_id, page="search result")
-    if search["blind_to_algorithm"]:
+    if system.reviews.blind_to_algorithm(actor, search_id):
         return RedirectResponse(f"/reviews/{search_id}", status_code=303)
-    return render(request, "search_result.html", {"search": search})
+    return render(request, "search_result.html", {"search": system.reviews.show_search(actor, search_id, page="search result")})
