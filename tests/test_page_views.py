@@ -200,15 +200,20 @@ def test_the_full_photograph_is_a_page_of_its_own_covering_its_picture(world, se
     assert picture_views(world, searched) == []  # covered by the page
     assert world.client.get(f"/searches/{searched}/candidates/2.jpg").status_code == 200
     assert [view[:2] for view in picture_views(world, searched)] == [("ivan", "candidate_image_viewed")]  # not on it
+    result = world.client.get(f"/searches/{searched}").text  # the result page's links lead to these pages
+    assert f'href="/searches/{searched}/photos/probe"' in result and f'href="/searches/{searched}/photos/2"' in result
 
     log_in(world, "erin")
     probe = world.client.get(f"/searches/{searched}/photos/probe")
     assert "Probe: the full photograph" in probe.text and f'<img src="/searches/{searched}/probe.jpg"' in probe.text
     assert f'<a href="/reviews/{searched}">Back to the review</a>' in probe.text
-    result = world.client.get(f"/searches/{searched}").text  # its links lead to these pages
-    assert f'href="/searches/{searched}/photos/probe"' in result and f'href="/searches/{searched}/photos/2"' in result
-    review = world.client.get(f"/reviews/{searched}?rank=2").text
-    assert f'href="/searches/{searched}/photos/2">full photograph</a>' in review
+    candidate = world.client.get(f"/searches/{searched}/photos/1").text  # blind to the algorithm: no rank, no subject
+    assert "A candidate: the full photograph" in candidate and "B-1001" not in candidate and "Candidate 1" not in candidate
+    sent_on = world.client.get(f"/searches/{searched}", follow_redirects=False)  # the ranked page: to the bench,
+    assert (sent_on.status_code, sent_on.headers["location"]) == (303, f"/reviews/{searched}")  # no view recorded
+    review = world.client.get(f"/reviews/{searched}").text  # the bench's links lead to these pages
+    assert f'href="/searches/{searched}/photos/probe">full photograph</a>' in review
+    assert re.search(rf'href="/searches/{searched}/photos/[12]">full photograph</a>', review)
 
     log_in(world, "alma")  # auditors see no photograph, on a page or not
     assert world.client.get(f"/searches/{searched}/photos/1").status_code == 403

@@ -45,7 +45,7 @@ def csrf_of(html: str) -> str:
 
 
 def alert_of(html: str) -> str:
-    return re.sub(r"<[^>]+>", " ", re.search(r'role="alert">(.*?)</div>', html, re.S).group(1)).strip()
+    return re.sub(r"<[^>]+>", " ", re.search(r'role="alert"[^>]*>(.*?)</div>', html, re.S).group(1)).strip()
 
 
 def web_search(world: World, csrf: str, photo: bytes, follow_redirects: bool = True, **fields):
