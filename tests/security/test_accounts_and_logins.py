@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from facetrail.accountability.requests import CaseRequest
-from facetrail.errors import AccountabilityError, RefusedError
+from facetrail.errors import AccountabilityError, ConfigError, RefusedError
 
 from facetrail.server import server_config
 from facetrail.http.settings import ApiSettings
@@ -141,6 +141,27 @@ def test_forwarded_addresses_are_believed_only_from_configured_proxies(people):
     assert login_burst(ApiSettings())[-1] == 429  # the header is ignored: all 21 come from 127.0.0.1
     people.client.app.state.limiter._hits.clear()
     assert set(login_burst(ApiSettings(trusted_proxies=("127.0.0.1",)))) == {401}  # a trusted proxy's clients
+
+
+def test_the_login_limits_are_settings(people):
+    settings = ApiSettings.from_env({"FACETRAIL_API_LOGIN_ATTEMPTS_PER_ADDRESS": "3", "FACETRAIL_API_LOGIN_ATTEMPTS_PER_ACCOUNT": "2"})
+    assert (settings.login_attempts_per_address, settings.login_attempts_per_account) == (3, 2)
+    app = people.client.app
+    app.state.settings, kept = settings, app.state.settings
+    try:
+        with TestClient(app, base_url="https://testserver", client=("192.0.2.7", 4000)) as client:
+            per_address = [client.post(f"{V1}/auth/login", json={"username": f"guess{n}", "password": WRONG}).status_code
+                           for n in range(4)]
+            assert per_address == [401, 401, 401, 429]
+        answers = []
+        for n in range(3):
+            with TestClient(app, base_url="https://testserver", client=(f"192.0.2.{20 + n}", 4000)) as client:
+                answers.append(client.post(f"{V1}/auth/login", json={"username": "same-guess", "password": WRONG}).status_code)
+        assert answers == [401, 401, 429]
+    finally:
+        app.state.settings = kept
+    with pytest.raises(ConfigError, match="LOGIN_ATTEMPTS_PER_ADDRESS"):
+        ApiSettings.from_env({"FACETRAIL_API_LOGIN_ATTEMPTS_PER_ADDRESS": "0"})
 
 
 def test_logins_are_limited_per_account_across_addresses(people):

@@ -57,12 +57,6 @@ def csrf_token_for(session_token: str) -> str:
     return hmac.new(session_token.encode(), b"facetrail csrf", hashlib.sha256).hexdigest()
 
 
-LOGIN_ATTEMPTS_PER_MINUTE = 20
-"""Login attempts allowed from one client address per minute (beside the per-account lockout)."""
-LOGIN_ATTEMPTS_PER_ACCOUNT_PER_MINUTE = 10
-"""Login attempts allowed for one username, from all addresses together, per minute."""
-
-
 def client_address(request: Request) -> str:
     """The client's address as the server saw the connection: a proxy's X-Forwarded-For is believed only when the
     connection comes from one of FACETRAIL_API_TRUSTED_PROXIES (uvicorn applies it; see ``server_config``)."""
@@ -70,13 +64,14 @@ def client_address(request: Request) -> str:
 
 
 def log_in(request: Request, system: Facetrail, username: str, password: str, label: str) -> tuple[Actor, str]:
-    """Count a login attempt against the client's address and against the username tried (429 over either limit,
-    before the password is checked), then log in through the service, which counts failures per username and
-    address."""
+    """Count a login attempt against the client's address and against the username tried (429 over either limit in
+    the settings, before the password is checked), then log in through the service, which counts failures per
+    username and address."""
     limiter: SlidingWindowLimiter = request.app.state.limiter
+    settings: ApiSettings = request.app.state.settings
     address = client_address(request)
-    for key, limit in ((("login", address), LOGIN_ATTEMPTS_PER_MINUTE),
-                       (("login-account", username.casefold()[:100]), LOGIN_ATTEMPTS_PER_ACCOUNT_PER_MINUTE)):
+    for key, limit in ((("login", address), settings.login_attempts_per_address),
+                       (("login-account", username.casefold()[:100]), settings.login_attempts_per_account)):
         retry_after = limiter.hit(key, limit)
         if retry_after:
             raise rate_limited(retry_after, limit)

@@ -33,6 +33,12 @@ class ApiSettings(BaseModel):
     """Host names the API answers to (comma-separated in the environment): this machine's by default, so a server
     reached under another name (a DNS-rebinding page, a proxy that forwards any Host) answers 400 until its names
     are listed; ``*`` accepts any."""
+    login_attempts_per_address: int = Field(20, gt=0, le=100_000)
+    """Login attempts allowed from one client address per minute (raise it where many users share one address, e.g.
+    behind a NAT)."""
+    login_attempts_per_account: int = Field(10, gt=0, le=100_000)
+    """Login attempts allowed for one username, from all addresses together, per minute (beside the per-account
+    lockout after failures)."""
     trusted_proxies: tuple[str, ...] = ()
     """Addresses of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto headers are believed (comma-separated in
     the environment). Empty: those headers are ignored, and the connection's own address is the client's (so no one
@@ -45,7 +51,8 @@ class ApiSettings(BaseModel):
         values: dict[str, object] = {}
         if env.get(DATA_ENV):
             values["data_dir"] = env[DATA_ENV]
-        for name in ("max_upload_bytes", "session_cookie", "cookie_secure"):
+        for name in ("max_upload_bytes", "session_cookie", "cookie_secure", "login_attempts_per_address",
+                     "login_attempts_per_account"):
             if env.get(ENV_PREFIX + name.upper()):
                 values[name] = env[ENV_PREFIX + name.upper()]
         for name in ("allowed_hosts", "trusted_proxies"):
