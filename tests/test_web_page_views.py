@@ -51,7 +51,7 @@ def about(base: str, auditor_token: str, search_id: int) -> list[dict]:
 
 
 def pictures_loaded(page) -> None:
-    for picture in page.locator("main img").all():
+    for picture in page.locator("main img:visible").all():  # not those of a closed <details>
         picture.scroll_into_view_if_needed()
         playwright.expect(picture).not_to_have_js_property("naturalWidth", 0)
 
