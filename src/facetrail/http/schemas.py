@@ -447,13 +447,20 @@ class AuditVerificationOut(BaseModel):
     """Witnesses whose heads could not be read, and why."""
 
 
-class AuditEntryOut(BaseModel):
+class CaseAuditEntry(BaseModel):
+    """An audit entry as the case view lists it."""
+
     seq: int
     recorded_at: str
     actor: str
     action: str
     target: str
     details: dict[str, Any]
+
+
+class AuditEntryOut(CaseAuditEntry):
+    """An audit entry with the hashes that chain it to the one before."""
+
     prev_hash: str
     entry_hash: str
 
@@ -504,15 +511,6 @@ class CaseDecision(BaseModel):
     comparison: Comparison | None
     notes: str
     decided_at: str
-
-
-class CaseAuditEntry(BaseModel):
-    seq: int
-    recorded_at: str
-    actor: str
-    action: str
-    target: str
-    details: dict[str, Any]
 
 
 class CaseView(BaseModel):
