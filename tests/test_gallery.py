@@ -388,3 +388,17 @@ def test_enrolment_killed_mid_batch_resumes_without_duplicates(county, faces, da
     with fresh.session() as session:
         template_ids = sorted(session.scalars(select(TemplateRecord.id)))
     assert sorted(fresh.index().ids().tolist()) == template_ids
+
+
+def test_subject_templates_are_every_stored_template_with_its_subject(county, photo_folder, engine, faces, tmp_path):
+    enrol_folder(county, photo_folder)
+    ids, subjects, vectors, version = county.subject_templates(batch=2)
+    with county.session() as session:
+        stored = session.execute(select(TemplateRecord.id, ImageRecord.subject_id)
+                                 .join(ImageRecord, ImageRecord.id == TemplateRecord.image_id)
+                                 .order_by(TemplateRecord.id)).all()
+    assert ids.tolist() == [r.id for r in stored] and subjects.tolist() == [r.subject_id for r in stored]
+    assert vectors.shape == (len(stored), 128) and version == county.info().version
+    probe = probe_template(engine, save_resized(faces["obama3.jpg"], tmp_path / "still.jpg", 450))
+    nearest = county.search(probe, k=1).candidates[0]
+    assert np.isclose(np.linalg.norm(vectors[ids.tolist().index(nearest.template_id)] - probe), nearest.distance, atol=1e-4)

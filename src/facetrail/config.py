@@ -287,6 +287,26 @@ class ReportsConfig:
             return dt.datetime.now().astimezone().tzinfo
 
 
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """How a gallery's own calibration is made (``facetrail gallery calibrate``) and which pairs of its subjects
+    are too close to be different people (listed by ``facetrail gallery duplicates``, left out of its calibration)."""
+
+    pairs: int = 100_000_000
+    """Impostor pairs sampled from the gallery (pairs of different subjects, one photograph each): 1e8 resolves
+    false-match rates of 1e-7 with ten pairs behind them (fewer when the gallery has fewer pairs)."""
+    duplicate_distance: float = 0.30
+    """Two subjects whose photographs come this close are likely one person under two ids (aliases, re-bookings)."""
+    seed: int = 0
+    """Seed of the sampling, so a calibration can be repeated."""
+
+    def __post_init__(self) -> None:
+        if self.pairs < 1_000:
+            raise ConfigError(f"calibration.pairs: must be at least 1000, got {self.pairs}")
+        if not 0 < self.duplicate_distance < 2:
+            raise ConfigError(f"calibration.duplicate_distance: must be between 0 and 2, got {self.duplicate_distance}")
+
+
 def local_time(moment: dt.datetime, zone: dt.tzinfo) -> str:
     """A moment (naive means UTC) as people read it: '5 December 2026, 09:14 PST (UTC-08:00)'."""
     aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
@@ -318,6 +338,7 @@ class Settings:
     index: IndexConfig = field(default_factory=IndexConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     reports: ReportsConfig = field(default_factory=ReportsConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
 
     @property
     def engine(self) -> EngineConfig:
