@@ -49,8 +49,11 @@ def audit_verify(data: DataOption = None, as_json: JsonOption = False) -> None:
     if as_json:
         emit_json(result.__dict__)
     elif result.ok:
-        out.print(f"audit trail intact: {result.entries} entries checked, {result.checkpoints} signed checkpoints "
-                  f"valid; a checkpoint signed now vouches for all {result.entries}")
+        checked = (f"{result.checkpoints} signed checkpoints valid" if result.checkpoints else
+                   "no signed checkpoint was due yet (one is signed every audit.checkpoint_every entries or "
+                   "audit.checkpoint_minutes)")
+        out.print(f"audit trail intact: {result.entries} entries checked, {checked}; a checkpoint signed now vouches "
+                  f"for all {result.entries}")
     else:
         out.print(f"[bold red]AUDIT TRAIL BROKEN[/] at entry {result.first_bad_seq}: {result.problem}")
     for note in [] if as_json else result.notes():
