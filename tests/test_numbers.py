@@ -19,7 +19,7 @@ from facetrail.accountability.context import NOTICE
 from facetrail.cli import app
 from facetrail.cli.common import out
 from facetrail.config import ReportsConfig, local_time, settings_from_dict
-from facetrail.engine.calibration import false_match_rate_text, save_calibration
+from facetrail.engine.calibration import false_match_rate_text
 from facetrail.errors import ConfigError, NotFoundError, PermissionDeniedError
 from facetrail.evaluation.published import differences
 from facetrail.engine.framing import FACE_FRAME_SIDE
@@ -30,6 +30,9 @@ from tests.security.helpers import decide as decide_on
 
 IMPOSTOR_PAIRS = 78_000
 BELOW = "fewer than 1 in 78,000 (no impostor pair came this close)"
+BEYOND_TAIL = ("fewer than 1 in 780,000, the most the fitted tail of the impostor distances allows this close; no "
+               "impostor pair of 78,000 came this close")
+"""The wording of the sample's mated pair under ``calibrate``: far below its impostors, beyond the tail's reach."""
 SCIENTIFIC = re.compile(r"\d\.\d+e[+-]\d\d")
 
 
@@ -53,8 +56,8 @@ def test_times_read_in_the_configured_zone_and_an_unknown_zone_is_refused():
 def calibrate(world) -> None:
     """A calibration of 78,000 impostor pairs, none closer than 0.65: the sample's mated pair lies below them all."""
     system = world.system
-    save_calibration(system.datadir, np.linspace(0.65, 1.3, IMPOSTOR_PAIRS), system.context.engines.model_name,
-                     f"test impostors: {IMPOSTOR_PAIRS:,} pairs")
+    system.admin.save_calibration(*actors(world, "admin"), system.context.engines.model_name,
+                                  np.linspace(0.65, 1.3, IMPOSTOR_PAIRS), f"test impostors: {IMPOSTOR_PAIRS:,} pairs")
 
 
 def search(world, faces, case: str = CASE, user: str = "ivan") -> dict:
@@ -69,17 +72,24 @@ def test_the_api_and_the_cli_word_an_estimate_below_the_resolution_alike(world, 
     calibrate(world)
     found = search(world, faces)
     first, second = found["candidates"]
-    assert (first["false_match_rate"], first["false_match_rate_text"]) == (0.0, BELOW)
+    assert (first["false_match_rate"], first["false_match_rate_text"]) == (1 / 780_000, BEYOND_TAIL)  # never zero
+    assert first["estimate"]["basis"] == "tail bound" and first["estimate"]["pairs_this_close"] == 0
+    assert first["look_alikes"] == {
+        "gallery_subjects": 2, "expected": 1 / 780_000, "low": None, "high": None, "chance_any": pytest.approx(1 / 780_000),
+        "count_text": "fewer than 0.0000013", "sentence": "In this gallery of 2 people, fewer than 0.0000013 would be "
+        "expected to come this close by chance; the chance that any one does is under 0.1%."}
     assert second["false_match_rate"] > 0 and second["false_match_rate_text"].startswith("1 in ")
+    assert second["estimate"]["basis"] == "observed" and found["gallery_subjects"] == 2
     shown = world.client.get(f"{V1}/searches/{found['search_id']}", headers=world.as_user("ivan")).json()
-    assert shown["impostor_pairs"] == IMPOSTOR_PAIRS
-    assert [c["false_match_rate_text"] for c in shown["candidates"]] == [BELOW, second["false_match_rate_text"]]
+    assert shown["impostor_pairs"] == IMPOSTOR_PAIRS and shown["gallery_subjects"] == 2
+    assert [c["false_match_rate_text"] for c in shown["candidates"]] == [BEYOND_TAIL, second["false_match_rate_text"]]
 
     monkeypatch.setenv("FACETRAIL_TOKEN", world.tokens["ivan"])
-    monkeypatch.setattr(out, "width", 200)  # one table row a line
+    monkeypatch.setattr(out, "width", 400)  # one table row a line
     printed = CliRunner().invoke(app, ["review", "show", str(found["search_id"])])
     assert printed.exit_code == 0, printed.output
-    assert BELOW in printed.output and second["false_match_rate_text"] in printed.output
+    assert BEYOND_TAIL in printed.output and "fewer than 0.0000013" in printed.output
+    assert second["false_match_rate_text"] in printed.output
     assert not SCIENTIFIC.search(printed.output)  # no 0.00e+00
 
 
@@ -108,7 +118,9 @@ def test_the_lead_report_is_a_file_with_local_times_both_comparisons_and_faces_a
     assert "Structured comparisons, feature by feature" in page
     assert "Strong support for the same person" in page and "<td>similar</td>" in page and "<td>not visible</td>" in page
     assert "ezra recorded the decision without a structured comparison." in page
-    assert f"estimated false-match rate at this distance: {BELOW}" in page
+    assert f"estimated false-match rate at this distance: {BEYOND_TAIL}" in page
+    assert "In this gallery of 2 people, fewer than 0.0000013 would be expected to come this close by chance" in page
+    assert "county (version 1, 2 people then)" in page
     pictures = re.findall(r"data:image/jpeg;base64,([A-Za-z0-9+/=]+)", page)
     assert len(pictures) == 2
     sizes = {Image.open(io.BytesIO(base64.b64decode(picture))).size for picture in pictures}

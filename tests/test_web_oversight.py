@@ -16,7 +16,7 @@ from sqlalchemy import update
 from facetrail.accountability.schema import AuditEntryRecord
 from tests.fixtures.images import jpeg
 from tests.fixtures.web import post_login
-from tests.fixtures.world import CASE, PASSWORD, SEARCH_FIELDS, World, create_confirmed
+from tests.fixtures.world import CASE, PASSWORD, SEARCH_FIELDS, World, actors, create_confirmed
 from facetrail.accountability.requests import CaseRequest
 
 
@@ -298,7 +298,6 @@ def test_report_page_shows_the_models_differentials_and_where_its_calibration_ca
 
     from facetrail.cli.common import json_ready
     from facetrail.evaluation import published
-    from facetrail.engine.calibration import save_calibration
     from facetrail.evaluation.demographics import demographic_report
     from tests.fixtures.demographics import labelled_people
 
@@ -315,7 +314,7 @@ def test_report_page_shows_the_models_differentials_and_where_its_calibration_ca
                                               threshold=0.5, resamples=20)
     model = world.system.context.engines.model_name
     published.publish(world.system.datadir, json_ready({"pipeline": {"model": model}, **report}), "tiny-set")
-    save_calibration(world.system.datadir, np.asarray(impostors), model, "tiny-set: 24 impostor pairs")
+    world.system.admin.save_calibration(*actors(world, "admin"), model, np.asarray(impostors), "tiny-set: 24 impostor pairs")
     page = html.unescape(world.client.get("/oversight/report").text)
     section = page.split('id="accuracy"')[1]
     assert "calibrated on tiny-set: 24 impostor pairs" in section

@@ -287,6 +287,10 @@ class ReportsConfig:
             return dt.datetime.now().astimezone().tzinfo
 
 
+MAX_CALIBRATION_PAIRS = 1_000_000_000
+"""The most impostor pairs a gallery's calibration samples (12 bytes each while it is made: 12 GB at the most)."""
+
+
 @dataclass(frozen=True)
 class CalibrationConfig:
     """How a gallery's own calibration is made (``facetrail gallery calibrate``) and which pairs of its subjects
@@ -301,8 +305,8 @@ class CalibrationConfig:
     """Seed of the sampling, so a calibration can be repeated."""
 
     def __post_init__(self) -> None:
-        if self.pairs < 1_000:
-            raise ConfigError(f"calibration.pairs: must be at least 1000, got {self.pairs}")
+        if not 1_000 <= self.pairs <= MAX_CALIBRATION_PAIRS:
+            raise ConfigError(f"calibration.pairs: must be between 1,000 and {MAX_CALIBRATION_PAIRS:,}, got {self.pairs:,}")
         if not 0 < self.duplicate_distance < 2:
             raise ConfigError(f"calibration.duplicate_distance: must be between 0 and 2, got {self.duplicate_distance}")
 

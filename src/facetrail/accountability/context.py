@@ -36,10 +36,11 @@ from facetrail.accountability.users import ROLE_ACTIONS, Actor, UserDirectory, r
 from facetrail.config import Settings
 from facetrail.datadir import DataDir
 from facetrail.engine.decode import decode_image
-from facetrail.engine.calibration import load_calibration
+from facetrail.engine.calibration import CalibrationSet, false_match_rate_text
 from facetrail.engine.pipeline import FaceEngine, FoundFace
 from facetrail.errors import BusyError, FacetrailError, NotFoundError, PermissionDeniedError
 from facetrail.storage import BlobStore
+from facetrail.gallery.calibration import CalibrationInForce, calibration_set, in_force
 from facetrail.gallery.gallery import Galleries
 from facetrail.store import as_utc
 
@@ -252,16 +253,29 @@ class Context:
         """A stored photograph decoded to RGB pixels, for showing it."""
         return decode_image(data, self.settings.limits).pixels
 
-    def calibration_source(self, model: str) -> str | None:
-        """Which comparisons the estimated false-match rates of ``model`` come from; None when not calibrated."""
-        table = load_calibration(self.datadir, model)
-        return None if table is None else (table.source or "an evaluation that did not record its data")
+    def calibration_in_force(self, session, model: str, gallery_id: int | None) -> CalibrationInForce | None:
+        """The calibrations a search of ``gallery_id`` (None: a comparison) with ``model`` would use now."""
+        return in_force(session, model, gallery_id)
 
-    def impostor_pairs(self, model: str) -> int | None:
-        """How many impostor pairs the calibration of ``model`` in force rests on (its resolution is one in that
-        many); None when not calibrated."""
-        table = load_calibration(self.datadir, model)
-        return None if table is None else table.impostor_count
+    def recorded_calibration(self, session, search: SearchRecord) -> CalibrationSet | None:
+        """The calibrations in force when ``search`` ran (None: uncalibrated, or run before they were recorded)."""
+        if search.calibration_id is None:
+            return None
+        return calibration_set(session, search.calibration_id, tuple(search.group_calibration_ids or ()))
+
+
+def candidate_figures(tables: CalibrationSet | None, distance: float, recorded_rate: float | None,
+                      gallery_subjects: int | None) -> dict[str, Any]:
+    """A candidate's estimated false-match rate, in words with what it rests on (``estimate``), and how many people
+    of the gallery would be expected to come as close by chance (``look_alikes``), as every interface shows them.
+    Without ``tables`` (a search run uncalibrated, or before calibrations were recorded) the rate it recorded."""
+    if tables is None:
+        return {"false_match_rate": recorded_rate, "false_match_rate_text": false_match_rate_text(recorded_rate),
+                "estimate": None, "look_alikes": None}
+    estimate = tables.estimate(distance)
+    look_alikes = estimate.look_alikes(gallery_subjects) if gallery_subjects else None
+    return {"false_match_rate": estimate.rate, "false_match_rate_text": estimate.text, "estimate": estimate.to_dict(),
+            "look_alikes": look_alikes.to_dict() if look_alikes else None}
 
 
 def user_names(session) -> dict[int, str]:

@@ -19,10 +19,9 @@ from sqlalchemy import select
 from facetrail.accountability.comparison import CONCLUSIONS, FEATURES, FINDINGS
 from facetrail.accountability.outcomes import candidate_status
 from facetrail.accountability.schema import ProbeRecord, ResolutionRecord, ReviewRecord
-from facetrail.accountability.context import Context, user_names
+from facetrail.accountability.context import Context, candidate_figures, user_names
 from facetrail.accountability.users import Actor
 from facetrail.config import local_time
-from facetrail.engine.calibration import false_match_rate_text
 from facetrail.engine.framing import FACE_FRAME_SIDE, face_frame, face_frame_box
 from facetrail.errors import FacetrailError
 from facetrail.gallery.schema import ImageRecord, TemplateRecord
@@ -74,8 +73,7 @@ def export_lead(context: Context, actor: Actor, search_id: int) -> str:
         probe_picture = (_framed(context, context.probes.get(probe.sha256), search.face_box, "the probe, framed on the searched face")
                          if probe is not None and probe.stored else "<p>(probe image purged under the retention policy)</p>")
         gallery = context.galleries.get(search.gallery_name)
-        calibration = context.calibration_source(search.model_name)
-        impostor_pairs = context.impostor_pairs(search.model_name)
+        tables = context.recorded_calibration(session, search)
         sections, ranks = [], []
         for candidate in search.candidates:
             reviews = list(session.scalars(select(ReviewRecord).where(ReviewRecord.candidate_id == candidate.id)
@@ -90,9 +88,9 @@ def export_lead(context: Context, actor: Actor, search_id: int) -> str:
             else:
                 box = session.scalar(select(TemplateRecord.face_box).where(TemplateRecord.image_id == image.id))
                 photo = _framed(context, gallery.blobs.get(image.content_hash), box, f"candidate {candidate.rank}, framed on the face")
-            fmr = false_match_rate_text(candidate.false_match_rate, impostor_pairs)
-            if candidate.false_match_rate is not None and calibration:
-                fmr += f" (calibration: {calibration})"
+            figures = candidate_figures(tables, candidate.distance, candidate.false_match_rate, search.gallery_subjects)
+            fmr = figures["false_match_rate_text"] + (f" (calibration: {tables.source})" if tables else "")
+            look_alikes = f"<p class='look-alikes'>{html.escape(figures['look_alikes']['sentence'])}</p>" if figures["look_alikes"] else ""
             decisions = [(names.get(r.examiner_id, "?"), r.decision, r.decided_at, r.notes, r.comparison) for r in reviews]
             sections.append(
                 f"<section><h2>Candidate rank {candidate.rank}: subject {html.escape(candidate.subject_external_id)}</h2>"
@@ -101,14 +99,15 @@ def export_lead(context: Context, actor: Actor, search_id: int) -> str:
                 f"<p>Both photographs are framed on the face at one scale: the face box is {face_frame_box()[2]} "
                 "pixels wide in each.</p>"
                 f"<p>Distance {candidate.distance:.4f} (lower is more alike); estimated false-match rate at this distance: "
-                f"{html.escape(fmr)}.</p>"
+                f"{html.escape(fmr)}.</p>" + look_alikes
                 + _decisions_table(decisions, (names.get(resolution.supervisor_id, "?"), resolution) if resolution else None, when)
                 + _comparisons_table(decisions) + "</section>"
             )
         facts = [
             ("Search", str(search.id)), ("Case number", search.case_number), ("Purpose", search.purpose), ("Offence", search.offence),
             ("Authorization reference", search.authorization_ref or "—"), ("Investigator", names.get(search.user_id, "?")),
-            ("Searched at", local_time(search.started_at, zone)), ("Gallery", f"{search.gallery_name} (version {search.gallery_version})"),
+            ("Searched at", local_time(search.started_at, zone)), ("Gallery", f"{search.gallery_name} (version {search.gallery_version}"
+                                                    + (f", {search.gallery_subjects:,} people then)" if search.gallery_subjects else ")")),
             ("Policy version", str(search.policy_version)), ("Model", search.model_name),
         ]
     page = (

@@ -62,7 +62,9 @@ class Oversight:
         between groups (``published.differences``); the command that measures this installation's own."""
         self.context.require(actor, "view_reports")
         model = self.context.engines.model_name
-        return {"model": model, "calibration": self.context.calibration_source(model),
+        with self.context.galleries.sessions() as session:
+            calibration = self.context.calibration_in_force(session, model, None)
+        return {"model": model, "calibration": calibration.tables.source if calibration else None,
                 "figures": published_figures(self.context.datadir, model),
                 "produce_command": PRODUCE_COMMAND, "large_difference": LARGE_DIFFERENCE}
 

@@ -31,6 +31,7 @@ from facetrail.accountability.context import (
     NOTICE,
     Context,
     candidate_at,
+    candidate_figures,
     check_notes,
     completed_search,
     open_to,
@@ -38,7 +39,6 @@ from facetrail.accountability.context import (
 )
 from facetrail.accountability.schema import DECISIONS, ProbeRecord, ResolutionRecord, ReviewRecord, SearchRecord
 from facetrail.accountability.users import Actor
-from facetrail.engine.calibration import false_match_rate_text
 from facetrail.engine.geometry import Box
 from facetrail.errors import DuplicateError, FacetrailError, NotFoundError
 from facetrail.gallery.schema import ImageRecord, TemplateRecord
@@ -98,19 +98,19 @@ class Reviews:
                 [r for r in reviews if r.candidate_id == c.id], resolutions.get(c.id), context.examiners_required()) == "lead"}
             visible = [r for r in reviews if sees_all or r.examiner_id == actor.id or r.candidate_id in leads]
             names = user_names(session)
-            impostor_pairs = context.impostor_pairs(search.model_name)
+            tables = context.recorded_calibration(session, search)
             blind = self._blind_to_algorithm(actor, search)
             shown = {
                 "search_id": search.id, "investigator": names.get(search.user_id, ""), "case_number": search.case_number,
                 "gallery": search.gallery_name, "gallery_version": search.gallery_version, "policy_version": search.policy_version,
                 "purpose": search.purpose, "offence": search.offence, "face_box": search.face_box, "quality": search.quality,
-                "started_at": search.started_at.isoformat(), "calibration": context.calibration_source(search.model_name),
-                "impostor_pairs": impostor_pairs,
+                "started_at": search.started_at.isoformat(), "calibration": tables.source if tables else None,
+                "impostor_pairs": tables.base.impostor_count if tables else None,
+                "gallery_subjects": search.gallery_subjects,
                 "outcome": context.search_outcome(session, search_id) if owner or sees_all else None,
                 "candidates": [
                     {"rank": c.rank, "subject_id": c.subject_external_id, "image_id": c.image_id, "distance": c.distance,
-                     "false_match_rate": c.false_match_rate,
-                     "false_match_rate_text": false_match_rate_text(c.false_match_rate, impostor_pairs),
+                     **candidate_figures(tables, c.distance, c.false_match_rate, search.gallery_subjects),
                      "lead": c.id in leads, "label": None, "withheld": False,
                      "decisions": [{"examiner": names.get(r.examiner_id, ""), "decision": r.decision, "notes": r.notes,
                                     "comparison": r.comparison}
@@ -382,7 +382,7 @@ def _blinded(candidates: list[dict[str, Any]], candidate_ids: list[int], examine
             candidate["label"] = _label(position) + (str(number) if len(group) > 1 else "")
             if not candidate["decisions"]:
                 candidate.update(subject_id=None, image_id=None, distance=None, false_match_rate=None,
-                                 false_match_rate_text=None, withheld=True)
+                                 false_match_rate_text=None, estimate=None, look_alikes=None, withheld=True)
             shown.append(candidate)
     return shown
 

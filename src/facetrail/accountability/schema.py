@@ -150,6 +150,12 @@ class SearchRecord(Base):
     quality: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     quality_override_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     model_name: Mapped[str] = mapped_column(String(100), default="")
+    calibration_id: Mapped[int | None] = mapped_column(ForeignKey("calibrations.id"), nullable=True)
+    """The calibration in force when it ran (``gallery.calibration.in_force``); None when uncalibrated or older."""
+    group_calibration_ids: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
+    """The per-group calibrations in force with it, if any."""
+    gallery_subjects: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """Subjects in the gallery searched, at its version searched: the people who could come close by chance."""
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     ended_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
 

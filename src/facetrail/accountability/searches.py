@@ -19,7 +19,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from facetrail.accountability.context import NOTICE, Context, Probe, failure_reason, listed_searches
+from facetrail.accountability.context import NOTICE, Context, Probe, candidate_figures, failure_reason, listed_searches
 from facetrail.accountability.policy import Policy, RequestHistory, refusal_reasons
 from facetrail.accountability.requests import CaseRequest
 from facetrail.accountability.schema import CandidateRecord, SearchRecord, UserRecord
@@ -29,7 +29,7 @@ from facetrail.engine.decode import DecodedImage, decode_image
 from facetrail.engine.geometry import Box
 from facetrail.engine.pipeline import FaceEngine, FoundFace, probe_face
 from facetrail.errors import FacetrailError, NotFoundError, PermissionDeniedError, PoorQualityError, RefusedError
-from facetrail.engine.calibration import CalibrationTable, false_match_rate_text, load_calibration
+from facetrail.gallery.calibration import CalibrationInForce
 from facetrail.gallery.gallery import Gallery, GalleryInfo
 from facetrail.store import utcnow
 
@@ -47,7 +47,11 @@ class CandidateView:
     distance: float
     false_match_rate: float | None
     false_match_rate_text: str
-    """The estimate in words (``calibration.false_match_rate_text``)."""
+    """The estimate in words, with what it rests on (``calibration.Estimate.text``)."""
+    estimate: dict[str, Any] | None = None
+    """The estimate's figures: its interval and basis (``calibration.Estimate.to_dict``); None when uncalibrated."""
+    look_alikes: dict[str, Any] | None = None
+    """How many people of the gallery would come this close by chance (``calibration.LookAlikes.to_dict``)."""
 
 
 @dataclass
@@ -65,6 +69,10 @@ class SearchResult:
     face_box: list[int]
     quality: dict[str, Any]
     candidates: list[CandidateView]
+    gallery_subjects: int | None = None
+    """The gallery's subjects when it ran: the people who could come close by chance."""
+    calibration: str | None = None
+    """What the estimates rest on (the calibrations in force when it ran); None when uncalibrated."""
     notice: str = NOTICE
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,6 +91,7 @@ class ComparisonResult:
     false_match_rate_text: str
     probe_sha256: str
     second_sha256: str
+    estimate: dict[str, Any] | None = None
     notice: str = NOTICE
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,9 +156,12 @@ class Searches:
         found = hits.candidates
         if policy.max_distance is not None:
             found = [c for c in found if c.distance <= policy.max_distance]
-        calibration = load_calibration(self.context.datadir, template.model_name)
-        candidates = [CandidateView(c.rank, c.subject_id, c.image_id, c.distance, *_estimate(calibration, c.distance))
-                      for c in found]
+        subjects = target.subject_count()
+        with self.context.galleries.sessions() as session:
+            calibration = self.context.calibration_in_force(session, template.model_name, target.id)
+        tables = calibration.tables if calibration else None
+        candidates = [CandidateView(c.rank, c.subject_id, c.image_id, c.distance,
+                                    **candidate_figures(tables, c.distance, None, subjects)) for c in found]
         gallery_version = hits.version
         with self._refused_as("search", actor, request, policy_version, probe_sha, started), \
                 self.context.audit.transaction() as session:
@@ -161,7 +173,7 @@ class Searches:
                 **request.case_fields(), probe_id=probe_record.id,
                 face_box=probe.face.detection.box.as_list(), quality=probe.face.quality.to_dict(),
                 quality_override_by=quality_override.id if quality_override and not probe.face.quality.acceptable else None,
-                model_name=template.model_name, started_at=started, ended_at=utcnow(),
+                model_name=template.model_name, **_calibration_fields(calibration), gallery_subjects=subjects, started_at=started, ended_at=utcnow(),
             )
             session.add(record)
             session.flush()
@@ -175,12 +187,14 @@ class Searches:
                 "probe_sha256": probe.sha256, "face_box": record.face_box, "quality": record.quality["verdict"],
                 "quality_override_by": quality_override.username if record.quality_override_by else None,
                 "started_at": started.isoformat(), "ended_at": record.ended_at.isoformat(),
+                "gallery_subjects": subjects, "calibration_id": record.calibration_id,
+                "group_calibration_ids": record.group_calibration_ids,
                 "candidates": [[c.rank, c.subject_id, c.image_id, round(c.distance, 6)] for c in candidates],
             })
             search_id = record.id
         return SearchResult(search_id, request.gallery, gallery_version, policy_version, request.case_number,
                             request.purpose, request.offence, probe.sha256, probe.face.detection.box.as_list(),
-                            probe.face.quality.to_dict(), candidates)
+                            probe.face.quality.to_dict(), candidates, subjects, tables.source if tables else None)
 
     def compare(self, actor: Actor, first: bytes, second: bytes, request: CaseRequest) -> ComparisonResult:
         """Compare two photographs (1:1) under the same rules as a search: role, policy, audit."""
@@ -195,15 +209,16 @@ class Searches:
                 a, b = (engine.template(p.face).embedding for p in probes)
                 model_name = engine.model.name
         distance = float(np.linalg.norm(a - b))
-        calibration = load_calibration(self.context.datadir, model_name)
-        fmr, fmr_text = _estimate(calibration, distance)
+        with self.context.galleries.sessions() as session:
+            calibration = self.context.calibration_in_force(session, model_name, None)
+        figures = candidate_figures(calibration.tables if calibration else None, distance, None, None)
         with self._refused_as("compare", actor, request, policy_version, first_sha, started), \
                 self.context.audit.transaction() as session:
             self.check_request(policy, "compare", actor, request, session)
             first_record, second_record = (self.context.store_probe(session, p) for p in probes)
             record = SearchRecord(kind="compare", user_id=actor.id, unit=actor.unit, status="completed", policy_version=policy_version,
                                   **request.case_fields(), probe_id=first_record.id, second_probe_id=second_record.id,
-                                  model_name=model_name, started_at=started, ended_at=utcnow())
+                                  model_name=model_name, **_calibration_fields(calibration), started_at=started, ended_at=utcnow())
             session.add(record)
             session.flush()
             self.context.audit.record(session, actor.username, "compare", f"search:{record.id}", {
@@ -212,8 +227,8 @@ class Searches:
                 "distance": round(distance, 6),
             })
             search_id = record.id
-        return ComparisonResult(search_id, policy_version, request.case_number, distance, fmr, fmr_text, probes[0].sha256,
-                                probes[1].sha256)
+        return ComparisonResult(search_id, policy_version, request.case_number, distance, figures["false_match_rate"],
+                                figures["false_match_rate_text"], probes[0].sha256, probes[1].sha256, figures["estimate"])
 
     def my_searches(self, actor: Actor, limit: int = 50) -> list[dict[str, Any]]:
         """The actor's own searches and comparisons, newest first, completed or refused, each with its outcome (a
@@ -316,9 +331,8 @@ class Searches:
             })
 
 
-def _estimate(calibration: CalibrationTable | None, distance: float) -> tuple[float | None, str]:
-    """The estimated false-match rate at ``distance`` and its wording, under ``calibration`` (None: not calibrated)."""
+def _calibration_fields(calibration: CalibrationInForce | None) -> dict[str, Any]:
+    """A search record's fields naming the calibrations in force when it ran."""
     if calibration is None:
-        return None, false_match_rate_text(None, None)
-    rate = calibration.false_match_rate(distance)
-    return rate, false_match_rate_text(rate, calibration.impostor_count)
+        return {"calibration_id": None, "group_calibration_ids": None}
+    return {"calibration_id": calibration.base_id, "group_calibration_ids": list(calibration.group_ids) or None}

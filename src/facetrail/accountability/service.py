@@ -100,6 +100,7 @@ class Facetrail:
             with system.audit.transaction() as session:
                 system.audit.record(session, "system", "init", str(datadir.root), {"policy_version": version})
                 system.audit.record(session, "system", "user_created", admin.username, {"roles": ["admin"], "unit": ""})
+        system.admin.keep_calibration_files()
         return system
 
     def require(self, actor: Actor, action: str, target: str = "") -> None:

@@ -84,6 +84,31 @@ def gallery_remove_subject(name: str, subject_id: str, data: DataOption = None, 
         )
 
 
+@gallery_app.command("calibrate")
+def gallery_calibrate(
+    name: str,
+    pairs: Annotated[Optional[int], typer.Option("--pairs", help="Impostor pairs to sample (default: calibration.pairs, 100,000,000, which resolves 1e-7).")] = None,
+    data: DataOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Calibrate estimated false-match rates from the gallery's own subjects, one photograph each: pairs of different
+    people closer than calibration.duplicate_distance are left out (see 'gallery duplicates'); its searches use it
+    from then on (admin)."""
+
+    def body(system, actor):
+        with progress() as bar:
+            bar.add_task(f"comparing pairs of subjects of {name}", total=None)
+            return system.admin.calibrate_gallery(actor, name, pairs)
+
+    summary = acting(data, body)
+    if as_json:
+        emit_json(summary)
+        return
+    console.print(f"calibration {summary['calibration_id']} of gallery {name!r} in force: {summary['source']}; resolves "
+                  f"false-match rates down to 1 in {summary['impostor_pairs']:,}"
+                  f"{', with a fitted tail below' if summary['tail_fitted'] else ''} ({summary['seconds']} s)", highlight=False)
+
+
 def enroll(
     path: Annotated[Optional[Path], typer.Argument(help="Folder with one subfolder per subject; with --manifest, the folder manifest paths are relative to.")] = None,
     gallery: Annotated[str, typer.Option("--gallery", help="Gallery to enrol into.")] = ...,

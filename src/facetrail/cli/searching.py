@@ -33,14 +33,22 @@ def _read_probe(path: Path, system) -> bytes:
 
 
 def _print_candidates(candidates: list[dict], notice: str) -> None:
-    table = Table("candidate", "subject", "image", "distance", "est. false-match rate", title="Candidate list (investigative leads)")
+    table = Table("candidate", "subject", "image", "distance", "est. false-match rate", "look-alikes by chance",
+                  title="Candidate list (investigative leads)")
     for c in candidates:
         if c.get("withheld"):  # blind to the algorithm until this examiner decides on the candidate (--candidate LABEL)
-            table.add_row(c["label"], "withheld", "withheld", "withheld", "withheld")
+            table.add_row(c["label"], *["withheld"] * 5)
             continue
         name = f"{c['label']} (rank {c['rank']})" if c.get("label") else f"rank {c['rank']}"
-        table.add_row(name, c["subject_id"], str(c["image_id"]), f"{c['distance']:.4f}", c["false_match_rate_text"])
+        look_alikes = c.get("look_alikes")
+        table.add_row(name, c["subject_id"], str(c["image_id"]), f"{c['distance']:.4f}", c["false_match_rate_text"],
+                      look_alikes["count_text"] if look_alikes else "not estimated")
     out.print(table)
+    first = next((c for c in candidates if c.get("look_alikes")), None)
+    if first:
+        out.print("look-alikes by chance: how many different people of the gallery would be expected to come as close "
+                  f"as the candidate. {first.get('label') or 'Rank ' + str(first['rank'])}: {first['look_alikes']['sentence']}",
+                  markup=False)
     out.print(f"[bold]{notice}[/]")
 
 

@@ -220,6 +220,8 @@ class Gallery:
         self.name = name
         self.blobs = BlobStore(galleries.datadir.images_dir / str(gallery_id), galleries.keyring, f"image:{gallery_id}")
         self._index: VectorIndex | None = None
+        self._subjects = (-1, 0)
+        """(store version, subjects then): the count ``subject_count`` last made."""
         self._index_version = -1
         """The store version last seen by a gallery with no index (one that has never held a template)."""
         self.index_guard = threading.RLock()
@@ -253,6 +255,15 @@ class Gallery:
                 templates=count(TemplateRecord),
                 rejections=count(RejectionRecord),
             )
+
+    def subject_count(self) -> int:
+        """Subjects in the gallery now: the people a search's candidates could come from (counted once per version)."""
+        with self.session() as session:
+            version = self.record(session).version
+            if self._subjects[0] != version:
+                count = session.scalar(select(func.count()).select_from(SubjectRecord).where(SubjectRecord.gallery_id == self.id))
+                self._subjects = (version, count)
+        return self._subjects[1]
 
     @contextmanager
     def write_lock(self) -> Iterator[None]:

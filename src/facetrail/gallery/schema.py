@@ -99,3 +99,26 @@ class RejectionRecord(Base):
     original_name: Mapped[str] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
     rejected_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class CalibrationRecord(Base):
+    """A calibration table (``engine.calibration``) as made, never changed: from labelled photographs for a model
+    ('photographs'), from a gallery's own subjects ('gallery') or for one group of people ('group'). The latest of
+    each kind is in force; searches record the ones they used."""
+
+    __tablename__ = "calibrations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(100), index=True)
+    scope: Mapped[str] = mapped_column(String(20))
+    gallery_id: Mapped[int | None] = mapped_column(ForeignKey("galleries.id", ondelete="SET NULL"), nullable=True, index=True)
+    gallery_name: Mapped[str] = mapped_column(String(100), default="")
+    group_name: Mapped[str] = mapped_column(String(100), default="")
+    impostor_pairs: Mapped[int] = mapped_column(BigInteger)
+    excluded_pairs: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Sampled pairs left out as likely one person under two ids (closer than calibration.duplicate_distance)."""
+    source: Mapped[str] = mapped_column(Text)
+    table_sha256: Mapped[str] = mapped_column(String(64))
+    table: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

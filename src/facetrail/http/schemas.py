@@ -239,6 +239,31 @@ class FacesOut(BaseModel):
     faces: list[FaceOut]
 
 
+class FalseMatchEstimate(BaseModel):
+    rate: float = Field(description="The estimated false-match rate (for a bound, the bound).")
+    low: float | None = Field(description="The 95% interval's low end (few pairs or extrapolated), else null.")
+    high: float | None = Field(description="The 95% interval's high end, else null.")
+    basis: Literal["observed", "few", "extrapolated", "tail bound", "bound"] = Field(description=(
+        "observed: ten or more impostor pairs this close; few: fewer (exact binomial interval); extrapolated: from "
+        "the fitted tail of the impostor distances (bootstrap interval); tail bound / bound: an upper bound, beyond "
+        "the tail's reach or with no pair and no tail."))
+    impostor_pairs: int = Field(description="Impostor pairs the calibration rests on.")
+    pairs_this_close: int = Field(description="Of them, at or below this distance.")
+    group: str = Field(description="The group whose calibration gave the highest estimate (conservative), or ''.")
+    text: str
+    by_group: list[dict[str, Any]] | None = Field(None, description="Every calibration's estimate, when there are groups.")
+
+
+class LookAlikesOut(BaseModel):
+    gallery_subjects: int = Field(description="People in the gallery when the search ran.")
+    expected: float = Field(description="(gallery_subjects - 1) x the false-match rate: different people expected this close by chance.")
+    low: float | None
+    high: float | None
+    chance_any: float = Field(description="The chance that at least one different person comes this close.")
+    count_text: str = Field(description="The expected count in words: 'about 2,700', 'fewer than 0.45'.")
+    sentence: str = Field(description="'In this gallery of 9,012,344 people, about 2,700 would be expected ...'.")
+
+
 class CandidateOut(BaseModel):
     rank: int
     subject_id: str
@@ -246,8 +271,14 @@ class CandidateOut(BaseModel):
     distance: float = Field(description="Lower is more alike.")
     false_match_rate: float | None = Field(description="Estimated at this distance; null when not calibrated.")
     false_match_rate_text: str = Field(description=(
-        "The estimate in words, as every interface shows it: '1 in 2,500 (0.040%)'; 'fewer than 1 in 78,000 (no "
-        "impostor pair came this close)' below what the calibration's impostor pairs resolve; 'not calibrated'."))
+        "The estimate in words, as every interface shows it, with what it rests on: '1 in 2,500 (0.040%)'; with few "
+        "impostor pairs this close, their count and an exact 95% interval; below them, 'about 1 in 4,100,000, "
+        "extrapolated from the fitted tail ... (95% interval ...)' or 'fewer than 1 in 78,000 (no impostor pair came "
+        "this close)'; never zero; 'not calibrated'."))
+    estimate: FalseMatchEstimate | None = Field(None, description="The estimate's figures; null when not calibrated.")
+    look_alikes: LookAlikesOut | None = Field(None, description=(
+        "How many different people of this gallery would be expected to come this close by chance, with the "
+        "gallery's size when the search ran; null when not calibrated or for a search recorded before it was."))
 
 
 class SearchResultOut(BaseModel):
@@ -264,6 +295,8 @@ class SearchResultOut(BaseModel):
     face_box: list[int]
     quality: dict[str, Any]
     candidates: list[CandidateOut]
+    gallery_subjects: int | None = Field(None, description="People in the gallery when the search ran.")
+    calibration: str | None = Field(None, description="What the estimates rest on; null when not calibrated.")
     notice: str
 
 
@@ -276,6 +309,7 @@ class ComparisonOut(BaseModel):
     false_match_rate_text: str = Field(description="The estimate in words (as for a search's candidates).")
     probe_sha256: str
     second_sha256: str
+    estimate: FalseMatchEstimate | None = None
     notice: str
 
 
@@ -318,8 +352,9 @@ class SearchDetail(BaseModel):
     quality: dict[str, Any] | None
     started_at: str
     impostor_pairs: int | None = Field(None, description=(
-        "Impostor pairs of the calibration in force: an estimate below one in this many is not resolved; null when "
-        "not calibrated."))
+        "Impostor pairs of the calibration in force when the search ran; null when not calibrated."))
+    calibration: str | None = Field(None, description="What the estimates rest on, as recorded with the search.")
+    gallery_subjects: int | None = Field(None, description="People in the gallery when the search ran.")
     outcome: str | None = Field(description="Shown to the investigator who ran the search and to supervisors.")
     candidates: list[CandidateShown]
     blind_to_algorithm: bool = Field(False, description=(

@@ -13,7 +13,6 @@ from fastapi.templating import Jinja2Templates
 from facetrail.accountability.comparison import CONCLUSIONS
 from facetrail.accountability.service import NOTICE
 from facetrail.accountability.service import ROLE_ACTIONS, Actor
-from facetrail.engine.calibration import false_match_rate_text
 from facetrail.http.deps import csrf_token_for
 from facetrail.http.errors import facetrail_error_response
 from facetrail.http.files import FACE_FRAME_SIDE, face_frame_box
@@ -67,7 +66,7 @@ def conclusion(key: str) -> str:
     return CONCLUSIONS[key][0]
 
 
-TEMPLATES.env.filters.update(conclusion=conclusion, group_rates_chart=group_rates_chart, false_match_rate=false_match_rate_text, moment=moment, rate_with_interval=rate_with_interval, ratio=ratio)
+TEMPLATES.env.filters.update(conclusion=conclusion, group_rates_chart=group_rates_chart, moment=moment, rate_with_interval=rate_with_interval, ratio=ratio)
 TEMPLATES.env.globals.update(OUTCOME_LABELS=OUTCOME_LABELS, FACE_FRAME_SIDE=FACE_FRAME_SIDE, FACE_FRAME_BOX=",".join(map(str, face_frame_box())))
 
 NAVIGATION = (
