@@ -4,6 +4,7 @@ subjects (duplicates left out), and searches that keep the calibration and galle
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -17,7 +18,8 @@ from facetrail.config import CalibrationConfig
 from facetrail.engine.calibration import CalibrationSet, CalibrationTable
 from facetrail.errors import ConfigError, PermissionDeniedError
 from facetrail.gallery.calibration import calibrate_gallery
-from tests.fixtures.images import jpeg
+from facetrail.gallery.enrol import items_from_folder
+from tests.fixtures.images import jpeg, save_resized
 from tests.fixtures.world import SEARCH_FIELDS, V1, actors
 
 NORMAL = stats.norm(0.9, 0.08)
@@ -145,3 +147,28 @@ def search(world, faces) -> dict:
                                  files={"probe": ("p.jpg", jpeg(faces["obama3.jpg"], 700), "image/jpeg")})
     assert response.status_code == 201, response.text
     return response.json()
+
+
+def test_an_enrolment_that_grows_the_gallery_calibrates_it_again_from_its_subjects(world, faces, tmp_path, monkeypatch):
+    system = world.system
+    context = system.context
+    monkeypatch.setattr(context, "settings", dataclasses.replace(context.settings, calibration=CalibrationConfig(
+        pairs=1_000, recalibrate_growth=0.5, recalibrate_from_subjects=3)))
+    admin, = actors(world, "admin")
+    rules = dataclasses.replace(context.settings.enrolment, workers=1)
+
+    def enrol(subject: str, name: str, mirror: bool = False) -> None:
+        save_resized(faces[name], tmp_path / subject / subject / "front.jpg", 500, mirror=mirror)
+        system.admin.enrol(admin, "county", items_from_folder(tmp_path / subject, "booking"), rules)
+
+    def gallery_calibrations() -> list[dict]:
+        return [e["details"] for e in system.audit.entries() if e["action"] == "calibration_saved"]
+
+    enrol("B-3003", "obama2.jpg")  # 3 subjects: the gallery's first own calibration
+    assert [(c["scope"], c["subjects"]) for c in gallery_calibrations()] == [("gallery", 3)]
+    assert gallery_calibrations()[0]["excluded_pairs"] == 0 and gallery_calibrations()[0]["impostor_pairs"] == 3
+    enrol("B-4004", "obama3.jpg")  # 4 < 3 × 1.5: not grown enough
+    assert len(gallery_calibrations()) == 1
+    enrol("B-5005", "biden.jpg", mirror=True)  # 5 ≥ 4.5
+    assert [(c["scope"], c["subjects"]) for c in gallery_calibrations()] == [("gallery", 3), ("gallery", 5)]
+    assert system.admin.gallery_details(admin, "county")["calibration"]["impostor_pairs"] == gallery_calibrations()[-1]["impostor_pairs"]

@@ -303,10 +303,18 @@ class CalibrationConfig:
     """Two subjects whose photographs come this close are likely one person under two ids (aliases, re-bookings)."""
     seed: int = 0
     """Seed of the sampling, so a calibration can be repeated."""
+    recalibrate_growth: float = 0.25
+    """After an enrolment, a gallery is calibrated again from its subjects when it has grown by this fraction since
+    its own calibration, or has none and holds ``recalibrate_from_subjects``; 0 turns this off."""
+    recalibrate_from_subjects: int = 10_000
+    """The size at which a gallery is first calibrated from its own subjects after an enrolment (below it, the
+    model's calibration from labelled photographs usually rests on more pairs)."""
 
     def __post_init__(self) -> None:
         if not 1_000 <= self.pairs <= MAX_CALIBRATION_PAIRS:
             raise ConfigError(f"calibration.pairs: must be between 1,000 and {MAX_CALIBRATION_PAIRS:,}, got {self.pairs:,}")
+        if self.recalibrate_growth < 0 or self.recalibrate_from_subjects < 2:
+            raise ConfigError("calibration.recalibrate_growth must be 0 or more and calibration.recalibrate_from_subjects at least 2")
         if not 0 < self.duplicate_distance < 2:
             raise ConfigError(f"calibration.duplicate_distance: must be between 0 and 2, got {self.duplicate_distance}")
 

@@ -31,10 +31,10 @@ from facetrail.engine.calibration import CalibrationTable
 from facetrail.evaluation.calibration import calibrate_from_photos
 from facetrail.evaluation.datasets import identity_folders
 from facetrail.evaluation.published import publish as publish_figures
-from facetrail.gallery.calibration import calibrate_gallery, record_calibration
+from facetrail.gallery.calibration import calibrate_gallery, record_calibration, subjects_at_last_calibration
 from facetrail.gallery.enrol import EnrolItem, EnrolOutcome, EnrolSummary, enrol
 from facetrail.gallery.gallery import GalleryInfo, check_subject_id
-from facetrail.gallery.schema import GalleryRecord
+from facetrail.gallery.schema import CalibrationRecord, GalleryRecord
 from facetrail.store import as_utc, utcnow
 
 ROLE_CHANGE_HOURS = 24
@@ -212,8 +212,25 @@ class Administration:
         return self.context.users.grants(gallery_id)
 
     def gallery_details(self, by: Actor, name: str) -> dict[str, Any]:
-        """One gallery's description, sources and counts, and which units may search it (any user)."""
-        return {**self.gallery(by, name).to_dict(), "searchable_by_units": [g["unit"] for g in self.grants(by, name)]}
+        """One gallery's description, sources and counts, which units may search it, and the calibration its searches
+        use now (any user)."""
+        return {**self.gallery(by, name).to_dict(), "searchable_by_units": [g["unit"] for g in self.grants(by, name)],
+                "calibration": self.gallery_calibration(by, name)}
+
+    def gallery_calibration(self, by: Actor, name: str) -> dict[str, Any] | None:
+        """The calibration a search of gallery ``name`` would use now (the gallery's own, else the model's from
+        labelled photographs): what it rests on, when and by whom; None when uncalibrated (any user)."""
+        context = self.context
+        context.require(by, "view_galleries", name)
+        gallery = context.galleries.get(name)
+        with context.galleries.sessions() as session:
+            calibration = context.calibration_in_force(session, context.engines.model_name, gallery.id)
+            if calibration is None:
+                return None
+            record = session.get_one(CalibrationRecord, calibration.base_id)
+            return {"calibration_id": record.id, "scope": record.scope, "source": calibration.tables.source,
+                    "impostor_pairs": record.impostor_pairs, "created_at": as_utc(record.created_at).isoformat(),
+                    "created_by": record.created_by}
 
     def enrolment_rules(self, by: Actor) -> EnrolmentConfig:
         """The enrolment rules in force (config.toml's [enrolment]; admins)."""
@@ -279,7 +296,20 @@ class Administration:
         summary = enrol(target, items, context.settings.engine, rules, on_outcome, retry_rejected)
         context.audit.append(by.username, "enrolment", gallery, {**summary.to_dict(), "sources": sources,
                                                                   "gallery_version": target.info().version})
+        if summary.count("enrolled") and self._grown_since_calibration(target):
+            self.calibrate_gallery(by, gallery)
         return summary
+
+    def _grown_since_calibration(self, gallery) -> bool:
+        """Whether an enrolment has made the gallery large enough, or grown it enough, to calibrate it again from
+        its own subjects (``calibration.recalibrate_growth``)."""
+        config = self.context.settings.calibration
+        if not config.recalibrate_growth:
+            return False
+        with self.context.galleries.sessions() as session:
+            before = subjects_at_last_calibration(session, gallery)
+        subjects = gallery.subject_count()
+        return subjects >= config.recalibrate_from_subjects if before is None else subjects >= before * (1 + config.recalibrate_growth)
 
     def remove_subject(self, by: Actor, gallery: str, subject_id: str):
         """Expunge a subject (admins): the deletion and its audit entry are committed together, or neither is."""
@@ -404,7 +434,7 @@ class Administration:
                    "resolution": 1 / table.impostor_count, "tail_fitted": table.tail is not None}
         with context.audit.transaction() as session:
             record = record_calibration(session, table, "gallery", by.username, gallery=gallery,
-                                        excluded_pairs=found.excluded_pairs)
+                                        subjects=found.subjects, excluded_pairs=found.excluded_pairs)
             context.audit.record(session, by.username, "calibration_saved", name, {
                 "calibration_id": record.id, "scope": "gallery", **summary, "source": table.source})
         return {"calibration_id": record.id, **summary, "source": table.source,

@@ -53,6 +53,8 @@ def gallery_show(name: str, data: DataOption = None, as_json: JsonOption = False
     if as_json:
         emit_json(info)
         return
+    info["calibration"] = (f"{info['calibration']['source']} (calibration {info['calibration']['calibration_id']})"
+                           if info["calibration"] else "none: estimated false-match rates are not shown")
     for key, value in info.items():
         out.print(f"{key:>18}: {', '.join(value) if isinstance(value, list) else value}", highlight=False)
 

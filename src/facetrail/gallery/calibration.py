@@ -110,7 +110,8 @@ def _sampled_distances(vectors: np.ndarray, pairs: int, rng: np.random.Generator
 
 
 def record_calibration(session: Session, table: CalibrationTable, scope: str, created_by: str, *,
-                       gallery: Gallery | None = None, group: str = "", excluded_pairs: int = 0) -> CalibrationRecord:
+                       gallery: Gallery | None = None, group: str = "", subjects: int | None = None,
+                       excluded_pairs: int = 0) -> CalibrationRecord:
     """Keep ``table`` as a calibration of ``scope`` (in ``session``'s transaction, which audits it)."""
     if scope not in SCOPES:
         raise ValueError(f"calibration scope must be one of {SCOPES}, got {scope!r}")
@@ -118,7 +119,7 @@ def record_calibration(session: Session, table: CalibrationTable, scope: str, cr
     record = CalibrationRecord(
         model_name=table.model, scope=scope, gallery_id=gallery.id if gallery else None,
         gallery_name=gallery.name if gallery else "", group_name=group, impostor_pairs=table.impostor_count,
-        excluded_pairs=excluded_pairs, source=table.source, table=data, created_by=created_by,
+        subjects=subjects, excluded_pairs=excluded_pairs, source=table.source, table=data, created_by=created_by,
         table_sha256=hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest())
     session.add(record)
     session.flush()
@@ -133,6 +134,13 @@ class CalibrationInForce:
     base_id: int
     group_ids: tuple[int, ...]
     tables: CalibrationSet
+
+
+def subjects_at_last_calibration(session: Session, gallery: Gallery) -> int | None:
+    """The subjects the gallery's latest own calibration compared; None when it has none."""
+    return session.scalar(select(CalibrationRecord.subjects).where(
+        CalibrationRecord.scope == "gallery", CalibrationRecord.gallery_id == gallery.id).order_by(
+        CalibrationRecord.created_at.desc(), CalibrationRecord.id.desc()).limit(1))
 
 
 def in_force(session: Session, model: str, gallery_id: int | None) -> CalibrationInForce | None:

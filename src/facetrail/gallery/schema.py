@@ -115,6 +115,8 @@ class CalibrationRecord(Base):
     gallery_name: Mapped[str] = mapped_column(String(100), default="")
     group_name: Mapped[str] = mapped_column(String(100), default="")
     impostor_pairs: Mapped[int] = mapped_column(BigInteger)
+    subjects: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """A gallery's own: its subjects compared (one photograph each)."""
     excluded_pairs: Mapped[int] = mapped_column(BigInteger, default=0)
     """Sampled pairs left out as likely one person under two ids (closer than calibration.duplicate_distance)."""
     source: Mapped[str] = mapped_column(Text)

@@ -178,8 +178,39 @@ class GalleryOut(BaseModel):
     rejections: int
 
 
+class CalibrationInForceOut(BaseModel):
+    calibration_id: int
+    scope: Literal["photographs", "gallery"] = Field(description="The gallery's own, or the model's from labelled photographs.")
+    source: str = Field(description="What the estimates rest on.")
+    impostor_pairs: int
+    created_at: str
+    created_by: str
+
+
 class GalleryDetail(GalleryOut):
     searchable_by_units: list[str]
+    calibration: CalibrationInForceOut | None = Field(None, description="The calibration its searches use now; null when uncalibrated.")
+
+
+class CalibrationRun(BaseModel):
+    pairs: int | None = Field(None, ge=1_000, le=1_000_000_000, description=(
+        "Impostor pairs to sample (default: the setting calibration.pairs, 100,000,000, which resolves 1e-7)."))
+
+
+class GalleryCalibrationOut(BaseModel):
+    calibration_id: int
+    gallery: str
+    gallery_version: int
+    subjects: int = Field(description="Subjects with a template, one photograph each.")
+    impostor_pairs: int
+    excluded_pairs: int = Field(description="Pairs closer than calibration.duplicate_distance, left out as likely one person under two ids.")
+    all_pairs: bool = Field(description="Whether every pair of subjects was compared rather than a sample.")
+    seed: int
+    duplicate_distance: float
+    resolution: float = Field(description="1 / impostor_pairs: the smallest false-match rate one pair resolves.")
+    tail_fitted: bool = Field(description="Whether a tail was fitted to extrapolate below the closest pairs.")
+    source: str
+    seconds: float
 
 
 class GrantCreate(BaseModel):

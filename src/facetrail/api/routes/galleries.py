@@ -13,9 +13,11 @@ from facetrail.http.errors import COMMON_ERRORS, UPLOAD_ERRORS, ApiError, docume
 from facetrail.http.enrolment import enrol_uploads, manifest_files
 from facetrail.http.files import read_upload, upload_name
 from facetrail.http.schemas import (
+    CalibrationRun,
     EnrolBatchOut,
     EnrolOutcomeOut,
     GalleryCreate,
+    GalleryCalibrationOut,
     GalleryDetail,
     GalleryOut,
     Grant,
@@ -46,6 +48,15 @@ def create_gallery(body: GalleryCreate, actor: CurrentActor, system: SystemDep) 
 def show_gallery(name: str, actor: CurrentActor, system: SystemDep) -> dict:
     """A gallery's description, sources, counts and which units may search it (any user, as in the CLI)."""
     return system.admin.gallery_details(actor, name)
+
+
+@router.post("/{name}/calibrations", summary="Calibrate from the gallery's own subjects", response_model=GalleryCalibrationOut,
+             status_code=status.HTTP_201_CREATED)
+def calibrate(name: str, body: CalibrationRun, actor: CurrentActor, system: SystemDep) -> dict:
+    """Estimate false-match rates from pairs of the gallery's different subjects, one photograph each (pairs closer
+    than calibration.duplicate_distance left out as likely one person under two ids); the gallery's searches use it
+    from then on (admin; audited). About a minute per million subjects at 10^8 pairs."""
+    return system.admin.calibrate_gallery(actor, name, body.pairs)
 
 
 @router.post("/{name}/grants", summary="Let a unit search a gallery", response_model=Grant,

@@ -54,6 +54,7 @@ GALLERY_CHANGES = {
     "granted": "The grant is recorded.",
     "revoked": "The grant is withdrawn.",
     "expunged": "The subject is expunged: their images, templates, stored photographs and index entries are removed.",
+    "calibrated": "The gallery's own calibration is in force: its searches estimate false-match rates and look-alike counts from it.",
 }
 POLICY_CHANGES = {
     "loaded": "Policy version {} is now in force.",
@@ -186,6 +187,7 @@ def create_gallery(
 def _gallery_page(request: Request, system: Facetrail, actor: Actor, name: str, status: int = 200, **context: Any) -> HTMLResponse:
     return render(request, "admin_gallery.html", {
         "gallery": system.admin.gallery(actor, name), "grants": system.admin.grants(actor, name),
+        "calibration": system.admin.gallery_calibration(actor, name),
         "subject_id_max": SUBJECT_ID_MAX,
         "manifest_columns": MANIFEST_COLUMNS,
         **context,
@@ -223,6 +225,12 @@ def revoke(request: Request, name: GalleryName, actor: FormActor, system: System
            unit: Annotated[str, Form(max_length=100)] = ""):
     """Withdraw a unit's grant (audited)."""
     return _change_gallery(request, system, actor, name, lambda: system.admin.revoke_gallery(actor, name, unit), "revoked")
+
+
+@router.post("/galleries/{name}/calibrations")
+def calibrate(request: Request, name: GalleryName, actor: FormActor, system: SystemDep):
+    """Calibrate from the gallery's own subjects (calibration.pairs pairs; audited)."""
+    return _change_gallery(request, system, actor, name, lambda: system.admin.calibrate_gallery(actor, name), "calibrated")
 
 
 @router.post("/galleries/{name}/expungements")

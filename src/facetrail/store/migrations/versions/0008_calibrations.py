@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column('gallery_name', sa.String(length=100), nullable=False),
         sa.Column('group_name', sa.String(length=100), nullable=False),
         sa.Column('impostor_pairs', sa.BigInteger(), nullable=False),
+        sa.Column('subjects', sa.BigInteger(), nullable=True),
         sa.Column('excluded_pairs', sa.BigInteger(), nullable=False),
         sa.Column('source', sa.Text(), nullable=False),
         sa.Column('table_sha256', sa.String(length=64), nullable=False),
