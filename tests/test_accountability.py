@@ -143,7 +143,7 @@ def test_poor_probe_needs_a_supervisor_override(world, faces):
 def test_two_examiners_blind_review_makes_a_lead(world, faces, tmp_path):
     system, who = world
     source = "test-people: 5 impostor pairs among 4 photographs of 3 people"
-    system.admin.save_calibration(who["admin"], system.context.engines.model_name, np.array([0.2, 0.7, 0.8, 0.9, 1.0]), source)
+    system.calibrations.save_calibration(who["admin"], system.context.engines.model_name, np.array([0.2, 0.7, 0.8, 0.9, 1.0]), source)
     result = run_search(system, who["ivan"], faces)
     search_id = result.search_id
     assert result.candidates[0].false_match_rate is not None

@@ -117,11 +117,11 @@ def test_gallery_calibrate_is_an_admins_audited_and_later_searches_use_it(world,
     system = world.system
     admin, ivan = actors(world, "admin", "ivan")
     with pytest.raises(PermissionDeniedError):
-        system.admin.calibrate_gallery(ivan, "county")
+        system.calibrations.calibrate_gallery(ivan, "county")
     with pytest.raises(ConfigError, match="calibration.pairs: must be between 1,000 and 1,000,000,000"):
-        system.admin.calibrate_gallery(admin, "county", pairs=10)
+        system.calibrations.calibrate_gallery(admin, "county", pairs=10)
     model = system.context.engines.model_name
-    system.admin.save_calibration(admin, model, np.linspace(0.65, 1.3, 2_000), "photographs: 2,000 pairs")
+    system.calibrations.save_calibration(admin, model, np.linspace(0.65, 1.3, 2_000), "photographs: 2,000 pairs")
     before = search(world, faces)
 
     monkeypatch.setenv("FACETRAIL_TOKEN", world.tokens["admin"])

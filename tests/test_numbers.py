@@ -56,7 +56,7 @@ def test_times_read_in_the_configured_zone_and_an_unknown_zone_is_refused():
 def calibrate(world) -> None:
     """A calibration of 78,000 impostor pairs, none closer than 0.65: the sample's mated pair lies below them all."""
     system = world.system
-    system.admin.save_calibration(*actors(world, "admin"), system.context.engines.model_name,
+    system.calibrations.save_calibration(*actors(world, "admin"), system.context.engines.model_name,
                                   np.linspace(0.65, 1.3, IMPOSTOR_PAIRS), f"test impostors: {IMPOSTOR_PAIRS:,} pairs")
 
 

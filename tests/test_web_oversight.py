@@ -314,7 +314,7 @@ def test_report_page_shows_the_models_differentials_and_where_its_calibration_ca
                                               threshold=0.5, resamples=20)
     model = world.system.context.engines.model_name
     published.publish(world.system.datadir, json_ready({"pipeline": {"model": model}, **report}), "tiny-set")
-    world.system.admin.save_calibration(*actors(world, "admin"), model, np.asarray(impostors), "tiny-set: 24 impostor pairs")
+    world.system.calibrations.save_calibration(*actors(world, "admin"), model, np.asarray(impostors), "tiny-set: 24 impostor pairs")
     page = html.unescape(world.client.get("/oversight/report").text)
     section = page.split('id="accuracy"')[1]
     assert "calibrated on tiny-set: 24 impostor pairs" in section

@@ -22,6 +22,7 @@ these services and nothing beneath them.
 from __future__ import annotations
 
 from facetrail.accountability.administration import Administration, RoleChange
+from facetrail.accountability.calibrations import Calibrations
 from facetrail.accountability.audit import AuditTrail, AuditVerification
 from facetrail.accountability.authentication import Authentication
 from facetrail.accountability.cases import Cases
@@ -70,7 +71,8 @@ class Facetrail:
         self.searches = Searches(self.context)
         self.reviews = Reviews(self.context)
         self.overrides = Overrides(self.context, self.searches)
-        self.admin = Administration(self.context)
+        self.calibrations = Calibrations(self.context)
+        self.admin = Administration(self.context, self.calibrations)
         self.rejected_photos = RejectedPhotos(self.context)
         self.oversight = Oversight(self.context)
         self.cases = Cases(self.context)
@@ -100,7 +102,7 @@ class Facetrail:
             with system.audit.transaction() as session:
                 system.audit.record(session, "system", "init", str(datadir.root), {"policy_version": version})
                 system.audit.record(session, "system", "user_created", admin.username, {"roles": ["admin"], "unit": ""})
-        system.admin.keep_calibration_files()
+        system.calibrations.keep_calibration_files()
         return system
 
     def require(self, actor: Actor, action: str, target: str = "") -> None:

@@ -40,7 +40,7 @@ def init(
             if calibrate_from:
                 with progress() as bar:
                     task = bar.add_task(f"calibrating on {calibrate_from.name}", total=None)
-                    source = system.admin.calibrate(calibrate_from, workers, on_done=lambda template: bar.advance(task))
+                    source = system.calibrations.calibrate(calibrate_from, workers, on_done=lambda template: bar.advance(task))
                 console.print(f"estimated false-match rates calibrated on {source}")
         finally:
             system.close()

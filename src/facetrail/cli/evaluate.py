@@ -95,7 +95,7 @@ def evaluate_verify(
             distances, same, failed = pair_distances(pair_list, templates)
             usable = ~same & ~failed
             source = f"{pairs.name}: {int(usable.sum()):,} impostor pairs"
-            report["calibration"] = system.admin.save_calibration(actor, DlibResNetModel.name, distances[usable], source)
+            report["calibration"] = system.calibrations.save_calibration(actor, DlibResNetModel.name, distances[usable], source)
         return report
 
     report = acting(data, body)
@@ -227,7 +227,7 @@ def evaluate_demographics(
         if save_calibration:
             compared = int(np.isfinite(impostors).sum())
             source = f"{images.name}: {compared:,} impostor pairs among {figures['images']:,} photographs of {figures['identities']:,} people"
-            report["calibration"] = system.admin.save_calibration(actor, DlibResNetModel.name, impostors, source)
+            report["calibration"] = system.calibrations.save_calibration(actor, DlibResNetModel.name, impostors, source)
         if publish:
             report["published"] = str(system.admin.publish_evaluation(actor, DlibResNetModel.name, json_ready(report), images.name))
         return report

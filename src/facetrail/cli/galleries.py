@@ -100,7 +100,7 @@ def gallery_calibrate(
     def body(system, actor):
         with progress() as bar:
             bar.add_task(f"comparing pairs of subjects of {name}", total=None)
-            return system.admin.calibrate_gallery(actor, name, pairs)
+            return system.calibrations.calibrate_gallery(actor, name, pairs)
 
     summary = acting(data, body)
     if as_json:

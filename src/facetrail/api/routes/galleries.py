@@ -56,7 +56,7 @@ def calibrate(name: str, body: CalibrationRun, actor: CurrentActor, system: Syst
     """Estimate false-match rates from pairs of the gallery's different subjects, one photograph each (pairs closer
     than calibration.duplicate_distance left out as likely one person under two ids); the gallery's searches use it
     from then on (admin; audited). About a minute per million subjects at 10^8 pairs."""
-    return system.admin.calibrate_gallery(actor, name, body.pairs)
+    return system.calibrations.calibrate_gallery(actor, name, body.pairs)
 
 
 @router.post("/{name}/grants", summary="Let a unit search a gallery", response_model=Grant,

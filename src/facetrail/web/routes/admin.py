@@ -187,7 +187,7 @@ def create_gallery(
 def _gallery_page(request: Request, system: Facetrail, actor: Actor, name: str, status: int = 200, **context: Any) -> HTMLResponse:
     return render(request, "admin_gallery.html", {
         "gallery": system.admin.gallery(actor, name), "grants": system.admin.grants(actor, name),
-        "calibration": system.admin.gallery_calibration(actor, name),
+        "calibration": system.calibrations.in_force(actor, name),
         "subject_id_max": SUBJECT_ID_MAX,
         "manifest_columns": MANIFEST_COLUMNS,
         **context,
@@ -230,7 +230,7 @@ def revoke(request: Request, name: GalleryName, actor: FormActor, system: System
 @router.post("/galleries/{name}/calibrations")
 def calibrate(request: Request, name: GalleryName, actor: FormActor, system: SystemDep):
     """Calibrate from the gallery's own subjects (calibration.pairs pairs; audited)."""
-    return _change_gallery(request, system, actor, name, lambda: system.admin.calibrate_gallery(actor, name), "calibrated")
+    return _change_gallery(request, system, actor, name, lambda: system.calibrations.calibrate_gallery(actor, name), "calibrated")
 
 
 @router.post("/galleries/{name}/expungements")
