@@ -52,6 +52,8 @@ def test_walkthrough(datadir, admin_token, faces, tmp_path, monkeypatch):
     invoke("gallery", "create", "county", "--allowed-source", "booking")
     invoke("gallery", "grant", "county", "--unit", "RHD")
     invoke("enroll", str(bookings), "--gallery", "county", "--source", "booking", "--workers", "1")
+    calibrated = json.loads(invoke("gallery", "calibrate", "county", "--json"))
+    assert (calibrated["subjects"], calibrated["impostor_pairs"], calibrated["all_pairs"]) == (2, 1, True)
 
     probe = tmp_path / "still.jpg"
     image = Image.open(faces["obama3.jpg"]).convert("RGB")
@@ -61,6 +63,12 @@ def test_walkthrough(datadir, admin_token, faces, tmp_path, monkeypatch):
     result = json.loads(invoke("search", str(probe), "--gallery", "county", "--case", "24-000777", "--purpose",
                                "criminal_investigation", "--offence", "robbery", "--note", "bank camera still", "--json"))
     assert result["candidates"][0]["subject_id"] == "B-1001" and "not identifications" in result["notice"]
+    assert result["gallery_subjects"] == 2 and result["calibration"] == calibrated["source"]
+    for candidate in result["candidates"]:  # each with its look-alike count in this gallery, from its estimate
+        look_alikes, estimate = candidate["look_alikes"], candidate["estimate"]
+        assert look_alikes["gallery_subjects"] == 2 and look_alikes["expected"] == 1 * candidate["false_match_rate"]
+        assert estimate["rate"] == candidate["false_match_rate"] > 0 and estimate["impostor_pairs"] == 1
+        assert look_alikes["sentence"].startswith("In this gallery of 2 people, ")
     search_id = str(result["search_id"])
     refused = runner.invoke(app, ["search", str(probe), "--gallery", "county", "--case", "7", "--purpose",
                                   "criminal_investigation", "--offence", "robbery", "--note", "x"])
@@ -73,7 +81,7 @@ def test_walkthrough(datadir, admin_token, faces, tmp_path, monkeypatch):
         assert 1 in [c["rank"] for c in shown["candidates"]]  # the candidate decided on is shown, so the next line checks it
         assert all(c["decisions"] == [] for c in shown["candidates"])  # blind to the other examiner
         table = invoke("review", "show", search_id)  # and to the algorithm, until deciding: candidates by label
-        assert table.count("withheld") == 4 * len(shown["candidates"]) and "B-1001" not in table
+        assert table.count("withheld") == 5 * len(shown["candidates"]) and "B-1001" not in table
         assert "rank" not in table.split("Candidate list")[1].split("\n", 2)[2]  # no rank below the table's heading
         label = next(c["label"] for c in shown["candidates"] if c["rank"] == 1)
         invoke("review", "image", search_id, "--candidate", label, "--out", str(tmp_path / f"{examiner}-candidate.jpg"))

@@ -135,8 +135,9 @@ class CalibrationTable:
             return Estimate(max(high, floor), None, None, "tail bound", n, closer, group)
         if closer == 0:
             return Estimate(1 / n, 0.0, 1 / n, "bound", n, 0, group)
-        low, high = stats.beta.ppf([0.025, 0.975], [closer, closer + 1], [n - closer + 1, n - closer])
-        return Estimate(closer / n, float(low), float(high), "few", n, closer, group)
+        low = float(stats.beta.ppf(0.025, closer, n - closer + 1))  # Clopper-Pearson
+        high = float(stats.beta.ppf(0.975, closer + 1, n - closer)) if closer < n else 1.0
+        return Estimate(closer / n, low, high, "few", n, closer, group)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict that ``from_json`` turns back into an identical table."""
