@@ -188,7 +188,7 @@ than that, the estimate is a bound: the 95% upper end of the extrapolation, or t
 @dataclass(frozen=True)
 class TailFit:
     """The lower tail of a table's impostor distances, fitted beyond its closest ``count`` (peaks over threshold):
-    the distances below ``threshold`` fall short of it by a generalized Pareto distribution (``shape``, ``scale``),
+    the distances below ``threshold`` fall short of it by a generalized Pareto distribution (``shape`` ≥ 0, ``scale``),
     so FMR(d) = count/n · S((threshold − d)), S its survival function, for d below the threshold. ``resampled`` holds
     the (shape, scale) fitted to bootstrap resamples of the tail, for an extrapolation's 95% interval."""
 
@@ -207,11 +207,9 @@ class TailFit:
             return None
         threshold = float(sorted_impostors[count])
         shortfalls = threshold - sorted_impostors[:count]
-        shape, _, scale = stats.genpareto.fit(shortfalls, floc=0)
         rng = np.random.default_rng(seed)
-        resampled = tuple((float(a), float(b)) for a, _, b in (
-            stats.genpareto.fit(rng.choice(shortfalls, count), floc=0) for _ in range(TAIL_RESAMPLES)))
-        return cls(threshold, count, float(shape), float(scale), resampled)
+        resampled = tuple(_fit_tail(rng.choice(shortfalls, count)) for _ in range(TAIL_RESAMPLES))
+        return cls(threshold, count, *_fit_tail(shortfalls), resampled)
 
     def rate(self, distance: float, impostor_count: int) -> float:
         """The extrapolated false-match rate at ``distance`` (below the threshold) of a table of ``impostor_count``."""
@@ -234,6 +232,14 @@ class TailFit:
     def from_json(cls, data: Mapping[str, Any]) -> TailFit:
         return cls(float(data["threshold"]), int(data["count"]), float(data["shape"]), float(data["scale"]),
                    tuple((float(a), float(b)) for a, b in data["resampled"]))
+
+
+def _fit_tail(shortfalls: np.ndarray) -> tuple[float, float]:
+    """(shape, scale) of a generalized Pareto distribution fitted to the shortfalls by maximum likelihood with the
+    shape held at 0 or above: a negative shape puts an end to the tail (no impostor could ever come closer), which
+    the data of one gallery cannot show; at its bound the fit is the exponential one (scale = the mean)."""
+    shape, _, scale = stats.genpareto.fit(shortfalls, floc=0)
+    return (float(shape), float(scale)) if shape >= 0 else (0.0, float(shortfalls.mean()))
 
 
 @dataclass(frozen=True)
