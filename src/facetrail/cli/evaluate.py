@@ -57,16 +57,17 @@ def _normalization_choice(option: str | None, config) -> str:
     return choice
 
 
-def _normalization(choice: str, identities, templates, fmr: float) -> tuple[dict | None, dict | None]:
+def _normalization(choice: str, identities, templates, fmr: float, clusters: int | None = None) -> tuple[dict | None, dict | None]:
     """Per-image offsets of the chosen score normalization (None: none), and what it was."""
     from facetrail.evaluation.normalization import CLUSTERS, FSN_METHOD, cross_fitted_offsets
 
     if choice == "none":
         return None, None
+    clusters = clusters or CLUSTERS
     with progress() as bar:
         bar.add_task("fitting the score normalization", total=None)
-        offsets = cross_fitted_offsets(identities, templates, fmr)
-    return offsets, {"method": FSN_METHOD, "clusters": CLUSTERS, "fmr": fmr, "images_normalized": len(offsets)}
+        offsets = cross_fitted_offsets(identities, templates, fmr, clusters)
+    return offsets, {"method": FSN_METHOD, "clusters": clusters, "fmr": fmr, "images_normalized": len(offsets)}
 
 
 def _pipeline_description(config, face_choice: str) -> dict:
@@ -384,6 +385,7 @@ def evaluate_normalization(
     groups: Annotated[Path, typer.Option("--groups", help="CSV with columns identity, group.")],
     pairs: Annotated[Path, typer.Option("--pairs", help="LFW-format pairs file among --images, for the 10-fold accuracy.")],
     fmr: Annotated[float, typer.Option("--fmr", help="The false match rate the normalization and the threshold aim at.")] = 1e-3,
+    clusters: Annotated[int, typer.Option("--clusters", help="k of the k-means (100 in Terhörst et al. 2020).")] = 100,
     resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples of the identities for the confidence intervals.")] = 1000,
     face_choice: FaceChoiceOption = "centre",
     augmentation: AugmentationOption = None,
@@ -404,11 +406,13 @@ def evaluate_normalization(
     def body(system, actor):
         config = _evaluation_config(system, actor, augmentation)
         _check_operating_point(None, fmr)
+        if clusters < 1:
+            raise FacetrailError("--clusters must be at least 1")
         people, labels, pair_list = identity_folders(images), read_groups(groups), read_pairs(pairs, images)
         labelled = {name: paths for name, paths in people.items() if name in labels}
         paths = [p for v in labelled.values() for p in v] + [p for pair in pair_list for p in (pair.first, pair.second)]
         templates = _templates_with_progress(paths, config, face_choice, workers, template_cache)
-        offsets, described = _normalization("fsn", labelled, templates, fmr)
+        offsets, described = _normalization("fsn", labelled, templates, fmr, clusters)
         measured = {}
         for name, shift in (("before", None), ("after", offsets)):
             with progress() as bar:

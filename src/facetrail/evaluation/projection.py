@@ -52,7 +52,7 @@ def project(mate_distances: np.ndarray, impostors: np.ndarray, threshold: float,
     for size in gallery_sizes:
         row: dict = {"gallery_size": int(size)}
         for bound, (mates, unmated) in rates.items():
-            first = np.power(1.0 - mates, size - 1)
+            first = np.power(1.0 - mates, size - 1) * np.isfinite(mate_distances)
             row[bound] = {"rank_1": float(first.mean()), "fnir": float(1.0 - (first * within).mean()),
                           "fpir": float(1.0 - (1.0 - unmated) ** size)}
         rows.append(row)

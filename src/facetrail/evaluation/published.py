@@ -110,7 +110,7 @@ def model_limits_sentence(datadir: DataDir, model: str) -> str | None:
     low, high = largest["as_measured"]["fpir"], largest["rule_of_three"]["fpir"]
     share = f"{low:.0%}" if f"{low:.0%}" == f"{high:.0%}" else f"{low:.0%}–{high:.0%}"
     return (f"On labelled photographs ({limits['fnmr_dataset']}), this model misses {at_fmr['fnmr']:.1%} of same-person "
-            f"pairs at a false-match rate of 1 in 1,000; in a gallery of {largest['gallery_size']:,} people, someone who "
+            f"pairs ({at_fmr['fnmr_identity_weighted']:.1%} averaged over people) at a false-match rate of 1 in 1,000; in a gallery of {largest['gallery_size']:,} people, someone who "
             f"is not in it still has a face within the threshold for 1 false match in "
             f"{round(1 / projection['fmr_at_threshold']):,} in {share} of searches (projected from "
             f"{projection['impostor_pairs']:,} impostor pairs of {limits['projection_dataset']}).")
