@@ -66,7 +66,10 @@ def _normalization(choice: str, identities, templates, fmr: float, clusters: int
     clusters = clusters or CLUSTERS
     with progress() as bar:
         bar.add_task("fitting the score normalization", total=None)
-        offsets = cross_fitted_offsets(identities, templates, fmr, clusters)
+        try:
+            offsets = cross_fitted_offsets(identities, templates, fmr, clusters)
+        except ValueError as exc:
+            raise FacetrailError(f"score normalization: {exc}") from None
     return offsets, {"method": FSN_METHOD, "clusters": clusters, "fmr": fmr, "images_normalized": len(offsets)}
 
 
@@ -274,6 +277,7 @@ def evaluate_demographics(
     publish: Annotated[bool, typer.Option("--publish", help="Show these figures on the auditors' report page.")] = False,
     max_photos_per_person: MaxPhotosOption = 10,
     normalization: NormalizationOption = None,
+    half: Annotated[Optional[int], typer.Option("--half", help="Only one of two random halves of the people (1 or 2; seed 0): the halves --normalization fsn is cross-fitted on.")] = None,
     workers: WorkersOption = 0,
     template_cache: CacheOption = None,
     data: DataOption = None,
@@ -284,7 +288,7 @@ def evaluate_demographics(
     import numpy as np
 
     from facetrail.engine.models import DlibResNetModel
-    from facetrail.evaluation.datasets import identity_folders, read_groups
+    from facetrail.evaluation.datasets import identity_folders, identity_halves, read_groups
     from facetrail.evaluation.demographics import demographic_report
     from facetrail.evaluation.plots import plot_verification
 
@@ -299,7 +303,13 @@ def evaluate_demographics(
         if choice != "none" and (save_calibration or publish):
             raise FacetrailError("--save-calibration and --publish keep the distances searches use, which are not normalized: "
                                  "leave out --normalization")
+        if half not in (None, 1, 2):
+            raise FacetrailError("--half must be 1 or 2")
+        if half and publish:
+            raise FacetrailError("--publish publishes the figures of the whole photo set: leave out --half")
         people, labels = identity_folders(images), read_groups(groups)
+        if half:
+            people = identity_halves(people)[half - 1]
         labelled = {name: paths for name, paths in people.items() if name in labels}
         if not labelled:
             raise FacetrailError(f"{groups}: none of its identities has a folder in {images}")
@@ -310,6 +320,8 @@ def evaluate_demographics(
             figures, curves, impostors = demographic_report(people, labels, templates, threshold, fmr, resamples,
                                                             max_photos_per_person=max_photos_per_person, offsets=offsets)
         report = {"pipeline": _pipeline_description(config, face_choice), "images_folder": str(images), **figures}
+        if half:
+            report["half"] = f"half {half} of two random halves of the people (seed 0)"
         if described:
             report["score_normalization"] = described
         if plot:
@@ -333,11 +345,11 @@ def evaluate_demographics(
 
 
 def _print_demographics(report: dict) -> None:
-    def rate(figure: dict) -> str:
+    def rate(figure: dict, trials: str = "pairs") -> str:
         if figure["rate"] is None:
             return "no comparisons"
         interval = "(95% CI {:.2e} to {:.2e}) ".format(*figure["ci95_bootstrap"]) if figure["ci95_bootstrap"] else ""
-        counts = f"{figure['errors']:,} of {figure['trials']:,} pairs" if "trials" in figure else \
+        counts = f"{figure['errors']:,} of {figure['trials']:,} {trials}" if "trials" in figure else \
             f"{figure['people_with_errors']:,} of {figure['people']:,} people with errors"
         return f"{figure['rate']:.2e} {interval}{counts}"
 
@@ -354,11 +366,14 @@ def _print_demographics(report: dict) -> None:
 
     out.print(f"{report['identities']:,} identities, {report['images']:,} images ({report['unlabelled_identities_left_out']} unlabelled identities left out); "
               f"failures to enrol: {report['enrolment']['failures_to_enrol']}")
+    if "half" in report:
+        out.print(f"people: {report['half']}")
     if "score_normalization" in report:
         out.print(f"distances normalized: {report['score_normalization']['method']}")
     out.print(f"threshold {report['threshold']['value']:.4f} ({report['threshold']['rule']}); 95% intervals: bootstrap over identities")
     v = report["verification"]
-    out.print("verification (identity-weighted: each person's own rate, averaged over people; the published comparison):")
+    out.print("verification, pair-weighted (over all pairs) and identity-weighted (each person's own rate, averaged over "
+              "people: the published comparison):")
     verification(v)
     for name, g in v["by_group"].items():
         most = g["most_genuine_pairs"]
@@ -370,7 +385,8 @@ def _print_demographics(report: dict) -> None:
     verification(capped["verification"])
     out.print("identification:")
     for name, g in report["identification"]["by_group"].items():
-        out.print(f"  {name}: FNIR (rank 1) {rate(g['fnir_rank_1'])}, identity-weighted {rate(g['fnir_rank_1_identity_weighted'])}   FPIR {rate(g['fpir'])}")
+        out.print(f"  {name}: FNIR (rank 1) {rate(g['fnir_rank_1'], 'searches')}, identity-weighted {rate(g['fnir_rank_1_identity_weighted'])}   "
+                  f"FPIR {rate(g['fpir'], 'searches')}")
     ratios(report["identification"])
     out.print("overall FNMR at a false match rate over all impostor pairs:")
     for fmr, point in report["overall"]["fnmr_at_fmr"].items():

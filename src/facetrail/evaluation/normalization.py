@@ -1,6 +1,6 @@
 """Score normalization measured without fitting on what is measured, and the rule for adopting it.
 
-Cross-fitting: the identities are split at random (seeded) into two halves; a fair score normalization
+Cross-fitting: the identities are split at random (seeded) into two halves (``datasets.identity_halves``); a fair score normalization
 (``engine.score_normalization``) is fitted on each half, and every image of the other half takes its offset from it.
 So no image is normalized by a fit that saw its person, and every pair of the set can still be compared.
 
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from facetrail.engine import score_normalization
+from facetrail.evaluation.datasets import identity_halves
 from facetrail.evaluation.templates import ImageTemplate
 
 CLUSTERS = 100
@@ -38,13 +39,13 @@ def fit(identities: Mapping[str, list[Path]], templates: Mapping[Path, ImageTemp
 
 def cross_fitted_offsets(identities: Mapping[str, list[Path]], templates: Mapping[Path, ImageTemplate],
                          fmr: float = 1e-3, clusters: int = CLUSTERS, seed: int = 0) -> dict[Path, float]:
-    """The normalization offset of every image that gave a template, from the fit on the other half of the people."""
-    names = sorted(identities)
-    half = np.random.default_rng(seed).permutation(len(names)) % 2
+    """The normalization offset of every image that gave a template, from the fit on the other half of the people
+    (``datasets.identity_halves``)."""
+    first, second = identity_halves(identities, seed)
     offsets: dict[Path, float] = {}
-    for side in (0, 1):
-        fitted = fit({names[k]: identities[names[k]] for k in np.flatnonzero(half != side)}, templates, fmr, clusters, seed)
-        paths = [path for k in np.flatnonzero(half == side) for path in identities[names[k]] if not templates[path].failed]
+    for fitting, applying in ((first, second), (second, first)):
+        fitted = fit(fitting, templates, fmr, clusters, seed)
+        paths = [path for photographs in applying.values() for path in photographs if not templates[path].failed]
         if paths:
             values = fitted.template_offsets(np.array([templates[path].embedding for path in paths]))
             offsets.update(zip(paths, values.tolist()))
