@@ -1,4 +1,8 @@
-"""Accuracy evaluation on labelled photo sets (admins and auditors)."""
+"""Accuracy evaluation on labelled photo sets (admins and auditors).
+
+Why one module: it is the ``evaluate`` command group; each command's options, checks and text output sit together,
+and the commands share the helpers at the top (templates with their cache, the pipeline's description, the score
+normalization)."""
 
 from __future__ import annotations
 
