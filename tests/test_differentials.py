@@ -29,7 +29,7 @@ def test_one_prolific_person_dominates_pair_weighted_rates_but_counts_once_ident
     assert (a["fnmr"]["errors"], a["fnmr"]["trials"]) == (3, 48) and b["fnmr"]["rate"] == 1 / 4  # pair-weighted: a best
     assert a["fnmr_identity_weighted"]["rate"] == 3 / 4 and b["fnmr_identity_weighted"]["rate"] == 1 / 4  # a worst
     assert (a["fnmr_identity_weighted"]["people"], a["fnmr_identity_weighted"]["people_with_errors"]) == (4, 3)
-    assert a["most_genuine_pairs"] == {"identity": "Pat", "images": 10, "genuine_pairs": 45, "of_the_group": 48}
+    assert a["most_genuine_pairs"] == {"identity": "Pat", "images": 10, "genuine_pairs": 45, "of_the_group": 48, "fnmr": 0.0}
     compared = report["verification"]["worst_to_best"]
     assert (compared["fnmr"]["worst_group"], compared["fnmr"]["ratio"]) == ("b", 4.0)
     assert (compared["fnmr_identity_weighted"]["worst_group"], compared["fnmr_identity_weighted"]["ratio"]) == ("a", 3.0)

@@ -381,7 +381,9 @@ def _print_demographics(report: dict) -> None:
     verification(v)
     for name, g in v["by_group"].items():
         most = g["most_genuine_pairs"]
-        out.print(f"  {name}: {most['identity']} ({most['images']} photographs) gives {most['genuine_pairs']:,} of the group's {most['of_the_group']:,} genuine pairs")
+        own = "" if most["fnmr"] is None else f", own FNMR {most['fnmr']:.2%}"
+        out.print(f"  {name}: {most['identity']} ({most['images']} photographs) gives {most['genuine_pairs']:,} of the group's "
+                  f"{most['of_the_group']:,} genuine pairs{own}")
     for name, c in v["cross_group"].items():
         out.print(f"  {name}: FMR {rate(c['fmr'])}")
     capped = report["capped"]
@@ -453,7 +455,7 @@ def evaluate_normalization(
     out.print(f"{report['method']}; {report['clusters']} clusters, FMR {report['fmr']:g}")
     for name in ("before", "after"):
         m = report[name]
-        shown = "   ".join(f"{rate} ×{c['ratio']:.2f}" for rate, c in m["ratios"].items() if c)
+        shown = "   ".join(f"{rate} ×{c['ratio']:.2f} ({c['worst_group']} worst)" for rate, c in m["ratios"].items() if c)
         out.print(f"{name}: threshold {m['threshold']:.4f}; {shown}; FNMR at FMR 0.001 {m['fnmr_at_fmr_0.001']:.2%} "
                   f"(identity-weighted {m['fnmr_identity_weighted_at_fmr_0.001']:.2%}); accuracy ({m['accuracy_kfold']['folds']}-fold) "
                   f"{m['accuracy_kfold']['mean']:.4f} ± {m['accuracy_kfold']['std']:.4f}")

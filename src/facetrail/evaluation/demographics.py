@@ -391,6 +391,7 @@ def _verification(data: LabelledSet, scores: PairScores, threshold: float, boots
                 "images": int(images[prolific]),
                 "genuine_pairs": int(genuine_trials[prolific]),
                 "of_the_group": int(genuine_trials[in_group].sum()),
+                "fnmr": float(genuine_errors[prolific] / genuine_trials[prolific]) if genuine_trials[prolific] else None,
             },
         }
     cross = {}
