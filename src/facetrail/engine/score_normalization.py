@@ -62,7 +62,7 @@ class FairScoreNormalization:
                    float(document["global_threshold"]), float(document["fmr"]))
 
 
-def normalized(distances: np.ndarray, first_offsets: np.ndarray, second_offsets: np.ndarray) -> np.ndarray:
+def normalized(distances: np.ndarray | float, first_offsets: np.ndarray | float, second_offsets: np.ndarray | float) -> np.ndarray | float:
     """``distances - (first_offsets + second_offsets) / 2``, broadcast (pairs side by side, or rows × columns)."""
     return distances - 0.5 * (first_offsets + second_offsets)
 

@@ -66,6 +66,7 @@ CROSS = " × "
 FMR_POINTS = (1e-3, 1e-4, 1e-5)
 """The false match rates at which the overall FNMR is reported (the model's limits, docs/model.md)."""
 MAX_PHOTOS_PER_PERSON = 10
+"""The verification figures are given again with at most this many photographs of each person."""
 
 
 @dataclass(frozen=True, eq=False)
