@@ -150,3 +150,31 @@ def test_projection_beyond_the_impostors_resolution_gives_both_ends():
     assert large["as_measured"]["rank_1"] == pytest.approx(2 / 3) and large["as_measured"]["fpir"] == 0.0
     assert large["rule_of_three"]["rank_1"] == pytest.approx(2 / 3 * (1 - 3 / 1_000) ** 9_999)
     assert large["rule_of_three"]["fpir"] == pytest.approx(1 - (1 - 3 / 1_000) ** 10_000)
+
+
+def test_the_shipped_figures_carry_the_models_limits_and_the_normalizations_verdict(tmp_path):
+    from facetrail.datadir import DataDir
+    from facetrail.evaluation.published import model_limits_sentence, published_figures
+
+    shipped, = published_figures(DataDir(tmp_path), "dlib-resnet-v1")  # no figures of this installation's own
+    assert shipped["origin"] == "facetrail" and shipped["dataset"] == "lfw-dev"
+    assert [d["rate"] for d in shipped["differences"]] == ["fnmr_identity_weighted", "fmr_identity_weighted",
+                                                           "fnir_rank_1_identity_weighted", "fpir"]
+    limits = shipped["model_limits"]
+    assert list(limits["fnmr_at_fmr"]) == ["0.001", "0.0001", "1e-05"]
+    assert [row["gallery_size"] for row in limits["projection"]["by_gallery_size"]] == [1_000_000, 10_000_000]
+    normalization = shipped["score_normalization"]
+    assert normalization["adopt"] is False and set(normalization) >= {"before", "after", "tests", "method", "measured"}
+    sentence = model_limits_sentence(DataDir(tmp_path), "dlib-resnet-v1")
+    assert sentence.startswith("On labelled photographs (lfw-dev), this model misses ") and "gallery of 10,000,000 people" in sentence
+    assert model_limits_sentence(DataDir(tmp_path), "another-model") is None
+
+
+def test_the_normalization_switch_is_off_by_default_and_checked():
+    from facetrail.config import Settings, settings_from_dict
+    from facetrail.errors import ConfigError
+
+    assert Settings().embedding.score_normalization == "none"  # it did not pass the adoption rule (docs/evaluation.md)
+    assert settings_from_dict({"embedding": {"score_normalization": "fsn"}}).engine.embedding.score_normalization == "fsn"
+    with pytest.raises(ConfigError, match="embedding.score_normalization"):
+        settings_from_dict({"embedding": {"score_normalization": "z-norm"}})
