@@ -77,6 +77,13 @@ def _normalization(choice: str, identities, templates, fmr: float, clusters: int
     return offsets, {"method": FSN_METHOD, "clusters": clusters, "fmr": fmr, "images_normalized": len(offsets)}
 
 
+def _published(system, actor, report: dict, images: Path) -> str:
+    """Keep ``report`` as this installation's published figures of its kind (audited); the file written."""
+    from facetrail.engine.models import DlibResNetModel
+
+    return str(system.admin.publish_evaluation(actor, DlibResNetModel.name, json_ready(report), images.name))
+
+
 def _pipeline_description(config, face_choice: str) -> dict:
     from facetrail.engine.models import DlibResNetModel
     from facetrail.engine.pipeline import EMBEDDING_PASSES
@@ -182,7 +189,6 @@ def evaluate_identify(
 ) -> None:
     """Identification rates at ranks 1/5/20 (CMC), FNIR at FPIR 0.01/0.001 and failures to enrol; with --project-to,
     the same projected to larger galleries."""
-    from facetrail.engine.models import DlibResNetModel
     from facetrail.evaluation.datasets import identity_folders, images_under, read_groups
     from facetrail.evaluation.identification import cmc_curves, identification_report, split_identities
     from facetrail.evaluation.plots import plot_cmc
@@ -210,7 +216,7 @@ def evaluate_identify(
             plot_cmc(cmc_curves(split, templates, labels, candidates), plot, title=f"Identification on {images.name}")
             report["plot"] = str(plot)
         if publish:
-            report["published"] = str(system.admin.publish_evaluation(actor, DlibResNetModel.name, json_ready(report), images.name))
+            report["published"] = _published(system, actor, report, images)
         return report
 
     report = acting(data, body)
@@ -338,7 +344,7 @@ def evaluate_demographics(
             source = f"{images.name}: {compared:,} impostor pairs among {figures['images']:,} photographs of {figures['identities']:,} people"
             report["calibration"] = str(system.admin.save_calibration(actor, DlibResNetModel.name, impostors, compared, source))
         if publish:
-            report["published"] = str(system.admin.publish_evaluation(actor, DlibResNetModel.name, json_ready(report), images.name))
+            report["published"] = _published(system, actor, report, images)
         return report
 
     report = acting(data, body)
@@ -445,7 +451,7 @@ def evaluate_normalization(
                   "images_folder": str(images), "pairs_file": str(pairs), **described, **measured,
                   **adoption(measured["before"], measured["after"])}
         if publish:
-            report["published"] = str(system.admin.publish_evaluation(actor, DlibResNetModel.name, json_ready(report), images.name))
+            report["published"] = _published(system, actor, report, images)
         return report
 
     report = acting(data, body)
