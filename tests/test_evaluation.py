@@ -274,3 +274,72 @@ def test_verification_on_a_slice_of_the_shared_lfw_pairs(shared_faces, tmp_path,
     report = json.loads(result.stdout)
     assert report["enrolment"]["failures_to_enrol"] == 0
     assert report["accuracy_at_default_threshold"]["accuracy"] >= 0.9
+
+
+@pytest.fixture(scope="module")
+def four_people(tmp_path_factory, faces) -> tuple[Path, Path]:
+    """Four people with two photographs each (the fixture photographs, some turned grey or mirrored), their groups
+    and an LFW pairs file of ten pairs among them; and a template cache shared by the tests."""
+    from PIL import ImageOps
+
+    root = tmp_path_factory.mktemp("four")
+    layout = {"Ann_A": [("obama.jpg", None), ("obama2.jpg", None)], "Amy_A": [("obama3.jpg", None), ("obama3.jpg", ImageOps.grayscale)],
+              "Bob_B": [("biden.jpg", None), ("biden.jpg", ImageOps.grayscale)], "Ben_B": [("biden.jpg", ImageOps.mirror), ("obama2.jpg", ImageOps.mirror)]}
+    for name, files in layout.items():
+        (root / "set" / name).mkdir(parents=True)
+        for number, (file, change) in enumerate(files, start=1):
+            image = Image.open(faces[file]).convert("RGB")
+            image.thumbnail((400, 400))
+            (change(image) if change else image).convert("RGB").save(root / "set" / name / f"{name}_{number:04d}.jpg")
+    (root / "groups.csv").write_text("identity,group\nAnn_A,a\nAmy_A,a\nBob_B,b\nBen_B,b\n")
+    lines = [f"{name}\t1\t2" for name in layout] + ["Ann_A\t1\tAmy_A\t1", "Ann_A\t2\tBob_B\t1", "Amy_A\t2\tBen_B\t2",
+                                                    "Bob_B\t2\tBen_B\t1", "Ann_A\t1\tBen_B\t1", "Amy_A\t1\tBob_B\t2"]
+    (root / "pairs.txt").write_text("4\t6\n" + "\n".join(lines) + "\n")
+    return root, root / "templates.npz"
+
+
+def test_demographics_and_normalization_clis_report_people_and_the_adoption_rule(four_people, datadir, admin_token):
+    root, cache = four_people
+    common = ["--images", str(root / "set"), "--groups", str(root / "groups.csv"), "--resamples", "20", "--workers", "1",
+              "--template-cache", str(cache)]
+    result = runner.invoke(app, ["evaluate", "demographics", *common, "--threshold", "0.6", "--max-photos-per-person", "2"])
+    assert result.exit_code == 0, result.output
+    # Ben_B's "two photographs" are of two people (mirrored Biden and Obama): his genuine pair misses, Bob_B's does not
+    assert "b, identity-weighted: FNMR 5.00e-01 (95% CI 0.00e+00 to 1.00e+00) 1 of 2 people with errors" in result.stdout
+    assert "fnmr_identity_weighted: worst b / best a = ×inf" in result.stdout
+    assert "verification with at most 2 photographs of each person, drawn at random (seed 0)" in result.stdout
+    assert "overall FNMR at a false match rate over all impostor pairs:" in result.stdout and "FMR 1e-05: FNMR" in result.stdout
+    refused = runner.invoke(app, ["evaluate", "demographics", *common, "--normalization", "fsn", "--publish"])
+    assert refused.exit_code == 2 and "leave out --normalization" in refused.output
+    assert "--half must be 1 or 2" in runner.invoke(app, ["evaluate", "demographics", *common, "--half", "3"]).output
+
+    result = runner.invoke(app, ["evaluate", "normalization", *common, "--pairs", str(root / "pairs.txt"), "--clusters", "2",
+                                 "--fmr", "0.2", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["protocol"] == "score_normalization" and report["clusters"] == 2 and report["images_normalized"] == 8
+    assert set(report["tests"]) == {"lowers the FNMR ratio (identity-weighted)", "lowers the FMR ratio (identity-weighted)",
+                                    "does not raise the FNMR at FMR 0.001", "does not lower the 10-fold accuracy"}
+    assert report["adopt"] == all(report["tests"].values())
+    assert report["before"]["accuracy_kfold"]["folds"] == 10 and "fnmr_identity_weighted" in report["after"]["ratios"]
+    verify = runner.invoke(app, ["evaluate", "verify", "--pairs", str(root / "pairs.txt"), "--images", str(root / "set"), "--normalization",
+                                 "fsn", "--workers", "1", "--template-cache", str(cache), "--json"])
+    assert verify.exit_code == 0, verify.output
+    assert json.loads(verify.stdout)["score_normalization"]["images_normalized"] == 8
+
+
+def test_identify_projects_to_an_agencys_gallery_size(four_people, datadir, admin_token):
+    root, cache = four_people
+    arguments = ["evaluate", "identify", "--images", str(root / "set"), "--workers", "1", "--template-cache", str(cache)]
+    result = runner.invoke(app, [*arguments, "--project-to", "1000,1e6", "--project-to", "10_000_000", "--fmr", "0.1", "--json"])
+    assert result.exit_code == 0, result.output
+    projection = json.loads(result.stdout)["projection"]
+    assert [row["gallery_size"] for row in projection["by_gallery_size"]] == [1000, 1_000_000, 10_000_000]
+    assert projection["impostor_pairs"] == 24 and projection["check"]["gallery_size"] == 3  # one person held out
+    fpir = [row["rule_of_three"]["fpir"] for row in projection["by_gallery_size"]]
+    rank_1 = [row["rule_of_three"]["rank_1"] for row in projection["by_gallery_size"]]
+    assert fpir == sorted(fpir) and rank_1 == sorted(rank_1, reverse=True)
+    text = runner.invoke(app, [*arguments, "--project-to", "10000000"])
+    assert text.exit_code == 0 and "gallery of 10,000,000: rank 1" in text.stdout and "check at this gallery's 3 people" in text.stdout
+    bad = runner.invoke(app, [*arguments, "--project-to", "many"])
+    assert bad.exit_code == 2 and "--project-to: 'many' is not a gallery size" in bad.output

@@ -73,6 +73,10 @@ class EmbeddingConfig:
     enrolled with the other."""
     threads: int = 0
     """Threads for one network evaluation; 0 means one per core, shared out among worker processes."""
+    score_normalization: Literal["none", "fsn"] = "none"
+    """Normalization of comparison distances: "fsn" is fair score normalization (Terhörst et al. 2020: clusters of
+    templates, no group labels). Only the evaluate commands read it (their --normalization default); searches do not
+    apply it. It is off because it did not pass the adoption rule on the development set (docs/evaluation.md)."""
 
 
 @dataclass(frozen=True)

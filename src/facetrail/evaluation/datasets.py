@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from facetrail.errors import FacetrailError
 
@@ -93,3 +96,11 @@ def read_groups(path: Path) -> dict[str, str]:
     if not groups:
         raise FacetrailError(f"{path}: no group labels")
     return groups
+
+
+def identity_halves(identities: Mapping[str, list[Path]], seed: int = 0) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
+    """Two random halves of the people (``seed``), each ``{identity: photographs}``; their sizes differ by at most one."""
+    names = sorted(identities)
+    side = np.random.default_rng(seed).permutation(len(names)) % 2
+    first, second = ({names[k]: identities[names[k]] for k in np.flatnonzero(side == half)} for half in (0, 1))
+    return first, second

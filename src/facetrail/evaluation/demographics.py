@@ -22,6 +22,16 @@ On a folder-per-identity photo set whose identities carry group labels:
 An image that fails to give a template stays in every count: its pairs have
 distance +inf (a non-match), so its genuine pairs are errors.
 
+Every verification rate comes **pair-weighted** (errors over all the group's pairs, as NIST counts) and
+**identity-weighted** (each person's own rate, over their own pairs, averaged over the people with at least one
+such pair): pair counts grow with the square of a person's photographs, so a few prolific people dominate the
+pair-weighted rates (in lfw-dev one man's 530 photographs give two thirds of the men's genuine pairs), and the
+identity-weighted ones are the published comparison between groups. The same figures are given again with at most
+``max_photos_per_person`` photographs of each person (a seeded choice), at the same threshold.
+
+Optionally, distances are **normalized** before anything is counted: each image carries an offset and a pair's
+distance becomes ``d - (offset_a + offset_b) / 2`` (``engine.score_normalization``).
+
 Confidence intervals (95 %) come in two kinds: ``ci95_bootstrap`` is a
 percentile bootstrap over **identities**, resampled within each group (pairs
 that share a person are not independent, so this is the honest one), and
@@ -36,12 +46,14 @@ temporaries.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from facetrail.engine.score_normalization import normalized
 from facetrail.evaluation import metrics
 from facetrail.evaluation.identification import search_all, split_identities
 from facetrail.evaluation.templates import ImageTemplate, failure_summary
@@ -51,6 +63,10 @@ BLOCK_ROWS = 512
 """Rows of the distance matrix scored at a time (512 × 7,311 distances ≈ 30 MB in float64)."""
 CROSS = " × "
 """Joins two group names for the impostor pairs between them."""
+FMR_POINTS = (1e-3, 1e-4, 1e-5)
+"""The false match rates at which the overall FNMR is reported (the model's limits, docs/model.md)."""
+MAX_PHOTOS_PER_PERSON = 10
+"""The verification figures are given again with at most this many photographs of each person."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,6 +81,8 @@ class LabelledSet:
     identity_group: np.ndarray
     """Index into ``groups`` per identity."""
     groups: list[str]
+    offsets: np.ndarray
+    """Score normalization offset per image (zeros: distances as they are)."""
 
     @property
     def images_per_identity(self) -> np.ndarray:
@@ -85,9 +103,11 @@ class PairScores:
 
 
 def labelled_set(
-    identities: Mapping[str, list[Path]], groups: Mapping[str, str], templates: Mapping[Path, ImageTemplate]
+    identities: Mapping[str, list[Path]], groups: Mapping[str, str], templates: Mapping[Path, ImageTemplate],
+    offsets: Mapping[Path, float] | None = None,
 ) -> tuple[LabelledSet, list[str]]:
-    """The labelled images (identities without a group label are left out) and the names of those left out."""
+    """The labelled images (identities without a group label are left out) and the names of those left out;
+    ``offsets`` normalizes their distances (module docstring)."""
     names = sorted(name for name in identities if name in groups)
     unlabelled = sorted(name for name in identities if name not in groups)
     if not names:
@@ -101,7 +121,20 @@ def labelled_set(
         if not templates[path].failed:
             embeddings[row] = templates[path].embedding
     identity_group = np.array([group_names.index(groups[name]) for name in names])
-    return LabelledSet(paths, embeddings, image_identity, names, identity_group, group_names), unlabelled
+    image_offsets = np.array([(offsets or {}).get(path, 0.0) for path in paths])
+    return LabelledSet(paths, embeddings, image_identity, names, identity_group, group_names, image_offsets), unlabelled
+
+
+def cap_photographs(identities: Mapping[str, list[Path]], most: int, seed: int = 0) -> dict[str, list[Path]]:
+    """At most ``most`` photographs of each person, drawn at random (``seed``) from those with more."""
+    if most < 2:
+        raise ValueError("at least 2 photographs per person are needed for a genuine pair")
+    rng = np.random.default_rng(seed)
+    capped = {}
+    for name in sorted(identities):
+        paths = identities[name]
+        capped[name] = paths if len(paths) <= most else [paths[k] for k in sorted(rng.choice(len(paths), most, replace=False))]
+    return capped
 
 
 def threshold_at_fmr(scores: PairScores, fmr: float) -> tuple[float, str]:
@@ -111,14 +144,17 @@ def threshold_at_fmr(scores: PairScores, fmr: float) -> tuple[float, str]:
     return point.threshold, f"FMR {fmr:g} over all {impostors.size:,} impostor pairs (actual {point.far_actual:.3g})"
 
 
-def distance_blocks(embeddings: np.ndarray, block_rows: int = BLOCK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
+def distance_blocks(embeddings: np.ndarray, block_rows: int = BLOCK_ROWS, offsets: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """``(first_row, block)`` where ``block[r, c]`` is the distance between rows ``first_row + r`` and ``first_row + c``
-    (columns from ``first_row`` on; the caller keeps ``c > r``). A NaN embedding gives +inf distances."""
+    (columns from ``first_row`` on; the caller keeps ``c > r``), normalized by per-row ``offsets`` if given. A NaN
+    embedding gives +inf distances."""
     squared = np.einsum("ij,ij->i", embeddings, embeddings)
     for start in range(0, len(embeddings), block_rows):
         stop = min(start + block_rows, len(embeddings))
         block = squared[start:stop, None] + squared[None, start:] - 2.0 * embeddings[start:stop] @ embeddings[start:].T
         block = np.sqrt(np.maximum(block, 0.0))
+        if offsets is not None:
+            block = normalized(block, offsets[start:stop, None], offsets[None, start:])
         block[np.isnan(block)] = np.inf
         yield start, block
 
@@ -135,7 +171,7 @@ def score_pairs(data: LabelledSet, block_rows: int = BLOCK_ROWS) -> PairScores:
     groups = len(data.groups)
     genuine, genuine_identity = [], []
     impostor: dict[tuple[int, int], list[np.ndarray]] = {(g, h): [] for g in range(groups) for h in range(g, groups)}
-    for start, block in distance_blocks(data.embeddings, block_rows):
+    for start, block in distance_blocks(data.embeddings, block_rows, data.offsets):
         stop = start + block.shape[0]
         upper = _upper(block)
         same = data.image_identity[start:stop, None] == data.image_identity[None, start:]
@@ -157,7 +193,7 @@ def score_pairs(data: LabelledSet, block_rows: int = BLOCK_ROWS) -> PairScores:
 def impostor_matches(data: LabelledSet, threshold: float, block_rows: int = BLOCK_ROWS) -> tuple[np.ndarray, np.ndarray]:
     """Identity indices ``(a, b)`` of every impostor pair at or below ``threshold`` (a false match), one entry per pair."""
     first, second = [], []
-    for start, block in distance_blocks(data.embeddings, block_rows):
+    for start, block in distance_blocks(data.embeddings, block_rows, data.offsets):
         stop = start + block.shape[0]
         same = data.image_identity[start:stop, None] == data.image_identity[None, start:]
         rows, columns = np.nonzero(_upper(block) & ~same & (block <= threshold))
@@ -221,6 +257,26 @@ def _rate(errors: int, trials: int, resampled: np.ndarray) -> dict:
     }
 
 
+def _per_person(errors: np.ndarray, trials: np.ndarray, members: np.ndarray, bootstrap: IdentityBootstrap) -> tuple[dict, np.ndarray]:
+    """Each person's own rate (their errors over their trials), averaged over the people of ``members`` (a mask) with
+    at least one trial, and that average in every bootstrap resample."""
+    counted = members & (trials > 0)
+    own = np.divide(errors, trials, out=np.zeros(trials.size), where=counted)
+    resampled = bootstrap.per_identity_rate(own * counted, counted)
+    figure = {
+        "rate": float(own[counted].mean()) if counted.any() else None,
+        "people": int(counted.sum()),
+        "people_with_errors": int((errors[counted] > 0).sum()),
+        "ci95_bootstrap": _interval(resampled) if counted.any() else None,
+    }
+    return figure, resampled
+
+
+def _per_identity_count(first: np.ndarray, second: np.ndarray, identities: int) -> np.ndarray:
+    """How many of the pairs ``(first[k], second[k])`` each identity is in."""
+    return np.bincount(first, minlength=identities) + np.bincount(second, minlength=identities)
+
+
 def _worst_to_best(by_group: Mapping[str, dict], name: str, resampled: Mapping[str, np.ndarray]) -> dict | None:
     """Worst/best ratio of one rate across groups, with the bootstrap interval of that ratio (same two groups)."""
     rates = {group: figures[name]["rate"] for group, figures in by_group.items() if figures.get(name) and figures[name]["rate"] is not None}
@@ -236,6 +292,12 @@ def _worst_to_best(by_group: Mapping[str, dict], name: str, resampled: Mapping[s
     }
 
 
+def _comparisons(by_group: Mapping[str, dict], resampled: Mapping[str, Mapping[str, np.ndarray]]) -> dict:
+    """``_worst_to_best`` of each rate in ``resampled`` (rate -> group -> resampled values) that has one."""
+    found = {name: _worst_to_best(by_group, name, by_rate) for name, by_rate in resampled.items()}
+    return {name: comparison for name, comparison in found.items() if comparison}
+
+
 def demographic_report(
     identities: Mapping[str, list[Path]],
     groups: Mapping[str, str],
@@ -244,45 +306,21 @@ def demographic_report(
     fmr: float = 1e-3,
     resamples: int = 1000,
     seed: int = 0,
+    max_photos_per_person: int = MAX_PHOTOS_PER_PERSON,
+    offsets: Mapping[Path, float] | None = None,
 ) -> tuple[dict, dict[str, metrics.RocCurve], np.ndarray]:
     """The differentials report (JSON-ready; keys in docs/evaluation.md), the DET curves per group (plus "all") and
-    every impostor distance (for a calibration table)."""
-    data, unlabelled = labelled_set(identities, groups, templates)
+    every impostor distance (for a calibration table). ``offsets`` normalizes the distances (module docstring)."""
+    data, unlabelled = labelled_set(identities, groups, templates, offsets)
     scores = score_pairs(data)
     everyone = scores.all_impostors()
     threshold, rule = (threshold, "given") if threshold is not None else threshold_at_fmr(scores, fmr)
     bootstrap = IdentityBootstrap(data.identity_group, resamples, seed)
-    images = data.images_per_identity
-    genuine_trials = images * (images - 1) // 2
-    genuine_errors = np.bincount(scores.genuine_identity[scores.genuine > threshold], minlength=len(data.identities))
-    first, second = impostor_matches(data, threshold)
-    members = [np.flatnonzero(data.identity_group == g) for g in range(len(data.groups))]
-    group_of = data.identity_group
-
-    verification: dict[str, dict] = {}
-    resampled_fnmr, resampled_fmr = {}, {}
-    for g, name in enumerate(data.groups):
-        in_group = group_of == g
-        resampled_fnmr[name] = bootstrap.per_identity_rate(genuine_errors * in_group, genuine_trials * in_group)
-        within = (group_of[first] == g) & (group_of[second] == g)
-        resampled_fmr[name] = bootstrap.pair_rate(first[within], second[within], images, members[g])
-        verification[name] = {
-            "identities": int(in_group.sum()),
-            "images": int(images[in_group].sum()),
-            "fnmr": _rate(int(genuine_errors[in_group].sum()), int(genuine_trials[in_group].sum()), resampled_fnmr[name]),
-            "fmr": _rate(int(within.sum()), int(scores.impostor[(g, g)].size), resampled_fmr[name]),
-        }
-    cross = {}
-    for (g, h), distances in scores.impostor.items():
-        if g != h:
-            between = ((group_of[first] == g) & (group_of[second] == h)) | ((group_of[first] == h) & (group_of[second] == g))
-            resampled = bootstrap.pair_rate(first[between], second[between], images, members[g], members[h])
-            cross[data.groups[g] + CROSS + data.groups[h]] = {"fmr": _rate(int(between.sum()), int(distances.size), resampled)}
-    everybody = np.arange(len(data.identities))
-    overall = {
-        "fnmr": _rate(int(genuine_errors.sum()), int(genuine_trials.sum()), bootstrap.per_identity_rate(genuine_errors, genuine_trials)),
-        "fmr": _rate(int(first.size), int(everyone.size), bootstrap.pair_rate(first, second, images, everybody)),
-    }
+    verification, overall = _verification(data, scores, threshold, bootstrap)
+    overall["fnmr_at_fmr"] = _fnmr_at_fmr(data, scores, everyone)
+    capped, _ = labelled_set(cap_photographs({name: identities[name] for name in data.identities}, max_photos_per_person, seed),
+                             groups, templates, offsets)
+    capped_verification, capped_overall = _verification(capped, score_pairs(capped), threshold, bootstrap)
     report = {
         "protocol": "demographics",
         "identities": len(data.identities),
@@ -294,18 +332,24 @@ def demographic_report(
             "ci95_bootstrap": f"percentile bootstrap over identities, resampled within each group ({resamples} resamples, seed {seed})",
             "ci95_wilson": "Wilson score interval treating every comparison as independent (narrower than the truth)",
         },
-        "overall": overall,
-        "verification": {
-            "by_group": verification,
-            "cross_group": cross,
-            "worst_to_best": {name: c for name, c in (
-                ("fnmr", _worst_to_best(verification, "fnmr", resampled_fnmr)),
-                ("fmr", _worst_to_best(verification, "fmr", resampled_fmr)),
-            ) if c},
+        "weighting": {
+            "pair_weighted": "errors over all the pairs (or searches) of the group: people with many photographs weigh more",
+            "identity_weighted": "each person's own rate over their own pairs (or searches), averaged over the people who "
+                                 "have at least one: every person counts once; the published comparison between groups",
         },
-        "identification": _identification(identities, data, templates, threshold, bootstrap),
+        "overall": overall,
+        "verification": verification,
+        "capped": {
+            "max_photos_per_person": max_photos_per_person,
+            "rule": f"at most {max_photos_per_person} photographs of each person, drawn at random (seed {seed}), at the same threshold",
+            "images": len(capped.paths),
+            "overall": capped_overall,
+            "verification": capped_verification,
+        },
+        "identification": _identification(identities, data, templates, threshold, bootstrap, offsets),
         "enrolment": failure_summary(templates[p] for p in data.paths),
     }
+    group_of = data.identity_group
     curves = {"all": metrics.roc_curve(scores.genuine, everyone)}
     for g, name in enumerate(data.groups):
         genuine = scores.genuine[group_of[scores.genuine_identity] == g]
@@ -314,11 +358,88 @@ def demographic_report(
     return report, curves, everyone
 
 
+def _verification(data: LabelledSet, scores: PairScores, threshold: float, bootstrap: IdentityBootstrap) -> tuple[dict, dict]:
+    """FNMR and FMR per group, pair- and identity-weighted, FMR between groups and the worst/best ratios; and the
+    same over everybody."""
+    n = len(data.identities)
+    images = data.images_per_identity
+    group_of = data.identity_group
+    genuine_trials = images * (images - 1) // 2
+    genuine_errors = np.bincount(scores.genuine_identity[scores.genuine > threshold], minlength=n)
+    first, second = impostor_matches(data, threshold)
+    members = [group_of == g for g in range(len(data.groups))]
+    by_group: dict[str, dict] = {}
+    resampled: dict[str, dict[str, np.ndarray]] = {name: {} for name in ("fnmr", "fmr", "fnmr_identity_weighted", "fmr_identity_weighted")}
+    for g, name in enumerate(data.groups):
+        in_group = members[g]
+        within = (group_of[first] == g) & (group_of[second] == g)
+        own_false_matches = _per_identity_count(first[within], second[within], n)
+        own_impostor_pairs = images * (images[in_group].sum() - images)
+        resampled["fnmr"][name] = bootstrap.per_identity_rate(genuine_errors * in_group, genuine_trials * in_group)
+        resampled["fmr"][name] = bootstrap.pair_rate(first[within], second[within], images, np.flatnonzero(in_group))
+        fnmr_people, resampled["fnmr_identity_weighted"][name] = _per_person(genuine_errors, genuine_trials, in_group, bootstrap)
+        fmr_people, resampled["fmr_identity_weighted"][name] = _per_person(own_false_matches, own_impostor_pairs, in_group, bootstrap)
+        prolific = int(np.argmax(np.where(in_group, genuine_trials, -1)))
+        by_group[name] = {
+            "identities": int(in_group.sum()),
+            "images": int(images[in_group].sum()),
+            "fnmr": _rate(int(genuine_errors[in_group].sum()), int(genuine_trials[in_group].sum()), resampled["fnmr"][name]),
+            "fmr": _rate(int(within.sum()), int(scores.impostor[(g, g)].size), resampled["fmr"][name]),
+            "fnmr_identity_weighted": fnmr_people,
+            "fmr_identity_weighted": fmr_people,
+            "most_genuine_pairs": {
+                "identity": data.identities[prolific],
+                "images": int(images[prolific]),
+                "genuine_pairs": int(genuine_trials[prolific]),
+                "of_the_group": int(genuine_trials[in_group].sum()),
+                "fnmr": float(genuine_errors[prolific] / genuine_trials[prolific]) if genuine_trials[prolific] else None,
+            },
+        }
+    cross = {}
+    for (g, h), distances in scores.impostor.items():
+        if g != h:
+            between = ((group_of[first] == g) & (group_of[second] == h)) | ((group_of[first] == h) & (group_of[second] == g))
+            interval = bootstrap.pair_rate(first[between], second[between], images, np.flatnonzero(members[g]), np.flatnonzero(members[h]))
+            cross[data.groups[g] + CROSS + data.groups[h]] = {"fmr": _rate(int(between.sum()), int(distances.size), interval)}
+    everybody = np.ones(n, dtype=bool)
+    impostor_pairs = sum(int(distances.size) for distances in scores.impostor.values())
+    overall = {
+        "fnmr": _rate(int(genuine_errors.sum()), int(genuine_trials.sum()), bootstrap.per_identity_rate(genuine_errors, genuine_trials)),
+        "fmr": _rate(int(first.size), impostor_pairs, bootstrap.pair_rate(first, second, images, np.arange(n))),
+        "fnmr_identity_weighted": _per_person(genuine_errors, genuine_trials, everybody, bootstrap)[0],
+        "fmr_identity_weighted": _per_person(_per_identity_count(first, second, n), images * (images.sum() - images), everybody, bootstrap)[0],
+    }
+    return {"by_group": by_group, "cross_group": cross, "worst_to_best": _comparisons(by_group, resampled)}, overall
+
+
+def _fnmr_at_fmr(data: LabelledSet, scores: PairScores, impostors: np.ndarray) -> dict:
+    """The overall FNMR, pair- and identity-weighted, at each of FMR_POINTS over every impostor pair, with how many
+    false matches that is and whether there are enough impostor pairs (1/FMR) to resolve it."""
+    images = data.images_per_identity
+    trials = images * (images - 1) // 2
+    counted = trials > 0
+    found = {}
+    for fmr, point in zip(FMR_POINTS, metrics.tar_at_fars(scores.genuine, impostors, FMR_POINTS)):
+        errors = np.bincount(scores.genuine_identity[scores.genuine > point.threshold], minlength=images.size)
+        found[f"{fmr:g}"] = {
+            "threshold": point.threshold,
+            "fnmr": 1.0 - point.tar,
+            "fnmr_identity_weighted": float((errors[counted] / trials[counted]).mean()),
+            "fmr_actual": point.far_actual,
+            "false_matches": int(round(point.far_actual * impostors.size)),
+            "impostor_pairs": int(impostors.size),
+            "resolvable": bool(impostors.size >= math.ceil(1 / fmr)),
+        }
+    return found
+
+
 def _identification(identities: Mapping[str, list[Path]], data: LabelledSet, templates: Mapping[Path, ImageTemplate],
-                    threshold: float, bootstrap: IdentityBootstrap) -> dict:
-    """FNIR at rank 1 and FPIR per group at the global threshold (the split of ``identification.split_identities``)."""
+                    threshold: float, bootstrap: IdentityBootstrap, offsets: Mapping[Path, float] | None) -> dict:
+    """FNIR at rank 1 (pair- and identity-weighted) and FPIR per group at the global threshold (the split of
+    ``identification.split_identities``; an unmated search is a person with one photograph, so FPIR counts every
+    person once already)."""
     split = split_identities({name: identities[name] for name in data.identities}, gallery_per_subject=1)
-    ranks, mate_distances, top1 = search_all(split, templates, candidate_list_length=1)
+    ranks, mate_distances, top1 = search_all(split, templates, candidate_list_length=1, offsets=offsets)
     index = {name: k for k, name in enumerate(data.identities)}
     n = len(data.identities)
     mated_owner = np.array([index[name] for name, _ in split.mated], dtype=np.int64)
@@ -327,14 +448,17 @@ def _identification(identities: Mapping[str, list[Path]], data: LabelledSet, tem
     mated = np.bincount(mated_owner, minlength=n)
     false_positives = np.bincount(unmated_owner[top1 <= threshold], minlength=n)
     unmated = np.bincount(unmated_owner, minlength=n)
-    by_group, resampled_fnir, resampled_fpir = {}, {}, {}
+    by_group = {}
+    resampled: dict[str, dict[str, np.ndarray]] = {name: {} for name in ("fnir_rank_1", "fpir", "fnir_rank_1_identity_weighted")}
     for g, name in enumerate(data.groups):
         in_group = data.identity_group == g
-        resampled_fnir[name] = bootstrap.per_identity_rate(misses * in_group, mated * in_group)
-        resampled_fpir[name] = bootstrap.per_identity_rate(false_positives * in_group, unmated * in_group)
+        resampled["fnir_rank_1"][name] = bootstrap.per_identity_rate(misses * in_group, mated * in_group)
+        resampled["fpir"][name] = bootstrap.per_identity_rate(false_positives * in_group, unmated * in_group)
+        people, resampled["fnir_rank_1_identity_weighted"][name] = _per_person(misses, mated, in_group, bootstrap)
         by_group[name] = {
-            "fnir_rank_1": _rate(int(misses[in_group].sum()), int(mated[in_group].sum()), resampled_fnir[name]),
-            "fpir": _rate(int(false_positives[in_group].sum()), int(unmated[in_group].sum()), resampled_fpir[name]),
+            "fnir_rank_1": _rate(int(misses[in_group].sum()), int(mated[in_group].sum()), resampled["fnir_rank_1"][name]),
+            "fpir": _rate(int(false_positives[in_group].sum()), int(unmated[in_group].sum()), resampled["fpir"][name]),
+            "fnir_rank_1_identity_weighted": people,
         }
     return {
         "gallery_subjects": len(split.gallery),
@@ -342,9 +466,5 @@ def _identification(identities: Mapping[str, list[Path]], data: LabelledSet, tem
         "unmated_searches": len(split.unmated),
         "unmated_rule": split.unmated_rule,
         "by_group": by_group,
-        "worst_to_best": {name: c for name, c in (
-            ("fnir_rank_1", _worst_to_best(by_group, "fnir_rank_1", resampled_fnir)),
-            ("fpir", _worst_to_best(by_group, "fpir", resampled_fpir)),
-        ) if c},
+        "worst_to_best": _comparisons(by_group, resampled),
     }
-

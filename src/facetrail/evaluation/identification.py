@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facetrail.engine.score_normalization import normalized
 from facetrail.evaluation import metrics
 from facetrail.evaluation.templates import ImageTemplate, failure_summary
 
@@ -160,24 +161,30 @@ def _group_figures(split, mate_ranks, mate_distances, unmated_top1, length, grou
     }
 
 
-def search_all(split: Split, templates: Mapping[Path, ImageTemplate], candidate_list_length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def search_all(split: Split, templates: Mapping[Path, ImageTemplate], candidate_list_length: int,
+               offsets: Mapping[Path, float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mate rank (0: not found) and mate distance (+inf unless the mate is within the top ``candidate_list_length``)
-    per mated probe; top-1 distance per unmated probe."""
+    per mated probe; top-1 distance per unmated probe. ``offsets`` per image normalizes the distances
+    (``engine.score_normalization.normalized``)."""
+    offsets = offsets or {}
     subjects = sorted(split.gallery)
-    rows, owners = [], []
+    rows, owners, shifts = [], [], []
     for position, name in enumerate(subjects):
         for path in split.gallery[name]:
             if not templates[path].failed:
                 rows.append(templates[path].embedding)
                 owners.append(position)
+                shifts.append(offsets.get(path, 0.0))
     gallery = np.array(rows, dtype=np.float32).reshape(len(rows), -1)
     owner = np.array(owners, dtype=np.int64)
+    gallery_offsets = np.array(shifts)
     subject_index = {name: k for k, name in enumerate(subjects)}
 
-    def best_per_subject(probe: np.ndarray) -> np.ndarray:
+    def best_per_subject(path: Path) -> np.ndarray:
         best = np.full(len(subjects), np.inf)
         if len(gallery):
-            np.minimum.at(best, owner, np.linalg.norm(gallery - probe, axis=1))
+            distances = np.linalg.norm(gallery - templates[path].embedding, axis=1)
+            np.minimum.at(best, owner, normalized(distances, offsets.get(path, 0.0), gallery_offsets))
         return best
 
     ranks = np.zeros(len(split.mated))
@@ -185,7 +192,7 @@ def search_all(split: Split, templates: Mapping[Path, ImageTemplate], candidate_
     for k, (name, path) in enumerate(split.mated):
         if templates[path].failed:
             continue
-        best = best_per_subject(templates[path].embedding)
+        best = best_per_subject(path)
         mate = best[subject_index[name]]
         if np.isfinite(mate):
             rank = int((best < mate).sum()) + 1
@@ -195,5 +202,5 @@ def search_all(split: Split, templates: Mapping[Path, ImageTemplate], candidate_
     top1 = np.full(len(split.unmated), np.inf)
     for k, (_, path) in enumerate(split.unmated):
         if not templates[path].failed:
-            top1[k] = float(best_per_subject(templates[path].embedding).min())
+            top1[k] = float(best_per_subject(path).min())
     return ranks, distances, top1

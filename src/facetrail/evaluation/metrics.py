@@ -174,10 +174,17 @@ def roc_auc(genuine: ArrayLike, impostor: ArrayLike) -> float:
 
 def tar_at_far(genuine: ArrayLike, impostor: ArrayLike, far: float) -> OperatingPoint:
     """TAR at the largest distinct-score threshold whose FMR is <= ``far`` (``-inf`` and TAR 0 if none)."""
-    far = _rate("far", far)
+    return tar_at_fars(genuine, impostor, (far,))[0]
+
+
+def tar_at_fars(genuine: ArrayLike, impostor: ArrayLike, fars: tuple[float, ...]) -> list[OperatingPoint]:
+    """``tar_at_far`` at each of ``fars``, sorting the scores once."""
     curve = roc_curve(genuine, impostor)
-    k = _last_within(curve.fmr, far)
-    return OperatingPoint(threshold=float(curve.thresholds[k]), tar=float(curve.tar[k]), far_actual=float(curve.fmr[k]))
+    points = []
+    for far in fars:
+        k = _last_within(curve.fmr, _rate("far", far))
+        points.append(OperatingPoint(threshold=float(curve.thresholds[k]), tar=float(curve.tar[k]), far_actual=float(curve.fmr[k])))
+    return points
 
 
 def equal_error_rate(genuine: ArrayLike, impostor: ArrayLike) -> EqualErrorRate:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facetrail.engine.score_normalization import normalized
 from facetrail.evaluation import metrics
 from facetrail.evaluation.datasets import Pair
 from facetrail.evaluation.templates import ImageTemplate, failure_summary
@@ -23,8 +24,11 @@ from facetrail.evaluation.templates import ImageTemplate, failure_summary
 FAR_POINTS = (1e-2, 1e-3)
 
 
-def pair_distances(pairs: list[Pair], templates: Mapping[Path, ImageTemplate]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(distances, same, failed)`` arrays; failed pairs get distance +inf."""
+def pair_distances(pairs: list[Pair], templates: Mapping[Path, ImageTemplate],
+                   offsets: Mapping[Path, float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(distances, same, failed)`` arrays; failed pairs get distance +inf. ``offsets`` per image normalizes the
+    distances (``engine.score_normalization.normalized``)."""
+    offsets = offsets or {}
     distances = np.full(len(pairs), np.inf)
     failed = np.zeros(len(pairs), dtype=bool)
     for k, pair in enumerate(pairs):
@@ -32,7 +36,8 @@ def pair_distances(pairs: list[Pair], templates: Mapping[Path, ImageTemplate]) -
         if a.failed or b.failed:
             failed[k] = True
         else:
-            distances[k] = float(np.linalg.norm(a.embedding - b.embedding))
+            distance = float(np.linalg.norm(a.embedding - b.embedding))
+            distances[k] = normalized(distance, offsets.get(pair.first, 0.0), offsets.get(pair.second, 0.0))
     same = np.array([p.same for p in pairs], dtype=bool)
     return distances, same, failed
 
@@ -43,9 +48,11 @@ def verification_report(
     default_threshold: float,
     groups: Mapping[str, str] | None = None,
     folds: int = 10,
+    offsets: Mapping[Path, float] | None = None,
 ) -> dict:
-    """All verification figures as a JSON-ready dict (keys documented in docs/evaluation.md)."""
-    distances, same, failed = pair_distances(pairs, templates)
+    """All verification figures as a JSON-ready dict (keys documented in docs/evaluation.md); ``offsets`` normalizes
+    the distances."""
+    distances, same, failed = pair_distances(pairs, templates, offsets)
     report = {
         "protocol": "verification",
         **_figures(distances, same, failed, default_threshold, folds),
