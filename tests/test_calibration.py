@@ -174,3 +174,18 @@ def test_an_enrolment_that_grows_the_gallery_calibrates_it_again_from_its_subjec
     enrol("B-5005", "biden.jpg", mirror=True)  # 5 ≥ 4.5
     assert [(c["scope"], c["subjects"]) for c in gallery_calibrations()] == [("gallery", 3), ("gallery", 5)]
     assert system.admin.gallery_details(admin, "county")["calibration"]["impostor_pairs"] == gallery_calibrations()[-1]["impostor_pairs"]
+
+
+def test_per_group_calibrations_from_an_evaluation_give_searches_the_highest_estimate(world, faces):
+    system = world.system
+    admin, = actors(world, "admin")
+    model = system.context.engines.model_name
+    kept = system.calibrations.save_calibration(admin, model, np.linspace(0.7, 1.3, 3_000), "labelled set", groups={
+        "f": np.linspace(0.75, 1.3, 2_000), "m": np.linspace(0.85, 1.3, 2_000), "one person": np.array([np.inf])})
+    assert kept.startswith("calibration ") and "per-group calibrations" in kept
+    found = search(world, faces)
+    assert found["calibration"] == "labelled set; per group (f, m), the highest estimate shown"
+    biden = found["candidates"][1]["estimate"]  # far apart: the groups' estimates differ
+    assert biden["group"] == max(biden["by_group"], key=lambda e: e["rate"])["group"]
+    assert [e["group"] for e in biden["by_group"]] == ["all", "f", "m"]
+    assert [e["details"]["scope"] for e in system.audit.entries() if e["action"] == "calibration_saved"] == ["photographs", "group", "group"]

@@ -51,7 +51,8 @@ def test_rates_per_group_at_one_threshold_match_hand_counts():
         "Nob": [(5.0, 5.0)],  # no group label: left out
     })
     groups = {"Ann": "a", "Amy": "a", "Bob": "b", "Ben": "b", "Bea": "b"}
-    report, curves, impostors = demographic_report(identities, groups, templates, threshold=0.5, resamples=50)
+    report, curves, found = demographic_report(identities, groups, templates, threshold=0.5, resamples=50)
+    impostors = found.everyone
     a, b = (report["verification"]["by_group"][g] for g in ("a", "b"))
     # Ann-Amy impostor pairs: (0,0)-(0,.2)=.2 ✓, (0,0)-(0,1.1)=1.1, (.4,0)-(0,.2)=.45 ✓, (.4,0)-(0,1.1)=1.17
     assert (a["fmr"]["errors"], a["fmr"]["trials"]) == (2, 4)
@@ -77,7 +78,8 @@ def test_threshold_from_the_target_false_match_rate_over_all_impostors():
     rng = np.random.default_rng(0)
     identities, templates = labelled_people({f"p{k}": [tuple(rng.normal(size=3)) for _ in range(3)] for k in range(20)})
     groups = dict.fromkeys(identities, "everyone")
-    report, _, impostors = demographic_report(identities, groups, templates, fmr=0.05, resamples=20)
+    report, _, found = demographic_report(identities, groups, templates, fmr=0.05, resamples=20)
+    impostors = found.everyone
     threshold = report["threshold"]["value"]
     assert np.mean(impostors <= threshold) <= 0.05 < np.mean(impostors <= np.nextafter(np.sort(impostors)[np.sum(impostors <= threshold)], np.inf))
     assert report["overall"]["fmr"]["errors"] == int(np.sum(impostors <= threshold))

@@ -121,6 +121,9 @@ def test_the_lead_report_is_a_file_with_local_times_both_comparisons_and_faces_a
     assert f"estimated false-match rate at this distance: {BEYOND_TAIL}" in page
     assert "In this gallery of 2 people, fewer than 0.0000013 would be expected to come this close by chance" in page
     assert "county (version 1, 2 people then)" in page
+    limits = re.search(r"<h2>The model's limits</h2><p class='limits'>(.*?)</p>", page).group(1)
+    assert limits.startswith("On labelled photographs (lfw-dev), this model misses ") and "of same-person pairs" in limits
+    assert "in a gallery of 10,000,000 people" in limits  # the shipped figures, cited in one sentence
     pictures = re.findall(r"data:image/jpeg;base64,([A-Za-z0-9+/=]+)", page)
     assert len(pictures) == 2
     sizes = {Image.open(io.BytesIO(base64.b64decode(picture))).size for picture in pictures}

@@ -293,6 +293,18 @@ def test_auditors_never_see_photographs(world, searched):
 # --- accuracy and differentials of the model in use ------------------------------------------------------------------
 
 
+def test_the_published_differentials_are_identity_weighted_beside_the_model_limits_and_the_normalization_tried(world):
+    log_in(world, "alma")
+    section = html.unescape(world.client.get("/oversight/report").text).split('id="accuracy"')[1]
+    assert "Published by facetrail: lfw-dev" in section and "Each rate is <strong>identity-weighted</strong>" in section
+    worst_to_best = re.search(r"<tr><th>Worst / best</th><td></td>\s*<td>(.*?)</td>", section, re.S).group(1)
+    assert worst_to_best.startswith("×1.5") and "pairs: ×5.6" in worst_to_best  # per person first, pair-weighted beneath
+    assert "averaged over 223 people" in section
+    assert "<h4>The model's limits</h4>" in section and "<td>1 in 1,000</td>" in section and "<td>1 in 100,000</td>" in section
+    assert re.search(r'<td class="num">10,000,000</td><td>\d+\.\d%</td><td>100\.0%</td>', section)
+    assert "Score normalization evaluated: not adopted" in section and "<th scope=\"row\">Normalized</th>" in section
+
+
 def test_report_page_shows_the_models_differentials_and_where_its_calibration_came_from(world, monkeypatch, tmp_path):
     import numpy as np
 
@@ -314,7 +326,7 @@ def test_report_page_shows_the_models_differentials_and_where_its_calibration_ca
                                               threshold=0.5, resamples=20)
     model = world.system.context.engines.model_name
     published.publish(world.system.datadir, json_ready({"pipeline": {"model": model}, **report}), "tiny-set")
-    world.system.calibrations.save_calibration(*actors(world, "admin"), model, np.asarray(impostors), "tiny-set: 24 impostor pairs")
+    world.system.calibrations.save_calibration(*actors(world, "admin"), model, impostors.everyone, "tiny-set: 24 impostor pairs")
     page = html.unescape(world.client.get("/oversight/report").text)
     section = page.split('id="accuracy"')[1]
     assert "calibrated on tiny-set: 24 impostor pairs" in section

@@ -27,7 +27,7 @@ from facetrail.evaluation.datasets import identity_folders
 from facetrail.gallery.calibration import calibrate_gallery, record_calibration, subjects_at_last_calibration
 from facetrail.gallery.gallery import Gallery
 from facetrail.gallery.schema import CalibrationRecord
-from facetrail.store import as_utc
+from facetrail.store import as_utc, utcnow
 
 
 class Calibrations:
@@ -122,15 +122,19 @@ class Calibrations:
         self.context.require(by, "evaluate")
         tables = {"": CalibrationTable.from_impostors(_finite(impostor_distances), model, source=source)}
         for group, distances in (groups or {}).items():
-            tables[group] = CalibrationTable.from_impostors(_finite(distances), model, source=f"{source}, group {group}")
+            if not np.isfinite(distances).any():
+                continue  # a group of one person, or whose photographs all failed: no pair of its own
+            tables[group] = CalibrationTable.from_impostors(_finite(distances), model,
+                                                            source=f"{source}: pairs of two people of group {group}")
         ids = self._keep_calibrations(by.username, tables)
         return f"calibration {ids[0]}" + (f" with per-group calibrations {', '.join(map(str, ids[1:]))}" if groups else "")
 
     def _keep_calibrations(self, by: str, tables: dict[str, CalibrationTable]) -> list[int]:
         """Keep tables from labelled photographs ('' the model's, others per group) and audit them, in one transaction."""
         with self.context.audit.transaction() as session:
-            records = [record_calibration(session, table, "group" if group else "photographs", by, group=group)
-                       for group, table in tables.items()]
+            made_at = utcnow()
+            records = [record_calibration(session, table, "group" if group else "photographs", by, group=group,
+                                          made_at=made_at) for group, table in tables.items()]
             for record in records:
                 self.context.audit.record(session, by, "calibration_saved", record.model_name, {
                     "calibration_id": record.id, "scope": record.scope, "group": record.group_name,

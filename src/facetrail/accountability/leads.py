@@ -20,6 +20,7 @@ from facetrail.accountability.comparison import CONCLUSIONS, FEATURES, FINDINGS
 from facetrail.accountability.outcomes import candidate_status
 from facetrail.accountability.schema import ProbeRecord, ResolutionRecord, ReviewRecord
 from facetrail.accountability.context import Context, candidate_figures, user_names
+from facetrail.evaluation.published import model_limits_sentence
 from facetrail.accountability.users import Actor
 from facetrail.config import local_time
 from facetrail.engine.framing import FACE_FRAME_SIDE, face_frame, face_frame_box
@@ -110,6 +111,7 @@ def export_lead(context: Context, actor: Actor, search_id: int) -> str:
                                                     + (f", {search.gallery_subjects:,} people then)" if search.gallery_subjects else ")")),
             ("Policy version", str(search.policy_version)), ("Model", search.model_name),
         ]
+    limits = model_limits_sentence(context.datadir, search.model_name)
     page = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'><title>Lead report — search "
@@ -119,6 +121,7 @@ def export_lead(context: Context, actor: Actor, search_id: int) -> str:
         "<table><caption>Search</caption><tbody>"
         + "".join(f"<tr><th scope='row'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts)
         + "</tbody></table>" + "".join(sections)
+        + (f"<h2>The model's limits</h2><p class='limits'>{html.escape(limits)}</p>" if limits else "")
         + f"<p>Report made {when(dt.datetime.now(dt.timezone.utc))} for {html.escape(actor.username)}.</p></body></html>"
     )
     context.audit.append(actor.username, "lead_exported", f"search:{search_id}",

@@ -339,9 +339,10 @@ def evaluate_demographics(
             plot_verification(curves, plot, title=f"Per group on {images.name}, threshold {figures['threshold']['value']:.3f}", operating_points=marks)
             report["plot"] = str(plot)
         if save_calibration:
-            compared = int(np.isfinite(impostors).sum())
+            compared = int(np.isfinite(impostors.everyone).sum())
             source = f"{images.name}: {compared:,} impostor pairs among {figures['images']:,} photographs of {figures['identities']:,} people"
-            report["calibration"] = system.calibrations.save_calibration(actor, DlibResNetModel.name, impostors, source)
+            report["calibration"] = system.calibrations.save_calibration(actor, DlibResNetModel.name, impostors.everyone,
+                                                                         source, groups=impostors.within_group)
         if publish:
             report["published"] = _published(system, actor, report, images)
         return report

@@ -292,7 +292,8 @@ class Estimate:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, with the wording."""
         shown = {"rate": self.rate, "low": self.low, "high": self.high, "basis": self.basis,
-                 "impostor_pairs": self.impostor_pairs, "pairs_this_close": self.pairs_this_close, "group": self.group,
+                 "impostor_pairs": self.impostor_pairs, "pairs_this_close": self.pairs_this_close,
+                 "group": self.group or ("all" if self.spread else ""),
                  "text": self.text}
         if self.spread:
             shown["by_group"] = [{"group": e.group or "all", "rate": e.rate, "basis": e.basis, "text": e.text}

@@ -102,6 +102,15 @@ class PairScores:
         return np.concatenate(list(self.impostor.values())).astype(np.float64)
 
 
+@dataclass(frozen=True, eq=False)
+class Impostors:
+    """Every impostor distance of a labelled set, and those between two people of the same group, by group (for the
+    calibration tables of ``evaluate demographics --save-calibration``)."""
+
+    everyone: np.ndarray
+    within_group: dict[str, np.ndarray]
+
+
 def labelled_set(
     identities: Mapping[str, list[Path]], groups: Mapping[str, str], templates: Mapping[Path, ImageTemplate],
     offsets: Mapping[Path, float] | None = None,
@@ -308,9 +317,9 @@ def demographic_report(
     seed: int = 0,
     max_photos_per_person: int = MAX_PHOTOS_PER_PERSON,
     offsets: Mapping[Path, float] | None = None,
-) -> tuple[dict, dict[str, metrics.RocCurve], np.ndarray]:
+) -> tuple[dict, dict[str, metrics.RocCurve], Impostors]:
     """The differentials report (JSON-ready; keys in docs/evaluation.md), the DET curves per group (plus "all") and
-    every impostor distance (for a calibration table). ``offsets`` normalizes the distances (module docstring)."""
+    the impostor distances (for calibration tables). ``offsets`` normalizes the distances (module docstring)."""
     data, unlabelled = labelled_set(identities, groups, templates, offsets)
     scores = score_pairs(data)
     everyone = scores.all_impostors()
@@ -355,7 +364,8 @@ def demographic_report(
         genuine = scores.genuine[group_of[scores.genuine_identity] == g]
         if genuine.size and scores.impostor[(g, g)].size:
             curves[name] = metrics.roc_curve(genuine, scores.impostor[(g, g)].astype(np.float64))
-    return report, curves, everyone
+    within = {name: scores.impostor.get((g, g), np.empty(0, np.float32)).astype(np.float64) for g, name in enumerate(data.groups)}
+    return report, curves, Impostors(everyone, within)
 
 
 def _verification(data: LabelledSet, scores: PairScores, threshold: float, bootstrap: IdentityBootstrap) -> tuple[dict, dict]:

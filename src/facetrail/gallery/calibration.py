@@ -10,6 +10,7 @@ records the ones it used, so what a search showed can be told again later (``cal
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import math
@@ -24,6 +25,7 @@ from facetrail.engine.calibration import CalibrationSet, CalibrationTable
 from facetrail.errors import FacetrailError
 from facetrail.gallery.gallery import Gallery
 from facetrail.gallery.schema import CalibrationRecord
+from facetrail.store import utcnow
 
 SCOPES = ("photographs", "gallery", "group")
 """What a calibration was made from: labelled photographs (a model's), a gallery's own subjects, one group's pairs."""
@@ -111,8 +113,9 @@ def _sampled_distances(vectors: np.ndarray, pairs: int, rng: np.random.Generator
 
 def record_calibration(session: Session, table: CalibrationTable, scope: str, created_by: str, *,
                        gallery: Gallery | None = None, group: str = "", subjects: int | None = None,
-                       excluded_pairs: int = 0) -> CalibrationRecord:
-    """Keep ``table`` as a calibration of ``scope`` (in ``session``'s transaction, which audits it)."""
+                       excluded_pairs: int = 0, made_at: dt.datetime | None = None) -> CalibrationRecord:
+    """Keep ``table`` as a calibration of ``scope`` (in ``session``'s transaction, which audits it); the per-group
+    calibrations of one evaluation share ``made_at``, which makes them one set."""
     if scope not in SCOPES:
         raise ValueError(f"calibration scope must be one of {SCOPES}, got {scope!r}")
     data = table.to_json()
@@ -120,7 +123,7 @@ def record_calibration(session: Session, table: CalibrationTable, scope: str, cr
         model_name=table.model, scope=scope, gallery_id=gallery.id if gallery else None,
         gallery_name=gallery.name if gallery else "", group_name=group, impostor_pairs=table.impostor_count,
         subjects=subjects, excluded_pairs=excluded_pairs, source=table.source, table=data, created_by=created_by,
-        table_sha256=hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest())
+        table_sha256=hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest(), created_at=made_at or utcnow())
     session.add(record)
     session.flush()
     return record

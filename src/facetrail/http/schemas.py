@@ -280,7 +280,7 @@ class FalseMatchEstimate(BaseModel):
         "the tail's reach or with no pair and no tail."))
     impostor_pairs: int = Field(description="Impostor pairs the calibration rests on.")
     pairs_this_close: int = Field(description="Of them, at or below this distance.")
-    group: str = Field(description="The group whose calibration gave the highest estimate (conservative), or ''.")
+    group: str = Field(description="The group whose calibration gave the highest estimate (conservative): 'all' when the calibration of every pair did; '' without per-group calibrations.")
     text: str
     by_group: list[dict[str, Any]] | None = Field(None, description="Every calibration's estimate, when there are groups.")
 

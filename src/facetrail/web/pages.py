@@ -34,13 +34,16 @@ OUTCOME_LABELS = {
 
 
 def rate_with_interval(figure: dict | None) -> str:
-    """An error rate from an evaluation report with its bootstrap 95% interval: '0.12% (0.08–0.17%), 31 of 25,000'."""
+    """An error rate from an evaluation report with its bootstrap 95% interval: '0.12% (0.08–0.17%), 31 of 25,000';
+    an identity-weighted one says over how many people: '7.39% (4.61–10.31%), averaged over 223 people'."""
     if not figure or figure.get("rate") is None:
         return "—"
     interval = figure.get("ci95_bootstrap")
     shown = f"{figure['rate']:.3%}"
     if interval and None not in interval:
         shown += f" ({interval[0]:.3%}–{interval[1]:.3%})"
+    if "people" in figure:
+        return f"{shown}, averaged over {figure['people']:,} people"
     return f"{shown}, {figure['errors']:,} of {figure['trials']:,}"
 
 
