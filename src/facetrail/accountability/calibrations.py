@@ -127,7 +127,7 @@ class Calibrations:
             tables[group] = CalibrationTable.from_impostors(_finite(distances), model,
                                                             source=f"{source}: pairs of two people of group {group}")
         ids = self._keep_calibrations(by.username, tables)
-        return f"calibration {ids[0]}" + (f" with per-group calibrations {', '.join(map(str, ids[1:]))}" if groups else "")
+        return f"calibration {ids[0]}" + (f" with per-group calibrations {', '.join(map(str, ids[1:]))}" if ids[1:] else "")
 
     def _keep_calibrations(self, by: str, tables: dict[str, CalibrationTable]) -> list[int]:
         """Keep tables from labelled photographs ('' the model's, others per group) and audit them, in one transaction."""
