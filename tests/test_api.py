@@ -61,6 +61,7 @@ def matrix(photos: dict[str, bytes]) -> list[tuple[str, str, dict, frozenset[str
         ("POST", "/galleries/county/images", {"data": {"subject_id": "B-4004", "source": "booking"},
                                               "files": {"image": ("a.jpg", photos["enrol"], "image/jpeg")}}, ADMIN),
         ("DELETE", "/galleries/county/subjects/B-4004", {}, ADMIN),
+        ("GET", "/galleries/county/duplicates?max_distance=0.5", {}, ADMIN),
         ("POST", "/galleries/county/batches", {"data": {"manifest": manifest}, "files": [
             ("images", ("b.jpg", photos["batch1"], "image/jpeg")), ("images", ("c.jpg", photos["batch2"], "image/jpeg"))]}, ADMIN),
         ("POST", "/faces", {"files": {"image": probe}}, frozenset({"investigator"})),
@@ -256,7 +257,7 @@ def test_openapi_describes_every_route_and_the_matrix_covers_them(tmp_path):
     routes = {(method, V1 + route.path_format) for module in modules for route in module.router.routes
               if isinstance(route, APIRoute) for method in route.methods}
     documented = {(method.upper(), path) for path, operations in document["paths"].items() for method in operations}
-    assert routes == documented and len(routes) == 44
+    assert routes == documented and len(routes) == 45
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             assert operation.get("summary") and operation.get("tags") and operation.get("description"), (method, path)
