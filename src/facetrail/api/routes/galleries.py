@@ -78,7 +78,7 @@ def duplicates(
 ) -> dict:
     """Pairs of photographs of different subjects so close that they are likely one person under two ids (aliases,
     re-bookings), for the agency to resolve (admin; audited with the distance and the count). Compares every
-    template of the gallery: seconds for tens of thousands, minutes at a million (docs/scaling.md)."""
+    template of the gallery: about a minute at 200,000, ten at a million on two busy cores (docs/scaling.md)."""
     return system.admin.duplicates(actor, name, max_distance, limit).to_dict()
 
 
