@@ -213,7 +213,7 @@ def test_the_scan_finds_every_close_pair_of_different_subjects(crowd, exact_up_t
 def test_a_distance_that_finds_a_crowd_alike_is_refused_and_one_scan_runs_at_a_time(crowd, monkeypatch):
     gallery, _, _ = crowd
     monkeypatch.setattr(duplicates, "MOST_NEIGHBOURS", 32)
-    with pytest.raises(GalleryError, match="more than 31 photographs within 0.5 of it"):
+    with pytest.raises(GalleryError, match="more than 31 others within 0.5 of it"):
         find_duplicates(gallery, 0.5)
     with duplicates._SCANNING:
         with pytest.raises(BusyError, match="running"):

@@ -6,7 +6,7 @@ an index of its own, built for the scan and dropped after it: up to ``EXACT_UP_T
 compared), above that an inverted file of float32 templates (IVF-Flat, ``NPROBE`` lists searched per photograph),
 where a pair is missed only when neither photograph's nearest lists hold the other (docs/scaling.md measures how
 rarely). Distances are exact either way. Not the gallery's own index: at its search depth a million lookups take
-about an hour, and each batch would hold the index guard that investigators' searches wait for.
+over an hour, and each batch would hold the index guard that investigators' searches wait for.
 
 Each photograph asks for its ``NEIGHBOURS`` nearest, and for four times as many while the farthest of them is still
 within the distance, so a subject with many photographs close together hides no pair (up to ``MOST_NEIGHBOURS``).
@@ -108,6 +108,7 @@ def find_duplicates(gallery: Gallery, max_distance: float, limit: int = 1000) ->
 
 
 def _scan(gallery: Gallery, max_distance: float, limit: int) -> Duplicates:
+    """``find_duplicates``'s listing, its arguments checked."""
     ids, subjects, vectors, version = gallery.subject_templates()
     n = len(ids)
     keys, distances, more = np.empty(0, np.int64), np.empty(0, np.float32), False
@@ -115,7 +116,7 @@ def _scan(gallery: Gallery, max_distance: float, limit: int) -> Duplicates:
         index = _scan_index(vectors)
         for start in range(0, n, BATCH):
             rows = np.arange(start, min(start + BATCH, n))
-            for queries, found in _close_neighbours(index, vectors, rows, max_distance, ids):
+            for queries, found in _close_neighbours(index, vectors, rows, max_distance):
                 keep = subjects[queries] != subjects[found]
                 first, second = np.minimum(queries, found)[keep], np.maximum(queries, found)[keep]
                 apart = np.linalg.norm(vectors[first] - vectors[second], axis=1).astype(np.float32)
@@ -143,8 +144,8 @@ def _scan_index(vectors: np.ndarray) -> faiss.Index:
     return index
 
 
-def _close_neighbours(index: faiss.Index, vectors: np.ndarray, rows: np.ndarray, max_distance: float,
-                      ids: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _close_neighbours(index: faiss.Index, vectors: np.ndarray, rows: np.ndarray,
+                      max_distance: float) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(photograph, neighbour) positions of the neighbours of ``rows`` within ``max_distance`` by faiss's figures
     (each photograph its own among them), asking four times as many again for the rows whose farthest is still within
     it."""
@@ -157,9 +158,8 @@ def _close_neighbours(index: faiss.Index, vectors: np.ndarray, rows: np.ndarray,
         yield queries[~crowded][within[~crowded]], found[~crowded][within[~crowded]]
         rows = rows[crowded]
         if len(rows) and neighbours >= MOST_NEIGHBOURS:
-            raise GalleryError(f"template {ids[rows[0]]} has more than {MOST_NEIGHBOURS - 1} photographs within "
-                               f"{max_distance} of it: a distance that finds most of a crowd alike lists nothing useful; "
-                               "lower it")
+            raise GalleryError(f"a photograph has more than {MOST_NEIGHBOURS - 1} others within {max_distance} of "
+                               "it: at that distance a crowd looks alike and the list would tell nothing; lower it")
         neighbours = min(4 * neighbours, MOST_NEIGHBOURS)
 
 
