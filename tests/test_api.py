@@ -62,6 +62,7 @@ def matrix(photos: dict[str, bytes]) -> list[tuple[str, str, dict, frozenset[str
         ("POST", "/galleries/county/images", {"data": {"subject_id": "B-4004", "source": "booking"},
                                               "files": {"image": ("a.jpg", photos["enrol"], "image/jpeg")}}, ADMIN),
         ("DELETE", "/galleries/county/subjects/B-4004", {}, ADMIN),
+        ("GET", "/galleries/county/duplicates?max_distance=0.5", {}, ADMIN),
         ("POST", "/galleries/county/batches", {"data": {"manifest": manifest}, "files": [
             ("images", ("b.jpg", photos["batch1"], "image/jpeg")), ("images", ("c.jpg", photos["batch2"], "image/jpeg"))]}, ADMIN),
         ("POST", "/faces", {"files": {"image": probe}}, frozenset({"investigator"})),

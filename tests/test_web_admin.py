@@ -15,8 +15,8 @@ from tests.fixtures.images import jpeg
 from tests.fixtures.web import post_login
 from tests.fixtures.world import PASSWORD, World
 
-ADMIN_PAGES = ("/admin/users", "/admin/galleries", "/admin/galleries/county", "/admin/jobs", "/admin/jobs/1",
-               "/admin/jobs/1.json", "/admin/policy")
+ADMIN_PAGES = ("/admin/users", "/admin/galleries", "/admin/galleries/county", "/admin/galleries/county/duplicates",
+               "/admin/jobs", "/admin/jobs/1", "/admin/jobs/1.json", "/admin/policy")
 JOB_TIMEOUT_S = 180
 
 

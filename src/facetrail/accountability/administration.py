@@ -26,6 +26,7 @@ from facetrail.config import EngineConfig, EnrolmentConfig
 from facetrail.engine.ray_pool import connect as connect_ray
 from facetrail.errors import GalleryError, PermissionDeniedError, PolicyError
 from facetrail.evaluation.published import publish as publish_figures
+from facetrail.gallery.duplicates import Duplicates, find_duplicates
 from facetrail.gallery.enrol import EnrolItem, EnrolOutcome, EnrolSummary, enrol
 from facetrail.gallery.gallery import GalleryInfo, check_subject_id
 from facetrail.gallery.schema import GalleryRecord
@@ -290,6 +291,19 @@ class Administration:
                 "gallery": gallery, "subject_id": subject_id, "images": report.images, "templates": report.templates})
 
         return context.galleries.get(gallery).remove_subject(subject_id, context.audit.transaction, audit_removal)
+
+    def duplicates(self, by: Actor, gallery: str, max_distance: float | None = None, limit: int = 1000) -> Duplicates:
+        """Pairs of photographs of different subjects at most ``max_distance`` apart (default
+        calibration.duplicate_distance), closest first: likely one person under two ids, for the agency to resolve
+        (admins; a view of biometric comparisons, audited with the distance and the count)."""
+        context = self.context
+        context.require(by, "manage_galleries", gallery)
+        distance = context.settings.calibration.duplicate_distance if max_distance is None else max_distance
+        found = find_duplicates(context.galleries.get(gallery), distance, limit)
+        context.audit.append(by.username, "duplicates_listed", gallery, {
+            "max_distance": distance, "limit": limit, "pairs": len(found.pairs), "more": found.more,
+            "templates": found.templates, "gallery_version": found.version})
+        return found
 
     # --- policy -----------------------------------------------------------------------------------------------
 

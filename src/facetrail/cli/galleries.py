@@ -1,4 +1,4 @@
-"""Galleries: create, list, show, grant, expunge; enrolment; inspecting a photograph."""
+"""Galleries: create, list, show, grant, expunge, likely duplicates; enrolment; inspecting a photograph."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from facetrail.cli.common import DataOption, JsonOption, acting, console, emit_json, out, print_table, progress
+from facetrail.cli.common import DataOption, JsonOption, acting, console, emit_json, out, print_table, progress, whole
 from facetrail.errors import FacetrailError
+from facetrail.gallery.duplicates import HOW_TO_RESOLVE, MAX_PAIRS
 from facetrail.gallery.manifest import manifest_summary
 
-gallery_app = typer.Typer(no_args_is_help=True, help="Create, list, inspect galleries, grant units access, expunge subjects.")
+gallery_app = typer.Typer(no_args_is_help=True, help="Create, list, inspect galleries, grant units access, list likely duplicates, expunge subjects.")
 
 
 @gallery_app.command("create")
@@ -71,6 +72,30 @@ def gallery_revoke(name: str, unit: Annotated[str, typer.Option("--unit")], data
     """Withdraw a unit's authorization to search a gallery (admin)."""
     acting(data, lambda system, actor: system.admin.revoke_gallery(actor, name, unit))
     console.print(f"unit {unit!r} may no longer search {name!r}")
+
+
+@gallery_app.command("duplicates")
+def gallery_duplicates(
+    name: str,
+    max_distance: Annotated[Optional[float], typer.Option("--max-distance", help="List pairs at most this far apart, above 0 and below 2 (default: calibration.duplicate_distance).")] = None,
+    limit: Annotated[int, typer.Option("--limit", help=f"List at most this many pairs, closest first (1 to {MAX_PAIRS:,}).")] = 1000,
+    data: DataOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List pairs of photographs of different subjects so close that they are likely one person under two ids
+    (aliases, re-bookings), closest first, for the agency to resolve (admin; audited)."""
+    found = acting(data, lambda system, actor: system.admin.duplicates(actor, name, max_distance, limit))
+    if as_json:
+        emit_json(found.to_dict())
+        return
+    table = Table(whole("subject"), whole("image"), whole("other subject"), whole("other image"), whole("distance"))
+    for pair in found.pairs:
+        table.add_row(pair.subject_id, str(pair.image_id), pair.other_subject_id, str(pair.other_image_id), f"{pair.distance:.4f}")
+    print_table(table)
+    console.print(f"{len(found.pairs)} pair(s) at most {found.max_distance} apart among the {found.templates} templates of "
+                  f"{name!r} (version {found.version})"
+                  f"{'; more are that close: lower --max-distance or raise --limit' if found.more else ''}. {HOW_TO_RESOLVE}",
+                  highlight=False, markup=False)
 
 
 @gallery_app.command("remove-subject")

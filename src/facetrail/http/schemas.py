@@ -231,6 +231,25 @@ class RemovalReportOut(BaseModel):
     index_entries: int
 
 
+class DuplicatePairOut(BaseModel):
+    subject_id: str = Field(description="The subject of the photograph enrolled first.")
+    image_id: int
+    other_subject_id: str
+    other_image_id: int
+    distance: float = Field(description="Lower is more alike.")
+
+
+class GalleryDuplicatesOut(BaseModel):
+    """Pairs of photographs of different subjects so close that they are likely one person under two ids."""
+
+    gallery: str
+    version: int = Field(description="The gallery version whose templates were compared.")
+    templates: int
+    max_distance: float
+    pairs: list[DuplicatePairOut] = Field(description="Closest first.")
+    more: bool = Field(description="More pairs are within max_distance than the limit let through.")
+
+
 class EnrolOutcomeOut(BaseModel):
     file: str
     subject_id: str

@@ -1,4 +1,5 @@
-"""Administrators: accounts and roles, galleries (unit grants, enrolment jobs, expungement) and the policy."""
+"""Administrators: accounts and roles, galleries (unit grants, enrolment jobs, likely duplicates, expungement) and the
+policy."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from facetrail.http.files import read_upload, upload_name
 from facetrail.http.enrolment import manifest_files
 from facetrail.errors import FacetrailError, NotFoundError
 from facetrail.accountability.service import SUBJECT_ID_MAX
+from facetrail.gallery.duplicates import HOW_TO_RESOLVE, MAX_PAIRS
 from facetrail.gallery.enrol import EnrolItem, uploaded
 from facetrail.gallery.manifest import MANIFEST_COLUMNS
 from facetrail.web.jobs import KEPT_JOBS, REJECTED_STATUSES, EnrolmentJobs, Jobs
@@ -288,6 +290,21 @@ def _uploaded_files(images: list[UploadFile], manifest: UploadFile | None, subje
         raise FacetrailError("give a manifest, or one subject id and a source for all the photographs")
     return [uploaded(upload_name(image, f"image-{number}"), read_upload(image), subject_id, source)
             for number, image in enumerate(images, start=1)]
+
+
+# --- likely duplicates -----------------------------------------------------------------------------------------------
+
+
+@router.get("/galleries/{name}/duplicates", response_class=HTMLResponse)
+def duplicates(request: Request, name: GalleryName, actor: WebActor, system: SystemDep,
+               max_distance: Annotated[float | None, Query(gt=0, lt=2)] = None,
+               limit: Annotated[int, Query(ge=1, le=MAX_PAIRS)] = 100) -> HTMLResponse:
+    """Pairs of photographs of different subjects so close that they are likely one person under two ids, closest
+    first, and how the agency resolves them (the listing is audited)."""
+    system.require(actor, "manage_galleries")
+    return render(request, "admin_duplicates.html", {
+        "found": system.admin.duplicates(actor, name, max_distance, limit), "limit": limit, "max_pairs": MAX_PAIRS,
+        "how_to_resolve": HOW_TO_RESOLVE})
 
 
 # --- enrolment jobs ---------------------------------------------------------------------------------------------------
