@@ -17,9 +17,9 @@ while their sizes are alike (each template is rewritten O(log n) times in all, s
 an expungement rewrites only the segments holding the removed templates (at most ``segment_templates`` each) and
 removes them from memory.  The quantizers are trained on the gallery's own templates when the gallery reaches
 ``index.compress_at`` (below that it is searched exactly with every float32 template in memory), and retrained by
-``retrained`` (after an enrolment, at the same version, without holding up searches) when it has outgrown them.
-In memory, where each template's slot is is kept by ``facetrail.gallery.idmap.IdMap``: a commit costs O(change)
-there too.
+``retrained`` (at the same version, without holding up searches; ``index.retrain`` chooses when) when it has
+outgrown them.  In memory, where each template's slot is is kept by ``facetrail.gallery.idmap.IdMap``: a commit
+costs O(change) there too.
 
 Encryption (``facetrail.crypto``): each slot is bound to its template id (``index-vector:<gallery>:<id>``), each
 codes section to its file name and header, the manifest and the quantizer file to the gallery.
@@ -162,6 +162,11 @@ class SegmentedIndex:
         """Inverted lists of the trained quantizers; None while the index is exact."""
         return self._searcher.nlist if isinstance(self._searcher, CompressedIndex) else None
 
+    @property
+    def outgrown(self) -> bool:
+        """True when the gallery has outgrown the trained quantizers (``CompressedIndex.outgrown``)."""
+        return isinstance(self._searcher, CompressedIndex) and self._searcher.outgrown(len(self))
+
     def __len__(self) -> int:
         return len(self._map)
 
@@ -218,12 +223,12 @@ class SegmentedIndex:
         self._adopt(manifest)
         return len(removing)
 
-    def retrained(self) -> SegmentedIndex | None:
-        """When the gallery has outgrown its quantizers (``CompressedIndex.outgrown``), a new index at the same
-        version with quantizers trained for its size and every segment recoded; else None.  Hold the gallery's
+    def retrained(self, force: bool = False) -> SegmentedIndex | None:
+        """When the gallery has ``outgrown`` its quantizers (or, ``force``, whenever it has some), a new index at the
+        same version with quantizers trained for its size and every segment recoded; else None.  Hold the gallery's
         write lock, not its index guard: this takes minutes at millions of templates, while this index (whose open
         files stay readable) goes on serving searches until the caller swaps it for the new one and closes it."""
-        if not isinstance(self._searcher, CompressedIndex) or not self._searcher.outgrown(len(self)):
+        if not (self.outgrown or (force and self.compressed)):
             return None
         current = self._manifest
         try:
