@@ -1,11 +1,12 @@
 """The id map of a gallery's index (template id → segment, slot) under enrolment commits, in isolation.
 
-An id map of N ids (in segments of 262,144, as a built index holds them) takes 20 (``--commits``) commits of 1,000 new ids, as
-enrolments add them: each commit a new segment, every eighth merged with the seven before it (their ids move). Timed for ``facetrail.gallery.idmap.IdMap`` (log-structured: sorted main part with tombstones, a small
-sorted delta) and for the id map it replaced (three sorted arrays, ids inserted into them and the leaving segments'
-ids found by a scan at each commit; ``before_commit`` below is that code). For each: ms a commit (min and median of
-the repeats' means), and the most memory a commit allocated beyond what the map held (tracemalloc's peak, in a
-separate run: tracing slows numpy down).
+An id map of N ids (in segments of 262,144, as a built index holds them) takes 20 (``--commits``) commits of 1,000
+new ids, as enrolments add them: each commit a new segment, every eighth merged with the seven before it (their ids
+move). Timed for ``facetrail.gallery.idmap.IdMap`` (log-structured: a sorted main part with tombstones, a small
+sorted delta merged into it now and then) and for the id map it replaced (three sorted arrays, ids inserted into them
+and the leaving segments' ids found by a scan at each commit; ``before_commit`` below is that code). For each: ms a
+commit (min and median over the repeats of the mean of their commits), the slowest single commit, and the most
+memory a commit allocated beyond what the map held (tracemalloc's peak, in a separate run: tracing slows numpy).
 
     python benchmarks/bench_id_map.py --ids 1000000 10000000 --repeats 5
     python benchmarks/bench_id_map.py --ids 1000000 10000000 --repeats 3 --commits 400   # with IdMap's merges
@@ -106,8 +107,8 @@ class After:
         self.map.add(arriving_ids[~present], arriving_segments[~present], arriving_slots[~present])
 
 
-def measure(kind: type, n: int, count: int, traced: bool) -> float:
-    """ms a commit over ``count`` commits (or, ``traced``, the most bytes one commit allocated beyond the map)."""
+def measure(kind: type, n: int, count: int, traced: bool) -> list[float]:
+    """ms of each of ``count`` commits (or, ``traced``, the most bytes one commit allocated beyond the map)."""
     changes = commits(n, count)
     state = kind(n)
     if traced:
@@ -119,11 +120,13 @@ def measure(kind: type, n: int, count: int, traced: bool) -> float:
             state.commit(*change)
             peak = max(peak, tracemalloc.get_traced_memory()[1] - held)
         tracemalloc.stop()
-        return peak
-    start = time.perf_counter()
+        return [peak]
+    times = []
     for change in changes:
+        start = time.perf_counter()
         state.commit(*change)
-    return (time.perf_counter() - start) / count * 1000
+        times.append((time.perf_counter() - start) * 1000)
+    return times
 
 
 def check(n: int, count: int) -> None:
@@ -149,12 +152,15 @@ def main() -> int:
         check(n, args.commits)
         figures = {"ids": n}
         for name, kind in (("before", Before), ("after", After)):
-            times = [measure(kind, n, args.commits, traced=False) for _ in range(args.repeats)]
-            peak = measure(kind, n, args.commits, traced=True)
-            figures[name] = {"ms_min": round(min(times), 3), "ms_median": round(statistics.median(times), 3),
-                             "peak_allocated_bytes": int(peak)}
-            print(f"{n:>12,} ids, {args.commits} commits, {name:>6}: {min(times):8.3f} ms a commit (min), {statistics.median(times):8.3f} (median) "
-                  f"of {args.repeats}; at most {peak / 2**20:8.2f} MiB allocated by a commit")
+            runs = [measure(kind, n, args.commits, traced=False) for _ in range(args.repeats)]
+            means = [statistics.fmean(run) for run in runs]
+            slowest = max(max(run) for run in runs)
+            peak = measure(kind, n, args.commits, traced=True)[0]
+            figures[name] = {"ms_min": round(min(means), 3), "ms_median": round(statistics.median(means), 3),
+                             "slowest_commit_ms": round(slowest, 1), "peak_allocated_bytes": int(peak)}
+            print(f"{n:>12,} ids, {args.commits} commits, {name:>6}: {min(means):8.3f} ms a commit (min), "
+                  f"{statistics.median(means):8.3f} (median) of {args.repeats}; slowest commit {slowest:6.1f} ms; "
+                  f"at most {peak / 2**20:8.2f} MiB allocated by a commit")
         report["sizes"].append(figures)
     print(json.dumps(report))
     return 0
