@@ -20,7 +20,7 @@ from facetrail.config import EnrolmentConfig
 from facetrail.errors import DuplicateError, FacetrailError, GalleryError, IndexFileError, NotFoundError
 from facetrail.gallery.enrol import enrol, uploaded, write_report
 from facetrail.gallery import segments
-from facetrail.gallery.gallery import Galleries
+from facetrail.gallery.gallery import Galleries, IndexState
 from facetrail.gallery.index import CompressedIndex
 from facetrail.gallery.manifest import items_from_manifest, items_from_uploads
 from facetrail.gallery.schema import ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
@@ -151,13 +151,15 @@ def test_search_ranks_the_right_subject_first(county, photo_folder, engine, face
     assert county.search(probe, k=10, exact=True).candidates == candidates  # the audit mode
 
 
-def test_an_enrolment_that_outgrows_the_quantizers_leaves_a_retrained_index(datadir, photo_folder, engine, faces, tmp_path,
-                                                                            monkeypatch):
+@pytest.mark.parametrize("retrain", ["after_enrolment", "on_command"])
+def test_an_enrolment_that_outgrows_the_quantizers_retrains_the_index_as_configured(datadir, photo_folder, engine, faces,
+                                                                                   tmp_path, monkeypatch, retrain):
     # Compressed from 2 templates; "outgrown" (normally: lists holding 4x what they were trained for) while the index
     # has one list, retrained with two: the four real photographs stand in for millions.
     config = datadir.config_path.read_text()
-    assert "compress_at = 50000" in config
-    datadir.config_path.write_text(config.replace("compress_at = 50000", "compress_at = 2"))
+    assert "compress_at = 50000" in config and 'retrain = "quiet_hour"' in config
+    datadir.config_path.write_text(config.replace("compress_at = 50000", "compress_at = 2")
+                                   .replace('retrain = "quiet_hour"', f'retrain = "{retrain}"'))
     monkeypatch.setattr(CompressedIndex, "outgrown", lambda self, templates: self.nlist < 2)
     monkeypatch.setattr(segments, "choose_nlist", lambda templates: 1 if templates < 4 else 2)
     galleries = Galleries.open(datadir)
@@ -166,16 +168,40 @@ def test_an_enrolment_that_outgrows_the_quantizers_leaves_a_retrained_index(data
         county = galleries.get("county")
         summary = enrol_folder(county, photo_folder)
         assert summary.count("enrolled") == 4
+        if retrain == "on_command":  # the enrolment left it outgrown: retrained when asked, at the same version
+            assert county.index_state() == IndexState(templates=4, inverted_lists=1, outgrown=True)
+            other = Galleries.open(datadir)  # another process, which loaded the index before it was retrained
+            assert other.get("county").index_state().outgrown
+            version, audited = county.index().version, []
+            done = county.retrain_index(before=audited.append)
+            assert (done.version, done.templates, done.lists_before, done.lists_after) == (version, 4, 1, 2)
+            assert audited == [IndexState(templates=4, inverted_lists=1, outgrown=True)]
+            with pytest.raises(GalleryError, match="still suit"):  # it loads the retrained index rather than retrain again
+                other.get("county").retrain_index()
+            assert other.get("county").index().inverted_lists == 2
+            other.close()
         index = county.index()
-        assert index.inverted_lists == 2
+        assert index.inverted_lists == 2 and county.index_state().outgrown is False
+        with pytest.raises(GalleryError, match="2 inverted lists still suit its 4 templates"):
+            county.retrain_index()
+        assert county.retrain_index(force=True).lists_after == 2  # retrained anyway
         probe = probe_template(engine, save_resized(faces["obama3.jpg"], tmp_path / "still.jpg", 450))
         hits = county.search(probe, k=4)
-        assert hits.version == index.version
+        assert hits.version == county.index().version
         candidates = hits.candidates
         assert [c.subject_id for c in candidates[:2]] == ["B-1001", "B-1001"]
         assert candidates == county.search(probe, k=4, exact=True).candidates
     finally:
         galleries.close()
+
+
+def test_an_exact_index_has_nothing_to_retrain(county, photo_folder):
+    with pytest.raises(GalleryError, match="holds no templates"):
+        county.retrain_index(force=True)
+    enrol_folder(county, photo_folder)
+    assert county.index_state() == IndexState(templates=4, inverted_lists=None, outgrown=False)
+    with pytest.raises(GalleryError, match="4 templates are searched exactly .* no quantizers to retrain"):
+        county.retrain_index(force=True)
 
 
 @BOTH_BACKENDS

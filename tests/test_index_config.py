@@ -36,3 +36,14 @@ def test_secrets_stay_out_of_the_representation_and_come_from_the_named_variable
         config.milvus_secret("token")
     monkeypatch.setenv("MILVUS_TOKEN_FOR_TEST", "root:s3cret")
     assert config.milvus_secret("token") == "root:s3cret" and "s3cret" not in repr(config)
+
+
+@pytest.mark.parametrize(("keys", "message"), [
+    ({"quiet_hour": 24}, "index.quiet_hour: must be an hour from 0 to 23"),
+    ({"quiet_hour": -1}, "index.quiet_hour: must be an hour from 0 to 23"),
+    ({"retrain": "nightly"}, "must be one of"),
+])
+def test_when_to_retrain_is_checked_by_name(keys, message):
+    with pytest.raises(ConfigError, match=message):
+        settings_from_dict({"index": keys}, source="config.toml")
+    assert IndexConfig().retrain == "quiet_hour" and IndexConfig().quiet_hour == 3

@@ -21,6 +21,7 @@ from facetrail.config import IndexConfig
 from facetrail.crypto import KeyRing
 from facetrail.datadir import DataDir
 from facetrail.errors import IndexFileError
+from facetrail.gallery.idmap import IdMap
 from facetrail.gallery.index import IndexBackend, VectorIndex, choose_nlist
 from facetrail.gallery.milvus_index import MilvusBackend
 from facetrail.gallery.segments import MANIFEST_NAME, SegmentedBackend, SegmentedIndex
@@ -204,6 +205,26 @@ def test_a_commit_writes_only_new_files_of_the_size_of_the_change(tmp_path, keyr
     assert len(index) == 1620 - 7 and len(new) <= 2
 
 
+def test_the_id_map_follows_merges_and_expungements_in_the_writer_and_a_reader(tmp_path, keyring, monkeypatch):
+    """With the id map merging its delta every few changes, a writer and a reader following it (which learns what
+    was expunged from the segments that leave) hold exactly each version's templates."""
+    monkeypatch.setattr(IdMap, "DELTA_MIN", 30)
+    backend = SegmentedBackend(tmp_path / "indexes", keyring, SMALL)
+    writer = backend.create(GALLERY, D, 0)
+    reader = reopened(backend)
+    merged = 0
+    for t in range(1, 61):
+        ids, vectors, removed = step(t)
+        main = writer._map._ids
+        writer.apply(t, add=(ids, vectors), remove=removed)
+        merged += writer._map._ids is not main
+        if t % 3 == 0:
+            reader.refresh()
+            assert_holds(reader, state_at(t))
+        assert_holds(writer, state_at(t))
+    assert merged >= 10
+
+
 def test_quantizers_are_retrained_at_the_same_version_once_the_gallery_outgrows_them(tmp_path, keyring):
     index, root = faiss_index(tmp_path, keyring, 60)
     first = index.inverted_lists
@@ -250,9 +271,9 @@ def open_index(root: Path, keyring: KeyRing) -> SegmentedIndex:
 
 def _slot_bytes(index: SegmentedIndex, template_id: int) -> bytes:
     """The encrypted slot of ``template_id`` as stored in its segment file."""
-    position = int(np.searchsorted(index._ids, template_id))
-    segment = index._segments[int(index._segment_of[position])]
-    return os.pread(segment.fd, index._slot_size, segment.slots_at + int(index._slot_of[position]) * index._slot_size)
+    serials, slots, _ = index._map.locate(np.array([template_id], dtype=np.int64))
+    segment = index._segments[int(serials[0])]
+    return os.pread(segment.fd, index._slot_size, segment.slots_at + int(slots[0]) * index._slot_size)
 
 
 def test_damaged_segment_or_manifest_is_reported_with_its_file(tmp_path, keyring):

@@ -147,6 +147,14 @@ class IndexConfig:
     """Candidates of the compressed pass re-scored exactly; the candidate list is the best k of them."""
     segment_templates: int = 262_144
     """Most templates in one segment file: an expungement rewrites the segments holding the removed templates."""
+    retrain: Literal["quiet_hour", "after_enrolment", "on_command"] = "quiet_hour"
+    """When an index that the gallery has outgrown (its inverted lists hold 4x the templates they were trained for,
+    so searches slow down) is retrained, which takes minutes at millions of templates while searches go on:
+    "quiet_hour", by the server in the hour ``quiet_hour``; "after_enrolment", at the end of the enrolment that
+    outgrew it (which returns that much later); "on_command", only by ``facetrail index retrain``, which works
+    whatever this is.  A rebuild of the index from the store always ends with one."""
+    quiet_hour: int = 3
+    """The hour of the server's local day (0-23) in which "quiet_hour" retrains outgrown indexes, once a day."""
     backend: Literal["faiss", "milvus"] = "faiss"
     """Where indexes live: "faiss" keeps each gallery's index in the memory of every process that searches it (with
     encrypted segment files under the data directory); "milvus" keeps every gallery's templates in one Milvus
@@ -181,6 +189,8 @@ class IndexConfig:
         for name in ("compress_at", "nprobe", "rerank", "segment_templates", "milvus_nlist"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"index.{name}: must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.quiet_hour <= 23:
+            raise ConfigError(f"index.quiet_hour: must be an hour from 0 to 23, got {self.quiet_hour}")
         if self.backend == "milvus" and not self.milvus_uri:
             raise ConfigError('index.milvus_uri: needed with index.backend = "milvus"')
         if self.milvus_uri:

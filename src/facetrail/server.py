@@ -54,9 +54,11 @@ def create_app(datadir: DataDir | None = None, settings: ApiSettings | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.system = Facetrail.open(datadir)
         checkpoints = app.state.system.audit.start_timer()  # an idle server still signs (and witnesses) its last entries
+        quiet_hour = app.state.system.indexes.start_timer()  # retrains outgrown indexes (index.retrain = "quiet_hour")
         try:
             yield
         finally:
+            quiet_hour.stop()
             checkpoints.stop()
             app.state.system.close()
 

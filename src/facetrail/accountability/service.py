@@ -8,6 +8,7 @@ the audit trail in one place, and offers the accountable services built over the
 - ``reviews``: showing a search and its photographs, examiners' decisions, supervisors' resolutions, lead reports;
 - ``overrides``: supervisors' approval of searches with poor-quality probes;
 - ``admin``: accounts and roles, galleries and grants, enrolment, expungement, policy, keys, backups;
+- ``indexes``: retraining a gallery's index for its size, on command or in the server's quiet hour;
 - ``rejected_photos``: the thumbnails of the photographs an enrolment job rejected;
 - ``oversight``: unit activity, transparency reports, the audit trail, the model's accuracy;
 - ``cases``: everything under one case number, for its units' supervisors and oversight;
@@ -27,6 +28,7 @@ from facetrail.accountability.audit import AuditTrail, AuditVerification
 from facetrail.accountability.authentication import Authentication
 from facetrail.accountability.cases import Cases
 from facetrail.accountability.context import NOTICE, Context
+from facetrail.accountability.indexes import Indexes
 from facetrail.accountability.overrides import Overrides
 from facetrail.accountability.oversight import Oversight
 from facetrail.accountability.policy import PolicyStore
@@ -73,6 +75,7 @@ class Facetrail:
         self.overrides = Overrides(self.context, self.searches)
         self.calibrations = Calibrations(self.context)
         self.admin = Administration(self.context, self.calibrations)
+        self.indexes = Indexes(self.context)
         self.rejected_photos = RejectedPhotos(self.context)
         self.oversight = Oversight(self.context)
         self.cases = Cases(self.context)

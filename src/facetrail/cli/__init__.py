@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import typer
 
-from facetrail.cli import admin, evaluate, galleries, models, oversight, searching, witness
+from facetrail.cli import admin, evaluate, galleries, indexes, models, oversight, searching, witness
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     help="Accountable face search: ranked investigative leads from authorized galleries, every search audited.",
 )
-for module in (admin, galleries, searching, oversight, evaluate, models, witness):
+for module in (admin, galleries, searching, oversight, evaluate, models, witness, indexes):
     module.register(app)

@@ -117,6 +117,34 @@ class RemovalReport:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class IndexState:
+    """A gallery's vector index: its templates, the inverted lists its quantizers were trained for (None while it is
+    searched exactly, or with Milvus, which trains its own) and whether the gallery has outgrown them."""
+
+    templates: int
+    inverted_lists: int | None
+    outgrown: bool
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Retraining:
+    """A retraining of a gallery's index: at which version and size, its inverted lists before and after, how long."""
+
+    gallery: str
+    version: int
+    templates: int
+    lists_before: int
+    lists_after: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
 @dataclass
 class Change:
     """A change to a gallery being made in ``session`` (see ``Gallery.change``): the templates it adds to the index
@@ -390,6 +418,7 @@ class Gallery:
         for orphan in self.blobs.keys() - hashes:
             self.blobs.delete(orphan)
         index = self._index
+        rebuilt = index is None
         held = index.ids() if index is not None else np.empty(0, dtype=np.int64)
         missing = np.setdiff1d(stored, held)
         if index is None:
@@ -404,7 +433,10 @@ class Gallery:
         for step in steps[:-1]:
             index.apply(index.version, add=self._stored_vectors(step))
         index.apply(version, add=self._stored_vectors(steps[-1]), remove=np.setdiff1d(held, stored))
-        self.retrain_index_if_outgrown()
+        if rebuilt:  # its quantizers were trained at index.compress_at: whatever index.retrain, a rebuild retrains
+            self._retrain(force=False)
+        else:
+            self.retrain_index_if_outgrown()
         return self._index
 
     def _stored_vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -443,16 +475,65 @@ class Gallery:
             return 0 if remove is None else len(remove)
         return self._index.apply(version, add, remove)
 
+    def index_state(self) -> IndexState | None:
+        """The index at the store's version (see ``index``): its size, lists and whether the gallery has outgrown them;
+        None while the gallery has never held a template."""
+        index = self.index()
+        return None if index is None else IndexState(len(index), index.inverted_lists, index.outgrown)
+
+    def retrain_index(self, force: bool = False, before: Callable[[IndexState], None] = lambda state: None) -> Retraining:
+        """Retrain the index's quantizers for the gallery's size now (see ``_retrain``): when it has outgrown them, or,
+        ``force``, whenever it has some; else GalleryError saying why not.  ``before`` is called with the index's
+        state, holding the write lock, once the retraining is sure to start (to audit it).  Takes the write lock."""
+        with self.write_lock():
+            index = self.index()
+            if index is not None:
+                with self.index_guard:
+                    index.refresh()  # another process may have retrained it at this version: a full load
+            problem = self._nothing_to_retrain(force)
+            if problem:
+                raise GalleryError(f"gallery {self.name!r}: {problem}")
+            before(IndexState(len(self._index), self._index.inverted_lists, self._index.outgrown))
+            return self._retrain(force)
+
+    def _nothing_to_retrain(self, force: bool) -> str:
+        """Why the index (at the store's version) has nothing to retrain, or "" when it has."""
+        index = self._index
+        if index is None:
+            return "it holds no templates, so it has no index"
+        if self.galleries.settings.index.backend == "milvus":
+            return "Milvus trains its own indexes (index.backend)"
+        if index.inverted_lists is None:
+            return (f"its {len(index):,} templates are searched exactly (below index.compress_at, "
+                    f"{self.galleries.settings.index.compress_at:,}): there are no quantizers to retrain")
+        if not force and not index.outgrown:
+            return (f"its {index.inverted_lists:,} inverted lists still suit its {len(index):,} templates (outgrown when its "
+                    f"size calls for {2 * index.inverted_lists:,}); force retrains them anyway")
+        return ""
+
     def retrain_index_if_outgrown(self) -> None:
-        """Retrain the index's quantizers if the gallery has outgrown them (the vector index's ``retrained``): the new
+        """After an enrolment (or a catch-up with the store): retrain the index now if the gallery has outgrown it and
+        ``index.retrain`` is "after_enrolment" (else the server's quiet hour or ``facetrail index retrain`` does it).
+        Hold the write lock."""
+        if self.galleries.settings.index.retrain == "after_enrolment":
+            self._retrain(force=False)
+
+    def _retrain(self, force: bool) -> Retraining | None:
+        """Retrain the index's quantizers (the vector index's ``retrained``), or None when it returns none: the new
         files are written at the same version while searches go on with the index in memory, which is then swapped
         for the retrained one.  Takes minutes at millions of templates, a few times in a gallery's life.  Hold the
-        write lock."""
-        retrained = self._index.retrained() if self._index is not None else None
-        if retrained is not None:
-            with self.index_guard:
-                replaced, self._index = self._index, retrained
-            replaced.close()
+        write lock, with the index at the store's version."""
+        index = self._index
+        began = time.perf_counter()
+        retrained = index.retrained(force) if index is not None else None
+        if retrained is None:
+            return None
+        with self.index_guard:
+            self._index = retrained
+        lists_before = index.inverted_lists
+        index.close()
+        return Retraining(self.name, retrained.version, len(retrained), lists_before, retrained.inverted_lists,
+                          round(time.perf_counter() - began, 1))
 
     def _store_version(self) -> int:
         with self.session() as session:

@@ -28,18 +28,21 @@ class VectorIndex(Protocol):
 
     ``version`` is the gallery version (in the SQL store) whose templates it holds; ``apply`` makes a committed
     change durable and moves it to the next version; ``refresh`` follows another process's changes; ``retrained``
-    returns a replacement at the same version whose quantizers suit the gallery's size, when it has outgrown them.  Distances
+    returns a replacement at the same version whose quantizers suit the gallery's size, when it has ``outgrown``
+    them (or, ``force``, whenever it has some: ``inverted_lists`` is None when it has none).  Distances
     returned are exact Euclidean distances between float32 templates, whichever backend selected the candidates.
     """
 
     dimension: int
     version: int
+    inverted_lists: int | None
+    outgrown: bool
 
     def apply(self, version: int, add: tuple[np.ndarray, np.ndarray] | None = None, remove: np.ndarray | None = None) -> int: ...
 
     def refresh(self) -> None: ...
 
-    def retrained(self) -> VectorIndex | None: ...
+    def retrained(self, force: bool = False) -> VectorIndex | None: ...
 
     def search(self, queries: np.ndarray, k: int, exact: bool = False) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -177,8 +180,8 @@ class SearchDepth:
 
 MAX_NLIST = 8192
 """Most inverted lists a gallery's quantizer is trained with (reached at ~2.1 million templates; ~1,200 a list at
-10 million).  More lists would make retraining, which an enrolment waits for, take many more minutes on a small
-server (k-means cost grows with lists × sample: ~80 s for 8,192 on two cores)."""
+10 million).  More lists would make retraining take many more minutes on a small server (k-means cost grows with
+lists × sample: ~80 s for 8,192 on two cores)."""
 
 TRAINING_SAMPLE = 40 * MAX_NLIST
 """Most templates the quantizers are trained on (a random sample of the gallery): k-means takes 64 a list up to

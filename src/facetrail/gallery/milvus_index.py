@@ -237,8 +237,12 @@ class MilvusIndex:
     def version(self) -> int:
         return self._version
 
-    def retrained(self) -> None:
-        """Nothing to retrain: Milvus builds each of its segments' indexes itself, as segments are sealed."""
+    inverted_lists = None
+    """Milvus trains each of its segments' indexes itself, as segments are sealed: none to outgrow here."""
+    outgrown = False
+
+    def retrained(self, force: bool = False) -> None:
+        """Nothing to retrain (``inverted_lists``)."""
         return None
 
     def refresh(self) -> None:

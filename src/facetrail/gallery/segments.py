@@ -17,7 +17,9 @@ while their sizes are alike (each template is rewritten O(log n) times in all, s
 an expungement rewrites only the segments holding the removed templates (at most ``segment_templates`` each) and
 removes them from memory.  The quantizers are trained on the gallery's own templates when the gallery reaches
 ``index.compress_at`` (below that it is searched exactly with every float32 template in memory), and retrained by
-``retrained`` (after an enrolment, at the same version, without holding up searches) when it has outgrown them.
+``retrained`` (at the same version, without holding up searches; ``index.retrain`` chooses when) when it has
+outgrown them.  In memory, where each template's slot is is kept by ``facetrail.gallery.idmap.IdMap``: a commit
+costs O(change) there too.
 
 Encryption (``facetrail.crypto``): each slot is bound to its template id (``index-vector:<gallery>:<id>``), each
 codes section to its file name and header, the manifest and the quantizer file to the gallery.
@@ -45,8 +47,9 @@ from facetrail.config import IndexConfig
 from facetrail.crypto import KeyRing, sealed_size
 from facetrail.errors import CryptoError, IndexFileError
 from facetrail.storage import write_atomically
+from facetrail.gallery.idmap import IdMap
 from facetrail.gallery.index import (TRAINING_SAMPLE, CompressedIndex, ExactScan, FaissExactIndex, SearchDepth, _as_float_rows,
-                                    _as_ids, _lookup, _positive_int, _sample, checked_addition, choose_nlist)
+                                    _as_ids, _positive_int, _sample, checked_addition, choose_nlist)
 
 MANIFEST_NAME = "MANIFEST"
 MANIFEST_FORMAT = "facetrail.index.v1"
@@ -102,10 +105,8 @@ class SegmentedIndex:
         """Set memory to ``manifest`` from scratch: a searcher of the right kind, then every segment."""
         self.close()
         self._manifest = _Manifest(-1, manifest.dimension, (), manifest.quantizer, manifest.next_serial)
-        # id map, sorted by id: where each template's float32 slot is
-        self._ids = np.empty(0, dtype=np.int64)
-        self._segment_of = np.empty(0, dtype=np.int32)
-        self._slot_of = np.empty(0, dtype=np.int32)
+        self._map = IdMap()
+        """Where each template's float32 slot is (segment serial, slot)."""
         self._searcher: FaissExactIndex | CompressedIndex = (
             self._load_quantizer(manifest.quantizer) if manifest.quantizer is not None else FaissExactIndex(self.dimension)
         )
@@ -161,12 +162,17 @@ class SegmentedIndex:
         """Inverted lists of the trained quantizers; None while the index is exact."""
         return self._searcher.nlist if isinstance(self._searcher, CompressedIndex) else None
 
+    @property
+    def outgrown(self) -> bool:
+        """True when the gallery has outgrown the trained quantizers (``CompressedIndex.outgrown``)."""
+        return isinstance(self._searcher, CompressedIndex) and self._searcher.outgrown(len(self))
+
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._map)
 
     def ids(self) -> np.ndarray:
         """All template ids present, ascending."""
-        return self._ids.copy()
+        return self._map.ids()
 
     def segment_paths(self) -> list[Path]:
         """The segment files in use, in manifest order."""
@@ -185,13 +191,13 @@ class SegmentedIndex:
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """The float32 templates of ``ids`` (all present), read from their segments' slots and decrypted."""
         ids = _as_ids(ids)
-        positions, present = _lookup(self._ids, ids)
+        serials, slots, present = self._map.locate(ids)
         if not present.all():
             raise KeyError("asked for the template of an id that is not in the index")
         out = np.empty((len(ids), self.dimension), dtype=np.float32)
-        for row, (template_id, position) in enumerate(zip(ids.tolist(), positions.tolist())):
-            segment = self._segments[int(self._segment_of[position])]
-            offset = segment.slots_at + int(self._slot_of[position]) * self._slot_size
+        for row, (template_id, serial, slot) in enumerate(zip(ids.tolist(), serials.tolist(), slots.tolist())):
+            segment = self._segments[serial]
+            offset = segment.slots_at + slot * self._slot_size
             out[row] = self._open_slot(os.pread(segment.fd, self._slot_size, offset), template_id, segment)
         return out
 
@@ -204,11 +210,11 @@ class SegmentedIndex:
         lists ids to expunge (absent ones are ignored).  Hold the gallery's write lock.
         """
         add_ids, add_vectors = checked_addition(add, self.dimension)
-        already = add_ids[_lookup(self._ids, add_ids)[1]]
+        already = add_ids[self._map.locate(add_ids)[2]]
         if len(already):
             raise ValueError(f"ids already in the index: {_sample(already)}")
         removing = np.unique(_as_ids(remove if remove is not None else np.empty(0, dtype=np.int64)))
-        removing = removing[_lookup(self._ids, removing)[1]]
+        removing = removing[self._map.locate(removing)[2]]
         try:
             manifest = self._write_change(version, add_ids, add_vectors, removing)
             _write_manifest(self.root, self.keyring, self.gallery_id, manifest)
@@ -217,12 +223,12 @@ class SegmentedIndex:
         self._adopt(manifest)
         return len(removing)
 
-    def retrained(self) -> SegmentedIndex | None:
-        """When the gallery has outgrown its quantizers (``CompressedIndex.outgrown``), a new index at the same
-        version with quantizers trained for its size and every segment recoded; else None.  Hold the gallery's
+    def retrained(self, force: bool = False) -> SegmentedIndex | None:
+        """When the gallery has ``outgrown`` its quantizers (or, ``force``, whenever it has some), a new index at the
+        same version with quantizers trained for its size and every segment recoded; else None.  Hold the gallery's
         write lock, not its index guard: this takes minutes at millions of templates, while this index (whose open
         files stay readable) goes on serving searches until the caller swaps it for the new one and closes it."""
-        if not isinstance(self._searcher, CompressedIndex) or not self._searcher.outgrown(len(self)):
+        if not (self.outgrown or (force and self.compressed)):
             return None
         current = self._manifest
         try:
@@ -271,8 +277,7 @@ class SegmentedIndex:
         quantizer = self._manifest.quantizer
         searcher = self._searcher
         if len(removing):
-            positions = np.searchsorted(self._ids, removing)
-            for old in np.unique(self._segment_of[positions]).tolist():
+            for old in np.unique(self._map.locate(removing)[0]).tolist():
                 ids, codes, slots = self._read_segment_by_serial(old)
                 keep = ~np.isin(ids, removing)
                 index = order.index(old)
@@ -367,48 +372,39 @@ class SegmentedIndex:
         """Open the segments ``manifest`` adds to the current one (adding their new templates to the searcher and
         the id map) and drop those it no longer names (removing their templates that are not in it)."""
         wanted = set(manifest.segments)
+        leaving = [s for s in self._segments if s not in wanted]
         arriving = {s: self._open_segment(s) for s in manifest.segments if s not in self._segments}
         try:
             contents = {s: self._read_segment(segment, slots=not self.compressed) for s, segment in arriving.items()}
+            located = [(c[0], np.full(len(c[0]), s, dtype=np.int32), np.arange(len(c[0]), dtype=np.int32))
+                       for s, c in contents.items()]
+            empty = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int32))
+            ids, serials, slots = (np.concatenate(column) for column in zip(empty, *located))
+            held_in, _, moved = self._map.locate(ids)  # binary searches: nothing the size of the index is copied
+            gone = self._gone(leaving, ids, held_in[moved])
         except BaseException:
             for segment in arriving.values():
                 os.close(segment.fd)
             raise
-        leaving = [s for s in self._segments if s not in wanted]
-        arriving_ids = np.concatenate([c[0] for c in contents.values()]) if contents else np.empty(0, dtype=np.int64)
-        gone = np.empty(0, dtype=np.int64)
-        if leaving:
-            leaving_ids = self._ids[np.isin(self._segment_of, leaving)]
-            gone = leaving_ids[~np.isin(leaving_ids, arriving_ids)]
-        new = ~_lookup(self._ids, arriving_ids)[1]  # (a binary search: no temporaries the size of the index)
         if len(gone):
             self._searcher.remove(gone)
-        self._add_to_searcher(contents, arriving_ids, new)
-        locations = [(np.full(len(c[0]), s, dtype=np.int32), np.arange(len(c[0]), dtype=np.int32)) for s, c in contents.items()]
-        arriving_segments = np.concatenate([loc[0] for loc in locations]) if locations else np.empty(0, dtype=np.int32)
-        arriving_slots = np.concatenate([loc[1] for loc in locations]) if locations else np.empty(0, dtype=np.int32)
-        # new ids are merged into the sorted map (no full sort: ids usually arrive above all present ones)
-        order = np.argsort(arriving_ids[new], kind="stable")
-        added = arriving_ids[new][order]
-        ids, segment_of, slot_of = self._ids, self._segment_of, self._slot_of
-        if len(gone):
-            keep = np.ones(len(ids), dtype=bool)
-            keep[np.searchsorted(ids, gone)] = False
-            ids, segment_of, slot_of = ids[keep], segment_of[keep], slot_of[keep]
-        if len(added):
-            positions = np.searchsorted(ids, added)
-            ids = np.insert(ids, positions, added)
-            segment_of = np.insert(segment_of, positions, arriving_segments[new][order])
-            slot_of = np.insert(slot_of, positions, arriving_slots[new][order])
-        self._ids, self._segment_of, self._slot_of = ids, segment_of, slot_of
-        moved = arriving_ids[~new]
-        if len(moved):
-            positions = np.searchsorted(self._ids, moved)
-            self._segment_of[positions], self._slot_of[positions] = arriving_segments[~new], arriving_slots[~new]
+        self._add_to_searcher(contents, ids, ~moved)
+        self._map.remove(gone)
+        self._map.move(ids[moved], serials[moved], slots[moved])
+        self._map.add(ids[~moved], serials[~moved], slots[~moved])
         for s in leaving:
             os.close(self._segments.pop(s).fd)
         self._segments.update(arriving)
         self._manifest = manifest
+
+    def _gone(self, leaving: list[int], arriving_ids: np.ndarray, moved_from: np.ndarray) -> np.ndarray:
+        """The ids of the ``leaving`` segments that arrive in none (expunged), given where the arriving ids that are
+        present now are (``moved_from``).  When as many moved out of the leaving segments as they hold, none is gone
+        (a merge, a recoding); else the leaving segments' ids are read (from their open files) and compared."""
+        if not leaving or np.isin(moved_from, leaving).sum() == sum(self._segments[s].templates for s in leaving):
+            return np.empty(0, dtype=np.int64)
+        leaving_ids = np.concatenate([self._read_segment(self._segments[s], slots=False)[0] for s in leaving])
+        return leaving_ids[~np.isin(leaving_ids, arriving_ids)]
 
     def _add_to_searcher(self, contents: dict, arriving_ids: np.ndarray, new: np.ndarray) -> None:
         """Add the arriving templates that are new to the searcher: their codes in one call, or their decrypted

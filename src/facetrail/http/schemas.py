@@ -250,6 +250,22 @@ class GalleryDuplicatesOut(BaseModel):
     more: bool = Field(description="More pairs are within max_distance than the limit let through.")
 
 
+class IndexRetrainingRun(BaseModel):
+    force: bool = Field(False, description=(
+        "Retrain even though the gallery has not outgrown its inverted lists (trained again on a fresh sample)."))
+
+
+class IndexRetrainingOut(BaseModel):
+    gallery: str
+    version: int = Field(description="The gallery version the index holds: a retraining leaves it as it was.")
+    templates: int
+    lists_before: int = Field(description="Inverted lists of the quantizers replaced.")
+    lists_after: int = Field(description="Inverted lists trained for the gallery's size (4·√n as a power of two, at most 8,192).")
+    seconds: float
+    force: bool
+    trigger: Literal["command", "quiet_hour"]
+
+
 class EnrolOutcomeOut(BaseModel):
     file: str
     subject_id: str

@@ -15,6 +15,7 @@ from facetrail.api.routes import (
     faces,
     galleries,
     health,
+    indexes,
     leads,
     overrides,
     policy,
@@ -26,5 +27,5 @@ from facetrail.api.routes import (
 
 api_router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(reject_nul_text)])
 for module in (auth, users, policy, galleries, faces, searches, comparisons, overrides, reviews, leads, reports, audit,
-               health, cases):
+               health, cases, indexes):
     api_router.include_router(module.router)
