@@ -306,7 +306,6 @@ def test_the_published_differentials_are_identity_weighted_beside_the_model_limi
 
 
 def test_report_page_shows_the_models_differentials_and_where_its_calibration_came_from(world, monkeypatch, tmp_path):
-
     from facetrail.cli.common import json_ready
     from facetrail.evaluation import published
     from facetrail.evaluation.demographics import demographic_report
