@@ -17,7 +17,8 @@ pytest.register_assert_rewrite("tests.fixtures", "tests.security.helpers")
 from tests.fixtures.database import finish_drops  # noqa: E402
 from tests.fixtures.face_images import face_images  # noqa: E402
 
-pytest_plugins = ["tests.fixtures.datadir", "tests.fixtures.world", "tests.fixtures.gallery", "tests.fixtures.browser"]
+pytest_plugins = ["tests.fixtures.datadir", "tests.fixtures.world", "tests.fixtures.gallery", "tests.fixtures.browser",
+                  "tests.fixtures.milvus"]
 
 SHARED_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 

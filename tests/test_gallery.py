@@ -1,5 +1,6 @@
 """Galleries on real photographs: provenance, enrolment (idempotent, resumable), search, expungement, index recovery;
-the tests of search, expungement and recovery run on both index backends (faiss, and Milvus on milvus-lite)."""
+the tests of search, expungement and recovery run on both index backends (faiss, and Milvus on milvus-lite), and those
+of search, expungement, catch-up and versions on a Milvus server too (with SQLite: the server is what they test)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,14 @@ from facetrail.gallery.manifest import items_from_manifest, items_from_uploads
 from facetrail.gallery.schema import ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
 from tests.fixtures.gallery import SERIAL, enrol_folder, probe_template
 from tests.fixtures.images import save_resized
+from tests.fixtures.milvus import IN_SERVER_GROUP, SERVER
 
 BOTH_BACKENDS = pytest.mark.parametrize("index_backend", ["faiss", "milvus"], indirect=True)
+MILVUS_SERVER = pytest.param("sqlite", SERVER, marks=IN_SERVER_GROUP)
+ALSO_ON_SERVER = pytest.mark.parametrize("datadir,index_backend", [
+    *((store, backend) for backend in ("faiss", "milvus") for store in ("sqlite", "postgresql")), MILVUS_SERVER],
+    indirect=True)
+"""BOTH_BACKENDS, and the Milvus server with SQLite."""
 
 
 @pytest.fixture
@@ -139,7 +146,7 @@ def test_uploaded_photographs_are_enrolled_from_memory(county, photo_folder):
         assert session.scalar(select(func.count()).select_from(RejectionRecord)) == 0  # refused before any face work
 
 
-@BOTH_BACKENDS
+@ALSO_ON_SERVER
 def test_search_ranks_the_right_subject_first(county, photo_folder, engine, faces, tmp_path):
     enrol_folder(county, photo_folder)
     probe = probe_template(engine, save_resized(faces["obama3.jpg"], tmp_path / "still.jpg", 450))
@@ -204,7 +211,7 @@ def test_an_exact_index_has_nothing_to_retrain(county, photo_folder):
         county.retrain_index(force=True)
 
 
-@BOTH_BACKENDS
+@ALSO_ON_SERVER
 def test_expungement_leaves_no_trace(county, photo_folder, engine, faces, datadir):
     enrol_folder(county, photo_folder)
     photo_bytes = (photo_folder / "B-1001" / "front.jpg").read_bytes()
@@ -306,7 +313,7 @@ def test_searches_during_an_enrolment_see_one_version_and_do_not_wait_for_it(cou
     assert hits[-1].version == max(templates_at) and len(hits[-1].candidates) == 4
 
 
-@BOTH_BACKENDS
+@ALSO_ON_SERVER
 def test_a_change_the_index_missed_is_brought_from_the_store(county, photo_folder, engine, faces, datadir, monkeypatch,
                                                            index_backend, tmp_path):
     """A writer that fails (or is killed) between committing to the store and its index's commit point: the next
@@ -346,7 +353,8 @@ def test_a_change_the_index_missed_is_brought_from_the_store(county, photo_folde
     assert fresh.index().ids().tolist() == stored_ids() and len(fresh.index()) == 3
 
 
-@pytest.mark.parametrize("index_backend", ["milvus"], indirect=True)
+@pytest.mark.parametrize("datadir,index_backend", [("sqlite", "milvus"), ("postgresql", "milvus"), MILVUS_SERVER],
+                         indirect=True)
 def test_a_search_that_another_process_commits_under_is_repeated(county, photo_folder, engine, faces, datadir, monkeypatch):
     """With a shared index a search reports the version it searched: one that another process's commit overlapped
     is done again."""

@@ -32,8 +32,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import grpc
 import numpy as np
 from pymilvus import DataType, MilvusClient, MilvusException
+from pymilvus.client.types import Status
 
 from facetrail.config import IndexConfig
 from facetrail.errors import GalleryError
@@ -55,11 +57,16 @@ class IndexServiceError(GalleryError):
 
 @contextmanager
 def _reported(what: str) -> Iterator[None]:
-    """Turn a Milvus client error into an IndexServiceError naming what was being done."""
+    """Turn a Milvus client error into an IndexServiceError naming what was being done, and saying so plainly when
+    the server could not be reached (down, restarting, or the network): the client's own words name no cause."""
     try:
         yield
     except MilvusException as exc:
-        raise IndexServiceError(f"Milvus: {what}: {exc.message or exc}") from None
+        unreachable = "the server is unreachable: " if exc.code == Status.CONNECT_FAILED else ""
+        raise IndexServiceError(f"Milvus: {what}: {unreachable}{exc.message or exc}") from None
+    except grpc.RpcError as exc:  # a request cut off under way (the server killed), which the client does not wrap
+        details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+        raise IndexServiceError(f"Milvus: {what}: the server is unreachable: {details}") from None
 
 
 class MilvusBackend:
@@ -308,8 +315,8 @@ class MilvusIndex:
         with _reported(f"searching gallery {self.gallery_id}"):
             results = self.backend.client.search(
                 self.backend.templates, data=list(queries), anns_field="vector", limit=limit, filter=self._filter,
-                output_fields=["vector"], search_params=self.backend.search_params(limit), consistency_level=STRONG)
-        for row, (query, hits) in enumerate(zip(queries, results)):
+                output_fields=["template_id", "vector"], search_params=self.backend.search_params(limit), consistency_level=STRONG)
+        for row, (query, hits) in enumerate(zip(queries, results)):  # template_id asked for: a 2.3 server calls it "id"
             if len(hits):
                 found = np.array([hit["template_id"] for hit in hits], dtype=np.int64)
                 vectors = np.array([hit["entity"]["vector"] for hit in hits], dtype=np.float32)
