@@ -1,6 +1,7 @@
 """A gallery's persistent index: the contract every backend keeps (restarts, following another process, expungement,
-the audit mode), run against the faiss backend (facetrail.gallery.segments) and Milvus (milvus-lite); and the faiss
-backend's files on disk: O(change) commits, damage, a failed write, kill -9."""
+the audit mode), run against the faiss backend (facetrail.gallery.segments) and Milvus (milvus-lite; restarts,
+expungement and exact distances on a Milvus server too); and the faiss backend's files on disk: O(change) commits,
+damage, a failed write, kill -9."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from facetrail.gallery.idmap import IdMap
 from facetrail.gallery.index import IndexBackend, VectorIndex, choose_nlist
 from facetrail.gallery.milvus_index import MilvusBackend
 from facetrail.gallery.segments import MANIFEST_NAME, SegmentedBackend, SegmentedIndex
-from tests.fixtures.milvus import milvus_collection
+from tests.fixtures.datadir import milvus_uri
+from tests.fixtures.milvus import IN_SERVER_GROUP, SERVER, milvus_collection
 from tests.fixtures.segments import LAST, SMALL, D, state_at, step
 
 GALLERY = 7
@@ -38,17 +40,22 @@ def keyring(tmp_path) -> KeyRing:
     return KeyRing.create(datadir)
 
 
+ALSO_ON_SERVER = pytest.mark.parametrize("backends", ["faiss", "milvus", pytest.param(SERVER, marks=IN_SERVER_GROUP)],
+                                         indirect=True)
+
+
 @pytest.fixture(params=["faiss", "milvus"])
 def backends(request, tmp_path, keyring):
     """Makes the index backend under test with a given configuration: faiss with segment files under ``tmp_path``, or
-    a collection of its own in the test's milvus-lite database."""
+    a collection of its own in the test's milvus-lite database (or, parametrised with "milvus-server", on the test
+    process's Milvus server)."""
     made: list[IndexBackend] = []
 
     def make(config: IndexConfig = SMALL) -> IndexBackend:
         if request.param == "faiss":
             backend = SegmentedBackend(tmp_path / "indexes", keyring, config)
         else:
-            uri = request.getfixturevalue("milvus_lite_uri")
+            uri = milvus_uri(request, request.param)
             backend = MilvusBackend(dataclasses.replace(config, backend="milvus", milvus_uri=uri, milvus_collection=milvus_collection()))
         made.append(backend)
         return backend
@@ -100,6 +107,7 @@ def faiss_index(tmp_path: Path, keyring: KeyRing, last: int, removals: bool = Tr
 # --- the contract of every backend ---------------------------------------------------
 
 
+@ALSO_ON_SERVER
 def test_restart_gives_the_same_index(backends):
     """Reopened (in exact and in compressed mode for faiss), an index holds the same templates and gives the same
     results."""
@@ -123,6 +131,7 @@ def test_restart_gives_the_same_index(backends):
     assert len(index) == len(state_at(40))
 
 
+@ALSO_ON_SERVER
 def test_expunged_templates_are_never_found_again(backends):
     backend = backends()
     index = grown(backend, 40, removals=False)
@@ -154,6 +163,7 @@ def test_exact_audit_mode_matches_brute_force(backends):
     np.testing.assert_allclose(distances, np.sort(exact, axis=1)[:, :15], atol=1e-5)
 
 
+@ALSO_ON_SERVER
 def test_search_distances_are_exact_euclidean(backends):
     """Whatever selected the candidates, the distances are exact Euclidean distances (not squared), nearest first."""
     index = grown(backends(), 12)
