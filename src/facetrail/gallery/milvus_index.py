@@ -55,20 +55,6 @@ class IndexServiceError(GalleryError):
     """Milvus could not be reached, refused the credentials, or refused a request."""
 
 
-@contextmanager
-def _reported(what: str) -> Iterator[None]:
-    """Turn a Milvus client error into an IndexServiceError naming what was being done, and saying so plainly when
-    the server could not be reached (down, restarting, or the network): the client's own words name no cause."""
-    try:
-        yield
-    except MilvusException as exc:
-        unreachable = "the server is unreachable: " if exc.code == Status.CONNECT_FAILED else ""
-        raise IndexServiceError(f"Milvus: {what}: {unreachable}{exc.message or exc}") from None
-    except grpc.RpcError as exc:  # a request cut off under way (the server killed), which the client does not wrap
-        details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
-        raise IndexServiceError(f"Milvus: {what}: the server is unreachable: {details}") from None
-
-
 class MilvusBackend:
     """``index.backend = "milvus"``: every gallery's index in one Milvus collection. One per process, shared by its
     galleries; it connects on first use."""
@@ -86,7 +72,7 @@ class MilvusBackend:
         self.versions = f"{config.milvus_collection}_versions"
         self._client: MilvusClient | None = None
         self._dimension: int | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # close() may run while connecting
 
     @property
     def client(self) -> MilvusClient:
@@ -107,7 +93,7 @@ class MilvusBackend:
             arguments["db_name"] = config.milvus_database
         if config.milvus_ca_file:
             arguments.update(server_pem_path=config.milvus_ca_file, secure=True)
-        with _reported(f"connecting to {self.uri}"):
+        with self.reported(f"connecting to {self.uri}"):
             client = MilvusClient(**arguments)
             for name in (self.templates, self.versions):
                 if client.has_collection(name):
@@ -132,7 +118,7 @@ class MilvusBackend:
         """Delete the gallery's version row, then its templates (a crash in between leaves a gallery without an
         index, which is rebuilt from the store), and compact."""
         client = self.client
-        with _reported(f"deleting the index of gallery {gallery_id}"):
+        with self.reported(f"deleting the index of gallery {gallery_id}"):
             if client.has_collection(self.versions):
                 client.delete(self.versions, ids=[int(gallery_id)])
             if client.has_collection(self.templates):
@@ -145,13 +131,32 @@ class MilvusBackend:
                 self._client.close()
                 self._client = None
 
+    @contextmanager
+    def reported(self, what: str) -> Iterator[None]:
+        """Turn a Milvus client error into an IndexServiceError naming what was being done, and saying so plainly
+        when the server could not be reached (down, restarting, or the network), whose words from the client name no
+        cause. An unreachable server's connection is dropped: the next request connects afresh, at once, instead of
+        waiting out the client's reconnection backoff (tens of seconds after a restart)."""
+        try:
+            yield
+        except MilvusException as exc:
+            unreachable = exc.code == Status.CONNECT_FAILED
+            if unreachable:
+                self.close()
+            raise IndexServiceError(f"Milvus: {what}: {'the server is unreachable: ' if unreachable else ''}"
+                                    f"{exc.message or exc}") from None
+        except grpc.RpcError as exc:  # a request cut off under way (the server killed), which the client does not wrap
+            self.close()
+            details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+            raise IndexServiceError(f"Milvus: {what}: the server is unreachable: {details}") from None
+
     # --- collections ---------------------------------------------------------------------
 
     def _ensure_collections(self, dimension: int) -> None:
         """Create the two collections if missing; IndexServiceError if the templates collection holds templates of
         another dimension."""
         client = self.client
-        with _reported(f"creating the collections {self.templates} and {self.versions}"):
+        with self.reported(f"creating the collections {self.templates} and {self.versions}"):
             if not client.has_collection(self.templates):
                 schema = client.create_schema(auto_id=False, enable_dynamic_field=False,
                                               description="facetrail templates: one row per template, by gallery")
@@ -186,7 +191,7 @@ class MilvusBackend:
     def dimension(self) -> int:
         """The dimension of the templates collection's vectors."""
         if self._dimension is None:
-            with _reported(f"describing {self.templates}"):
+            with self.reported(f"describing {self.templates}"):
                 fields = self.client.describe_collection(self.templates)["fields"]
             self._dimension = int(next(f["params"]["dim"] for f in fields if f["name"] == "vector"))
         return self._dimension
@@ -210,7 +215,7 @@ class MilvusBackend:
 
     def _version_row(self, gallery_id: int) -> dict | None:
         client = self.client
-        with _reported(f"reading the index version of gallery {gallery_id}"):
+        with self.reported(f"reading the index version of gallery {gallery_id}"):
             if not client.has_collection(self.versions):
                 return None
             rows = client.query(self.versions, filter=f"gallery_id == {int(gallery_id)}",
@@ -221,7 +226,7 @@ class MilvusBackend:
         """Record that the templates collection holds the gallery at ``version`` (the commit point of a change)."""
         row = {"gallery_id": int(gallery_id), "version": int(version), "dimension": int(dimension),
                "placeholder": [0.0] * _PLACEHOLDER_DIMENSION}
-        with _reported(f"writing the index version of gallery {gallery_id}"):
+        with self.reported(f"writing the index version of gallery {gallery_id}"):
             self.client.upsert(self.versions, [row])
 
 
@@ -277,7 +282,7 @@ class MilvusIndex:
             raise ValueError(f"ids already in the index: {_sample(already)}")
         removing = self._present(np.unique(_as_ids(remove if remove is not None else np.empty(0, dtype=np.int64))))
         client, name = self.backend.client, self.backend.templates
-        with _reported(f"applying version {version} of gallery {self.gallery_id}"):
+        with self.backend.reported(f"applying version {version} of gallery {self.gallery_id}"):
             for start in range(0, len(removing), _BATCH):
                 client.delete(name, filter=f"{self._filter} and template_id in {removing[start : start + _BATCH].tolist()}")
             for start in range(0, len(add_ids), _BATCH):
@@ -312,7 +317,7 @@ class MilvusIndex:
         if not len(queries):
             return distances, labels
         limit = min(max(k, self.backend.config.rerank), MAX_TOP_K)
-        with _reported(f"searching gallery {self.gallery_id}"):
+        with self.backend.reported(f"searching gallery {self.gallery_id}"):
             results = self.backend.client.search(
                 self.backend.templates, data=list(queries), anns_field="vector", limit=limit, filter=self._filter,
                 output_fields=["template_id", "vector"], search_params=self.backend.search_params(limit), consistency_level=STRONG)
@@ -333,7 +338,7 @@ class MilvusIndex:
         return np.array([by_id[i] for i in ids.tolist()], dtype=np.float32).reshape(len(ids), self.dimension)
 
     def __len__(self) -> int:
-        with _reported(f"counting the templates of gallery {self.gallery_id}"):
+        with self.backend.reported(f"counting the templates of gallery {self.gallery_id}"):
             rows = self.backend.client.query(self.backend.templates, filter=self._filter, output_fields=["count(*)"],
                                              consistency_level=STRONG)
         return int(rows[0]["count(*)"])
@@ -346,7 +351,7 @@ class MilvusIndex:
     def _rows(self, with_vectors: bool) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         """The gallery's (ids, vectors or None) in blocks, at one snapshot."""
         fields = ["template_id", "vector"] if with_vectors else ["template_id"]
-        with _reported(f"reading the templates of gallery {self.gallery_id}"):
+        with self.backend.reported(f"reading the templates of gallery {self.gallery_id}"):
             iterator = self.backend.client.query_iterator(self.backend.templates, batch_size=_BATCH, filter=self._filter,
                                                           output_fields=fields, consistency_level=STRONG)
             try:
@@ -364,7 +369,7 @@ class MilvusIndex:
     def _rows_of(self, ids: np.ndarray, fields: list[str]) -> list[dict]:
         """The gallery's rows (``fields`` of them) whose template ids are among ``ids``."""
         rows: list[dict] = []
-        with _reported(f"looking up templates of gallery {self.gallery_id}"):
+        with self.backend.reported(f"looking up templates of gallery {self.gallery_id}"):
             for start in range(0, len(ids), _BATCH):
                 rows.extend(self.backend.client.query(
                     self.backend.templates, filter=f"{self._filter} and template_id in {ids[start : start + _BATCH].tolist()}",
