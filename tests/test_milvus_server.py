@@ -1,26 +1,36 @@
 """A real Milvus server (tests/fixtures/milvus.py) under faults: killed (kill -9) during a search and during an
 enrolment, the SQL store stays the source of truth, searches are refused and audited while it is down, and after a
-restart the index catches up with the store from the difference of ids, not by a rebuild."""
+restart the index catches up with the store from the difference of ids, not by a rebuild. And facetrail as a Milvus
+user of its own, with only the privileges docs/scaling.md lists, over TLS."""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import ipaddress
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from pymilvus import MilvusClient
 from sqlalchemy import select
 
 from facetrail.accountability.requests import CaseRequest
+from facetrail.config import IndexConfig
 from facetrail.errors import RefusedError
 from facetrail.gallery.enrol import items_from_folder
 from facetrail.gallery.milvus_index import IndexServiceError, MilvusBackend, MilvusIndex
 from facetrail.gallery.schema import TemplateRecord
 from tests.fixtures.images import jpeg
-from tests.fixtures.milvus import IN_SERVER_GROUP, SERVER
+from tests.fixtures.milvus import IN_SERVER_GROUP, SERVER, MilvusServerProcess, milvus_collection
 from tests.fixtures.world import SEARCH_FIELDS, actors
 
-pytestmark = [IN_SERVER_GROUP, pytest.mark.parametrize("datadir,index_backend", [("sqlite", SERVER)], indirect=True)]
+pytestmark = IN_SERVER_GROUP
 
 IN_FLIGHT_S = 0.05
 """When the kill comes after a search reached Milvus: a Strong search waits for the server's next time tick (50 ms
@@ -32,6 +42,7 @@ def stored_ids(gallery) -> list[int]:
         return sorted(session.scalars(select(TemplateRecord.id).where(TemplateRecord.gallery_id == gallery.id)))
 
 
+@pytest.mark.parametrize("datadir,index_backend", [("sqlite", SERVER)], indirect=True)
 def test_killed_milvus_refuses_searches_and_the_index_catches_up_with_the_store(index_backend, world, milvus_server,
                                                                                 faces, tmp_path, monkeypatch):
     system = world.system
@@ -101,3 +112,78 @@ def test_killed_milvus_refuses_searches_and_the_index_catches_up_with_the_store(
     final = stored_ids(county)
     assert len(final) == len(held) + 3 and county.index().ids().tolist() == final
     assert np.unique(county.index().ids()).size == len(county.index())
+
+
+PRIVILEGES = {"Global": ["CreateCollection", "DescribeCollection", "ShowCollections"],
+              "Collection": ["CreateIndex", "Load", "GetLoadState", "GetLoadingProgress", "Insert", "Delete", "Upsert",
+                             "Query", "Search", "Compaction"]}
+"""What facetrail's Milvus role is granted, on every collection: the list in docs/scaling.md."""
+PASSWORD_ENV = "FACETRAIL_TEST_MILVUS_PASSWORD"
+
+
+@pytest.fixture
+def secured_server(tmp_path):
+    """A Milvus server of the test's own with authentication on and TLS (a self-signed certificate for 127.0.0.1):
+    (the server, its certificate's file)."""
+    certificate, key = self_signed(tmp_path)
+    (tmp_path / "secured").mkdir()
+    server = MilvusServerProcess(tmp_path / "secured", authorization_enabled=True, tls_mode=1,
+                                 server_pem_path=str(certificate), server_key_path=str(key))
+    try:
+        yield server.start(), certificate
+    finally:
+        server.stop()
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost, valid for a day, and its key: (certificate file, key file)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+                   .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                               x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+                   .sign(key, hashes.SHA256()))
+    paths = folder / "server.pem", folder / "server.key"
+    paths[0].write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                           serialization.NoEncryption()))
+    return paths
+
+
+def test_facetrail_as_its_own_milvus_user_over_tls(secured_server, monkeypatch):
+    server, certificate = secured_server
+    uri = server.uri.replace("http://", "https://")
+    root = MilvusClient(uri=uri, token="root:Milvus", server_pem_path=str(certificate), secure=True)
+    root.create_user("facetrail", "facetrail's own password")
+    root.create_role("facetrail")
+    for kind, privileges in PRIVILEGES.items():
+        for privilege in privileges:
+            root.grant_privilege("facetrail", kind, privilege, "*")
+    root.grant_role("facetrail", "facetrail")
+    monkeypatch.setenv(PASSWORD_ENV, "facetrail's own password")
+    config = IndexConfig(backend="milvus", milvus_uri=uri, milvus_collection=milvus_collection(), milvus_user="facetrail",
+                         milvus_password_env=PASSWORD_ENV, milvus_ca_file=str(certificate))
+    rng = np.random.default_rng(5)
+    vectors = rng.standard_normal((6, 128)).astype(np.float32)
+    backend = MilvusBackend(config)
+    index = backend.create(1, 128, 0)  # creates the collections, loads them
+    index.apply(1, add=(np.arange(1, 7), vectors))
+    assert index.apply(2, remove=np.array([1])) == 1
+    assert index.search(vectors[1:3], 1)[1][:, 0].tolist() == [2, 3]  # each template finds itself
+    assert 1 not in index.search(vectors[:1], 6)[1]  # an expunged one is not found, even by itself
+    again = MilvusBackend(config).open(1)  # another process
+    assert again.version == 2 and again.ids().tolist() == [2, 3, 4, 5, 6]
+
+    monkeypatch.setenv(PASSWORD_ENV, "a wrong password")
+    with pytest.raises(IndexServiceError, match="the server refused the credentials"):
+        MilvusBackend(config).open(1)
+    root.revoke_privilege("facetrail", "Collection", "Search", "*")
+    with pytest.raises(IndexServiceError, match="searching gallery 1: facetrail's Milvus user lacks a privilege .*"
+                                                "PrivilegeSearch"):
+        index.search(vectors[:1], 3)
+    backend.close()
+    root.close()

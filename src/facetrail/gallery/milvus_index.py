@@ -51,6 +51,17 @@ _PLACEHOLDER_DIMENSION = 2
 """Milvus needs a vector field in every collection; the versions collection's is unused."""
 
 
+_UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+_CAUSES = {
+    grpc.StatusCode.UNAVAILABLE: "the server is unreachable",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "the server is unreachable (no answer in time)",
+    grpc.StatusCode.UNAUTHENTICATED: "the server refused the credentials (index.milvus_user and its password, or the "
+                                     "token)",
+    grpc.StatusCode.PERMISSION_DENIED: "facetrail's Milvus user lacks a privilege (docs/scaling.md lists those it needs)",
+}
+"""Plain words for the gRPC status codes whose cause the client's message does not say."""
+
+
 class IndexServiceError(GalleryError):
     """Milvus could not be reached, refused the credentials, or refused a request."""
 
@@ -133,22 +144,22 @@ class MilvusBackend:
 
     @contextmanager
     def reported(self, what: str) -> Iterator[None]:
-        """Turn a Milvus client error into an IndexServiceError naming what was being done, and saying so plainly
-        when the server could not be reached (down, restarting, or the network), whose words from the client name no
-        cause. An unreachable server's connection is dropped: the next request connects afresh, at once, instead of
-        waiting out the client's reconnection backoff (tens of seconds after a restart)."""
+        """Turn a Milvus client error into an IndexServiceError naming what was being done and, in plain words, the
+        cause when the client's own words hide it: an unreachable server (down, restarting, or the network: the
+        connection is then dropped, so that the next request connects afresh at once instead of waiting out the
+        client's reconnection backoff), refused credentials, or a privilege facetrail's Milvus user lacks."""
         try:
             yield
-        except MilvusException as exc:
-            unreachable = exc.code == Status.CONNECT_FAILED
-            if unreachable:
+        except (MilvusException, grpc.RpcError) as exc:
+            rpc = exc if isinstance(exc, grpc.RpcError) else exc.__cause__
+            code = rpc.code() if isinstance(rpc, grpc.Call) else None
+            if isinstance(exc, MilvusException) and exc.code == Status.CONNECT_FAILED and code is None:
+                code = grpc.StatusCode.UNAVAILABLE
+            if code in _UNREACHABLE:
                 self.close()
-            raise IndexServiceError(f"Milvus: {what}: {'the server is unreachable: ' if unreachable else ''}"
-                                    f"{exc.message or exc}") from None
-        except grpc.RpcError as exc:  # a request cut off under way (the server killed), which the client does not wrap
-            self.close()
-            details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
-            raise IndexServiceError(f"Milvus: {what}: the server is unreachable: {details}") from None
+            words = exc.message if isinstance(exc, MilvusException) else rpc.details() if isinstance(rpc, grpc.Call) else str(exc)
+            cause = f"{_CAUSES[code]}: " if code in _CAUSES else ""
+            raise IndexServiceError(f"Milvus: {what}: {cause}{words}") from None
 
     # --- collections ---------------------------------------------------------------------
 
