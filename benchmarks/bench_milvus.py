@@ -8,10 +8,14 @@ with exact search (faiss brute force over the float32 templates): the fraction o
 exact search's in order, and whether the mate is rank 1. The audit mode (``exact=True``) is timed on a few probes.
 
 By default Milvus is milvus-lite, in this process, on a file under .cache/ (removed afterwards); ``--uri`` names
-a Milvus server instead (credentials as in config.toml, through ``--user`` and FACETRAIL_BENCH_MILVUS_PASSWORD).
-It prints figures and a JSON line; it asserts nothing.
+a Milvus server instead (credentials as in config.toml, through ``--user`` and FACETRAIL_BENCH_MILVUS_PASSWORD),
+and ``--server-pid`` its process when it runs on this machine, whose resident memory is then read before and after
+(the growth per face). The insert rate is templates over build time (``apply`` in steps, as enrolment commits would,
+each step checking which ids are already present). It prints figures and a JSON line; it asserts nothing.
 
     python benchmarks/bench_milvus.py --templates 100000 --index IVF_SQ8
+    milvus-server --data /tmp/milvus-bench --proxy-port 19530 &      # the `milvus` package (tests extra): Milvus 2.3.5
+    python benchmarks/bench_milvus.py --templates 1000000 --uri http://127.0.0.1:19530 --server-pid "$(pgrep -f 'milvus run standalone')"
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from facetrail.config import IndexConfig
 from facetrail.gallery.milvus_index import MilvusBackend
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_scale import real_like  # noqa: E402
+from bench_scale import proc_status_mb, real_like  # noqa: E402
 from scale_templates import load_or_compute  # noqa: E402
 
 K = 20
@@ -50,11 +54,19 @@ def build(backend: MilvusBackend, vectors: np.ndarray) -> dict:
     for version, a in enumerate(range(0, len(vectors), BUILD_STEP), start=1):
         index.apply(version, add=(ids[a : a + BUILD_STEP], vectors[a : a + BUILD_STEP]))
     seconds = time.perf_counter() - start
+    inserted = {"build_s": round(seconds, 1), "inserts_per_s": round(len(vectors) / seconds)}
     # A server seals segments and indexes them by itself; milvus-lite keeps up to 128 MB of rows in a memtable that
     # it searches by brute force until a flush, so flush as a server would have sealed.
     start = time.perf_counter()
     backend.client.flush(backend.templates)
-    return {"build_s": round(seconds, 1), "flush_s": round(time.perf_counter() - start, 1), "templates": len(index)}
+    flushed = {"flush_s": round(time.perf_counter() - start, 1)}
+    # a server then builds the index of each sealed segment in the background (searching it by brute force until
+    # then): wait for every row to be indexed, so that what is measured next is the index
+    start = time.perf_counter()
+    while (state := backend.client.describe_index(backend.templates, "vector")).get("indexed_rows", len(vectors)) < len(vectors):
+        time.sleep(1)
+    return {**inserted, **flushed, "indexing_s": round(time.perf_counter() - start, 1), "templates": len(index),
+            "index_state": {key: state[key] for key in ("indexed_rows", "pending_index_rows", "state") if key in state}}
 
 
 def measure(backend: MilvusBackend, probes: np.ndarray, exact_ids: np.ndarray) -> dict:
@@ -90,6 +102,7 @@ def main() -> int:
     parser.add_argument("--nlist", type=int, default=1024)
     parser.add_argument("--uri", default="", help="a Milvus server (default: milvus-lite on a file under .cache/)")
     parser.add_argument("--user", default="")
+    parser.add_argument("--server-pid", type=int, default=0, help="the local Milvus server's process, for its memory")
     parser.add_argument("--cache", type=Path, default=Path(".cache/lfw-templates.npz"))
     parser.add_argument("--images", type=Path, default=Path("../shared/faces/lfw-dev"))
     parser.add_argument("--identities", type=int, default=400)
@@ -108,16 +121,25 @@ def main() -> int:
                          milvus_password_env="FACETRAIL_BENCH_MILVUS_PASSWORD" if args.user else "")
     backend = MilvusBackend(config)
     try:
+        server_mb = proc_status_mb("VmRSS", args.server_pid) if args.server_pid else None
         figures = {"templates": args.templates, "index": args.index, "nlist": args.nlist,
                    "milvus": "server" if args.uri else "milvus-lite", **build(backend, vectors)}
         figures.update(measure(backend, probes, exact_ids))
+        if server_mb is not None:  # after the searches: the server has loaded and indexed every segment by then
+            after = proc_status_mb("VmRSS", args.server_pid)
+            figures.update(server_rss_mb_before=round(server_mb), server_rss_mb_after=round(after),
+                           server_bytes_per_face=round((after - server_mb) * 2**20 / args.templates))
         backend.drop(GALLERY)
         for name in (backend.templates, backend.versions):
             backend.client.drop_collection(name)
     finally:
         backend.close()
         shutil.rmtree(scratch, ignore_errors=True)
-    print(f"{args.templates:,} templates in {figures['milvus']} ({args.index}): built in {figures['build_s']} s")
+    print(f"{args.templates:,} templates in {figures['milvus']} ({args.index}): built in {figures['build_s']} s "
+          f"({figures['inserts_per_s']:,} inserts/s)")
+    if "server_bytes_per_face" in figures:
+        print(f"  server resident memory: {figures['server_rss_mb_before']} -> {figures['server_rss_mb_after']} MiB, "
+              f"{figures['server_bytes_per_face']} B a face")
     for depth in figures["depths"]:
         print(f"  nprobe {depth['nprobe']:>3} rerank {depth['rerank']:>3}: p50 {depth['p50_ms']} ms, p95 {depth['p95_ms']} ms, "
               f"top-20 identical {depth['top20_identical']}, mate rank 1 {depth['mate_rank1']}")

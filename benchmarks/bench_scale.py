@@ -50,9 +50,9 @@ BUILD_STEP = 250_000
 DEPTHS = [(64, 100), (128, 100), (256, 100), (256, 300), (512, 100)]
 
 
-def proc_status_mb(field: str) -> float:
-    """A memory figure (VmRSS, VmHWM) of this process from /proc/self/status, in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def proc_status_mb(field: str, pid: int | str = "self") -> float:
+    """A memory figure (VmRSS, VmHWM) of this process (or process ``pid``) from /proc/<pid>/status, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     raise KeyError(field)
