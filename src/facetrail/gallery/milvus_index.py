@@ -22,6 +22,10 @@ Milvus selects candidates with its own index (``index.milvus_index``); facetrail
 them against their float32 templates, so distances are exact Euclidean distances, as with the faiss backend
 (Milvus's L2 metric is the squared distance).  The audit mode reads every template of the gallery.
 
+Every Milvus error becomes an IndexServiceError naming what was being done and, where the client's words hide it,
+why: the server unreachable (a search is then refused, and audited as such, like any refusal), the credentials
+refused, or a privilege missing. Tested against milvus-lite and a Milvus 2.3.5 server (docs/scaling.md).
+
 Milvus stores templates unencrypted: see docs/scaling.md for what that means and what to do about it.
 """
 
@@ -157,7 +161,10 @@ class MilvusBackend:
                 code = grpc.StatusCode.UNAVAILABLE
             if code in _UNREACHABLE:
                 self.close()
-            words = exc.message if isinstance(exc, MilvusException) else rpc.details() if isinstance(rpc, grpc.Call) else str(exc)
+            if isinstance(exc, MilvusException):
+                words = exc.message or str(exc)
+            else:
+                words = rpc.details() if isinstance(rpc, grpc.Call) else str(exc)
             cause = f"{_CAUSES[code]}: " if code in _CAUSES else ""
             raise IndexServiceError(f"Milvus: {what}: {cause}{words}") from None
 
