@@ -209,13 +209,20 @@ def test_a_node_lost_midway_the_enrolment_finishes_on_the_other_and_enrols_every
             if len(job.outcomes) == 2 * IN_FLIGHT_PER_WORKER:  # every worker has jobs in flight
                 two_nodes.kill_second_node()
 
-        summary = system.admin.enrol(admin, "county", held_apart, rules, record, on_workforce=job.staffed)
+        heard: list[Workforce] = []
+
+        def staffed(workforce):
+            heard.append(workforce)
+            job.staffed(workforce)
+
+        summary = system.admin.enrol(admin, "county", held_apart, rules, record, on_workforce=staffed)
         job.finish()
         assert summary.count("enrolled") == len(held_apart) == 32
         assert [o.item for o in summary.outcomes] == held_apart  # in input order, each once
         assert len(two_nodes.live_nodes()) == 1
 
         lost = summary.workforce
+        assert heard == [Workforce(nodes=2, workers=2), lost] and heard[0].describe() == "2 nodes, 2 workers"
         assert (lost.nodes, lost.workers, lost.nodes_lost, lost.workers_lost) == (1, 1, 1, 1) and lost.rerun >= 1
         snapshot = json.loads((tmp_path / "1.json").read_text())
         assert snapshot["done"] == 32 and snapshot["workforce"] == {**lost.to_dict(), "described": lost.describe()}
