@@ -174,7 +174,7 @@ def _crash(engine, job):
 def test_when_every_worker_is_lost_the_run_stops_saying_so(two_nodes):
     two_nodes.ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests/
     try:
-        with pytest.raises(WorkersLostError, match=r"every Ray worker was lost .*\(0 nodes, 0 workers \(2 workers lost"):
+        with pytest.raises(WorkersLostError, match=r"every Ray worker was lost .*\(0 nodes, 0 workers \(2 nodes and 2 workers lost"):
             list(analyse_many(range(4), _crash, EngineConfig(), ray_address=two_nodes.address))
     finally:
         two_nodes.ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
@@ -219,7 +219,7 @@ def test_a_node_lost_midway_the_enrolment_finishes_on_the_other_and_enrols_every
         job.finish()
         assert summary.count("enrolled") == len(held_apart) == 32
         assert [o.item for o in summary.outcomes] == held_apart  # in input order, each once
-        assert len(two_nodes.live_nodes()) == 1
+        assert two_nodes.wait_for_nodes(1, timeout_s=30)  # the head saw the node die
 
         lost = summary.workforce
         assert heard == [Workforce(nodes=2, workers=2), lost] and heard[0].describe() == "2 nodes, 2 workers"

@@ -87,10 +87,10 @@ def analyse_on_ray(
     CPU of the cluster), spread over the nodes of the cluster at ``address`` (see :func:`connect`).
 
     Jobs go to the actors in turn, at most IN_FLIGHT_PER_WORKER per actor at a time. ``task`` must be a module-level
-    function of a module installed on every node. An actor that dies (its node lost, out of memory) is left out from
-    then on and the jobs in flight on it go to the others (a job may thus run twice, its result is yielded once); when
-    none is left the run stops with a WorkersLostError. ``on_workforce`` hears who is working at the start and after
-    each loss.
+    function of a module installed on every node. An actor that dies or stops answering (its node lost, out of
+    memory) is left out from then on and the jobs in flight on it go to the others: a job may thus run twice, its
+    result is yielded once. When none is left the run stops with a WorkersLostError. ``on_workforce`` hears who is
+    working at the start and after each loss.
     """
     ray = connect(address)
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -157,16 +157,15 @@ class _Pool:
         or stop when none is left."""
         logger.warning("a Ray worker was lost; its jobs are sent to the others: %s", exc)  # names the cluster's hosts
         self.live.remove(actor)
-        alive = {node["NodeID"] for node in self.ray.nodes() if node["Alive"]}
         working = {self.node_of[a] for a in self.live}
-        lost_nodes = {node for node in self.node_of.values() if node not in working and node not in alive}
         orphans = [sent for sent in self.in_flight if sent.actor is actor]
-        self.workforce = Workforce(len(working), len(self.live), len(lost_nodes), len(self.node_of) - len(self.live),
-                                   self.workforce.rerun + (len(orphans) if self.live else 0))
+        rerun = self.workforce.rerun + (len(orphans) if self.live else 0)
+        self.workforce = Workforce(len(working), len(self.live), len(set(self.node_of.values()) - working),
+                                   len(self.node_of) - len(self.live), rerun)
         self.on_workforce(self.workforce)
         if not self.live:
             raise WorkersLostError(f"every Ray worker was lost before the jobs were done ({self.workforce.describe()}); "
-                                 "the server's log has the details")
+                                   "the server's log has the details")
         for sent in orphans:
             self._send(sent)
 

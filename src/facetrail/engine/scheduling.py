@@ -21,7 +21,8 @@ IN_FLIGHT_PER_WORKER = 4
 
 @dataclasses.dataclass(frozen=True)
 class Workforce:
-    """Who is doing a run's work across a cluster: the nodes and workers still working, those lost during the run,
+    """Who is doing a run's work across a cluster: the nodes and workers still working, those lost during the run
+    (a node is lost when none of the run's workers on it is left, whether the node went down or only its workers),
     and the jobs sent again to the others because the worker they were on was lost."""
 
     nodes: int
@@ -34,7 +35,8 @@ class Workforce:
         """E.g. '2 nodes, 2 workers' or '1 node, 1 worker (1 node and 1 worker lost, 3 jobs run again)'."""
         text = f"{_count(self.nodes, 'node')}, {_count(self.workers, 'worker')}"
         if self.workers_lost:
-            lost = " and ".join(_count(n, what) for n, what in ((self.nodes_lost, "node"), (self.workers_lost, "worker")) if n)
+            lost = " and ".join(_count(n, noun) for n, noun in ((self.nodes_lost, "node"), (self.workers_lost, "worker"))
+                                if n)
             text += f" ({lost} lost, {_count(self.rerun, 'job')} run again)"
         return text
 
