@@ -1,9 +1,13 @@
-"""Enrolment on Ray: the same outcomes, templates and audit entries as local enrolment, and the pool's contract."""
+"""Enrolment on a real two-node Ray cluster on this machine: the same outcomes, templates and audit entries as local
+enrolment, the pool's contract, and a run that loses a node midway and still enrols every photograph once."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
+import json
+import os
 import shutil
 import sys
 
@@ -16,23 +20,40 @@ from facetrail.accountability.service import Facetrail
 from facetrail.cli import app
 from facetrail.config import EngineConfig, EnrolmentConfig
 from facetrail.engine.parallel import IN_FLIGHT_PER_WORKER, analyse_many
-from facetrail.gallery.enrol import Analysis, EnrolItem, Refusal, _analyse, _Pending
-from facetrail.gallery.schema import TemplateRecord
+from facetrail.engine.scheduling import Workforce
+from facetrail.errors import WorkersLostError
+from facetrail.gallery.enrol import Analysis, EnrolItem, Refusal, _analyse, _Pending, items_from_folder
+from facetrail.gallery.schema import ImageRecord, TemplateRecord
+from facetrail.web.jobs import EnrolmentJob
+from tests.fixtures.datadir import ADMIN_PASSWORD
 from tests.fixtures.images import save_resized
+from tests.fixtures.ray_cluster import LocalRayCluster
 
 runner = CliRunner()
-# one worker process runs this module (make test: pytest-xdist --dist loadgroup), so one Ray instance is started
+# one worker process runs this module (make test: pytest-xdist --dist loadgroup), so one Ray cluster is started
 pytestmark = pytest.mark.xdist_group("ray")
 
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """A two-CPU Ray instance in this test session, started once."""
-    import ray
+    """A Ray head and a second node on this machine, one CPU each, started once; afterwards none of their processes
+    may remain."""
+    cluster = LocalRayCluster()
+    try:
+        cluster.connect()
+        cluster.add_second_node()
+        yield cluster
+    finally:
+        left = cluster.stop()
+    assert not left, f"processes of the tests' Ray cluster still running: {left}"
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
+
+@pytest.fixture
+def two_nodes(ray_cluster) -> LocalRayCluster:
+    """The cluster with both its nodes (the second started again if a test killed it)."""
+    if ray_cluster.second is None:
+        ray_cluster.add_second_node()
+    return ray_cluster
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +80,13 @@ def enroll(*args: str) -> list[dict[str, str]]:
         return [{k: v for k, v in row.items() if k != "image_id"} for row in csv.DictReader(handle)]
 
 
-def test_enrolment_on_ray_matches_local_enrolment(ray_cluster, datadir, admin_token, bookings, tmp_path):
+def test_enrolment_on_ray_matches_local_enrolment(two_nodes, datadir, admin_token, bookings, tmp_path):
     for name in ("local", "ray"):
         result = runner.invoke(app, ["gallery", "create", name, "--allowed-source", "booking"])
         assert result.exit_code == 0, result.output
     common = (str(bookings), "--source", "booking")
     local = enroll(*common, "--gallery", "local", "--workers", "1", str(tmp_path / "local.csv"))
-    on_ray = enroll(*common, "--gallery", "ray", "--ray", "auto", "--workers", "2", str(tmp_path / "ray.csv"))
+    on_ray = enroll(*common, "--gallery", "ray", "--ray", two_nodes.address, "--workers", "2", str(tmp_path / "ray.csv"))
     assert on_ray == local
     assert {row["status"] for row in local} == {"enrolled", "duplicate", "rejected"}
 
@@ -90,11 +111,13 @@ def test_enrolment_on_ray_matches_local_enrolment(ray_cluster, datadir, admin_to
         audited = {name: [(e["action"], e["actor"], e["details"]) for e in system.audit.entries() if e["target"] == name]
                    for name in ("local", "ray")}
         assert [action for action, *_ in audited["ray"]] == ["gallery_created", "enrolment_started", "enrolment"]
+        workforce = audited["ray"][2][2].pop("ray")  # the run was spread over both nodes, and lost nothing
+        assert workforce == {"nodes": 2, "workers": 2, "nodes_lost": 0, "workers_lost": 0, "rerun": 0}
         assert audited["ray"][1:] == audited["local"][1:]  # one enrolment, with the same counts and version
     finally:
         system.close()
 
-    again = enroll(*common, "--gallery", "ray", "--ray", "auto", str(tmp_path / "again.csv"))
+    again = enroll(*common, "--gallery", "ray", "--ray", two_nodes.address, str(tmp_path / "again.csv"))
     assert sorted(row["status"] for row in again) == ["duplicate"] * 6 + ["previously-rejected"]  # idempotent by hash
 
 
@@ -102,7 +125,7 @@ def pending(path, data: bytes) -> _Pending:
     return _Pending(EnrolItem(path, path.name, "booking"), hashlib.sha256(data).hexdigest(), data, EnrolmentConfig())
 
 
-def test_ray_pool_keeps_input_order_bounds_work_in_flight_and_returns_failures(ray_cluster, faces, tmp_path):
+def test_ray_pool_keeps_input_order_bounds_work_in_flight_and_returns_failures(two_nodes, faces, tmp_path):
     photos = [faces[name] for name in ("obama.jpg", "biden.jpg", "obama2.jpg")] * 4
     jobs = [pending(path, path.read_bytes()) for path in photos]
     jobs.insert(5, pending(tmp_path / "broken.jpg", b"\xff\xd8 not really a JPEG"))
@@ -115,7 +138,7 @@ def test_ray_pool_keeps_input_order_bounds_work_in_flight_and_returns_failures(r
             yield job
 
     results, pulled_at_first = [], None
-    for job, result in analyse_many(feed(), _analyse, EngineConfig(), workers=2, ray_address="auto"):
+    for job, result in analyse_many(feed(), _analyse, EngineConfig(), workers=2, ray_address=two_nodes.address):
         pulled_at_first = pulled if pulled_at_first is None else pulled_at_first
         results.append((job, result))
     assert [job for job, _ in results] == jobs
@@ -141,3 +164,84 @@ def test_without_ray_installed_the_ray_option_is_refused_before_anything_happens
         system.close()
     result = runner.invoke(app, ["enroll", str(bookings), "--gallery", "county", "--source", "booking", "--workers", "1"])
     assert result.exit_code == 0, result.output  # the local pool needs no Ray
+
+
+def _crash(engine, job):
+    """A task that kills the Ray worker running it."""
+    os._exit(1)
+
+
+def test_when_every_worker_is_lost_the_run_stops_saying_so(two_nodes):
+    two_nodes.ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests/
+    try:
+        with pytest.raises(WorkersLostError, match=r"every Ray worker was lost .*\(0 nodes, 0 workers \(2 nodes and 2 workers lost"):
+            list(analyse_many(range(4), _crash, EngineConfig(), ray_address=two_nodes.address))
+    finally:
+        two_nodes.ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture(scope="module")
+def held_apart(tmp_path_factory, faces) -> list[EnrolItem]:
+    """32 photographs of 16 subjects, two each (a photograph at one size, and mirrored), every one a distinct file."""
+    root = tmp_path_factory.mktemp("held-apart")
+    for name in ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"):
+        for height in (340, 370, 400, 430):
+            for mirror in (False, True):
+                save_resized(faces[name], root / f"B-{name[:-4]}-{height}" / f"{'mirror' if mirror else 'front'}.jpg",
+                             height, mirror)
+    return items_from_folder(root, "booking")
+
+
+# last in this module: the cluster's second node is started again only if a later test needs it
+@pytest.mark.parametrize("datadir", ["sqlite"], indirect=True)
+def test_a_node_lost_midway_the_enrolment_finishes_on_the_other_and_enrols_every_photograph_once(
+        two_nodes, datadir, held_apart, tmp_path):
+    system = Facetrail.initialise(datadir, "admin", ADMIN_PASSWORD)
+    try:
+        admin = system.auth.authenticate(system.auth.login("admin", ADMIN_PASSWORD)[1])
+        system.admin.create_gallery(admin, "county", ["booking"])
+        rules = dataclasses.replace(system.admin.enrolment_rules(admin), ray_address=two_nodes.address, workers=0,
+                                    commit_every=4)
+        job = EnrolmentJob(1, "county", "admin", len(held_apart), tmp_path / "1.json")  # as the web job page sees it
+
+        def record(outcome):
+            job.record(outcome)
+            if len(job.outcomes) == 2 * IN_FLIGHT_PER_WORKER:  # every worker has jobs in flight
+                two_nodes.kill_second_node()
+
+        heard: list[Workforce] = []
+
+        def staffed(workforce):
+            heard.append(workforce)
+            job.staffed(workforce)
+
+        summary = system.admin.enrol(admin, "county", held_apart, rules, record, on_workforce=staffed)
+        job.finish()
+        assert summary.count("enrolled") == len(held_apart) == 32
+        assert [o.item for o in summary.outcomes] == held_apart  # in input order, each once
+        assert two_nodes.wait_for_nodes(1, timeout_s=30)  # the head saw the node die
+
+        lost = summary.workforce
+        assert heard == [Workforce(nodes=2, workers=2), lost] and heard[0].describe() == "2 nodes, 2 workers"
+        assert (lost.nodes, lost.workers, lost.nodes_lost, lost.workers_lost) == (1, 1, 1, 1) and lost.rerun >= 1
+        snapshot = json.loads((tmp_path / "1.json").read_text())
+        assert snapshot["done"] == 32 and snapshot["workforce"] == {**lost.to_dict(), "described": lost.describe()}
+        assert lost.describe().startswith("1 node, 1 worker (1 node and 1 worker lost, ")
+
+        gallery = system.galleries.get("county")
+        with system.galleries.sessions() as session:
+            hashes = session.scalars(select(ImageRecord.content_hash).where(ImageRecord.gallery_id == gallery.id)).all()
+            templated = [t.image.content_hash
+                         for t in session.scalars(select(TemplateRecord).where(TemplateRecord.gallery_id == gallery.id))]
+        assert len(hashes) == len(set(hashes)) == 32
+        assert sorted(templated) == sorted(hashes)  # one template per photograph
+        assert gallery.info().images == 32
+
+        entries = [(e["action"], e["details"]) for e in system.audit.entries() if e["target"] == "county"]
+        assert [action for action, _ in entries] == ["gallery_created", "enrolment_started", "enrolment"]
+        assert entries[2][1]["enrolled"] == 32 and entries[2][1]["ray"] == lost.to_dict()
+
+        again = system.admin.enrol(admin, "county", held_apart, rules)  # a rerun adds nothing
+        assert again.count("duplicate") == 32
+    finally:
+        system.close()

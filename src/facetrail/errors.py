@@ -16,6 +16,10 @@ class ConfigError(FacetrailError):
     """The configuration file or an option is invalid."""
 
 
+class WorkersLostError(FacetrailError):
+    """Every worker of a run on a Ray cluster was lost before the work was done."""
+
+
 class ModelFormatError(FacetrailError):
     """A model's weight file is not laid out as expected (wrong file, damaged, or another version)."""
 

@@ -24,6 +24,7 @@ from facetrail.accountability.schema import RoleChangeRecord, UserRecord
 from facetrail.accountability.users import Actor
 from facetrail.config import EngineConfig, EnrolmentConfig
 from facetrail.engine.ray_pool import connect as connect_ray
+from facetrail.engine.scheduling import Workforce
 from facetrail.errors import GalleryError, PermissionDeniedError, PolicyError
 from facetrail.evaluation.published import publish as publish_figures
 from facetrail.gallery.duplicates import Duplicates, find_duplicates
@@ -247,9 +248,11 @@ class Administration:
             context.audit.record(session, by.username, "gallery_grant_revoked", name, {"unit": unit})
 
     def enrol(self, by: Actor, gallery: str, items: list[EnrolItem], rules: EnrolmentConfig | None = None,
-              on_outcome: Callable[[EnrolOutcome], None] = lambda outcome: None, retry_rejected: bool = False) -> EnrolSummary:
+              on_outcome: Callable[[EnrolOutcome], None] = lambda outcome: None, retry_rejected: bool = False,
+              on_workforce: Callable[[Workforce], None] = lambda workforce: None) -> EnrolSummary:
         """Enrol photographs into a gallery (admins only; the run's start, and its counts and sources at the end,
-        are audited). A run naming an unusable subject id, or none of whose sources the gallery allows, is refused as
+        are audited, with the Ray nodes and workers of a run on a cluster, those lost and the photographs analysed
+        again; ``on_workforce`` hears of them as they change). A run naming an unusable subject id, or none of whose sources the gallery allows, is refused as
         a whole, before anything is enrolled; otherwise each photograph from a source not allowed is rejected."""
         context = self.context
         context.require(by, "enrol")
@@ -274,9 +277,10 @@ class Administration:
             raise GalleryError(f"enrolment refused, nothing enrolled: {'; '.join(problems)}")
         # a run cut short (a killed process) keeps what it committed: this entry shows it began
         context.audit.append(by.username, "enrolment_started", gallery, {"items": len(items), "sources": sources})
-        summary = enrol(target, items, context.settings.engine, rules, on_outcome, retry_rejected)
+        summary = enrol(target, items, context.settings.engine, rules, on_outcome, retry_rejected, on_workforce)
+        ray = {"ray": summary.workforce.to_dict()} if summary.workforce else {}
         context.audit.append(by.username, "enrolment", gallery, {**summary.to_dict(), "sources": sources,
-                                                                  "gallery_version": target.info().version})
+                                                                  "gallery_version": target.info().version, **ray})
         if summary.count("enrolled"):
             self.calibrations.after_enrolment(by, target)
         return summary

@@ -166,7 +166,9 @@ def enroll(
             rules = dataclasses.replace(rules, ray_address=ray)
         with progress() as bar:
             task = bar.add_task(f"enrolling into {gallery}", total=len(items))
-            summary = system.admin.enrol(actor, gallery, items, rules, on_outcome=lambda outcome: bar.advance(task), retry_rejected=retry_rejected)
+            summary = system.admin.enrol(
+                actor, gallery, items, rules, on_outcome=lambda outcome: bar.advance(task), retry_rejected=retry_rejected,
+                on_workforce=lambda workforce: bar.update(task, description=f"enrolling into {gallery} on {workforce.describe()}"))
         if report is not None:
             write_report(report, summary.outcomes)
         return summary

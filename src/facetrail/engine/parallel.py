@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from facetrail.config import EngineConfig
 from facetrail.engine.pipeline import FaceEngine
-from facetrail.engine.scheduling import IN_FLIGHT_PER_WORKER, in_order, share_cores
+from facetrail.engine.scheduling import IN_FLIGHT_PER_WORKER, Workforce, in_order, share_cores
 
 Job = TypeVar("Job")
 Result = TypeVar("Result")
@@ -36,6 +36,7 @@ def analyse_many(
     config: EngineConfig,
     workers: int = 0,
     ray_address: str = "",
+    on_workforce: Callable[[Workforce], None] = lambda workforce: None,
 ) -> Iterator[tuple[Job, Result]]:
     """Yield ``(job, task(engine, job))`` for each job, in input order.
 
@@ -46,7 +47,8 @@ def analyse_many(
 
     With ``ray_address`` (a Ray cluster's address, ``"auto"`` or ``"local"``) the
     workers are Ray actors across the cluster instead, ``workers`` of them (0: one
-    per CPU of the cluster); see :func:`facetrail.engine.ray_pool.analyse_on_ray`.
+    per CPU of the cluster), and ``on_workforce`` hears how many nodes and workers
+    are working; see :func:`facetrail.engine.ray_pool.analyse_on_ray`.
     """
     jobs = iter(jobs)
     first = next(jobs, None)
@@ -56,7 +58,7 @@ def analyse_many(
     if ray_address:
         from facetrail.engine.ray_pool import analyse_on_ray
 
-        yield from analyse_on_ray(jobs, task, config, ray_address, workers)
+        yield from analyse_on_ray(jobs, task, config, ray_address, workers, on_workforce)
         return
     workers = workers or os.cpu_count() or 1
     if workers == 1:

@@ -33,8 +33,9 @@ from facetrail.engine.decode import check_size, read_image_bytes
 from facetrail.engine.detect import Detection
 from facetrail.engine.parallel import analyse_many
 from facetrail.engine.pipeline import FaceEngine, Template, gallery_face
+from facetrail.engine.scheduling import Workforce
 from facetrail.engine.quality import Quality
-from facetrail.errors import FacetrailError, ImageError
+from facetrail.errors import FacetrailError, ImageError, WorkersLostError
 from facetrail.gallery.gallery import Gallery
 from facetrail.gallery.schema import ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
 
@@ -88,9 +89,12 @@ REPORT_COLUMNS = ("path", "subject_id", "source", "status", "reason", "image_id"
 
 @dataclass
 class EnrolSummary:
-    """Counts of an enrolment run, by status."""
+    """Counts of an enrolment run, by status, and who did its face work on a Ray cluster."""
 
     outcomes: list[EnrolOutcome] = field(default_factory=list)
+    workforce: Workforce | None = None
+    """The Ray nodes and workers at the end of the run, those lost and the photographs analysed again; None when
+    the face work ran in local processes."""
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
@@ -175,9 +179,15 @@ def enrol(
     rules: EnrolmentConfig,
     on_outcome: Callable[[EnrolOutcome], None] = lambda outcome: None,
     retry_rejected: bool = False,
+    on_workforce: Callable[[Workforce], None] = lambda workforce: None,
 ) -> EnrolSummary:
-    """Enrol ``items`` into ``gallery``; every item gets exactly one outcome, passed to ``on_outcome`` as it is known."""
+    """Enrol ``items`` into ``gallery``; every item gets exactly one outcome, passed to ``on_outcome`` as it is known.
+    On a Ray cluster ``on_workforce`` hears how many nodes and workers are working, at the start and after a loss."""
     summary = EnrolSummary()
+
+    def workforce(now: Workforce) -> None:
+        summary.workforce = now
+        on_workforce(now)
 
     def report(outcome: EnrolOutcome) -> None:
         summary.outcomes.append(outcome)
@@ -197,17 +207,22 @@ def enrol(
                     yield checked
 
         batch: list[tuple[_Pending, Analysis]] = []
-        for entry, result in analyse_many(screened(), _analyse, portrait_detection(engine_config, rules), rules.workers,
-                                          rules.ray_address):
-            if isinstance(result, Refusal):
-                _record_rejection(gallery, entry, result.reason)
-                report(EnrolOutcome(entry.item, "rejected", result.reason))
-                continue
-            batch.append((entry, result))
-            if len(batch) >= rules.commit_every:
-                for outcome in _commit(gallery, batch):
-                    report(outcome)
-                batch = []
+        try:
+            for entry, result in analyse_many(screened(), _analyse, portrait_detection(engine_config, rules),
+                                              rules.workers, rules.ray_address, workforce):
+                if isinstance(result, Refusal):
+                    _record_rejection(gallery, entry, result.reason)
+                    report(EnrolOutcome(entry.item, "rejected", result.reason))
+                    continue
+                batch.append((entry, result))
+                if len(batch) >= rules.commit_every:
+                    for outcome in _commit(gallery, batch):
+                        report(outcome)
+                    batch = []
+        except WorkersLostError as exc:
+            raise WorkersLostError(f"{exc}; the {summary.count('enrolled')} photograph(s) this run enrolled until then "
+                                   "are stored: run the enrolment again to enrol the rest (those enrolled are "
+                                   "skipped)") from None
         if batch:
             for outcome in _commit(gallery, batch):
                 report(outcome)

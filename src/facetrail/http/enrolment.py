@@ -10,6 +10,7 @@ from collections.abc import Callable
 from fastapi import UploadFile
 
 from facetrail.accountability.service import Actor, Facetrail
+from facetrail.engine.scheduling import Workforce
 from facetrail.gallery.enrol import EnrolItem, EnrolOutcome, EnrolSummary
 from facetrail.gallery.manifest import items_from_uploads
 from facetrail.http.files import read_upload, upload_name
@@ -23,13 +24,15 @@ def manifest_files(images: list[UploadFile], manifest: str, source: str | None) 
 
 
 def enrol_uploads(system: Facetrail, actor: Actor, gallery: str, items: list[EnrolItem],
-                  on_outcome: Callable[[EnrolOutcome], None] = lambda outcome: None) -> tuple[EnrolSummary, list[EnrolOutcome]]:
+                  on_outcome: Callable[[EnrolOutcome], None] = lambda outcome: None,
+                  on_workforce: Callable[[Workforce], None] = lambda workforce: None) -> tuple[EnrolSummary, list[EnrolOutcome]]:
     """Enrol uploaded photographs (items holding their bytes, never written to disk) through the service, in this
     process with a face engine of its own (or on the Ray cluster of ``enrolment.ray_address``), so searches go on
-    meanwhile; the summary and each item's outcome, in order. ``on_outcome`` hears of each outcome as it is known."""
+    meanwhile; the summary and each item's outcome, in order. ``on_outcome`` hears of each outcome as it is known,
+    ``on_workforce`` of the Ray nodes and workers working (on a cluster)."""
     rules = system.admin.enrolment_rules(actor)
     if not rules.ray_address:  # on Ray the actors do the face work; otherwise it stays in this process
         rules = dataclasses.replace(rules, workers=1)
-    summary = system.admin.enrol(actor, gallery, items, rules, on_outcome)
+    summary = system.admin.enrol(actor, gallery, items, rules, on_outcome, on_workforce=on_workforce)
     outcome_of = {id(outcome.item): outcome for outcome in summary.outcomes}
     return summary, [outcome_of[id(item)] for item in items]

@@ -22,6 +22,7 @@ from facetrail.accountability.service import Facetrail
 from facetrail.accountability.service import Actor
 from facetrail.http.enrolment import enrol_uploads
 from facetrail.errors import FacetrailError
+from facetrail.engine.scheduling import Workforce
 from facetrail.storage import write_atomically
 from facetrail.gallery.enrol import EnrolItem, EnrolOutcome
 from facetrail.store import utcnow
@@ -52,6 +53,8 @@ class EnrolmentJob:
     finished_at: dt.datetime | None = None
     error: str | None = None
     outcomes: list[dict[str, Any]] = field(default_factory=list)
+    workforce: Workforce | None = None
+    """The Ray nodes and workers doing the face work, on a cluster (None: this server process does it)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _saved_at: float = 0.0
 
@@ -70,6 +73,12 @@ class EnrolmentJob:
         if time.monotonic() - self._saved_at >= SAVE_EVERY_S:
             self.save()
 
+    def staffed(self, workforce: Workforce) -> None:
+        """Note who is doing the face work (called at the start and when a Ray node or worker is lost)."""
+        with self._lock:
+            self.workforce = workforce
+        self.save()
+
     def finish(self, error: str | None = None) -> None:
         """The job has ended, completely or with ``error``."""
         with self._lock:
@@ -86,8 +95,8 @@ class EnrolmentJob:
             logger.exception("cannot write the snapshot of enrolment job %s", self.id)
 
     def to_dict(self) -> dict[str, Any]:
-        """A snapshot: state ('running', 'finished' or 'failed'), done of total, counts per outcome status and each
-        file's outcome so far."""
+        """A snapshot: state ('running', 'finished' or 'failed'), done of total, counts per outcome status, each
+        file's outcome so far and, on a Ray cluster, the nodes and workers working (``Workforce``) and in words."""
         with self._lock:
             outcomes = list(self.outcomes)
             state = "running" if self.running else ("failed" if self.error else "finished")
@@ -98,6 +107,8 @@ class EnrolmentJob:
                 "error": self.error, "total": self.total, "done": len(outcomes),
                 "counts": {status: sum(1 for o in outcomes if o["status"] == status) for status in OUTCOME_STATUSES},
                 "outcomes": outcomes,
+                "workforce": None if self.workforce is None else {**self.workforce.to_dict(),
+                                                                  "described": self.workforce.describe()},
             }
 
 
@@ -205,7 +216,7 @@ def _run(job: EnrolmentJob, system: Facetrail, actor: Actor, files: list[EnrolIt
         job.record(outcome, thumbnail)
 
     try:
-        enrol_uploads(system, actor, job.gallery, files, record)
+        enrol_uploads(system, actor, job.gallery, files, record, job.staffed)
     except FacetrailError as exc:
         job.finish(str(exc))
     except Exception:

@@ -6,6 +6,7 @@
   if (!box || box.dataset.state !== "running") return;
   const progress = document.getElementById("job-progress");
   const done = document.getElementById("job-done");
+  const workforce = document.getElementById("job-workforce");
   const INTERVAL_MS = 1500;
 
   function show(job) {
@@ -13,6 +14,10 @@
     progress.value = job.done;
     progress.textContent = job.done + " of " + job.total;
     done.textContent = job.done + " of " + job.total + " photograph(s) done";
+    if (job.workforce) {
+      workforce.hidden = false;
+      document.getElementById("job-workforce-text").textContent = job.workforce.described;
+    }
     for (const [status, count] of Object.entries(job.counts)) {
       const cell = document.querySelector('[data-count="' + status + '"]');
       if (cell) cell.textContent = String(count);
