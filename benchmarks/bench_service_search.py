@@ -34,11 +34,24 @@ from facetrail.accountability.requests import CaseRequest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_search import face_like, proc_status_mb  # noqa: E402
 from tests.fixtures.face_images import face_images  # noqa: E402
+from tests.fixtures.world import create_confirmed  # noqa: E402
 
 CHUNK = 20_000
 PASSWORD = "benchmark password 1"
 SEARCHES_PER_INVESTIGATOR = 20
 """The default policy's daily search limit per user: the benchmark spreads its searches over enough investigators."""
+
+
+def searching_investigators(system: Facetrail, admin, gallery_name: str, searches: int) -> list:
+    """Enough investigators (unit RHD, granted ``gallery_name``, their role confirmed by a second admin as the
+    two-person rule asks) for ``searches`` searches within the default policy's daily limit; search number n is made
+    by ``investigators[n // SEARCHES_PER_INVESTIGATOR]``."""
+    system.admin.grant_gallery(admin, gallery_name, "RHD")
+    investigators = []
+    for number in range(-(-searches // SEARCHES_PER_INVESTIGATOR)):
+        create_confirmed(system, admin, f"investigator{number}", ["investigator"], "RHD", PASSWORD)
+        investigators.append(system.auth.authenticate(system.auth.login(f"investigator{number}", PASSWORD)[1]))
+    return investigators
 
 
 def add_synthetic_templates(system: Facetrail, gallery_name: str, count: int, seed: int = 0) -> None:
@@ -78,12 +91,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         system = Facetrail.initialise(DataDir(Path(scratch) / "data"), "admin", PASSWORD)
         admin = system.auth.authenticate(system.auth.login("admin", PASSWORD)[1])
-        investigators = []
-        for number in range(-(-args.searches // SEARCHES_PER_INVESTIGATOR)):
-            system.admin.create_user(admin, f"investigator{number}", PASSWORD, ["investigator"], "RHD")
-            investigators.append(system.auth.authenticate(system.auth.login(f"investigator{number}", PASSWORD)[1]))
         system.admin.create_gallery(admin, "county", ["booking"])
-        system.admin.grant_gallery(admin, "county", "RHD")
+        investigators = searching_investigators(system, admin, "county", args.searches)
         rules = dataclasses.replace(system.galleries.settings.enrolment, workers=1)
         system.admin.enrol(admin, "county", [EnrolItem(photos["obama.jpg"], "B-OBAMA", "booking")], rules)
         started = time.perf_counter()
