@@ -9,6 +9,7 @@ import dataclasses
 import datetime as dt
 import ipaddress
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -184,6 +185,16 @@ def test_facetrail_as_its_own_milvus_user_over_tls(secured_server, monkeypatch):
     root.revoke_privilege("facetrail", "Collection", "Search", "*")
     with pytest.raises(IndexServiceError, match="searching gallery 1: facetrail's Milvus user lacks a privilege .*"
                                                 "PrivilegeSearch"):
-        index.search(vectors[:1], 3)
+        _search_until_refused(index, vectors[:1])
     backend.close()
     root.close()
+
+
+def _search_until_refused(index: MilvusIndex, probe: np.ndarray, within_s: float = 15.0) -> None:
+    """Search until the server refuses: a revoked privilege reaches the server's proxy through its privilege cache,
+    asynchronously (under load, a search a moment after the revocation was still allowed)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        index.search(probe, 3)
+        time.sleep(0.2)
+    raise AssertionError(f"searches were still allowed {within_s:.0f} s after the privilege was revoked")
