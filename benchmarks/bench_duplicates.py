@@ -30,7 +30,8 @@ from facetrail.gallery.duplicates import MAX_PAIRS, find_duplicates
 from facetrail.gallery.gallery import Galleries
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_scale import fill_store, proc_status_mb, real_like  # noqa: E402
+from bench_scale import fill_store, real_like  # noqa: E402
+from bench_search import proc_status_mb  # noqa: E402
 from scale_templates import load_or_compute  # noqa: E402
 
 

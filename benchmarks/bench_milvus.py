@@ -36,7 +36,8 @@ from facetrail.config import IndexConfig
 from facetrail.gallery.milvus_index import MilvusBackend
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_scale import proc_status_mb, real_like  # noqa: E402
+from bench_scale import real_like  # noqa: E402
+from bench_search import proc_status_mb  # noqa: E402
 from scale_templates import load_or_compute  # noqa: E402
 
 K = 20

@@ -43,19 +43,12 @@ from facetrail.gallery.schema import GalleryRecord, ImageRecord, SubjectRecord, 
 from facetrail.gallery.segments import SegmentedIndex
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_search import proc_status_mb  # noqa: E402
 from scale_templates import load_or_compute  # noqa: E402
 
 K = 20
 BUILD_STEP = 250_000
 DEPTHS = [(64, 100), (128, 100), (256, 100), (256, 300), (512, 100)]
-
-
-def proc_status_mb(field: str, pid: int | str = "self") -> float:
-    """A memory figure (VmRSS, VmHWM) of this process (or process ``pid``) from /proc/<pid>/status, in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise KeyError(field)
 
 
 def real_like(real: np.ndarray, n: int, seed: int) -> np.ndarray:

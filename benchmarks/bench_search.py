@@ -38,9 +38,9 @@ def face_like(rng: np.random.Generator, n: int) -> np.ndarray:
     return out
 
 
-def proc_status_mb(field: str) -> float:
-    """A memory figure (VmRSS, VmHWM) of this process from /proc/self/status, in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def proc_status_mb(field: str, pid: int | str = "self") -> float:
+    """A memory figure (VmRSS, VmHWM) of this process (or process ``pid``) from /proc/<pid>/status, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     raise KeyError(field)
