@@ -55,10 +55,10 @@ def quick_setup(request, monkeypatch):
 
 
 @functools.cache
-def _shared_model(name: str = "dlib-resnet-v1", backend: str = "onnx", threads: int = 0):
+def _shared_model(name: str = "dlib-resnet-v1", backend: str = "onnx", threads: int = 0, precision: str = "float32"):
     from facetrail.engine.models import load_model
 
-    return _OneCallAtATime(load_model(name, backend, threads or _threads()))
+    return _OneCallAtATime(load_model(name, backend, threads or _threads(), precision))
 
 
 def _threads() -> int:

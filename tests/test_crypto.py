@@ -21,7 +21,7 @@ from facetrail.datadir import DataDir
 from facetrail.errors import CryptoError, IndexFileError
 from facetrail.engine.pipeline import FaceEngine
 from facetrail.storage import probe_store
-from facetrail.gallery.enrol import portrait_detection
+from facetrail.gallery.enrol import enrolment_engine_config
 from facetrail.gallery.gallery import Galleries
 from facetrail.gallery.schema import TemplateRecord
 from tests.fixtures.gallery import enrol_folder, probe_template
@@ -189,7 +189,7 @@ def test_no_plaintext_template_or_photograph_anywhere(county, probe, photo_folde
         plaintexts = [county.template_vector(record).tobytes() for record in records]
     assert len(plaintexts) == 4 and all(len(t) == 128 * 4 for t in plaintexts)
     # the decrypted templates are the engine's templates of the photographs (as enrolment detects faces)
-    enrolling = FaceEngine(portrait_detection(engine.config, EnrolmentConfig()), model=engine.model)
+    enrolling = FaceEngine(enrolment_engine_config(engine.config, EnrolmentConfig()))  # int8, as enrolment computes
     front = probe_template(enrolling, photo_folder / "B-1001" / "front.jpg")
     assert min(np.abs(np.frombuffer(t, np.float32) - front).max() for t in plaintexts) < 1e-5
 

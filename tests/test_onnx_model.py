@@ -156,3 +156,111 @@ def test_models_convert_writes_a_checked_onnx_file(tmp_path):
     shutil.copy(target, copy)
     assert CliRunner().invoke(app, ["models", "convert", str(target)]).exit_code == 0
     assert copy.read_bytes() == target.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def int8_model():
+    return OnnxResNetModel(precision="int8")
+
+
+def test_int8_templates_stay_within_the_stated_bound_of_float32_ones(engine, int8_model, faces):
+    from facetrail.engine.model_files import INT8_TEMPLATE_BOUND
+
+    assert int8_model.precision == "int8"  # this machine's CPU has VNNI (int8_is_exact_here)
+    names = ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg", "obama_partial_face.jpg")
+    quantized = FaceEngine(engine.config, model=int8_model)
+    templates = {}
+    for name in names:
+        image = np.asarray(Image.open(faces[name]).convert("RGB"))
+        face = engine.find_faces(image)[0]
+        exact, fast = engine.template(face), quantized.template(face)
+        assert (fast.precision, exact.precision) == ("int8", "float32")
+        assert (fast.model_name, fast.model_version) == (exact.model_name, exact.model_version)
+        distance = np.linalg.norm(fast.embedding - exact.embedding)
+        assert 0 < distance <= INT8_TEMPLATE_BOUND, name
+        templates[name] = exact.embedding, fast.embedding
+    threshold = DlibResNetModel.default_threshold
+    for first in names:
+        for second in names:
+            (exact_a, fast_a), (exact_b, fast_b) = templates[first], templates[second]
+            assert (np.linalg.norm(fast_a - fast_b) <= threshold) == (np.linalg.norm(exact_a - exact_b) <= threshold)
+            assert (np.linalg.norm(fast_a - exact_b) <= threshold) == (np.linalg.norm(exact_a - exact_b) <= threshold)
+
+
+@pytest.mark.shared_faces
+def test_int8_changes_no_decision_on_dev_pairs(engine, int8_model, shared_faces):
+    from facetrail.engine.model_files import INT8_TEMPLATE_BOUND
+    from facetrail.evaluation.datasets import read_pairs
+
+    pairs = read_pairs(shared_faces / "lfw-dev-pairs.txt", shared_faces / "lfw-dev")
+    chosen = [p for p in pairs if p.same][:40] + [p for p in pairs if not p.same][:40]
+    quantized = FaceEngine(engine.config, model=int8_model)
+    templates = {}
+    for path in dict.fromkeys([p.first for p in chosen] + [p.second for p in chosen]):
+        image = np.asarray(Image.open(path).convert("RGB"))
+        face = choose_face(engine.find_faces(image), "centre", image.shape)
+        templates[path] = engine.template(face).embedding, quantized.template(face).embedding
+        assert np.linalg.norm(templates[path][0] - templates[path][1]) <= INT8_TEMPLATE_BOUND, path
+    threshold = DlibResNetModel.default_threshold
+    for pair in chosen:
+        (exact_a, fast_a), (exact_b, fast_b) = templates[pair.first], templates[pair.second]
+        assert (np.linalg.norm(fast_a - fast_b) <= threshold) == (np.linalg.norm(exact_a - exact_b) <= threshold)
+
+
+def test_a_built_model_is_kept_and_a_damaged_one_built_again(tmp_path, monkeypatch):
+    from facetrail.engine import model_files, onnx_resnet
+
+    monkeypatch.setenv(model_files.CACHE_ENV, str(tmp_path / "models"))
+    built = model_files.resnet_model("float32")
+    kept = list((tmp_path / "models").glob("dlib-resnet-float32-*.onnx"))
+    assert len(kept) == 1 and kept[0].read_bytes() == built
+    assert not list((tmp_path / "models").glob(".building-*"))
+
+    def no_conversion(path):
+        raise AssertionError("converted again although the built model was kept")
+
+    monkeypatch.setattr(onnx_resnet, "convert_dat_file", no_conversion)
+    assert model_files.resnet_model("float32") == built  # read back, not built
+    kept[0].write_bytes(built[: len(built) // 2])  # damaged (a disk error, a copy cut short)
+    monkeypatch.undo()
+    monkeypatch.setenv(model_files.CACHE_ENV, str(tmp_path / "models"))
+    chips = np.random.default_rng(1).integers(0, 256, (2, 150, 150, 3), dtype=np.uint8)
+    model = OnnxResNetModel(threads=1)
+    assert kept[0].read_bytes() == built
+    assert np.abs(model.embed(list(chips)) - load_model(threads=1).embed(list(chips))).max() <= 1e-6
+
+
+def test_an_unwritable_model_folder_costs_a_rebuild_not_an_error(tmp_path, monkeypatch):
+    from facetrail.engine import model_files
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder should be")
+    monkeypatch.setenv(model_files.CACHE_ENV, str(blocked / "models"))
+    assert model_files.resnet_model("float32") == model_files.resnet_model("float32")
+
+
+def test_int8_needs_the_onnx_backend():
+    from facetrail.config import EmbeddingConfig
+
+    with pytest.raises(ConfigError, match='precision = "int8" needs embedding.backend = "onnx"'):
+        EmbeddingConfig(backend="dlib", precision="int8")
+    with pytest.raises(ConfigError, match="float32 only"):
+        DlibResNetModel(precision="int8")
+
+
+def test_the_kept_hog_detector_finds_what_dlibs_own_finds(tmp_path, monkeypatch, faces):
+    import dlib
+
+    from facetrail.engine import model_files
+
+    monkeypatch.setenv(model_files.CACHE_ENV, str(tmp_path / "models"))
+    model_files.frontal_face_detector()  # built and kept
+    (kept,) = (tmp_path / "models").glob("dlib-frontal-face-hog-*.svm")
+    loaded, own = model_files.frontal_face_detector(), dlib.get_frontal_face_detector()
+    for name in ("obama.jpg", "biden.jpg", "obama_partial_face.jpg"):
+        pixels = np.asarray(Image.open(faces[name]).convert("RGB"))
+        mine, theirs = loaded.run(pixels, 1, 0.0), own.run(pixels, 1, 0.0)
+        assert list(mine[0]) == list(theirs[0]) and mine[1] == theirs[1] and len(mine[0]) >= 1
+    kept.write_bytes(b"not a detector")
+    assert len(model_files.frontal_face_detector().run(np.asarray(Image.open(faces["obama.jpg"]).convert("RGB")), 1, 0.0)[0]) == 1
+    assert kept.stat().st_size > 100_000  # built again

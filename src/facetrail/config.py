@@ -48,6 +48,9 @@ class DetectionConfig:
     pixels: its cost grows with them (50-80 ms per million on one core, measured). Larger photos are reduced to
     it, so their smallest face found grows (~115 px in a 1920×1080 still at the default); give the box by hand
     for smaller faces, which are then looked for at whatever scale they need."""
+    hog_unenlarged_first: bool = False
+    """Where the smallest face wanted needs an enlarged copy, first scan the photo at its own size and enlarge only
+    when that finds no face (enrolment turns it on: ``enrolment.hog_unenlarged_first``)."""
     hog_threshold: float = 0.0
     """HOG detector score threshold (dlib's adjust_threshold)."""
     fallback: Literal["cnn", "none"] = "cnn"
@@ -71,12 +74,21 @@ class EmbeddingConfig:
     """What runs the recognition network: ONNX Runtime on a graph converted locally from dlib's weights (~10×
     faster), or dlib itself. Both compute the same templates (within 1e-6), so either searches a gallery
     enrolled with the other."""
+    precision: Literal["float32", "int8"] = "float32"
+    """Arithmetic of the ONNX backend: float32 computes dlib's own descriptors; int8 runs the network quantized
+    (calibrated on development chips, see docs/model.md) ~2-3× faster per chip on CPUs with 8-bit dot products
+    (VNNI); its templates differ from float32 ones by less than the bound stated there, so galleries enrolled with
+    either are searched with either. On an x86 CPU without VNNI int8 falls back to float32."""
     threads: int = 0
     """Threads for one network evaluation; 0 means one per core, shared out among worker processes."""
     score_normalization: Literal["none", "fsn"] = "none"
     """Normalization of comparison distances: "fsn" is fair score normalization (Terhörst et al. 2020: clusters of
     templates, no group labels). Only the evaluate commands read it (their --normalization default); searches do not
     apply it. It is off because it did not pass the adoption rule on the development set (docs/evaluation.md)."""
+
+    def __post_init__(self) -> None:
+        if self.precision == "int8" and self.backend != "onnx":
+            raise ConfigError(f'embedding.precision = "int8" needs embedding.backend = "onnx", got {self.backend!r}')
 
 
 @dataclass(frozen=True)
@@ -116,12 +128,22 @@ class EnrolmentConfig:
     min_face_fraction: float = 0.25
     """Gallery photographs are portraits: faces narrower than this fraction of the photo's shorter side are not
     looked for (so neither enrolled nor counted as a second person), which makes detection ~3× cheaper."""
+    hog_unenlarged_first: bool = True
+    """A small gallery photograph (shorter side under 320 pixels) is scanned at its own size first, half the cost of
+    the enlarged copy a face of a quarter of its side needs, which is scanned only when the first finds no face
+    (``detection.hog_unenlarged_first``). A second face smaller than ~80 pixels beside a larger one then goes
+    unseen in such a photograph (docs/model.md)."""
     workers: int = 0
     """Processes used for enrolment; 0 means one per CPU core (with ``ray_address``: Ray actors, 0 = one per CPU
     of the cluster)."""
     ray_address: str = ""
     """Run enrolment's face work as Ray actors on this cluster ("auto", "local", "host:port" or "ray://host:port";
     needs the ``ray`` extra); empty means local worker processes. Commits stay in the enrolling process."""
+    precision: Literal["float32", "int8"] = "int8"
+    """Arithmetic of the recognition network for gallery photographs (overrides ``embedding.precision`` when
+    enrolling): int8 is ~3× faster per chip and changed no decision on the development pairs; probes keep
+    ``embedding.precision`` (float32), so a search's own template is dlib's exactly (docs/model.md). Each template
+    records which it was computed in."""
     commit_every: int = 32
     """Enrolled images are committed to the store in batches of this size."""
     prohibited_sources: tuple[str, ...] = ("web-scrape", "social-media", "commercial-face-search")

@@ -178,7 +178,9 @@ def enroll(
     if as_json:
         emit_json({**counts, "rejections": [o.to_row() for o in summary.outcomes if o.status in ("rejected", "previously-rejected")]})
         return
-    console.print(", ".join(f"{v} {k}" for k, v in counts.items()))
+    precision = counts.pop("precision")
+    console.print(", ".join(f"{v} {k}" for k, v in counts.items())
+                  + (f" (templates computed in {' and '.join(precision)})" if precision else ""))
     for outcome in summary.outcomes:
         if outcome.status == "rejected":
             console.print(f"  rejected {outcome.item.path}: {outcome.reason}", highlight=False, markup=False)

@@ -44,8 +44,10 @@ class FaceDetector:
         import dlib
         import face_recognition_models as weights
 
+        from facetrail.engine.model_files import frontal_face_detector
+
         self.config = config
-        self._hog = dlib.get_frontal_face_detector()
+        self._hog = frontal_face_detector()
         self._cnn = None
         if config.fallback == "cnn":
             self._cnn = dlib.cnn_face_detection_model_v1(weights.cnn_face_detector_model_location())
@@ -86,8 +88,14 @@ class FaceDetector:
         return self._cnn is not None
 
     def detect_hog(self, pixels: np.ndarray) -> list[Detection]:
-        """HOG pass only, at the working scale for the configured smallest face."""
-        return self._hog_at(pixels, self.working_scale(pixels.shape[:2], self.smallest_face(pixels.shape[:2])))
+        """HOG pass only, at the working scale for the configured smallest face (with ``hog_unenlarged_first``, at
+        the photo's own size first when that scale enlarges, and enlarged only if that finds nothing)."""
+        scale = self.working_scale(pixels.shape[:2], self.smallest_face(pixels.shape[:2]))
+        if self.config.hog_unenlarged_first and scale > 1.0:
+            found = self._hog_at(pixels, 1.0)
+            if found:
+                return found
+        return self._hog_at(pixels, scale)
 
     def smallest_face(self, shape: tuple[int, ...]) -> float:
         """Width in original pixels of the smallest face wanted in a photo of this shape."""

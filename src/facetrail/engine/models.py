@@ -26,6 +26,8 @@ class FaceModel(Protocol):
     version: str
     backend: str
     """What runs the network; templates from every backend of one model are interchangeable."""
+    precision: str
+    """The network's arithmetic ("float32", or "int8" where quantized; interchangeable within a stated bound)."""
     dimension: int
     default_threshold: float
     """Distance at or below which the model's authors consider two faces the same person."""
@@ -60,6 +62,7 @@ class DlibAlignedResNet:
     chip_size = 150
     chip_padding = 0.25
     backend = ""
+    precision = "float32"
 
     def __init__(self) -> None:
         import dlib
@@ -84,12 +87,15 @@ class DlibAlignedResNet:
 class DlibResNetModel(DlibAlignedResNet):
     """The ResNet run by dlib itself (its CPU path has no BLAS in the dlib-bin wheel: ~10× slower than ONNX).
 
-    ``threads`` is accepted for a common constructor and has no effect: dlib's CPU path uses one thread.
+    ``threads`` is accepted for a common constructor and has no effect: dlib's CPU path uses one thread; dlib
+    computes in float32 only.
     """
 
     backend = "dlib"
 
-    def __init__(self, threads: int = 0) -> None:
+    def __init__(self, threads: int = 0, precision: str = "float32") -> None:
+        if precision != "float32":
+            raise ConfigError(f"the dlib backend computes in float32 only, not {precision}")
         super().__init__()
         import face_recognition_models as weights
 
@@ -102,28 +108,38 @@ class DlibResNetModel(DlibAlignedResNet):
 
 
 class OnnxResNetModel(DlibAlignedResNet):
-    """The same ResNet converted to ONNX from the installed ``.dat`` file at load time and run by ONNX Runtime.
+    """The same ResNet converted to ONNX from the installed ``.dat`` file and run by ONNX Runtime, in float32 (dlib's
+    own descriptors) or int8 (quantized; see ``engine.model_files``); built once and kept in the model cache.
 
     ``threads`` sets ONNX Runtime's intra-op threads (0: one per core); a pool of worker processes gives each
-    its share of the cores. All chips given to ``embed`` run as one batch.
+    its share of the cores. All chips given to ``embed`` run as one batch. int8 is computed in float32 instead on
+    an x86 CPU without VNNI (``precision`` says which ran).
     """
 
     backend = "onnx"
 
-    def __init__(self, threads: int = 0) -> None:
+    def __init__(self, threads: int = 0, precision: str = "float32") -> None:
         super().__init__()
-        import face_recognition_models as weights
         import onnxruntime
 
-        from facetrail.engine.onnx_resnet import convert_dat_file
+        from facetrail.engine import model_files
 
+        if precision not in ("float32", "int8"):
+            raise ConfigError(f"unknown precision {precision!r} (float32 or int8)")
+        if precision == "int8" and not model_files.int8_is_exact_here():
+            precision = "float32"
+        self.precision = precision
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        self._session = onnxruntime.InferenceSession(
-            convert_dat_file(weights.face_recognition_model_location()), options, providers=["CPUExecutionProvider"],
-        )
+        try:
+            self._session = onnxruntime.InferenceSession(model_files.resnet_model(precision), options,
+                                                         providers=["CPUExecutionProvider"])
+        except Exception:  # noqa: BLE001 - a damaged cached file: build it again, once
+            model_files.forget(precision)
+            self._session = onnxruntime.InferenceSession(model_files.resnet_model(precision), options,
+                                                         providers=["CPUExecutionProvider"])
 
     def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         if not chips:
@@ -136,14 +152,16 @@ def _dlib_rect(dlib, box: Box):
     return dlib.rectangle(int(round(box.left)), int(round(box.top)), int(round(box.right)), int(round(box.bottom)))
 
 
-MODELS: dict[str, dict[str, Callable[[int], FaceModel]]] = {
+MODELS: dict[str, dict[str, Callable[[int, str], FaceModel]]] = {
     DlibAlignedResNet.name: {OnnxResNetModel.backend: OnnxResNetModel, DlibResNetModel.backend: DlibResNetModel},
 }
-"""Model name → backend → constructor taking the thread count. Register new models and backends here."""
+"""Model name → backend → constructor taking the thread count and precision. Register new models and backends here."""
 
 
-def load_model(name: str = DlibAlignedResNet.name, backend: str = OnnxResNetModel.backend, threads: int = 0) -> FaceModel:
-    """Construct the named model on the named backend (loads its weights); ``threads`` 0 means one per core."""
+def load_model(name: str = DlibAlignedResNet.name, backend: str = OnnxResNetModel.backend, threads: int = 0,
+               precision: str = "float32") -> FaceModel:
+    """Construct the named model on the named backend in ``precision`` (loads its weights); ``threads`` 0 means one
+    per core."""
     try:
         backends = MODELS[name]
     except KeyError:
@@ -152,4 +170,4 @@ def load_model(name: str = DlibAlignedResNet.name, backend: str = OnnxResNetMode
         factory = backends[backend]
     except KeyError:
         raise ConfigError(f"face model {name!r} has no backend {backend!r} (available: {', '.join(backends)})") from None
-    return factory(threads)
+    return factory(threads, precision)

@@ -50,6 +50,8 @@ class Template:
     model_version: str
     augmentation: str
     passes: int
+    precision: str
+    """The arithmetic the network ran in ("float32" or "int8")."""
 
 
 class FaceEngine:
@@ -58,7 +60,8 @@ class FaceEngine:
     def __init__(self, config: EngineConfig | None = None, model: FaceModel | None = None) -> None:
         self.config = config or EngineConfig()
         embedding = self.config.embedding
-        self.model = model or load_model(backend=embedding.backend, threads=embedding.threads)
+        self.model = model or load_model(backend=embedding.backend, threads=embedding.threads,
+                                        precision=embedding.precision)
         self.detector = FaceDetector(self.config.detection)
 
     def decode(self, data: bytes) -> DecodedImage:
@@ -96,6 +99,7 @@ class FaceEngine:
             model_version=self.model.version,
             augmentation=self.config.embedding.augmentation,
             passes=len(chips),
+            precision=self.model.precision,
         )
 
     def aligned_chip(self, pixels: np.ndarray, box: Box) -> np.ndarray:

@@ -89,9 +89,12 @@ REPORT_COLUMNS = ("path", "subject_id", "source", "status", "reason", "image_id"
 
 @dataclass
 class EnrolSummary:
-    """Counts of an enrolment run, by status, and who did its face work on a Ray cluster."""
+    """Counts of an enrolment run, by status, the arithmetic its templates were computed in, and who did its face work
+    on a Ray cluster."""
 
     outcomes: list[EnrolOutcome] = field(default_factory=list)
+    precisions: set[str] = field(default_factory=set)
+    """The network's arithmetic over the templates this run enrolled ("int8", "float32"; both where workers differ)."""
     workforce: Workforce | None = None
     """The Ray nodes and workers at the end of the run, those lost and the photographs analysed again; None when
     the face work ran in local processes."""
@@ -101,7 +104,7 @@ class EnrolSummary:
 
     def to_dict(self) -> dict[str, Any]:
         statuses = ("enrolled", "duplicate", "rejected", "previously-rejected")
-        return {"items": len(self.outcomes), **{s: self.count(s) for s in statuses}}
+        return {"items": len(self.outcomes), **{s: self.count(s) for s in statuses}, "precision": sorted(self.precisions)}
 
 
 def items_from_folder(root: Path, source: str) -> list[EnrolItem]:
@@ -164,12 +167,21 @@ def _analyse(engine: FaceEngine, entry: _Pending) -> Analysis | Refusal:
 # --- coordinator side ----------------------------------------------------------------
 
 
-def portrait_detection(engine_config: EngineConfig, rules: EnrolmentConfig) -> EngineConfig:
+def enrolment_engine_config(engine_config: EngineConfig, rules: EnrolmentConfig) -> EngineConfig:
     """The engine configuration for gallery photographs: faces smaller than ``rules.min_face_fraction`` of the
-    photo's shorter side are not looked for."""
+    photo's shorter side are not looked for, HOG scans small photos unenlarged first (``rules.hog_unenlarged_first``),
+    and the network runs in ``rules.precision``."""
     detection = engine_config.detection
     fraction = max(detection.min_face_fraction, rules.min_face_fraction)
-    return replace(engine_config, detection=replace(detection, min_face_fraction=fraction))
+    unenlarged_first = detection.hog_unenlarged_first or rules.hog_unenlarged_first
+    embedding = engine_config.embedding
+    if embedding.backend != "onnx" and rules.precision == "int8":
+        precision = embedding.precision  # dlib computes in float32 only
+    else:
+        precision = rules.precision
+    return replace(engine_config, detection=replace(detection, min_face_fraction=fraction,
+                                                                         hog_unenlarged_first=unenlarged_first),
+                   embedding=replace(embedding, precision=precision))
 
 
 def enrol(
@@ -208,13 +220,14 @@ def enrol(
 
         batch: list[tuple[_Pending, Analysis]] = []
         try:
-            for entry, result in analyse_many(screened(), _analyse, portrait_detection(engine_config, rules),
+            for entry, result in analyse_many(screened(), _analyse, enrolment_engine_config(engine_config, rules),
                                               rules.workers, rules.ray_address, workforce):
                 if isinstance(result, Refusal):
                     _record_rejection(gallery, entry, result.reason)
                     report(EnrolOutcome(entry.item, "rejected", result.reason))
                     continue
                 batch.append((entry, result))
+                summary.precisions.add(result.template.precision)
                 if len(batch) >= rules.commit_every:
                     for outcome in _commit(gallery, batch):
                         report(outcome)
@@ -329,6 +342,7 @@ def _commit(gallery: Gallery, batch: list[tuple[_Pending, Analysis]]) -> list[En
                 model_name=analysis.template.model_name,
                 model_version=analysis.template.model_version,
                 augmentation=analysis.template.augmentation,
+                precision=analysis.template.precision,
                 face_box=analysis.detection.box.as_list(),
                 detector=analysis.detection.detector,
                 quality=analysis.quality.to_dict(),

@@ -78,6 +78,9 @@ class TemplateRecord(Base):
     model_name: Mapped[str] = mapped_column(String(100))
     model_version: Mapped[str] = mapped_column(Text)
     augmentation: Mapped[str] = mapped_column(String(20))
+    precision: Mapped[str] = mapped_column(String(10), server_default="float32")
+    """The arithmetic of the network that computed it: "float32", or "int8" (within a stated bound of float32's,
+    docs/model.md)."""
     face_box: Mapped[list[int]] = mapped_column(JSON)
     """[left, top, width, height] in the original image."""
     detector: Mapped[str] = mapped_column(String(20))
