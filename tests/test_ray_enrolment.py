@@ -171,13 +171,28 @@ def _crash(engine, job):
     os._exit(1)
 
 
-def test_when_every_worker_is_lost_the_run_stops_saying_so(two_nodes):
+@pytest.mark.parametrize("datadir", ["sqlite"], indirect=True)
+def test_when_every_worker_is_lost_the_run_stops_saying_so_and_the_trail_says_how_it_ended(
+        two_nodes, datadir, bookings, monkeypatch):
+    system = Facetrail.initialise(datadir, "admin", ADMIN_PASSWORD)
     two_nodes.ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests/
     try:
-        with pytest.raises(WorkersLostError, match=r"every Ray worker was lost .*\(0 nodes, 0 workers \(2 nodes and 2 workers lost"):
-            list(analyse_many(range(4), _crash, EngineConfig(), ray_address=two_nodes.address))
+        admin = system.auth.authenticate(system.auth.login("admin", ADMIN_PASSWORD)[1])
+        system.admin.create_gallery(admin, "county", ["booking"])
+        rules = dataclasses.replace(system.admin.enrolment_rules(admin), ray_address=two_nodes.address, workers=0)
+        monkeypatch.setattr("facetrail.gallery.enrol._analyse", _crash)  # every photograph kills its worker
+        with pytest.raises(WorkersLostError, match=r"every Ray worker was lost .*\(0 nodes, 0 workers \(2 nodes and 2 "
+                                                   r"workers lost.*the 0 photograph\(s\) this run enrolled"):
+            system.admin.enrol(admin, "county", items_from_folder(bookings, "booking"), rules)
+        entries = [e for e in system.audit.entries() if e["target"] == "county"]
+        assert [e["action"] for e in entries] == ["gallery_created", "enrolment_started", "enrolment_interrupted"]
+        ended = entries[-1]["details"]
+        assert (ended["enrolled"], ended["ray"]["workers"], ended["ray"]["workers_lost"]) == (0, 0, 2)
+        assert "every Ray worker was lost" in ended["reason"]
+        assert system.audit.verify().ok
     finally:
         two_nodes.ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+        system.close()
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,12 @@ class ConfigError(FacetrailError):
 
 
 class WorkersLostError(FacetrailError):
-    """Every worker of a run on a Ray cluster was lost before the work was done."""
+    """Every worker of a run on a Ray cluster was lost before the work was done; ``summary`` is what an enrolment
+    run did until then (when it was one)."""
+
+    def __init__(self, message: str, summary: object = None) -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 class ModelFormatError(FacetrailError):

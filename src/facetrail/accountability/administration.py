@@ -25,7 +25,7 @@ from facetrail.accountability.users import Actor
 from facetrail.config import EngineConfig, EnrolmentConfig
 from facetrail.engine.ray_pool import connect as connect_ray
 from facetrail.engine.scheduling import Workforce
-from facetrail.errors import GalleryError, PermissionDeniedError, PolicyError
+from facetrail.errors import GalleryError, PermissionDeniedError, PolicyError, WorkersLostError
 from facetrail.evaluation.published import publish as publish_figures
 from facetrail.gallery.duplicates import Duplicates, find_duplicates
 from facetrail.gallery.enrol import EnrolItem, EnrolOutcome, EnrolSummary, enrol
@@ -277,10 +277,18 @@ class Administration:
             raise GalleryError(f"enrolment refused, nothing enrolled: {'; '.join(problems)}")
         # a run cut short (a killed process) keeps what it committed: this entry shows it began
         context.audit.append(by.username, "enrolment_started", gallery, {"items": len(items), "sources": sources})
-        summary = enrol(target, items, context.settings.engine, rules, on_outcome, retry_rejected, on_workforce)
-        ray = {"ray": summary.workforce.to_dict()} if summary.workforce else {}
-        context.audit.append(by.username, "enrolment", gallery, {**summary.to_dict(), "sources": sources,
-                                                                  "gallery_version": target.info().version, **ray})
+
+        def finished(action: str, summary: EnrolSummary, **extra) -> None:
+            ray = {"ray": summary.workforce.to_dict()} if summary.workforce else {}
+            context.audit.append(by.username, action, gallery, {**summary.to_dict(), "sources": sources,
+                                                                "gallery_version": target.info().version, **ray, **extra})
+
+        try:
+            summary = enrol(target, items, context.settings.engine, rules, on_outcome, retry_rejected, on_workforce)
+        except WorkersLostError as exc:  # what was committed stays, and the trail says how the run ended
+            finished("enrolment_interrupted", exc.summary or EnrolSummary(), reason=clipped(str(exc), 500))
+            raise
+        finished("enrolment", summary)
         if summary.count("enrolled"):
             self.calibrations.after_enrolment(by, target)
         return summary

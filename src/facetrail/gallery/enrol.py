@@ -235,7 +235,7 @@ def enrol(
         except WorkersLostError as exc:
             raise WorkersLostError(f"{exc}; the {summary.count('enrolled')} photograph(s) this run enrolled until then "
                                    "are stored: run the enrolment again to enrol the rest (those enrolled are "
-                                   "skipped)") from None
+                                   "skipped)", summary) from None
         if batch:
             for outcome in _commit(gallery, batch):
                 report(outcome)
