@@ -10,8 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from facetrail.cli.common import JsonOption, console, emit_json, fail, out, run
-from facetrail.witness.app import WitnessSettings, serve
-from facetrail.witness.office import DIR_ENV, WitnessOffice
+from facetrail.witness.office import DIR_ENV, WitnessOffice, WitnessSettings
 
 witness_app = typer.Typer(no_args_is_help=True, help="Run a witness that keeps other offices' signed audit heads.")
 DirOption = Annotated[Optional[Path], typer.Option(
@@ -33,6 +32,8 @@ def witness_serve(
     """Serve the witness (HTTP under /witness/v1) until interrupted; creates its directory and key on first start."""
     if (tls_cert is None) != (tls_key is None):
         fail("--tls-cert and --tls-key go together")
+    from facetrail.witness.app import serve  # the web stack, only for this command
+
     office = run(lambda: WitnessOffice.locate(directory))
     settings = run(lambda: WitnessSettings(max_body_bytes, rate_limit))
     run(lambda: serve(office, settings, host, port, tls_cert, tls_key))

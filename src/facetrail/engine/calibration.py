@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats
 
 CALIBRATION_FORMAT = "facetrail.calibration.v1"
 
@@ -135,6 +134,8 @@ class CalibrationTable:
             return Estimate(max(high, floor), None, None, "tail bound", n, closer, group)
         if closer == 0:
             return Estimate(1 / n, 0.0, 1 / n, "bound", n, 0, group)
+        from scipy import stats  # imported when needed: it costs most of a second
+
         low = float(stats.beta.ppf(0.025, closer, n - closer + 1))  # Clopper-Pearson
         high = float(stats.beta.ppf(0.975, closer + 1, n - closer)) if closer < n else 1.0
         return Estimate(closer / n, low, high, "few", n, closer, group)
@@ -222,6 +223,8 @@ class TailFit:
 
     def _rates(self, distance: float, impostor_count: int, fits: Sequence[tuple[float, float]]) -> np.ndarray:
         shapes, scales = np.array(fits).T
+        from scipy import stats
+
         return self.count / impostor_count * stats.genpareto.sf(self.threshold - distance, shapes, scale=scales)
 
     def to_json(self) -> dict[str, Any]:
@@ -238,6 +241,8 @@ def _fit_tail(shortfalls: np.ndarray) -> tuple[float, float]:
     """(shape, scale) of a generalized Pareto distribution fitted to the shortfalls by maximum likelihood with the
     shape held at 0 or above: a negative shape puts an end to the tail (no impostor could ever come closer), which
     the data of one gallery cannot show; at its bound the fit is the exponential one (scale = the mean)."""
+    from scipy import stats
+
     shape, _, scale = stats.genpareto.fit(shortfalls, floc=0)
     return (float(shape), float(scale)) if shape >= 0 else (0.0, float(shortfalls.mean()))
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,25 +25,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from facetrail.accountability.remote_witness import API_PATH
 from facetrail.errors import FacetrailError
 from facetrail.http.ratelimit import SlidingWindowLimiter
-from facetrail.witness.office import Refusal, WitnessOffice
+from facetrail.witness.office import Refusal, WitnessOffice, WitnessSettings
 
 logger = logging.getLogger("facetrail.witness")
-
-
-@dataclass(frozen=True)
-class WitnessSettings:
-    """How the witness service runs (``facetrail witness serve`` options)."""
-
-    max_body_bytes: int = 16 * 1024
-    """Largest request body; a head is about 400 bytes."""
-    rate_limit: int = 120
-    """Requests a minute from one address (behind a reverse proxy: from the proxy, so for everyone)."""
-
-    def __post_init__(self) -> None:
-        if self.max_body_bytes < 1024:
-            raise FacetrailError(f"the request body limit must be at least 1024 bytes, not {self.max_body_bytes}")
-        if self.rate_limit < 1:
-            raise FacetrailError(f"the rate limit must be at least 1 request a minute, not {self.rate_limit}")
 
 
 class _RequestRefused(Refusal):

@@ -236,3 +236,19 @@ def _field_problem(head: dict) -> str:
     if len(head["signature"]) > _SIGNATURE_CHARS or len(head["signed_at"]) > _SIGNED_AT_CHARS:
         return f"signature must be at most {_SIGNATURE_CHARS} characters, signed_at at most {_SIGNED_AT_CHARS}"
     return ""
+
+
+@dataclass(frozen=True)
+class WitnessSettings:
+    """How the witness service runs (``facetrail witness serve`` options)."""
+
+    max_body_bytes: int = 16 * 1024
+    """Largest request body; a head is about 400 bytes."""
+    rate_limit: int = 120
+    """Requests a minute from one address (behind a reverse proxy: from the proxy, so for everyone)."""
+
+    def __post_init__(self) -> None:
+        if self.max_body_bytes < 1024:
+            raise FacetrailError(f"the request body limit must be at least 1024 bytes, not {self.max_body_bytes}")
+        if self.rate_limit < 1:
+            raise FacetrailError(f"the rate limit must be at least 1 request a minute, not {self.rate_limit}")
