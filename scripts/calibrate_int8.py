@@ -1,7 +1,7 @@
 """Measure the activation ranges the int8 ResNet is quantized with (src/facetrail/engine/resnet_int8_ranges.json).
 
-The ranges come from the float32 model run on the chips enrolment embeds (the aligned chip, its mirror image and the
-wider-context chip) of development photographs that are in no evaluation pair, so the pairs the int8 model is judged
+The ranges come from the float32 model run on the chips the default augmentation embeds (the aligned chip, its mirror
+image and the wider-context chip; faces found as probes' are) of development photographs that are in no evaluation pair, so the pairs the int8 model is judged
 on (docs/model.md) played no part in making it. Run it again only to recalibrate; the file is part of the code.
 
     python scripts/calibrate_int8.py --images ../shared/faces/lfw-dev --pairs ../shared/faces/lfw-dev-pairs.txt
@@ -10,7 +10,6 @@ on (docs/model.md) played no part in making it. Run it again only to recalibrate
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import face_recognition_models
@@ -20,7 +19,6 @@ from facetrail.config import Settings
 from facetrail.engine import model_files, onnx_resnet
 from facetrail.engine.pipeline import FaceEngine
 from facetrail.evaluation.datasets import images_under, read_pairs
-from facetrail.gallery.enrol import enrolment_engine_config
 
 
 def main() -> None:
@@ -33,9 +31,7 @@ def main() -> None:
     in_pairs = {path.resolve() for pair in read_pairs(args.pairs, args.images) for path in (pair.first, pair.second)}
     candidates = [path for path in images_under(args.images) if path.resolve() not in in_pairs]
     chosen = np.random.default_rng(0).permutation(len(candidates))[: args.count]
-    settings = Settings()
-    rules = dataclasses.replace(settings.enrolment, precision="float32")
-    engine = FaceEngine(enrolment_engine_config(settings.engine, rules))
+    engine = FaceEngine(Settings().engine)
     chips = []
     for index in chosen:
         faces = engine.find_faces(engine.decode(candidates[index].read_bytes()).pixels)

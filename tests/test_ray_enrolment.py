@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -22,7 +21,8 @@ from facetrail.config import EngineConfig, EnrolmentConfig
 from facetrail.engine.parallel import IN_FLIGHT_PER_WORKER, analyse_many
 from facetrail.engine.scheduling import Workforce
 from facetrail.errors import WorkersLostError
-from facetrail.gallery.enrol import Analysis, EnrolItem, Refusal, _analyse, _Pending, items_from_folder
+from facetrail.gallery.analysis import Analysis, Photograph, Refusal, analyse
+from facetrail.gallery.enrol import EnrolItem, items_from_folder
 from facetrail.gallery.schema import ImageRecord, TemplateRecord
 from facetrail.web.jobs import EnrolmentJob
 from tests.fixtures.datadir import ADMIN_PASSWORD
@@ -121,8 +121,8 @@ def test_enrolment_on_ray_matches_local_enrolment(two_nodes, datadir, admin_toke
     assert sorted(row["status"] for row in again) == ["duplicate"] * 6 + ["previously-rejected"]  # idempotent by hash
 
 
-def pending(path, data: bytes) -> _Pending:
-    return _Pending(EnrolItem(path, path.name, "booking"), hashlib.sha256(data).hexdigest(), data, EnrolmentConfig())
+def pending(path, data: bytes) -> Photograph:
+    return Photograph(path.name, data, EnrolmentConfig())
 
 
 def test_ray_pool_keeps_input_order_bounds_work_in_flight_and_returns_failures(two_nodes, faces, tmp_path):
@@ -138,7 +138,7 @@ def test_ray_pool_keeps_input_order_bounds_work_in_flight_and_returns_failures(t
             yield job
 
     results, pulled_at_first = [], None
-    for job, result in analyse_many(feed(), _analyse, EngineConfig(), workers=2, ray_address=two_nodes.address):
+    for job, result in analyse_many(feed(), analyse, EngineConfig(), workers=2, ray_address=two_nodes.address):
         pulled_at_first = pulled if pulled_at_first is None else pulled_at_first
         results.append((job, result))
     assert [job for job, _ in results] == jobs
@@ -180,7 +180,7 @@ def test_when_every_worker_is_lost_the_run_stops_saying_so_and_the_trail_says_ho
         admin = system.auth.authenticate(system.auth.login("admin", ADMIN_PASSWORD)[1])
         system.admin.create_gallery(admin, "county", ["booking"])
         rules = dataclasses.replace(system.admin.enrolment_rules(admin), ray_address=two_nodes.address, workers=0)
-        monkeypatch.setattr("facetrail.gallery.enrol._analyse", _crash)  # every photograph kills its worker
+        monkeypatch.setattr("facetrail.gallery.enrol.analyse", _crash)  # every photograph kills its worker
         with pytest.raises(WorkersLostError, match=r"every Ray worker was lost .*\(0 nodes, 0 workers \(2 nodes and 2 "
                                                    r"workers lost.*the 0 photograph\(s\) this run enrolled"):
             system.admin.enrol(admin, "county", items_from_folder(bookings, "booking"), rules)

@@ -50,7 +50,12 @@ class DetectionConfig:
     for smaller faces, which are then looked for at whatever scale they need."""
     hog_unenlarged_first: bool = False
     """Where the smallest face wanted needs an enlarged copy, first scan the photo at its own size and enlarge only
-    when that finds no face (enrolment turns it on: ``enrolment.hog_unenlarged_first``)."""
+    when that finds no face scoring ``hog_unenlarged_min_score`` or more (enrolment turns it on:
+    ``enrolment.hog_unenlarged_first``)."""
+    hog_unenlarged_min_score: float = 0.28
+    """A face the unenlarged scan finds weaker than this is looked for again in the enlarged copy (enrolment sets it
+    to ``quality.min_detector_score``, so no photograph is refused as a weak detection that the enlarged scan finds
+    clearly)."""
     hog_threshold: float = 0.0
     """HOG detector score threshold (dlib's adjust_threshold)."""
     fallback: Literal["cnn", "none"] = "cnn"

@@ -89,13 +89,15 @@ class FaceDetector:
 
     def detect_hog(self, pixels: np.ndarray) -> list[Detection]:
         """HOG pass only, at the working scale for the configured smallest face (with ``hog_unenlarged_first``, at
-        the photo's own size first when that scale enlarges, and enlarged only if that finds nothing)."""
+        the photo's own size first when that scale enlarges, and enlarged only if that finds no face scoring
+        ``hog_unenlarged_min_score``)."""
         scale = self.working_scale(pixels.shape[:2], self.smallest_face(pixels.shape[:2]))
-        if self.config.hog_unenlarged_first and scale > 1.0:
-            found = self._hog_at(pixels, 1.0)
-            if found:
-                return found
-        return self._hog_at(pixels, scale)
+        if not (self.config.hog_unenlarged_first and scale > 1.0):
+            return self._hog_at(pixels, scale)
+        found = self._hog_at(pixels, 1.0)
+        if any(detection.score >= self.config.hog_unenlarged_min_score for detection in found):
+            return found
+        return self._hog_at(pixels, scale) or found
 
     def smallest_face(self, shape: tuple[int, ...]) -> float:
         """Width in original pixels of the smallest face wanted in a photo of this shape."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
-import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,17 +30,12 @@ from sqlalchemy import select
 from facetrail.config import EngineConfig, EnrolmentConfig
 from facetrail.csvcells import safe_cell
 from facetrail.engine.decode import check_size, read_image_bytes
-from facetrail.engine.detect import Detection
 from facetrail.engine.parallel import analyse_many
-from facetrail.engine.pipeline import FaceEngine, Template, gallery_face
 from facetrail.engine.scheduling import Workforce
-from facetrail.engine.quality import Quality
 from facetrail.errors import FacetrailError, ImageError, WorkersLostError
+from facetrail.gallery.analysis import Analysis, Photograph, Refusal, analyse
 from facetrail.gallery.gallery import Gallery
 from facetrail.gallery.schema import ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
-
-logger = logging.getLogger("facetrail.enrol")
-
 
 @dataclass(frozen=True)
 class EnrolItem:
@@ -122,46 +117,11 @@ def items_from_folder(root: Path, source: str) -> list[EnrolItem]:
 
 @dataclass
 class _Pending:
-    """An item whose bytes were read and found new, waiting for face analysis."""
+    """An item whose bytes were read and found new, waiting for face analysis (of ``photograph``, in a worker)."""
 
     item: EnrolItem
     content_hash: str
-    data: bytes
-    rules: EnrolmentConfig
-
-
-@dataclass(frozen=True)
-class Analysis:
-    """The template of a photograph's one gallery face, how that face was found, and the photograph's size."""
-
-    width: int
-    height: int
-    detection: Detection
-    quality: Quality
-    template: Template
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why a photograph gives no template."""
-
-    reason: str
-
-
-def _analyse(engine: FaceEngine, entry: _Pending) -> Analysis | Refusal:
-    """Decode, find the one gallery face and embed it (run in a worker)."""
-    try:
-        image = engine.decode(entry.data)
-        face = gallery_face(engine.find_faces(image.pixels), entry.rules)
-        template = engine.template(face)
-    except FacetrailError as exc:
-        return Refusal(str(exc))
-    except Exception as exc:  # noqa: BLE001 - one image's unexpected failure must not stop the batch
-        # its text may name the server's files (a model, a temporary file): the log has it, the uploader its kind
-        logger.exception("internal error while analysing %s", entry.item.path.name)
-        return Refusal(f"internal error while analysing the image ({type(exc).__name__}); the server's log has the "
-                       "details")
-    return Analysis(image.pixels.shape[1], image.pixels.shape[0], face.detection, face.quality, template)
+    photograph: Photograph
 
 
 # --- coordinator side ----------------------------------------------------------------
@@ -179,8 +139,9 @@ def enrolment_engine_config(engine_config: EngineConfig, rules: EnrolmentConfig)
         precision = embedding.precision  # dlib computes in float32 only
     else:
         precision = rules.precision
-    return replace(engine_config, detection=replace(detection, min_face_fraction=fraction,
-                                                                         hog_unenlarged_first=unenlarged_first),
+    detection = replace(detection, min_face_fraction=fraction, hog_unenlarged_first=unenlarged_first,
+                        hog_unenlarged_min_score=engine_config.quality.min_detector_score)
+    return replace(engine_config, detection=detection,
                    embedding=replace(embedding, precision=precision))
 
 
@@ -218,10 +179,19 @@ def enrol(
                 else:
                     yield checked
 
+        waiting: deque[_Pending] = deque()  # the workers get the photographs only; results come in their order
+
+        def photographs() -> Iterator[Photograph]:
+            for entry in screened():
+                waiting.append(entry)
+                yield entry.photograph
+
         batch: list[tuple[_Pending, Analysis]] = []
         try:
-            for entry, result in analyse_many(screened(), _analyse, enrolment_engine_config(engine_config, rules),
-                                              rules.workers, rules.ray_address, workforce):
+            for photograph, result in analyse_many(photographs(), analyse, enrolment_engine_config(engine_config, rules),
+                                                   rules.workers, rules.ray_address, workforce):
+                entry = waiting.popleft()
+                assert entry.photograph is photograph
                 if isinstance(result, Refusal):
                     _record_rejection(gallery, entry, result.reason)
                     report(EnrolOutcome(entry.item, "rejected", result.reason))
@@ -289,7 +259,7 @@ def _screen(
     if content_hash in rejected and not retry_rejected:
         return EnrolOutcome(item, "previously-rejected", rejected[content_hash])
     seen.add(content_hash)
-    return _Pending(item, content_hash, data, rules)
+    return _Pending(item, content_hash, Photograph(item.path.name, data, rules))
 
 
 def _record_rejection(gallery: Gallery, entry: _Pending, reason: str) -> None:
@@ -311,7 +281,7 @@ def _commit(gallery: Gallery, batch: list[tuple[_Pending, Analysis]]) -> list[En
     Photographs and embeddings are stored encrypted; the index gets the plaintext vectors in memory.
     """
     for entry, _ in batch:
-        gallery.blobs.put(entry.content_hash, entry.data)
+        gallery.blobs.put(entry.content_hash, entry.photograph.data)
     with gallery.change() as change:
         session = change.session
         subjects: dict[str, SubjectRecord] = {}
