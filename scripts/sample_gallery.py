@@ -1,6 +1,7 @@
 """The main job of `make run`: set up a sample system on first start, then serve the web application and API.
 
-On first start every step is a real `facetrail` command, echoed before it runs:
+On first start every step is a real `facetrail` command, echoed before it runs (in this process, which loads the
+command line and the face model once rather than once a command):
 initialise a data directory with its first admin and calibrate the estimated
 false-match rate on every pair of different people in the sample's photographs
 (all 400 ORL faces, or the face_recognition photographs), create a second admin and a user for each role
@@ -20,13 +21,14 @@ generated once and kept in DATA/sample-passwords.json (mode 0600).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import secrets
 import shlex
 import shutil
-import subprocess
 import sys
+from contextlib import nullcontext, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,18 +55,35 @@ READY = ".sample-ready"
 
 
 def facetrail(*args: str, token: str | None = None, capture: bool = False, env: dict | None = None) -> str:
-    """Run one facetrail command as the given user, showing it first."""
+    """Run one facetrail command as the given user, showing it first; returns its standard output when ``capture``."""
     print(f"\n$ facetrail {shlex.join(args)}", flush=True)
-    environment = {**os.environ, **(env or {})}
-    if token:
-        environment["FACETRAIL_TOKEN"] = token
-    result = subprocess.run([FACETRAIL, *args], check=True, env=environment, capture_output=capture, text=True)
-    return result.stdout if capture else ""
+    return run_command(args, {**(env or {}), **({"FACETRAIL_TOKEN": token} if token else {})}, capture)
 
 
 def quiet(*args: str, token: str, env: dict | None = None) -> str:
-    environment = {**os.environ, "FACETRAIL_TOKEN": token, **(env or {})}
-    return subprocess.run([FACETRAIL, *args], check=True, env=environment, capture_output=True, text=True).stdout
+    """Run one facetrail command as the given user (none: ``token`` empty) unseen; returns its standard output."""
+    return run_command(args, {**(env or {}), "FACETRAIL_TOKEN": token}, capture=True)
+
+
+def run_command(args: tuple[str, ...], env: dict[str, str], capture: bool) -> str:
+    """``facetrail ARGS`` as its entry point runs it, in this process with ``env`` added to the environment; returns
+    its standard output when ``capture`` (its standard error then shows only if it fails). Raises SystemExit when it
+    fails."""
+    from facetrail.cli import app  # here: a start that only serves does without it
+
+    saved = dict(os.environ)
+    os.environ.update(env)
+    output, errors = io.StringIO(), io.StringIO()
+    try:
+        with redirect_stdout(output) if capture else nullcontext(), redirect_stderr(errors) if capture else nullcontext():
+            app([*args], prog_name="facetrail")
+    except SystemExit as stopped:
+        if stopped.code:
+            raise SystemExit(f"{errors.getvalue()}facetrail {shlex.join(args)} failed (status {stopped.code})") from None
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return output.getvalue()
 
 
 def copy_whole(source: Path, target: Path) -> None:

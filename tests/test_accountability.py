@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from contextlib import closing
 
 import numpy as np
 import pytest
@@ -19,44 +20,44 @@ from facetrail.engine.geometry import Box
 from facetrail.errors import DuplicateError, FacetrailError, PermissionDeniedError, RefusedError
 from facetrail.gallery.enrol import items_from_folder
 from tests.fixtures.images import jpeg
-from tests.fixtures.world import create_confirmed
+from tests.fixtures.world import create_confirmed, enrol_bookings
 from facetrail.accountability.requests import CaseRequest
 
 PASSWORD = "correct horse battery staple"
 CASE = "24-000123"
 
 
+def build_world(datadir) -> dict[str, str]:
+    """An initialised system with one user per role, a gallery of two subjects, and RHD authorized to search it;
+    returns the users' tokens (snapshot builder, tests/fixtures/snapshots.py)."""
+    with closing(Facetrail.initialise(datadir, "admin", PASSWORD)) as system:
+        tokens = {"admin": system.auth.login("admin", PASSWORD)[1]}
+        admin = system.auth.authenticate(tokens["admin"])
+        people = {
+            "ivan": (["investigator"], "RHD"),
+            "olga": (["investigator"], "Narcotics"),
+            "erin": (["examiner"], "Forensics"),
+            "ezra": (["examiner"], "Forensics"),
+            "sam": (["supervisor"], "RHD"),
+            "alma": (["auditor"], "Inspector General"),
+        }
+        for username, (roles, unit) in people.items():
+            create_confirmed(system, admin, username, roles, unit)
+            tokens[username] = system.auth.login(username, PASSWORD)[1]
+        system.admin.create_gallery(admin, "county", ["booking"], "County booking photographs")
+        system.admin.grant_gallery(admin, "county", "RHD")
+        enrol_bookings(system, admin, datadir.root.parent / "bookings")
+        started, finished = [e for e in system.audit.entries(limit=1000) if e["action"].startswith("enrolment")]
+        assert (started["action"], started["details"]) == ("enrolment_started", {"items": 2, "sources": ["booking"]})
+        assert finished["action"] == "enrolment" and finished["details"]["enrolled"] == 2
+        return tokens
+
+
 @pytest.fixture
-def world(datadir, faces, tmp_path):
-    """An initialised system with one user per role, a gallery of two subjects, and RHD authorized to search it."""
-    system = Facetrail.initialise(datadir, "admin", PASSWORD)
-    admin = system.auth.authenticate(system.auth.login("admin", PASSWORD)[1])
-    people = {
-        "ivan": (["investigator"], "RHD"),
-        "olga": (["investigator"], "Narcotics"),
-        "erin": (["examiner"], "Forensics"),
-        "ezra": (["examiner"], "Forensics"),
-        "sam": (["supervisor"], "RHD"),
-        "alma": (["auditor"], "Inspector General"),
-    }
-    actors = {"admin": admin}
-    for username, (roles, unit) in people.items():
-        create_confirmed(system, admin, username, roles, unit)
-        actors[username] = system.auth.authenticate(system.auth.login(username, PASSWORD)[1])
-    folder = tmp_path / "bookings"
-    for subject, name, height in (("B-1001", "obama.jpg", 400), ("B-2002", "biden.jpg", 640)):
-        (folder / subject).mkdir(parents=True)
-        (folder / subject / "front.jpg").write_bytes(jpeg(faces[name], height))
-    system.admin.create_gallery(admin, "county", ["booking"], "County booking photographs")
-    system.admin.grant_gallery(admin, "county", "RHD")
-    summary = system.admin.enrol(admin, "county", items_from_folder(folder, "booking"),
-                           dataclasses.replace(system.galleries.settings.enrolment, workers=1))
-    assert summary.count("enrolled") == 2
-    started, finished = [e for e in system.audit.entries(limit=1000) if e["action"].startswith("enrolment")]
-    assert (started["action"], started["details"]) == ("enrolment_started", {"items": 2, "sources": ["booking"]})
-    assert finished["action"] == "enrolment" and finished["details"]["enrolled"] == 2
-    yield system, actors
-    system.close()
+def world(datadir, snapshots, monkeypatch):
+    """A copy of ``build_world``'s system, and its users authenticated."""
+    with snapshots.rebuilt(build_world, datadir, monkeypatch) as tokens, closing(Facetrail.open(datadir)) as system:
+        yield system, {name: system.auth.authenticate(token) for name, token in tokens.items()}
 
 
 def run_search(system, actor, faces, **overrides):

@@ -9,6 +9,7 @@ import html
 import itertools
 import json
 import re
+from contextlib import closing
 from pathlib import Path
 
 import faiss
@@ -22,6 +23,7 @@ from facetrail.errors import BusyError, GalleryError, PermissionDeniedError
 from facetrail.gallery import duplicates
 from facetrail.gallery.duplicates import find_duplicates
 from facetrail.gallery.enrol import items_from_folder
+from facetrail.gallery.gallery import Galleries
 from facetrail.gallery.schema import ImageRecord, SubjectRecord, TemplateRecord
 from tests.fixtures.images import save_resized
 from tests.fixtures.web import post_login
@@ -140,10 +142,10 @@ def admin_page(world: World, path: str) -> str:
 # --- the scan, on synthetic templates -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def crowd(galleries):
-    """A gallery of 3,000 synthetic templates: 2,900 people far apart, 40 photographs of one person close together
-    (more than a photograph's first neighbours) and 60 aliases, each near one of the others."""
+def build_crowd(datadir) -> tuple[list[str], np.ndarray]:
+    """A gallery 'crowd' of 3,000 synthetic templates: 2,900 people far apart, 40 photographs of one person close
+    together (more than a photograph's first neighbours) and 60 aliases, each near one of the others; returns their
+    names and vectors (snapshot builder, tests/fixtures/snapshots.py)."""
     rng = np.random.default_rng(7)
     people = rng.standard_normal((2_900, 128)).astype(np.float32)
     people /= np.linalg.norm(people, axis=1, keepdims=True)
@@ -154,10 +156,18 @@ def crowd(galleries):
     noise *= (np.concatenate([[0.2], rng.uniform(0.05, 0.6, 59)]) / np.linalg.norm(noise, axis=1))[:, None]
     vectors = np.vstack([people, crowded, people[alias_of] + noise])
     names = [f"P-{i}" for i in range(2_900)] + ["P-0"] * 39 + [f"A-{i}" for i in range(60)]
-    galleries.create("crowd", ["booking"])
-    gallery = galleries.get("crowd")
-    store_templates(gallery, names, vectors)
-    return gallery, names, vectors
+    with closing(Galleries.initialise(datadir)) as galleries:
+        galleries.create("crowd", ["booking"])
+        store_templates(galleries.get("crowd"), names, vectors)
+    return names, vectors
+
+
+@pytest.fixture
+def crowd(datadir, snapshots, monkeypatch):
+    """A copy of ``build_crowd``'s gallery, its names and its vectors."""
+    with (snapshots.rebuilt(build_crowd, datadir, monkeypatch) as (names, vectors),
+          closing(Galleries.open(datadir)) as galleries):
+        yield galleries.get("crowd"), names, vectors
 
 
 def store_templates(gallery, names: list[str], vectors: np.ndarray) -> None:

@@ -18,6 +18,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -37,18 +39,24 @@ ENTRIES = 250  # checkpoints at 100 and 200 (audit.checkpoint_every's default)
 runner = CliRunner()
 
 
+def build_trail(datadir: DataDir) -> str:
+    """A data directory whose trail has 250 entries (checkpoints at 100 and 200) and an auditor, whose token it
+    returns (snapshot builder, tests/fixtures/snapshots.py)."""
+    with closing(Facetrail.initialise(datadir, "admin", ADMIN_PASSWORD)) as system:
+        admin = system.auth.authenticate(system.auth.login("admin", ADMIN_PASSWORD)[1])
+        system.admin.create_user(admin, "audrey", ADMIN_PASSWORD, ["auditor"], "Oversight")
+        while system.audit.length() < ENTRIES:
+            system.audit.append("ivan", "search.start", f"case-{system.audit.length()}", {"gallery": "county"})
+        return system.auth.login("audrey", ADMIN_PASSWORD)[1]
+
+
 @pytest.fixture
-def trail_dir(datadir, monkeypatch) -> DataDir:
-    """A data directory whose trail has 250 entries (checkpoints at 100 and 200), an auditor acting in the CLI."""
+def trail_dir(datadir, snapshots, monkeypatch) -> Iterator[DataDir]:
+    """A copy of ``build_trail``'s data directory (its signing key inside it), the auditor acting in the CLI."""
     monkeypatch.delenv(KEY_FILE_ENV, raising=False)
-    system = Facetrail.initialise(datadir, "admin", ADMIN_PASSWORD)
-    admin = system.auth.authenticate(system.auth.login("admin", ADMIN_PASSWORD)[1])
-    system.admin.create_user(admin, "audrey", ADMIN_PASSWORD, ["auditor"], "Oversight")
-    while system.audit.length() < ENTRIES:
-        system.audit.append("ivan", "search.start", f"case-{system.audit.length()}", {"gallery": "county"})
-    monkeypatch.setenv("FACETRAIL_TOKEN", system.auth.login("audrey", ADMIN_PASSWORD)[1])
-    system.close()
-    return datadir
+    with snapshots.rebuilt(build_trail, datadir, monkeypatch) as token:
+        monkeypatch.setenv("FACETRAIL_TOKEN", token)
+        yield datadir
 
 
 def _sql(datadir: DataDir, *statements: str) -> None:
