@@ -4,6 +4,12 @@
 defaults below; an operator edits it there. Unknown keys and values of the
 wrong type are refused with the key's name, so a typo cannot silently leave a
 default in force.
+
+Why one module: every key of ``config.toml`` is declared here, each with its
+default and the reason for it, so an operator or a reviewer reads every
+threshold the system runs under in one file, in the order of the file's
+sections; the loader that checks them against these declarations sits beside
+them.
 """
 
 from __future__ import annotations
