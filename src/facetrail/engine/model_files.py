@@ -48,7 +48,7 @@ def resnet_model(precision: Precision) -> bytes:
     import face_recognition_models as weights
 
     weights_file = Path(weights.face_recognition_model_location())
-    path = cache_folder() / f"dlib-resnet-{precision}-{_inputs_digest(weights_file, precision)[:20]}.onnx"
+    path = _resnet_path(weights_file, precision)
     try:
         return path.read_bytes()
     except OSError:
@@ -81,8 +81,7 @@ def forget(precision: Precision) -> None:
     """Remove the cached model of ``precision`` (a file ONNX Runtime refused to load is built again)."""
     import face_recognition_models as weights
 
-    digest = _inputs_digest(Path(weights.face_recognition_model_location()), precision)[:20]
-    (cache_folder() / f"dlib-resnet-{precision}-{digest}.onnx").unlink(missing_ok=True)
+    _resnet_path(Path(weights.face_recognition_model_location()), precision).unlink(missing_ok=True)
 
 
 def cache_folder() -> Path:
@@ -95,22 +94,13 @@ def cache_folder() -> Path:
 
 def quantize_int8(float_model: bytes, ranges: Path = INT8_RANGES) -> bytes:
     """The int8 model of a float32 one, over the calibrated activation ``ranges``."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
     with tempfile.TemporaryDirectory(prefix="facetrail-int8-") as scratch:
-        source, target = Path(scratch) / "float32.onnx", Path(scratch) / "int8.onnx"
-        source.write_bytes(float_model)
-        quantize_static(
-            source, target, None, quant_format=QuantFormat.QOperator, op_types_to_quantize=QUANTIZED_OPS,
-            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=ranges,
-        )
-        return target.read_bytes()
+        return _quantize(float_model, Path(scratch), None, ranges)
 
 
 def calibrate_int8(float_model: bytes, chips: np.ndarray, output: Path, batch: int = 32) -> None:
     """Measure the float32 model's activation ranges over aligned ``chips`` (N, 150, 150, 3) uint8 into ``output``."""
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationDataReader
 
     class Chips(CalibrationDataReader):
         def __init__(self) -> None:
@@ -121,15 +111,24 @@ def calibrate_int8(float_model: bytes, chips: np.ndarray, output: Path, batch: i
             return None if found is None else {onnx_resnet.INPUT_NAME: found}
 
     with tempfile.TemporaryDirectory(prefix="facetrail-calibrate-") as scratch:
-        source = Path(scratch) / "float32.onnx"
-        source.write_bytes(float_model)
-        ranges = Path(scratch) / "ranges.json"
-        quantize_static(
-            source, Path(scratch) / "int8.onnx", Chips(), quant_format=QuantFormat.QOperator,
-            op_types_to_quantize=QUANTIZED_OPS, per_channel=True, activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=ranges,
-        )
+        ranges = Path(scratch) / "ranges.json"  # absent: ONNX Runtime measures the ranges and writes them there
+        _quantize(float_model, Path(scratch), Chips(), ranges)
         output.write_bytes(ranges.read_bytes())
+
+
+def _quantize(float_model: bytes, scratch: Path, chips, ranges: Path) -> bytes:
+    """Quantize ``float_model`` in ``scratch`` with facetrail's settings over the activation ``ranges`` file (measured
+    on ``chips`` first when it does not exist); the int8 model's bytes."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    source, target = scratch / "float32.onnx", scratch / "int8.onnx"
+    source.write_bytes(float_model)
+    quantize_static(
+        source, target, chips, quant_format=QuantFormat.QOperator, op_types_to_quantize=QUANTIZED_OPS,
+        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=ranges,
+    )
+    return target.read_bytes()
 
 
 def int8_is_exact_here() -> bool:
@@ -142,6 +141,11 @@ def int8_is_exact_here() -> bool:
     except OSError:
         return False
     return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def _resnet_path(weights_file: Path, precision: Precision) -> Path:
+    """Where the model built from ``weights_file`` in ``precision`` by this code is kept."""
+    return cache_folder() / f"dlib-resnet-{precision}-{_inputs_digest(weights_file, precision)[:20]}.onnx"
 
 
 def _inputs_digest(weights_file: Path, precision: Precision) -> str:

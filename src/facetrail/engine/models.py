@@ -133,13 +133,16 @@ class OnnxResNetModel(DlibAlignedResNet):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+
+        def session():
+            return onnxruntime.InferenceSession(model_files.resnet_model(precision), options,
+                                                providers=["CPUExecutionProvider"])
+
         try:
-            self._session = onnxruntime.InferenceSession(model_files.resnet_model(precision), options,
-                                                         providers=["CPUExecutionProvider"])
+            self._session = session()
         except Exception:  # noqa: BLE001 - a damaged cached file: build it again, once
             model_files.forget(precision)
-            self._session = onnxruntime.InferenceSession(model_files.resnet_model(precision), options,
-                                                         providers=["CPUExecutionProvider"])
+            self._session = session()
 
     def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         if not chips:

@@ -8,7 +8,8 @@ large set is analysed once: entries are keyed by the image's resolved path, size
 and modification time, and the file records the pipeline that made them (model,
 version, augmentation, every detection setting, face choice); a file made by
 another pipeline is refused rather than mixed in. (The embedding backend is not
-part of it: ONNX and dlib compute the same templates.)
+part of it: ONNX and dlib compute the same templates; the precision is, int8's
+differ from float32's.)
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ def pipeline_key(config: EngineConfig, model_name: str, model_version: str, choi
         "model": model_name,
         "model_version": model_version,
         "augmentation": config.embedding.augmentation,
+        "precision": config.embedding.precision,
         "detection": repr(config.detection),
         "face_choice": choice,
     }

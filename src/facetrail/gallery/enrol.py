@@ -37,6 +37,7 @@ from facetrail.gallery.analysis import Analysis, Photograph, Refusal, analyse
 from facetrail.gallery.gallery import Gallery
 from facetrail.gallery.schema import ImageRecord, RejectionRecord, SubjectRecord, TemplateRecord
 
+
 @dataclass(frozen=True)
 class EnrolItem:
     """One photograph to enrol and its provenance: a file, or bytes uploaded under a name."""
